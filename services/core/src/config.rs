@@ -1,0 +1,416 @@
+//! Configuration: one TOML file, `HELIX_*` environment variables, command-line flags.
+//!
+//! Precedence is defaults < file < environment < flags. [`load`] is a pure function of the file
+//! text, the environment map and the flags, so every rule here is tested without touching the
+//! process environment or the disk; the `helix` binary does the reading.
+//!
+//! Unknown keys and bad values stop start-up with an error naming the key (and, for the file,
+//! the line). Unknown `HELIX_*` variables only produce a warning: other programs use that prefix
+//! too (the Helix editor reads `HELIX_RUNTIME`), and refusing to start because of them would be
+//! hostile.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::service::ServiceKind;
+
+/// Environment variables with the `HELIX_` prefix that are not configuration keys.
+const NON_CONFIG_ENV: &[&str] = &["HELIX_CONFIG", "HELIX_HINTS"];
+
+/// How logs are written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The whole Helix configuration. Every field has a default, so an empty file is valid.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HelixConfig {
+    /// Address every service binds to.
+    pub host: String,
+    pub orchestrator_port: u16,
+    pub trace_collector_port: u16,
+    pub breaker_gateway_port: u16,
+    pub healer_port: u16,
+    /// Root of everything the services store; each service uses `<data_dir>/<service>`.
+    pub data_dir: PathBuf,
+    pub log_format: LogFormat,
+    /// A tracing filter directive such as `info` or `helix_healer=debug,info`. `RUST_LOG`, when
+    /// set, wins.
+    pub log_level: String,
+    /// Largest request body any service accepts; larger bodies get 413.
+    pub max_body_bytes: usize,
+    /// How long in-flight requests may take to finish after SIGINT/SIGTERM.
+    pub shutdown_grace_secs: u64,
+    /// HTTP worker threads per service; 0 means one per CPU core.
+    pub workers: usize,
+}
+
+impl Default for HelixConfig {
+    fn default() -> Self {
+        HelixConfig {
+            host: "127.0.0.1".to_owned(),
+            orchestrator_port: ServiceKind::Orchestrator.default_port(),
+            trace_collector_port: ServiceKind::TraceCollector.default_port(),
+            breaker_gateway_port: ServiceKind::BreakerGateway.default_port(),
+            healer_port: ServiceKind::Healer.default_port(),
+            data_dir: PathBuf::from(".helix"),
+            log_format: LogFormat::Human,
+            log_level: "info".to_owned(),
+            max_body_bytes: 8 * 1024 * 1024,
+            shutdown_grace_secs: 30,
+            workers: 0,
+        }
+    }
+}
+
+impl HelixConfig {
+    /// The configured port of a service.
+    pub fn port(&self, kind: ServiceKind) -> u16 {
+        match kind {
+            ServiceKind::Orchestrator => self.orchestrator_port,
+            ServiceKind::TraceCollector => self.trace_collector_port,
+            ServiceKind::BreakerGateway => self.breaker_gateway_port,
+            ServiceKind::Healer => self.healer_port,
+        }
+    }
+
+    /// Where a service keeps its files.
+    pub fn service_data_dir(&self, kind: ServiceKind) -> PathBuf {
+        self.data_dir.join(kind.name())
+    }
+
+    /// The config key of a service's port, as used in the file and in error messages.
+    pub fn port_key(kind: ServiceKind) -> &'static str {
+        match kind {
+            ServiceKind::Orchestrator => "orchestrator_port",
+            ServiceKind::TraceCollector => "trace_collector_port",
+            ServiceKind::BreakerGateway => "breaker_gateway_port",
+            ServiceKind::Healer => "healer_port",
+        }
+    }
+
+    /// Checks values that are well-typed but still wrong.
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: String| {
+            Err(ConfigError::Invalid { key: key.to_owned(), message })
+        };
+        if self.host.trim().is_empty() {
+            return invalid("host", "must not be empty".to_owned());
+        }
+        for (i, a) in ServiceKind::ALL.iter().enumerate() {
+            for b in &ServiceKind::ALL[i + 1..] {
+                let (pa, pb) = (self.port(*a), self.port(*b));
+                if pa != 0 && pa == pb {
+                    return invalid(
+                        HelixConfig::port_key(*b),
+                        format!("port {pb} is already used by {}", HelixConfig::port_key(*a)),
+                    );
+                }
+            }
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return invalid("data_dir", "must not be empty".to_owned());
+        }
+        if self.max_body_bytes < 1024 {
+            return invalid("max_body_bytes", format!("{} is below the minimum of 1024", self.max_body_bytes));
+        }
+        if self.shutdown_grace_secs > 3600 {
+            return invalid(
+                "shutdown_grace_secs",
+                format!("{} is above the maximum of 3600", self.shutdown_grace_secs),
+            );
+        }
+        if self.workers > 1024 {
+            return invalid("workers", format!("{} is above the maximum of 1024", self.workers));
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log_level) {
+            return invalid("log_level", format!("{:?} is not a valid filter: {e}", self.log_level));
+        }
+        Ok(())
+    }
+}
+
+/// A configuration file's name (for messages) and text.
+#[derive(Debug, Clone, Copy)]
+pub struct ConfigFile<'a> {
+    pub path: &'a str,
+    pub text: &'a str,
+}
+
+/// A value given on the command line: the config key, the flag as the user typed it (for
+/// messages) and the raw value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlagValue {
+    pub key: String,
+    pub flag: String,
+    pub value: String,
+}
+
+impl FlagValue {
+    pub fn new(key: &str, flag: &str, value: impl ToString) -> FlagValue {
+        FlagValue { key: key.to_owned(), flag: flag.to_owned(), value: value.to_string() }
+    }
+}
+
+/// The loaded configuration and what was noticed on the way.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadedConfig {
+    pub config: HelixConfig,
+    /// Things worth a warning at start-up (unknown `HELIX_*` variables).
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// The file is not valid TOML, has an unknown key or a value of the wrong type. The message
+    /// of the TOML parser names line, column and key.
+    #[error("invalid config file {path}: {message}")]
+    File { path: String, message: String },
+    #[error("invalid environment variable {var}: {message}")]
+    Env { var: String, message: String },
+    #[error("invalid flag {flag}: {message}")]
+    Flag { flag: String, message: String },
+    #[error("invalid config key `{key}`: {message}")]
+    Invalid { key: String, message: String },
+}
+
+/// Loads the configuration: defaults, then the file, then `HELIX_*` variables of `env`, then
+/// flags. Pure: the caller reads the file and the process environment.
+///
+/// Environment variable names map to keys by dropping the prefix and lowercasing:
+/// `HELIX_HEALER_PORT` sets `healer_port`; a double underscore descends into a table
+/// (`HELIX_GATEWAY__REDIS_URL` sets `gateway.redis_url`).
+pub fn load(
+    file: Option<ConfigFile<'_>>,
+    env: &BTreeMap<String, String>,
+    flags: &[FlagValue],
+) -> Result<LoadedConfig, ConfigError> {
+    let mut config = match file {
+        Some(f) => toml::from_str::<HelixConfig>(f.text).map_err(|e| ConfigError::File {
+            path: f.path.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?,
+        None => HelixConfig::default(),
+    };
+    let mut warnings = Vec::new();
+
+    for (var, value) in env {
+        let Some(rest) = var.strip_prefix("HELIX_") else { continue };
+        if NON_CONFIG_ENV.contains(&var.as_str()) || rest.is_empty() {
+            continue;
+        }
+        let key = rest.to_lowercase().replace("__", ".");
+        match set_key(&config, &key, value) {
+            Ok(next) => config = next,
+            Err(SetError::UnknownKey) => {
+                warnings.push(format!("ignoring environment variable {var}: no config key `{key}`"))
+            }
+            Err(SetError::Value(message)) => {
+                return Err(ConfigError::Env { var: var.clone(), message });
+            }
+        }
+    }
+
+    for flag in flags {
+        config = set_key(&config, &flag.key, &flag.value).map_err(|e| ConfigError::Flag {
+            flag: flag.flag.clone(),
+            message: match e {
+                SetError::UnknownKey => format!("no config key `{}`", flag.key),
+                SetError::Value(m) => m,
+            },
+        })?;
+    }
+
+    config.validate()?;
+    Ok(LoadedConfig { config, warnings })
+}
+
+enum SetError {
+    UnknownKey,
+    Value(String),
+}
+
+/// Returns `config` with the dotted `key` set from the raw string `raw`. The raw string is read
+/// as the type the key has now (integer, boolean, float or string), so `HELIX_HOST=1234` stays
+/// a string while `HELIX_HEALER_PORT=abc` is rejected.
+fn set_key(config: &HelixConfig, key: &str, raw: &str) -> Result<HelixConfig, SetError> {
+    let mut root = toml::Value::try_from(config)
+        .map_err(|e| SetError::Value(format!("cannot represent the configuration: {e}")))?;
+    let parts: Vec<&str> = key.split('.').collect();
+    let (last, parents) = parts.split_last().ok_or(SetError::UnknownKey)?;
+    let mut table = match &mut root {
+        toml::Value::Table(t) => t,
+        _ => return Err(SetError::UnknownKey),
+    };
+    for part in parents {
+        let entry = table
+            .entry((*part).to_owned())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        table = match entry {
+            toml::Value::Table(t) => t,
+            _ => return Err(SetError::UnknownKey),
+        };
+    }
+    let value = match table.get(*last) {
+        Some(toml::Value::Integer(_)) => raw
+            .trim()
+            .parse::<i64>()
+            .map(toml::Value::Integer)
+            .map_err(|_| SetError::Value(format!("expected an integer, got {raw:?}")))?,
+        Some(toml::Value::Boolean(_)) => match raw.trim().to_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => toml::Value::Boolean(true),
+            "false" | "0" | "no" | "off" => toml::Value::Boolean(false),
+            _ => return Err(SetError::Value(format!("expected true or false, got {raw:?}"))),
+        },
+        Some(toml::Value::Float(_)) => raw
+            .trim()
+            .parse::<f64>()
+            .map(toml::Value::Float)
+            .map_err(|_| SetError::Value(format!("expected a number, got {raw:?}")))?,
+        Some(toml::Value::Table(_)) | Some(toml::Value::Array(_)) => {
+            return Err(SetError::Value(format!(
+                "`{key}` is a table or list and cannot be set from a single value"
+            )));
+        }
+        _ => toml::Value::String(raw.to_owned()),
+    };
+    table.insert((*last).to_owned(), value);
+    root.try_into::<HelixConfig>().map_err(|e| {
+        let message = e.message().to_owned();
+        if message.starts_with("unknown field") {
+            SetError::UnknownKey
+        } else {
+            SetError::Value(message)
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    fn file(text: &str) -> Option<ConfigFile<'_>> {
+        Some(ConfigFile { path: "helix.toml", text })
+    }
+
+    #[test]
+    fn no_config_at_all_gives_embedded_defaults() {
+        let loaded = load(None, &BTreeMap::new(), &[]).expect("defaults load");
+        assert_eq!(loaded.config, HelixConfig::default());
+        assert_eq!(loaded.config.orchestrator_port, 7700);
+        assert_eq!(loaded.config.trace_collector_port, 7701);
+        assert_eq!(loaded.config.breaker_gateway_port, 7702);
+        assert_eq!(loaded.config.healer_port, 7703);
+        assert_eq!(loaded.config.data_dir, PathBuf::from(".helix"));
+        assert!(loaded.warnings.is_empty());
+    }
+
+    #[test]
+    fn file_values_are_read() {
+        let text = "host = \"0.0.0.0\"\nhealer_port = 9000\nlog_format = \"json\"\n";
+        let c = load(file(text), &BTreeMap::new(), &[]).expect("load").config;
+        assert_eq!(c.host, "0.0.0.0");
+        assert_eq!(c.healer_port, 9000);
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(c.orchestrator_port, 7700);
+    }
+
+    #[test]
+    fn unknown_key_in_file_is_named_with_its_line() {
+        let text = "host = \"127.0.0.1\"\nhelaer_port = 9000\n";
+        let err = load(file(text), &BTreeMap::new(), &[]).expect_err("must fail").to_string();
+        assert!(err.contains("helaer_port"), "{err}");
+        assert!(err.contains("line 2"), "{err}");
+        assert!(err.contains("helix.toml"), "{err}");
+    }
+
+    #[test]
+    fn bad_value_in_file_is_named() {
+        let err = load(file("healer_port = 70000\n"), &BTreeMap::new(), &[])
+            .expect_err("must fail")
+            .to_string();
+        assert!(err.contains("healer_port") || err.contains("line 1"), "{err}");
+        let err = load(file("log_format = \"xml\"\n"), &BTreeMap::new(), &[])
+            .expect_err("must fail")
+            .to_string();
+        assert!(err.contains("xml") && err.contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn precedence_is_file_then_env_then_flags() {
+        let text = "healer_port = 1001\ntrace_collector_port = 1002\nbreaker_gateway_port = 1003\n";
+        let e = env(&[("HELIX_TRACE_COLLECTOR_PORT", "2002"), ("HELIX_BREAKER_GATEWAY_PORT", "2003")]);
+        let flags = [FlagValue::new("breaker_gateway_port", "--breaker-gateway-port", 3003)];
+        let c = load(file(text), &e, &flags).expect("load").config;
+        assert_eq!(c.healer_port, 1001);
+        assert_eq!(c.trace_collector_port, 2002);
+        assert_eq!(c.breaker_gateway_port, 3003);
+    }
+
+    #[test]
+    fn env_values_keep_the_key_type() {
+        let e = env(&[("HELIX_HOST", "1234"), ("HELIX_DATA_DIR", "/var/lib/helix")]);
+        let c = load(None, &e, &[]).expect("load").config;
+        assert_eq!(c.host, "1234");
+        assert_eq!(c.data_dir, PathBuf::from("/var/lib/helix"));
+    }
+
+    #[test]
+    fn bad_env_value_names_the_variable() {
+        let err = load(None, &env(&[("HELIX_HEALER_PORT", "abc")]), &[]).expect_err("must fail");
+        assert!(matches!(&err, ConfigError::Env { var, .. } if var == "HELIX_HEALER_PORT"), "{err}");
+        let err = load(None, &env(&[("HELIX_HEALER_PORT", "99999")]), &[]).expect_err("must fail");
+        assert!(err.to_string().contains("HELIX_HEALER_PORT"), "{err}");
+        let err = load(None, &env(&[("HELIX_LOG_FORMAT", "xml")]), &[]).expect_err("must fail");
+        assert!(err.to_string().contains("HELIX_LOG_FORMAT"), "{err}");
+    }
+
+    #[test]
+    fn unknown_env_variables_warn_but_do_not_stop() {
+        let e = env(&[("HELIX_RUNTIME", "/usr/lib/helix/runtime"), ("HELIX_CONFIG", "x.toml"), ("PATH", "/bin")]);
+        let loaded = load(None, &e, &[]).expect("load");
+        assert_eq!(loaded.config, HelixConfig::default());
+        assert_eq!(loaded.warnings.len(), 1);
+        assert!(loaded.warnings[0].contains("HELIX_RUNTIME"));
+    }
+
+    #[test]
+    fn semantic_errors_name_the_key() {
+        let err = load(file("healer_port = 7700\n"), &BTreeMap::new(), &[]).expect_err("clash");
+        assert!(err.to_string().contains("healer_port") && err.to_string().contains("orchestrator_port"), "{err}");
+        let err = load(file("max_body_bytes = 10\n"), &BTreeMap::new(), &[]).expect_err("small");
+        assert!(err.to_string().contains("max_body_bytes"), "{err}");
+        let err = load(file("log_level = \"info,[=\"\n"), &BTreeMap::new(), &[]).expect_err("filter");
+        assert!(err.to_string().contains("log_level"), "{err}");
+        // port 0 (any free port) may repeat: tests bind every service on port 0
+        let zeros = "orchestrator_port = 0\ntrace_collector_port = 0\nbreaker_gateway_port = 0\nhealer_port = 0\n";
+        assert!(load(file(zeros), &BTreeMap::new(), &[]).is_ok());
+    }
+
+    #[test]
+    fn bad_flag_is_named() {
+        let flags = [FlagValue::new("workers", "--workers", "many")];
+        let err = load(None, &BTreeMap::new(), &flags).expect_err("must fail");
+        assert!(err.to_string().contains("--workers"), "{err}");
+    }
+
+    #[test]
+    fn defaults_round_trip_through_toml() {
+        let text = toml::to_string(&HelixConfig::default()).expect("serialize");
+        let c = load(file(&text), &BTreeMap::new(), &[]).expect("load").config;
+        assert_eq!(c, HelixConfig::default());
+    }
+}
