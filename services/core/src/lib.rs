@@ -5,6 +5,7 @@
 //! health/readiness types, the service catalogue and telemetry setup. It never imports a
 //! service crate; services talk to each other over HTTP, never through each other's crates.
 
+pub mod client;
 pub mod config;
 pub mod error;
 pub mod health;

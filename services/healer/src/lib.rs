@@ -1,1 +1,99 @@
+//! The healer: Helix's error pattern engine.
+//!
+//! Today it fingerprints diagnostic messages into stable, versioned signatures
+//! ([`signature`]); splitting raw tool output, classification, the pattern database and fixes
+//! that learn build on that (see ARCHITECTURE.md).
+//!
+//! Layout: [`signature`] is domain logic free of actix types; [`routes`] holds thin handlers;
+//! [`configure`] registers them; [`HealerService`] is what `helix up`, `helix serve healer` and
+//! the tests run.
 
+pub mod error;
+pub mod routes;
+pub mod signature;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use actix_web::web;
+use futures_util::future::BoxFuture;
+use helix_core::{Check, HelixConfig, ServiceKind};
+use utoipa::OpenApi;
+
+pub use error::HealerError;
+
+/// Shared state of the healer's handlers.
+#[derive(Debug)]
+pub struct HealerState {
+    data_dir: PathBuf,
+}
+
+impl HealerState {
+    /// Opens the healer's storage under `<data_dir>/healer`.
+    pub fn open(cfg: &HelixConfig) -> Result<HealerState, HealerError> {
+        let data_dir = helix_http::storage::prepare_data_dir(&cfg.service_data_dir(ServiceKind::Healer))
+            .map_err(HealerError::Storage)?;
+        Ok(HealerState { data_dir })
+    }
+}
+
+/// Registers the healer's routes on `cfg`.
+pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<HealerState>) {
+    cfg.app_data(state)
+        .service(helix_http::routes::post("/v1/fingerprint", routes::fingerprint::fingerprint));
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    paths(routes::fingerprint::fingerprint),
+    components(schemas(
+        routes::fingerprint::FingerprintRequest,
+        routes::fingerprint::FingerprintResponse,
+        routes::fingerprint::ParamOut,
+    )),
+    tags((name = "signatures", description = "stable fingerprints of error messages"))
+)]
+struct ApiDoc;
+
+/// The healer's complete OpenAPI document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    helix_http::openapi::finish(
+        ServiceKind::Healer,
+        "The error pattern engine: fingerprints tool output into stable signatures.",
+        ApiDoc::openapi(),
+    )
+}
+
+/// The healer as served by the shared runtime.
+pub struct HealerService {
+    state: web::Data<HealerState>,
+}
+
+impl HealerService {
+    pub fn new(cfg: &HelixConfig) -> Result<HealerService, HealerError> {
+        Ok(HealerService { state: web::Data::new(HealerState::open(cfg)?) })
+    }
+
+    pub fn into_service(self) -> Arc<dyn helix_http::Service> {
+        Arc::new(self)
+    }
+}
+
+impl helix_http::Service for HealerService {
+    fn kind(&self) -> ServiceKind {
+        ServiceKind::Healer
+    }
+
+    fn configure(&self, cfg: &mut web::ServiceConfig) {
+        configure(cfg, self.state.clone());
+    }
+
+    fn openapi(&self) -> utoipa::openapi::OpenApi {
+        openapi()
+    }
+
+    fn readiness(&self) -> BoxFuture<'static, Vec<Check>> {
+        let dir = self.state.data_dir.clone();
+        Box::pin(async move { vec![helix_http::storage::data_dir_check(dir).await] })
+    }
+}

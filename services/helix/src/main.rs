@@ -1,1 +1,123 @@
-fn main() {}
+//! `helix`: see `helix --help`.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use helix::cli::{Cli, Command, RunArgs};
+use helix::stack::Stack;
+use helix_core::ServiceKind;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Up(args) => serve(&args, &ServiceKind::ALL).await,
+        Command::Serve { service, run } => serve(&run, &[service.into()]).await,
+        Command::Openapi { write, check, dir, service } => openapi(write, check, &dir, service.map(Into::into)),
+        Command::Config(args) => {
+            let loaded = args.load()?;
+            for w in &loaded.warnings {
+                eprintln!("warning: {w}");
+            }
+            print!("{}", toml::to_string(&loaded.config).context("cannot print the configuration")?);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn serve(args: &RunArgs, kinds: &[ServiceKind]) -> anyhow::Result<ExitCode> {
+    let loaded = args.load()?;
+    let cfg = loaded.config;
+    helix_core::telemetry::init(cfg.log_format, &cfg.log_level);
+    for w in &loaded.warnings {
+        tracing::warn!("{w}");
+    }
+
+    let stack = Stack::start(&cfg, kinds).await?;
+    println!("helix {} running (data in {})", helix_core::VERSION, cfg.data_dir.display());
+    for s in stack.services() {
+        println!("  {:<16} {:<24} swagger: {}/swagger-ui/", s.kind().name(), s.url(), s.url());
+    }
+    println!("press Ctrl-C to stop");
+
+    let signal = shutdown_signal().await;
+    tracing::info!(signal, grace_secs = cfg.shutdown_grace_secs, "shutting down");
+    // A second signal during the grace period stops at once.
+    tokio::spawn(async {
+        shutdown_signal().await;
+        eprintln!("second signal: exiting without waiting for in-flight requests");
+        std::process::exit(130);
+    });
+    stack.stop().await?;
+    tracing::info!("shutdown complete");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Waits for SIGINT or SIGTERM and names it.
+async fn shutdown_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+            },
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "SIGINT"
+    }
+}
+
+fn openapi(write: bool, check: bool, dir: &std::path::Path, service: Option<ServiceKind>) -> anyhow::Result<ExitCode> {
+    if !write && !check {
+        let kind = service.context("name a service, or pass --write or --check")?;
+        print!("{}", helix_http::openapi::to_committed_json(&helix::openapi_document(kind)));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut stale = Vec::new();
+    for (kind, doc) in helix::openapi_documents() {
+        let path = dir.join(format!("{}.json", kind.name()));
+        let want = helix_http::openapi::to_committed_json(&doc);
+        if write {
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            std::fs::write(&path, want).with_context(|| format!("cannot write {}", path.display()))?;
+            println!("wrote {}", path.display());
+        } else if std::fs::read_to_string(&path).ok().as_deref() != Some(want.as_str()) {
+            stale.push(path.display().to_string());
+        }
+    }
+    if stale.is_empty() {
+        if check {
+            println!("openapi documents are up to date");
+        }
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("stale openapi documents (run `helix openapi --write`): {}", stale.join(", "));
+        Ok(ExitCode::FAILURE)
+    }
+}

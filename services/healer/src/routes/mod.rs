@@ -1,0 +1,3 @@
+//! Thin HTTP handlers: parse, call the domain, shape the answer.
+
+pub mod fingerprint;

@@ -1,0 +1,149 @@
+//! Command-line arguments and how they become configuration.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use helix_core::config::{ConfigFile, FlagValue};
+use helix_core::{LoadedConfig, ServiceKind};
+
+/// Helix makes pipelines of LLM coding agents predictable, observable, resilient and
+/// self-healing.
+#[derive(Debug, Parser)]
+#[command(name = "helix", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run all four services in this process (orchestrator 7700, trace-collector 7701,
+    /// breaker-gateway 7702, healer 7703)
+    Up(RunArgs),
+    /// Run one service
+    Serve {
+        /// orchestrator, trace-collector, breaker-gateway or healer
+        #[arg(value_enum)]
+        service: ServiceArg,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Print, write or check the OpenAPI documents under openapi/
+    Openapi {
+        /// Write every service's document to DIR/<service>.json
+        #[arg(long, conflicts_with = "check")]
+        write: bool,
+        /// Exit with an error when a file in DIR differs from the code
+        #[arg(long)]
+        check: bool,
+        /// Directory of the committed documents
+        #[arg(long, default_value = "openapi")]
+        dir: PathBuf,
+        /// Print this service's document (when neither --write nor --check is given)
+        #[arg(value_enum, required_unless_present_any = ["write", "check"])]
+        service: Option<ServiceArg>,
+    },
+    /// Print the effective configuration (defaults < file < HELIX_* env < flags) as TOML
+    Config(RunArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ServiceArg {
+    Orchestrator,
+    TraceCollector,
+    BreakerGateway,
+    Healer,
+}
+
+impl From<ServiceArg> for ServiceKind {
+    fn from(s: ServiceArg) -> ServiceKind {
+        match s {
+            ServiceArg::Orchestrator => ServiceKind::Orchestrator,
+            ServiceArg::TraceCollector => ServiceKind::TraceCollector,
+            ServiceArg::BreakerGateway => ServiceKind::BreakerGateway,
+            ServiceArg::Healer => ServiceKind::Healer,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormatArg {
+    Human,
+    Json,
+}
+
+/// Options of the commands that run services. Each flag has the name of its config key (with
+/// dashes) and overrides the file and the environment.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RunArgs {
+    /// Config file (TOML); default: ./helix.toml when it exists, else built-in defaults
+    #[arg(long, env = "HELIX_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address every service binds to
+    #[arg(long)]
+    pub host: Option<String>,
+    #[arg(long, value_name = "PORT")]
+    pub orchestrator_port: Option<u16>,
+    #[arg(long, value_name = "PORT")]
+    pub trace_collector_port: Option<u16>,
+    #[arg(long, value_name = "PORT")]
+    pub breaker_gateway_port: Option<u16>,
+    #[arg(long, value_name = "PORT")]
+    pub healer_port: Option<u16>,
+    /// Where the services keep their data (default ./.helix)
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormatArg>,
+    /// Log filter, e.g. info or helix_healer=debug,info (RUST_LOG wins)
+    #[arg(long, value_name = "FILTER")]
+    pub log_level: Option<String>,
+}
+
+impl RunArgs {
+    fn flags(&self) -> Vec<FlagValue> {
+        let mut flags = Vec::new();
+        let mut push = |key: &str, value: Option<String>| {
+            if let Some(v) = value {
+                flags.push(FlagValue::new(key, &format!("--{}", key.replace('_', "-")), v));
+            }
+        };
+        push("host", self.host.clone());
+        push("orchestrator_port", self.orchestrator_port.map(|p| p.to_string()));
+        push("trace_collector_port", self.trace_collector_port.map(|p| p.to_string()));
+        push("breaker_gateway_port", self.breaker_gateway_port.map(|p| p.to_string()));
+        push("healer_port", self.healer_port.map(|p| p.to_string()));
+        push("data_dir", self.data_dir.as_ref().map(|p| p.display().to_string()));
+        push(
+            "log_format",
+            self.log_format.map(|f| match f {
+                LogFormatArg::Human => "human".to_owned(),
+                LogFormatArg::Json => "json".to_owned(),
+            }),
+        );
+        push("log_level", self.log_level.clone());
+        flags
+    }
+
+    /// Reads the config file and the process environment, then applies the flags.
+    pub fn load(&self) -> anyhow::Result<LoadedConfig> {
+        let implicit = Path::new("helix.toml");
+        let path = match &self.config {
+            Some(p) => Some(p.clone()),
+            None if implicit.is_file() => Some(implicit.to_path_buf()),
+            None => None,
+        };
+        let text = match &path {
+            Some(p) => Some(
+                std::fs::read_to_string(p).with_context(|| format!("cannot read config file {}", p.display()))?,
+            ),
+            None => None,
+        };
+        let path_str = path.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+        let file = text.as_deref().map(|text| ConfigFile { path: &path_str, text });
+        let env: BTreeMap<String, String> = std::env::vars().collect();
+        Ok(helix_core::config::load(file, &env, &self.flags())?)
+    }
+}

@@ -1,0 +1,125 @@
+//! Running a [`Service`] on a listener, and stopping it gracefully.
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::ServerHandle;
+use actix_web::middleware::{Compress, from_fn};
+use actix_web::{App, HttpServer, web};
+use helix_core::HelixConfig;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::Service;
+use crate::middleware::request_context;
+use crate::problem::{json_error, path_error, query_error};
+use crate::routes;
+
+/// HTTP settings shared by every service, taken from the configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub max_body_bytes: usize,
+    /// 0: one worker per CPU core.
+    pub workers: usize,
+    pub shutdown_grace: Duration,
+}
+
+impl Settings {
+    pub fn from_config(cfg: &HelixConfig) -> Settings {
+        Settings {
+            max_body_bytes: cfg.max_body_bytes,
+            workers: cfg.workers,
+            shutdown_grace: Duration::from_secs(cfg.shutdown_grace_secs),
+        }
+    }
+}
+
+/// A service being served. Dropping it does not stop the server; call [`RunningService::stop`].
+pub struct RunningService {
+    service: Arc<dyn Service>,
+    addr: SocketAddr,
+    handle: ServerHandle,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningService {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Base URL, e.g. `http://127.0.0.1:7703`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn kind(&self) -> helix_core::ServiceKind {
+        self.service.kind()
+    }
+
+    /// A handle that can stop the server from elsewhere (signal handlers).
+    pub fn handle(&self) -> ServerHandle {
+        self.handle.clone()
+    }
+
+    /// Stops accepting, lets in-flight requests finish within the grace period, then flushes the
+    /// service. Returns when all of that is done.
+    pub async fn stop(self) -> std::io::Result<()> {
+        self.handle.stop(true).await;
+        self.wait().await
+    }
+
+    /// Waits until the server stopped (by [`RunningService::stop`] or a handle), then flushes.
+    pub async fn wait(self) -> std::io::Result<()> {
+        let result = match self.task.await {
+            Ok(r) => r,
+            Err(e) => Err(std::io::Error::other(format!("server task failed: {e}"))),
+        };
+        self.service.shutdown().await;
+        tracing::info!(service = self.service.kind().name(), "stopped");
+        result
+    }
+}
+
+/// Serves `service` on `listener` (already bound: pass port 0 for any free port). Must be called
+/// inside a tokio runtime. Signals are not handled here; the caller decides when to stop.
+pub fn start(
+    service: Arc<dyn Service>,
+    listener: TcpListener,
+    settings: &Settings,
+) -> std::io::Result<RunningService> {
+    let addr = listener.local_addr()?;
+    let doc = service.openapi();
+    let shared = web::Data::new(service.clone());
+    let limit = settings.max_body_bytes;
+
+    let factory = move || {
+        let svc = shared.clone();
+        App::new()
+            .wrap(Compress::default())
+            .wrap(from_fn(request_context))
+            .app_data(svc.clone())
+            .app_data(web::JsonConfig::default().limit(limit).error_handler(json_error))
+            .app_data(web::PayloadConfig::new(limit))
+            .app_data(web::QueryConfig::default().error_handler(query_error))
+            .app_data(web::PathConfig::default().error_handler(path_error))
+            .service(routes::get("/health", routes::health))
+            .service(routes::get("/ready", routes::ready))
+            .configure(|cfg| svc.configure(cfg))
+            .service(SwaggerUi::new("/swagger-ui/{_:.*}").url("/openapi.json", doc.clone()))
+            .route("/swagger-ui", web::get().to(routes::to_swagger_ui))
+            .route("/", web::get().to(routes::to_swagger_ui))
+    };
+
+    let mut server = HttpServer::new(factory)
+        .disable_signals()
+        .shutdown_timeout(settings.shutdown_grace.as_secs())
+        .listen(listener)?;
+    if settings.workers > 0 {
+        server = server.workers(settings.workers);
+    }
+    let server = server.run();
+    let handle = server.handle();
+    let task = tokio::spawn(server);
+    tracing::info!(service = service.kind().name(), %addr, "listening");
+    Ok(RunningService { service, addr, handle, task })
+}
