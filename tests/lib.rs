@@ -1,1 +1,81 @@
-//! Integration tests live in tests/*.rs.
+//! Test harness: Helix services started in-process on port 0, exactly as `helix up` starts them,
+//! and talked to over real HTTP.
+
+use std::path::Path;
+
+use helix::stack::Stack;
+use helix_core::{HelixConfig, ServiceKind};
+
+/// A configuration for tests: every port 0 (any free port), data under `dir`.
+pub fn test_config(dir: &Path) -> HelixConfig {
+    HelixConfig {
+        orchestrator_port: 0,
+        trace_collector_port: 0,
+        breaker_gateway_port: 0,
+        healer_port: 0,
+        data_dir: dir.join("data"),
+        workers: 1,
+        shutdown_grace_secs: 5,
+        ..HelixConfig::default()
+    }
+}
+
+/// All four services with their data in a fresh temporary directory.
+pub struct Helix {
+    pub stack: Stack,
+    pub config: HelixConfig,
+    // kept alive until the services stop
+    pub dir: tempfile::TempDir,
+}
+
+impl Helix {
+    pub async fn start() -> Helix {
+        Helix::start_with(|_| {}).await
+    }
+
+    /// Starts all four services after `adjust` changed the test configuration.
+    pub async fn start_with(adjust: impl FnOnce(&mut HelixConfig)) -> Helix {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = test_config(dir.path());
+        adjust(&mut config);
+        let stack = Stack::start(&config, &ServiceKind::ALL).await.expect("services start");
+        Helix { stack, config, dir }
+    }
+
+    pub fn url(&self, kind: ServiceKind) -> String {
+        self.stack.url(kind).expect("service runs")
+    }
+
+    pub async fn stop(self) {
+        self.stack.stop().await.expect("clean stop");
+    }
+}
+
+/// An HTTP client that does not follow redirects (tests look at them).
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+}
+
+/// Asserts that `res` is an RFC 9457 problem with `status` and `code`, and returns its body.
+pub async fn expect_problem(res: reqwest::Response, status: u16, code: &str) -> serde_json::Value {
+    assert_eq!(res.status().as_u16(), status, "status");
+    let content_type = res
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(content_type.starts_with("application/problem+json"), "content type {content_type}");
+    let request_id = res.headers().get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let body: serde_json::Value = res.json().await.expect("problem body is json");
+    assert_eq!(body["status"], status, "{body}");
+    assert_eq!(body["code"], code, "{body}");
+    assert_eq!(body["type"], format!("urn:helix:error:{code}"), "{body}");
+    assert!(body["title"].as_str().is_some_and(|t| !t.is_empty()), "{body}");
+    assert!(body["detail"].as_str().is_some_and(|t| !t.is_empty()), "{body}");
+    assert_eq!(body["request_id"].as_str().map(str::to_owned), request_id, "{body}");
+    body
+}

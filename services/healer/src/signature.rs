@@ -37,110 +37,87 @@ pub struct Fingerprint {
     pub version: &'static str,
 }
 
-struct Rule {
-    kind: &'static str,
-    re: Regex,
-    /// Quoted parts keep their quotes around the placeholder, so `'x'` and `"x"` stay apart
-    /// from unquoted text.
-    keep_quotes: bool,
-    /// Extra condition a match must meet (the regex crate has no look-around).
-    accept: fn(&str) -> bool,
-}
-
-fn any(_: &str) -> bool {
-    true
-}
-
-/// A bare hex word (commit id, hash) has digits and letters; `cafe` or `2024` alone are words
-/// and numbers.
-fn hex_word(s: &str) -> bool {
-    s.bytes().any(|b| b.is_ascii_digit()) && s.bytes().any(|b| b.is_ascii_alphabetic())
-}
+/// The variable parts, in priority order: where two could match at the same place, the earlier
+/// wins (a quoted path is one quoted part; a timestamp is not three numbers).
+const PARTS: &[(&str, &str)] = &[
+    ("uuid", r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b"),
+    ("timestamp", r"\b\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?"),
+    ("hex", r"\b0[xX][0-9a-fA-F]+\b"),
+    // quoted parts keep their quotes around the placeholder, so `'x'` and `"x"` stay apart
+    ("quoted", r#"'[^'\n]{1,200}'|"[^"\n]{1,200}"|`[^`\n]{1,200}`|‘[^’\n]{1,200}’"#),
+    // absolute or relative paths with at least one separator, optional :line:col suffix
+    ("path", r"(?:[A-Za-z]:)?(?:\.{0,2}[/\\])?(?:[\w.@+-]+[/\\])+[\w.@+-]+(?::\d+)*|(?:/[\w.@+-]+)+"),
+    // bare hex words (commit ids, hashes); see `hex_word`
+    ("hexword", r"\b[0-9a-fA-F]{7,}\b"),
+    ("number", r"\b\d+(?:\.\d+)?\b"),
+];
 
 #[allow(clippy::expect_used)] // the patterns are constants; a typo must fail every test at once
-static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
-    let rule = |kind, pattern: &str, keep_quotes| Rule {
-        kind,
-        re: Regex::new(pattern).expect("valid signature regex"),
-        keep_quotes,
-        accept: any,
-    };
-    vec![
-        rule("uuid", r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b", false),
-        rule(
-            "timestamp",
-            r"\b\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?\b",
-            false,
-        ),
-        rule("hex", r"\b0[xX][0-9a-fA-F]+\b", false),
-        rule("quoted", r#"'[^'\n]{1,200}'|"[^"\n]{1,200}"|`[^`\n]{1,200}`|‘[^’\n]{1,200}’"#, true),
-        // absolute or relative paths with at least one separator, optional :line:col suffix
-        rule(
-            "path",
-            r"(?:[A-Za-z]:)?(?:\.{0,2}[/\\])?(?:[\w.@+-]+[/\\])+[\w.@+-]+(?::\d+)*|(?:/[\w.@+-]+)+",
-            false,
-        ),
-        Rule { accept: hex_word, ..rule("hex", r"\b[0-9a-fA-F]{7,}\b", false) },
-        rule("number", r"\b\d+(?:\.\d+)?\b", false),
-    ]
+static MASK: LazyLock<Regex> = LazyLock::new(|| {
+    let alternation: Vec<String> = PARTS.iter().map(|(name, re)| format!("(?P<{name}>{re})")).collect();
+    Regex::new(&alternation.join("|")).expect("valid signature regex")
 });
+
+/// What a bare hex word is: with digits and letters it is an id; digits alone are a number;
+/// letters alone (`deadbeef`, `cafe`) are a word and stay.
+fn hex_word(s: &str) -> Option<&'static str> {
+    let digits = s.bytes().any(|b| b.is_ascii_digit());
+    let letters = s.bytes().any(|b| b.is_ascii_alphabetic());
+    match (digits, letters) {
+        (true, true) => Some("hex"),
+        (true, false) => Some("number"),
+        _ => None,
+    }
+}
 
 /// Fingerprints one message. Whitespace runs are collapsed and the ends trimmed first, so
 /// re-wrapped or re-indented output keeps its signature.
 pub fn fingerprint(message: &str) -> Fingerprint {
-    let mut template: String = message.split_whitespace().collect::<Vec<_>>().join(" ");
-    let mut params: Vec<(usize, Param)> = Vec::new();
-    for rule in RULES.iter() {
-        let mut out = String::with_capacity(template.len());
-        let mut last = 0;
-        for m in rule.re.find_iter(&template) {
-            let text = m.as_str();
-            // placeholders from earlier rules are not masked again
-            if !(rule.accept)(text) || is_placeholder_text(text) {
-                continue;
-            }
-            out.push_str(&template[last..m.start()]);
-            let position = out.len();
-            if rule.keep_quotes {
-                let mut chars = text.chars();
-                let open = chars.next().unwrap_or('\'');
-                let close = chars.next_back().unwrap_or('\'');
-                out.push(open);
-                out.push('<');
-                out.push_str(rule.kind);
-                out.push('>');
-                out.push(close);
-                let inner = &text[open.len_utf8()..text.len() - close.len_utf8()];
-                params.push((position, Param { kind: rule.kind, value: inner.to_owned() }));
-            } else {
-                out.push('<');
-                out.push_str(rule.kind);
-                out.push('>');
-                params.push((position, Param { kind: rule.kind, value: text.to_owned() }));
-            }
-            last = m.end();
+    let text: String = message.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut template = String::with_capacity(text.len());
+    let mut params = Vec::new();
+    let mut last = 0;
+    for caps in MASK.captures_iter(&text) {
+        let Some((name, m)) = PARTS.iter().find_map(|(name, _)| caps.name(name).map(|m| (*name, m))) else {
+            continue;
+        };
+        let kind = match name {
+            "hexword" => match hex_word(m.as_str()) {
+                Some(kind) => kind,
+                None => continue,
+            },
+            other => other,
+        };
+        template.push_str(&text[last..m.start()]);
+        let value = m.as_str();
+        if kind == "quoted" {
+            let open = value.chars().next().unwrap_or('\'');
+            let close = value.chars().next_back().unwrap_or('\'');
+            template.push(open);
+            template.push_str("<quoted>");
+            template.push(close);
+            let inner = &value[open.len_utf8()..value.len() - close.len_utf8()];
+            params.push(Param { kind: "quoted", value: inner.to_owned() });
+        } else {
+            template.push('<');
+            template.push_str(kind);
+            template.push('>');
+            params.push(Param { kind: static_kind(kind), value: value.to_owned() });
         }
-        out.push_str(&template[last..]);
-        template = out;
+        last = m.end();
     }
-    params.sort_by_key(|(pos, _)| *pos);
+    template.push_str(&text[last..]);
+
     let mut hasher = Sha256::new();
     hasher.update(SIGNATURE_VERSION.as_bytes());
     hasher.update(b"\n");
     hasher.update(template.as_bytes());
-    let digest = hasher.finalize();
-    let signature = digest.iter().map(|b| format!("{b:02x}")).collect();
-    Fingerprint {
-        signature,
-        template,
-        params: params.into_iter().map(|(_, p)| p).collect(),
-        version: SIGNATURE_VERSION,
-    }
+    let signature = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    Fingerprint { signature, template, params, version: SIGNATURE_VERSION }
 }
 
-fn is_placeholder_text(text: &str) -> bool {
-    let t = text.trim_matches(|c| matches!(c, '\'' | '"' | '`' | '‘' | '’'));
-    t.starts_with('<') && t.ends_with('>') && !t[1..t.len() - 1].contains(['<', '>'])
+fn static_kind(kind: &str) -> &'static str {
+    PARTS.iter().map(|(n, _)| *n).find(|n| *n == kind).unwrap_or("hex")
 }
 
 #[cfg(test)]
@@ -174,11 +151,11 @@ mod tests {
     #[test]
     fn ids_addresses_and_times_are_masked() {
         let f = fingerprint(
-            "2026-11-25T10:00:01.123Z request 6f1c2a3b-1d2e-4f50-8a9b-0c1d2e3f4a5b failed at 0x7ffd5e8c, commit deadbeef42",
+            "2026-11-25T10:00:01.123Z request 6f1c2a3b-1d2e-4f50-8a9b-0c1d2e3f4a5b failed at 0x7ffd5e8c, commit deadbeef42 in cafe 1234567",
         );
-        assert_eq!(f.template, "<timestamp> request <uuid> failed at <hex>, commit <hex>");
+        assert_eq!(f.template, "<timestamp> request <uuid> failed at <hex>, commit <hex> in cafe <number>");
         let kinds: Vec<_> = f.params.iter().map(|p| p.kind).collect();
-        assert_eq!(kinds, ["timestamp", "uuid", "hex", "hex"]);
+        assert_eq!(kinds, ["timestamp", "uuid", "hex", "hex", "number"]);
     }
 
     #[test]
@@ -196,5 +173,14 @@ mod tests {
     fn words_with_digits_are_not_paths() {
         let f = fingerprint("expected 2 arguments, found 3");
         assert_eq!(f.template, "expected <number> arguments, found <number>");
+        let f = fingerprint("utf-8 codec can't decode byte 0xff in position 0: invalid start byte");
+        assert_eq!(f.template, "utf-<number> codec can't decode byte <hex> in position <number>: invalid start byte");
+    }
+
+    #[test]
+    fn params_come_in_order_of_appearance() {
+        let f = fingerprint("[Errno 2] No such file or directory: '/home/a/data.csv' (line 7)");
+        let got: Vec<_> = f.params.iter().map(|p| (p.kind, p.value.as_str())).collect();
+        assert_eq!(got, [("number", "2"), ("quoted", "/home/a/data.csv"), ("number", "7")]);
     }
 }

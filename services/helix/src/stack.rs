@@ -66,27 +66,12 @@ impl Stack {
     /// Stops all services at once: each stops accepting, finishes in-flight requests within the
     /// grace period, then flushes. Returns the first error, after every service was stopped.
     pub async fn stop(self) -> anyhow::Result<()> {
-        let results = futures_join(self.services.into_iter().map(RunningService::stop)).await;
+        let results = futures_util::future::join_all(self.services.into_iter().map(RunningService::stop)).await;
         for r in results {
             r?;
         }
         Ok(())
     }
-}
-
-async fn futures_join<F: std::future::Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output>
-where
-    F: Send + 'static,
-    F::Output: Send + 'static,
-{
-    let handles: Vec<_> = futs.map(tokio::spawn).collect();
-    let mut out = Vec::with_capacity(handles.len());
-    for h in handles {
-        if let Ok(v) = h.await {
-            out.push(v);
-        }
-    }
-    out
 }
 
 fn build(kind: ServiceKind, cfg: &HelixConfig, peers: &Peers) -> anyhow::Result<std::sync::Arc<dyn helix_http::Service>> {

@@ -1,0 +1,7 @@
+//! Integration tests: services in-process on port 0, real HTTP.
+
+mod errors;
+mod openapi;
+mod panics;
+mod shutdown;
+mod startup;
