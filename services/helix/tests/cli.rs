@@ -1,0 +1,225 @@
+//! The `helix` binary as a user runs it: start-up on defaults, config errors, JSON logs,
+//! SIGTERM, `helix openapi --check`, `helix config`.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const HELIX: &str = env!("CARGO_BIN_EXE_helix");
+
+/// A `helix` command with no `HELIX_*` variables from the developer's environment.
+fn helix(cwd: &Path) -> Command {
+    let mut cmd = Command::new(HELIX);
+    cmd.current_dir(cwd);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("HELIX_") || k == "RUST_LOG" {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
+}
+
+/// Reads the start-up banner from stdout: service name → base URL.
+fn read_banner(child: &mut Child) -> BTreeMap<String, String> {
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut urls = BTreeMap::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("line");
+        if line.starts_with("press Ctrl-C") {
+            break;
+        }
+        let mut words = line.split_whitespace();
+        if let (Some(name), Some(url)) = (words.next(), words.next()) {
+            if url.starts_with("http://") {
+                urls.insert(name.to_owned(), url.to_owned());
+            }
+        }
+    }
+    urls
+}
+
+fn sigterm(child: &Child) {
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    assert!(status.success());
+}
+
+fn wait_with_timeout(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("helix did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn stderr_of(child: &mut Child) -> String {
+    let mut s = String::new();
+    child.stderr.take().expect("piped stderr").read_to_string(&mut s).expect("read stderr");
+    s
+}
+
+#[tokio::test]
+async fn up_on_defaults_serves_all_four_on_their_ports_and_stops_on_sigterm() {
+    for port in 7700..=7703 {
+        assert!(
+            std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
+            "port {port} is taken: stop the helix running there before this test"
+        );
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut child = helix(dir.path())
+        .arg("up")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn helix up");
+    let urls = read_banner(&mut child);
+    let want: BTreeMap<String, String> = [
+        ("orchestrator", 7700),
+        ("trace-collector", 7701),
+        ("breaker-gateway", 7702),
+        ("healer", 7703),
+    ]
+    .into_iter()
+    .map(|(n, p)| (n.to_owned(), format!("http://127.0.0.1:{p}")))
+    .collect();
+    assert_eq!(urls, want);
+
+    let http = reqwest::Client::new();
+    for (name, url) in &urls {
+        let res = http.get(format!("{url}/health")).send().await.expect("health");
+        assert_eq!(res.status(), 200, "{name}");
+        let res = http.get(format!("{url}/swagger-ui/")).send().await.expect("swagger");
+        assert_eq!(res.status(), 200, "{name}");
+        let served: serde_json::Value =
+            http.get(format!("{url}/openapi.json")).send().await.expect("doc").json().await.expect("json");
+        let committed = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../../openapi/{name}.json"));
+        let committed: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(committed).expect("committed")).expect("json");
+        assert_eq!(served, committed, "{name}");
+        // embedded default: data under ./.helix/<service>
+        assert!(dir.path().join(".helix").join(name).is_dir(), "{name}");
+    }
+
+    sigterm(&child);
+    let status = wait_with_timeout(&mut child, Duration::from_secs(15));
+    assert!(status.success(), "{status}");
+    let stderr = stderr_of(&mut child);
+    assert!(stderr.contains("SIGTERM") && stderr.contains("shutdown complete"), "{stderr}");
+    for port in 7700..=7703 {
+        assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "{port} still open");
+    }
+}
+
+#[test]
+fn bad_config_file_stops_start_up_naming_the_key_and_line() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(&cfg, "host = \"127.0.0.1\"\n\nhealer_prot = 7703\n").expect("write");
+    let out = helix(dir.path()).args(["up", "--config"]).arg(&cfg).output().expect("run");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("healer_prot") && stderr.contains("line 3"), "{stderr}");
+    assert!(stderr.contains("bad.toml"), "{stderr}");
+
+    // the implicit ./helix.toml is read too, and a bad value is named
+    std::fs::write(dir.path().join("helix.toml"), "log_format = \"xml\"\n").expect("write");
+    let out = helix(dir.path()).arg("up").output().expect("run");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("log_format") || stderr.contains("line 1"), "{stderr}");
+    assert!(stderr.contains("xml"), "{stderr}");
+
+    // a missing explicit file is an error, not a silent fallback to defaults
+    let out = helix(dir.path()).args(["up", "--config", "nope.toml"]).output().expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nope.toml"));
+}
+
+#[test]
+fn bad_environment_value_stops_start_up_naming_the_variable() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = helix(dir.path()).arg("up").env("HELIX_HEALER_PORT", "lots").output().expect("run");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("HELIX_HEALER_PORT"), "{stderr}");
+}
+
+#[test]
+fn config_shows_precedence_of_file_env_and_flags() {
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::write(dir.path().join("helix.toml"), "healer_port = 1\ntrace_collector_port = 2\nbreaker_gateway_port = 3\n")
+        .expect("write");
+    let out = helix(dir.path())
+        .args(["config", "--breaker-gateway-port", "33"])
+        .env("HELIX_TRACE_COLLECTOR_PORT", "22")
+        .env("HELIX_BREAKER_GATEWAY_PORT", "333")
+        .env("HELIX_RUNTIME", "/usr/lib/helix-editor")
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("healer_port = 1\n"), "{stdout}");
+    assert!(stdout.contains("trace_collector_port = 22\n"), "{stdout}");
+    assert!(stdout.contains("breaker_gateway_port = 33\n"), "{stdout}");
+    // another program's HELIX_ variable is a warning, not a failure
+    assert!(String::from_utf8_lossy(&out.stderr).contains("HELIX_RUNTIME"));
+}
+
+#[tokio::test]
+async fn json_logs_carry_the_request_id() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut child = helix(dir.path())
+        .args(["serve", "healer", "--healer-port", "0", "--log-format", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let urls = read_banner(&mut child);
+    let url = urls.get("healer").expect("healer url").clone();
+    assert_eq!(urls.len(), 1, "{urls:?}");
+    let res = reqwest::Client::new()
+        .post(format!("{url}/v1/fingerprint"))
+        .header("x-request-id", "json-log-test-1")
+        .json(&serde_json::json!({"text": "boom"}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status(), 200);
+    sigterm(&child);
+    assert!(wait_with_timeout(&mut child, Duration::from_secs(15)).success());
+    let stderr = stderr_of(&mut child);
+    let mut found = false;
+    for line in stderr.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        if v["span"]["request_id"] == "json-log-test-1" && v["status"] == 200 {
+            found = true;
+        }
+    }
+    assert!(found, "no access log line with the request id in:\n{stderr}");
+}
+
+#[test]
+fn openapi_check_passes_on_the_committed_documents_and_fails_on_a_stale_one() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let out = helix(&root).args(["openapi", "--check"]).output().expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = helix(dir.path()).args(["openapi", "--write", "--dir", "specs"]).output().expect("run");
+    assert!(out.status.success());
+    for name in ["orchestrator", "trace-collector", "breaker-gateway", "healer"] {
+        assert!(dir.path().join("specs").join(format!("{name}.json")).is_file());
+    }
+    std::fs::write(dir.path().join("specs/healer.json"), "{}").expect("write");
+    let out = helix(dir.path()).args(["openapi", "--check", "--dir", "specs"]).output().expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("healer.json"));
+}
