@@ -22,7 +22,8 @@ async fn invalid_json_is_a_400_naming_the_parse_error() {
     let res = client().post(&url).json(&serde_json::json!({"text": 5})).send().await.expect("send");
     let body = expect_problem(res, 400, "invalid_request").await;
     assert!(body["detail"].as_str().expect("detail").contains("invalid type"), "{body}");
-    let res = client().post(&url).json(&serde_json::json!({"text": "a", "extra": 1})).send().await.expect("send");
+    let res =
+        client().post(&url).json(&serde_json::json!({"text": "a", "extra": 1})).send().await.expect("send");
     let body = expect_problem(res, 400, "invalid_request").await;
     assert!(body["detail"].as_str().expect("detail").contains("extra"), "{body}");
 
@@ -94,7 +95,8 @@ async fn request_id_is_echoed_or_generated() {
     assert_eq!(res.headers()["x-request-id"].len(), 36);
 
     // problems carry the same id in the body
-    let res = client().get(format!("{url}/nope")).header("x-request-id", "trace-me").send().await.expect("send");
+    let res =
+        client().get(format!("{url}/nope")).header("x-request-id", "trace-me").send().await.expect("send");
     let body = expect_problem(res, 404, "not_found").await;
     assert_eq!(body["request_id"], "trace-me");
     helix.stop().await;
@@ -107,7 +109,8 @@ async fn fingerprints_are_stable_across_paths_and_names() {
     let sig = |text: &'static str| {
         let url = url.clone();
         async move {
-            let res = client().post(&url).json(&serde_json::json!({ "text": text })).send().await.expect("send");
+            let res =
+                client().post(&url).json(&serde_json::json!({ "text": text })).send().await.expect("send");
             assert_eq!(res.status(), 200);
             res.json::<serde_json::Value>().await.expect("json")
         }

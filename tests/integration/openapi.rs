@@ -7,7 +7,8 @@ use helix_core::ServiceKind;
 use helix_tests::{Helix, client};
 
 fn committed(kind: ServiceKind) -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../openapi").join(format!("{}.json", kind.name()));
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../openapi").join(format!("{}.json", kind.name()));
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
 }
 
@@ -78,7 +79,8 @@ async fn served_document_equals_the_committed_file_and_every_path_is_routed() {
         let methods = ["get", "post", "put", "patch", "delete"];
         for (path, item) in served["paths"].as_object().expect("paths") {
             assert!(!path.contains('{'), "add path parameter samples to this test for {path}");
-            let documented: BTreeSet<&str> = item.as_object().expect("item").keys().map(String::as_str).collect();
+            let documented: BTreeSet<&str> =
+                item.as_object().expect("item").keys().map(String::as_str).collect();
             for method in methods {
                 let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
                 let res = http

@@ -46,7 +46,12 @@ async fn handler_panic_becomes_a_500_problem() {
     let url = running.url();
     let http = client();
     for _ in 0..3 {
-        let res = http.get(format!("{url}/boom")).header("x-request-id", "panic-1").send().await.expect("an answer, not a dropped connection");
+        let res = http
+            .get(format!("{url}/boom"))
+            .header("x-request-id", "panic-1")
+            .send()
+            .await
+            .expect("an answer, not a dropped connection");
         assert_eq!(res.headers()["x-request-id"], "panic-1");
         let body = expect_problem(res, 500, "internal").await;
         assert_eq!(body["request_id"], "panic-1");

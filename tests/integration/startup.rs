@@ -36,7 +36,11 @@ async fn orchestrator_readiness_lists_its_peers_and_degrades_without_them() {
         http.get(format!("{url}/ready")).send().await.expect("ready").json().await.expect("json");
     for peer in ["healer", "trace-collector", "breaker-gateway"] {
         assert!(
-            body["checks"].as_array().expect("checks").iter().any(|c| c["name"] == peer && c["status"] == "ok"),
+            body["checks"]
+                .as_array()
+                .expect("checks")
+                .iter()
+                .any(|c| c["name"] == peer && c["status"] == "ok"),
             "{peer} missing in {body}"
         );
     }
@@ -93,7 +97,10 @@ async fn swagger_ui_and_its_assets_are_served_by_the_service_itself() {
                 assets.push(link.trim_start_matches("./").to_owned());
             }
         }
-        assert!(assets.iter().any(|a| a.ends_with(".js")) && assets.iter().any(|a| a.ends_with(".css")), "{assets:?}");
+        assert!(
+            assets.iter().any(|a| a.ends_with(".js")) && assets.iter().any(|a| a.ends_with(".css")),
+            "{assets:?}"
+        );
         for asset in assets {
             let res = http.get(format!("{url}/swagger-ui/{asset}")).send().await.expect("asset");
             assert_eq!(res.status(), 200, "{asset}");

@@ -100,9 +100,7 @@ impl HelixConfig {
 
     /// Checks values that are well-typed but still wrong.
     fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |key: &str, message: String| {
-            Err(ConfigError::Invalid { key: key.to_owned(), message })
-        };
+        let invalid = |key: &str, message: String| Err(ConfigError::Invalid { key: key.to_owned(), message });
         if self.host.trim().is_empty() {
             return invalid("host", "must not be empty".to_owned());
         }
@@ -121,7 +119,10 @@ impl HelixConfig {
             return invalid("data_dir", "must not be empty".to_owned());
         }
         if self.max_body_bytes < 1024 {
-            return invalid("max_body_bytes", format!("{} is below the minimum of 1024", self.max_body_bytes));
+            return invalid(
+                "max_body_bytes",
+                format!("{} is below the minimum of 1024", self.max_body_bytes),
+            );
         }
         if self.shutdown_grace_secs > 3600 {
             return invalid(
@@ -252,9 +253,7 @@ fn set_key(config: &HelixConfig, key: &str, raw: &str) -> Result<HelixConfig, Se
         _ => return Err(SetError::UnknownKey),
     };
     for part in parents {
-        let entry = table
-            .entry((*part).to_owned())
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let entry = table.entry((*part).to_owned()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
         table = match entry {
             toml::Value::Table(t) => t,
             _ => return Err(SetError::UnknownKey),
@@ -286,11 +285,7 @@ fn set_key(config: &HelixConfig, key: &str, raw: &str) -> Result<HelixConfig, Se
     table.insert((*last).to_owned(), value);
     root.try_into::<HelixConfig>().map_err(|e| {
         let message = e.message().to_owned();
-        if message.starts_with("unknown field") {
-            SetError::UnknownKey
-        } else {
-            SetError::Value(message)
-        }
+        if message.starts_with("unknown field") { SetError::UnknownKey } else { SetError::Value(message) }
     })
 }
 
@@ -339,13 +334,11 @@ mod tests {
 
     #[test]
     fn bad_value_in_file_is_named() {
-        let err = load(file("healer_port = 70000\n"), &BTreeMap::new(), &[])
-            .expect_err("must fail")
-            .to_string();
+        let err =
+            load(file("healer_port = 70000\n"), &BTreeMap::new(), &[]).expect_err("must fail").to_string();
         assert!(err.contains("healer_port") || err.contains("line 1"), "{err}");
-        let err = load(file("log_format = \"xml\"\n"), &BTreeMap::new(), &[])
-            .expect_err("must fail")
-            .to_string();
+        let err =
+            load(file("log_format = \"xml\"\n"), &BTreeMap::new(), &[]).expect_err("must fail").to_string();
         assert!(err.contains("xml") && err.contains("line 1"), "{err}");
     }
 
@@ -380,7 +373,8 @@ mod tests {
 
     #[test]
     fn unknown_env_variables_warn_but_do_not_stop() {
-        let e = env(&[("HELIX_RUNTIME", "/usr/lib/helix/runtime"), ("HELIX_CONFIG", "x.toml"), ("PATH", "/bin")]);
+        let e =
+            env(&[("HELIX_RUNTIME", "/usr/lib/helix/runtime"), ("HELIX_CONFIG", "x.toml"), ("PATH", "/bin")]);
         let loaded = load(None, &e, &[]).expect("load");
         assert_eq!(loaded.config, HelixConfig::default());
         assert_eq!(loaded.warnings.len(), 1);
@@ -390,13 +384,17 @@ mod tests {
     #[test]
     fn semantic_errors_name_the_key() {
         let err = load(file("healer_port = 7700\n"), &BTreeMap::new(), &[]).expect_err("clash");
-        assert!(err.to_string().contains("healer_port") && err.to_string().contains("orchestrator_port"), "{err}");
+        assert!(
+            err.to_string().contains("healer_port") && err.to_string().contains("orchestrator_port"),
+            "{err}"
+        );
         let err = load(file("max_body_bytes = 10\n"), &BTreeMap::new(), &[]).expect_err("small");
         assert!(err.to_string().contains("max_body_bytes"), "{err}");
         let err = load(file("log_level = \"info,[=\"\n"), &BTreeMap::new(), &[]).expect_err("filter");
         assert!(err.to_string().contains("log_level"), "{err}");
         // port 0 (any free port) may repeat: tests bind every service on port 0
-        let zeros = "orchestrator_port = 0\ntrace_collector_port = 0\nbreaker_gateway_port = 0\nhealer_port = 0\n";
+        let zeros =
+            "orchestrator_port = 0\ntrace_collector_port = 0\nbreaker_gateway_port = 0\nhealer_port = 0\n";
         assert!(load(file(zeros), &BTreeMap::new(), &[]).is_ok());
     }
 

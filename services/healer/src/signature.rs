@@ -174,7 +174,10 @@ mod tests {
         let f = fingerprint("expected 2 arguments, found 3");
         assert_eq!(f.template, "expected <number> arguments, found <number>");
         let f = fingerprint("utf-8 codec can't decode byte 0xff in position 0: invalid start byte");
-        assert_eq!(f.template, "utf-<number> codec can't decode byte <hex> in position <number>: invalid start byte");
+        assert_eq!(
+            f.template,
+            "utf-<number> codec can't decode byte <hex> in position <number>: invalid start byte"
+        );
     }
 
     #[test]

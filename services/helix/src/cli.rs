@@ -137,7 +137,8 @@ impl RunArgs {
         };
         let text = match &path {
             Some(p) => Some(
-                std::fs::read_to_string(p).with_context(|| format!("cannot read config file {}", p.display()))?,
+                std::fs::read_to_string(p)
+                    .with_context(|| format!("cannot read config file {}", p.display()))?,
             ),
             None => None,
         };

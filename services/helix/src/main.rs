@@ -30,7 +30,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Up(args) => serve(&args, &ServiceKind::ALL).await,
         Command::Serve { service, run } => serve(&run, &[service.into()]).await,
-        Command::Openapi { write, check, dir, service } => openapi(write, check, &dir, service.map(Into::into)),
+        Command::Openapi { write, check, dir, service } => {
+            openapi(write, check, &dir, service.map(Into::into))
+        }
         Command::Config(args) => {
             let loaded = args.load()?;
             for w in &loaded.warnings {
@@ -93,7 +95,12 @@ async fn shutdown_signal() -> &'static str {
     }
 }
 
-fn openapi(write: bool, check: bool, dir: &std::path::Path, service: Option<ServiceKind>) -> anyhow::Result<ExitCode> {
+fn openapi(
+    write: bool,
+    check: bool,
+    dir: &std::path::Path,
+    service: Option<ServiceKind>,
+) -> anyhow::Result<ExitCode> {
     if !write && !check {
         let kind = service.context("name a service, or pass --write or --check")?;
         print!("{}", helix_http::openapi::to_committed_json(&helix::openapi_document(kind)));

@@ -66,7 +66,8 @@ impl Stack {
     /// Stops all services at once: each stops accepting, finishes in-flight requests within the
     /// grace period, then flushes. Returns the first error, after every service was stopped.
     pub async fn stop(self) -> anyhow::Result<()> {
-        let results = futures_util::future::join_all(self.services.into_iter().map(RunningService::stop)).await;
+        let results =
+            futures_util::future::join_all(self.services.into_iter().map(RunningService::stop)).await;
         for r in results {
             r?;
         }
@@ -74,11 +75,17 @@ impl Stack {
     }
 }
 
-fn build(kind: ServiceKind, cfg: &HelixConfig, peers: &Peers) -> anyhow::Result<std::sync::Arc<dyn helix_http::Service>> {
+fn build(
+    kind: ServiceKind,
+    cfg: &HelixConfig,
+    peers: &Peers,
+) -> anyhow::Result<std::sync::Arc<dyn helix_http::Service>> {
     Ok(match kind {
         ServiceKind::Healer => helix_healer::HealerService::new(cfg)?.into_service(),
         ServiceKind::TraceCollector => helix_trace_collector::CollectorService::new(cfg)?.into_service(),
         ServiceKind::BreakerGateway => helix_breaker_gateway::GatewayService::new(cfg)?.into_service(),
-        ServiceKind::Orchestrator => helix_orchestrator::OrchestratorService::new(cfg, peers.clone())?.into_service(),
+        ServiceKind::Orchestrator => {
+            helix_orchestrator::OrchestratorService::new(cfg, peers.clone())?.into_service()
+        }
     })
 }

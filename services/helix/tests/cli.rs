@@ -81,15 +81,11 @@ async fn up_on_defaults_serves_all_four_on_their_ports_and_stops_on_sigterm() {
         .spawn()
         .expect("spawn helix up");
     let urls = read_banner(&mut child);
-    let want: BTreeMap<String, String> = [
-        ("orchestrator", 7700),
-        ("trace-collector", 7701),
-        ("breaker-gateway", 7702),
-        ("healer", 7703),
-    ]
-    .into_iter()
-    .map(|(n, p)| (n.to_owned(), format!("http://127.0.0.1:{p}")))
-    .collect();
+    let want: BTreeMap<String, String> =
+        [("orchestrator", 7700), ("trace-collector", 7701), ("breaker-gateway", 7702), ("healer", 7703)]
+            .into_iter()
+            .map(|(n, p)| (n.to_owned(), format!("http://127.0.0.1:{p}")))
+            .collect();
     assert_eq!(urls, want);
 
     let http = reqwest::Client::new();
@@ -155,8 +151,11 @@ fn bad_environment_value_stops_start_up_naming_the_variable() {
 #[test]
 fn config_shows_precedence_of_file_env_and_flags() {
     let dir = tempfile::tempdir().expect("tmp");
-    std::fs::write(dir.path().join("helix.toml"), "healer_port = 1\ntrace_collector_port = 2\nbreaker_gateway_port = 3\n")
-        .expect("write");
+    std::fs::write(
+        dir.path().join("helix.toml"),
+        "healer_port = 1\ntrace_collector_port = 2\nbreaker_gateway_port = 3\n",
+    )
+    .expect("write");
     let out = helix(dir.path())
         .args(["config", "--breaker-gateway-port", "33"])
         .env("HELIX_TRACE_COLLECTOR_PORT", "22")
@@ -198,7 +197,8 @@ async fn json_logs_carry_the_request_id() {
     let stderr = stderr_of(&mut child);
     let mut found = false;
     for line in stderr.lines() {
-        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
         if v["span"]["request_id"] == "json-log-test-1" && v["status"] == 200 {
             found = true;
         }

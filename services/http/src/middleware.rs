@@ -40,9 +40,7 @@ pub fn current_request_id() -> Option<String> {
 /// A client's id is kept if it is short and printable ASCII (it ends up in logs and headers).
 fn usable_request_id(value: &HeaderValue) -> Option<String> {
     let s = value.to_str().ok()?;
-    let ok = !s.is_empty()
-        && s.len() <= MAX_REQUEST_ID_LEN
-        && s.bytes().all(|b| b.is_ascii_graphic());
+    let ok = !s.is_empty() && s.len() <= MAX_REQUEST_ID_LEN && s.bytes().all(|b| b.is_ascii_graphic());
     ok.then(|| s.to_owned())
 }
 
@@ -86,7 +84,10 @@ pub async fn request_context(
             Err(panic) => {
                 let what = panic_message(&panic);
                 tracing::error!(panic = %what, "handler panicked");
-                Err(Escaped::new(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR, "internal error".to_owned()))
+                Err(Escaped::new(
+                    actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal error".to_owned(),
+                ))
             }
         }
     });
@@ -94,7 +95,9 @@ pub async fn request_context(
         Ok(res) => res,
         Err(escaped) => {
             let status = escaped.problem.status;
-            span.in_scope(|| tracing::info!(status, elapsed_ms = started.elapsed().as_secs_f64() * 1000.0, "request"));
+            span.in_scope(|| {
+                tracing::info!(status, elapsed_ms = started.elapsed().as_secs_f64() * 1000.0, "request")
+            });
             return Err(escaped.into());
         }
     };

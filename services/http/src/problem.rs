@@ -6,7 +6,9 @@
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::{HttpRequest, HttpResponse, ResponseError, error::JsonPayloadError, error::QueryPayloadError};
+use actix_web::{
+    HttpRequest, HttpResponse, ResponseError, error::JsonPayloadError, error::QueryPayloadError,
+};
 use helix_core::error::PROBLEM_JSON;
 use helix_core::{ErrorCode, Problem};
 
@@ -70,10 +72,9 @@ pub fn json_error(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error
             ErrorCode::PayloadTooLarge,
             format!("body of {length} bytes exceeds the limit of {limit} bytes"),
         ),
-        JsonPayloadError::Overflow { limit } => ProblemError::new(
-            ErrorCode::PayloadTooLarge,
-            format!("body exceeds the limit of {limit} bytes"),
-        ),
+        JsonPayloadError::Overflow { limit } => {
+            ProblemError::new(ErrorCode::PayloadTooLarge, format!("body exceeds the limit of {limit} bytes"))
+        }
         JsonPayloadError::ContentType => ProblemError::new(
             ErrorCode::UnsupportedMediaType,
             "expected a body of content type application/json",

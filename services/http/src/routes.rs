@@ -5,7 +5,7 @@ use std::sync::Arc;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use helix_core::error::PROBLEM_JSON;
-use helix_core::{ErrorCode, Health, Problem, ReadyStatus, Readiness};
+use helix_core::{ErrorCode, Health, Problem, Readiness, ReadyStatus};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -74,20 +74,18 @@ pub async fn ready(svc: SharedService) -> HttpResponse {
         service: readiness.service,
         checks: readiness.checks,
     };
-    HttpResponse::ServiceUnavailable()
-        .insert_header((header::CONTENT_TYPE, PROBLEM_JSON))
-        .json(body)
+    HttpResponse::ServiceUnavailable().insert_header((header::CONTENT_TYPE, PROBLEM_JSON)).json(body)
 }
 
 /// `GET /` and `GET /swagger-ui` lead a browser to Swagger UI.
 pub async fn to_swagger_ui(_req: HttpRequest) -> HttpResponse {
-    HttpResponse::TemporaryRedirect()
-        .insert_header((header::LOCATION, "/swagger-ui/"))
-        .finish()
+    HttpResponse::TemporaryRedirect().insert_header((header::LOCATION, "/swagger-ui/")).finish()
 }
 
 /// A 405 for a resource that exists but not for this method, with the `Allow` header.
-pub fn method_not_allowed(allow: &'static str) -> impl Fn(HttpRequest) -> std::future::Ready<HttpResponse> + Clone + 'static {
+pub fn method_not_allowed(
+    allow: &'static str,
+) -> impl Fn(HttpRequest) -> std::future::Ready<HttpResponse> + Clone + 'static {
     move |req: HttpRequest| {
         let problem = Problem::new(
             ErrorCode::MethodNotAllowed,
@@ -109,9 +107,7 @@ where
     Args: actix_web::FromRequest + 'static,
     F::Output: actix_web::Responder + 'static,
 {
-    web::resource(path)
-        .route(web::get().to(handler))
-        .default_service(web::to(method_not_allowed("GET")))
+    web::resource(path).route(web::get().to(handler)).default_service(web::to(method_not_allowed("GET")))
 }
 
 /// Registers `path` with POST `handler`, and a 405 with `Allow: POST` for other methods.
@@ -121,7 +117,5 @@ where
     Args: actix_web::FromRequest + 'static,
     F::Output: actix_web::Responder + 'static,
 {
-    web::resource(path)
-        .route(web::post().to(handler))
-        .default_service(web::to(method_not_allowed("POST")))
+    web::resource(path).route(web::post().to(handler)).default_service(web::to(method_not_allowed("POST")))
 }
