@@ -31,10 +31,10 @@ fn read_banner(child: &mut Child) -> BTreeMap<String, String> {
             break;
         }
         let mut words = line.split_whitespace();
-        if let (Some(name), Some(url)) = (words.next(), words.next()) {
-            if url.starts_with("http://") {
-                urls.insert(name.to_owned(), url.to_owned());
-            }
+        if let (Some(name), Some(url)) = (words.next(), words.next())
+            && url.starts_with("http://")
+        {
+            urls.insert(name.to_owned(), url.to_owned());
         }
     }
     urls
