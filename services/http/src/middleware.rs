@@ -73,12 +73,9 @@ pub async fn request_context(
             Ok(Err(err)) => {
                 let res = err.error_response();
                 let status = res.status();
-                let detail = actix_web::body::to_bytes_limited(res.into_body(), MAX_DETAIL_BYTES)
-                    .await
-                    .ok()
-                    .and_then(Result::ok)
-                    .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
-                    .unwrap_or_default();
+                let body = body_text(res.into_body()).await;
+                // an error that already renders as a problem keeps its detail
+                let detail = serde_json::from_str::<Problem>(&body).map(|p| p.detail).unwrap_or(body);
                 Err(Escaped::new(status, detail))
             }
             Err(panic) => {
@@ -164,6 +161,16 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
     }
 }
 
+/// The start of a framework error body as text, for a problem's detail.
+async fn body_text(body: BoxBody) -> String {
+    actix_web::body::to_bytes_limited(body, MAX_DETAIL_BYTES)
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default()
+}
+
 /// Rewrites an error response that is not problem+json (a framework 404, 405, 413, an extractor
 /// error rendered as text) into the problem shape, keeping its status and text as the detail.
 async fn ensure_problem(res: ServiceResponse<BoxBody>) -> ServiceResponse<BoxBody> {
@@ -181,12 +188,7 @@ async fn ensure_problem(res: ServiceResponse<BoxBody>) -> ServiceResponse<BoxBod
     }
     let (req, response) = res.into_parts();
     let allow = response.headers().get(header::ALLOW).cloned();
-    let body = actix_web::body::to_bytes_limited(response.into_body(), MAX_DETAIL_BYTES)
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
-        .unwrap_or_default();
+    let body = body_text(response.into_body()).await;
     let code = ErrorCode::from_status(status.as_u16());
     let detail = if !body.is_empty() {
         body.trim_end_matches('.').to_lowercase()
