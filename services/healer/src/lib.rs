@@ -9,8 +9,11 @@
 //! the tests run.
 
 pub mod error;
+pub mod model;
+pub mod parse;
 pub mod routes;
 pub mod signature;
+pub mod text;
 
 use std::path::PathBuf;
 use std::sync::Arc;

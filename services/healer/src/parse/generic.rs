@@ -1,0 +1,74 @@
+//! Lines no dedicated parser explained but that say something failed: keyword matches, each a
+//! diagnostic of its own, at most [`MAX_GENERIC`] of them.
+
+use std::sync::LazyLock;
+
+use regex::Regex;
+
+use super::{Input, re};
+use crate::model::{RawDiagnostic, Severity, rank};
+
+/// A runaway log must not turn into thousands of diagnostics.
+pub const MAX_GENERIC: usize = 20;
+
+static ERRORISH: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"(?i)\b(?:error|errors|fatal|panic|panicked|exception|traceback|failed|failure|fail|denied|refused|not found|no such|cannot|can't|could not|couldn't|unable to|timed? ?out|killed|segmentation fault|core dumped|aborted|undefined|missing|invalid|unexpected|overloaded|too many requests|exceeded|out of memory)\b",
+    )
+});
+/// Summary lines that only repeat that something above failed: used only when nothing else
+/// was found.
+static TRAILER: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"(?i)^(?:\d+ (?:errors?|warnings?)(?: (?:and \d+ warnings? )?generated)?\.?|found \d+ errors?.*|fail(?:ed)?(?:\s.*)?|failed \(.*\)|collect2: error: ld returned.*|for more information about this error.*|error: aborting due to.*|compilation terminated\.|make(?:\[\d+\])?: \*\*\* .*error \d+|error: recipe .*|error: process completed with exit code \d+\.?|exit status \d+|.*elifecycle.*|=+ .* =+|tests?: .*failed.*|error: command failed with exit code \d+\.?|.*returned non-zero exit status \d+\.?|.*exited with (?:code|status) \d+\.?)$",
+    )
+});
+static WARNISH: LazyLock<Regex> = LazyLock::new(|| re(r"(?i)^\W*(?:warn|warning)\b"));
+
+pub fn parse(input: &mut Input, out: &mut Vec<RawDiagnostic>) {
+    let hint_tool = input.hint.clone().unwrap_or_else(|| "generic".to_owned());
+    let mut count = 0;
+    let mut trailers = Vec::new();
+    for i in 0..input.lines.len() {
+        if count >= MAX_GENERIC {
+            break;
+        }
+        if input.is_claimed(i) {
+            continue;
+        }
+        let line = input.lines[i].trim();
+        if line.len() < 4 || line.len() > 2000 {
+            continue;
+        }
+        if TRAILER.is_match(line) {
+            trailers.push(i);
+            continue;
+        }
+        if !ERRORISH.is_match(line) {
+            continue;
+        }
+        let warning = WARNISH.is_match(line);
+        out.push(RawDiagnostic {
+            tool: hint_tool.clone(),
+            severity: Some(if warning { Severity::Warning } else { Severity::Error }),
+            message: line.to_owned(),
+            span: (i, i),
+            rank: rank::GENERIC - i32::from(warning),
+            ..RawDiagnostic::default()
+        });
+        count += 1;
+    }
+    // Nothing but a summary (`make: *** [all] Error 1`): that is better than nothing.
+    if out.is_empty()
+        && let Some(&i) = trailers.first()
+    {
+        out.push(RawDiagnostic {
+            tool: hint_tool,
+            severity: Some(Severity::Error),
+            message: input.lines[i].trim().to_owned(),
+            span: (i, i),
+            rank: rank::GENERIC - 5,
+            ..RawDiagnostic::default()
+        });
+    }
+}
