@@ -8,9 +8,11 @@
 //! [`configure`] registers them; [`HealerService`] is what `helix up`, `helix serve healer` and
 //! the tests run.
 
+pub mod analyze;
 pub mod error;
 pub mod model;
 pub mod parse;
+pub mod patterns;
 pub mod routes;
 pub mod signature;
 pub mod text;

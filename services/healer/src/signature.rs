@@ -70,26 +70,40 @@ fn hex_word(s: &str) -> Option<&'static str> {
     }
 }
 
-/// Fingerprints one message. Whitespace runs are collapsed and the ends trimmed first, so
-/// re-wrapped or re-indented output keeps its signature.
-pub fn fingerprint(message: &str) -> Fingerprint {
-    let text: String = message.split_whitespace().collect::<Vec<_>>().join(" ");
-    let mut template = String::with_capacity(text.len());
-    let mut params = Vec::new();
+static SUGGESTION: LazyLock<Regex> = LazyLock::new(|| {
+    #[allow(clippy::expect_used)]
+    Regex::new(r"\s*[.;,]?\s*(?:Did you mean:?|did you mean:?|help: a \w+ with a similar name exists).*$")
+        .expect("valid regex")
+});
+
+/// Collapses whitespace and drops trailing "Did you mean ..." suggestions, which differ between
+/// interpreter versions for the same error.
+pub fn normalize(message: &str) -> String {
+    let collapsed: String = message.split_whitespace().collect::<Vec<_>>().join(" ");
+    match SUGGESTION.find(&collapsed) {
+        Some(m) if m.start() > 0 => collapsed[..m.start()].to_owned(),
+        _ => collapsed,
+    }
+}
+
+/// Masks the variable parts of `text`, appending what was masked to `params`.
+fn mask_into(text: &str, template: &mut String, params: &mut Vec<Param>) {
     let mut last = 0;
-    for caps in MASK.captures_iter(&text) {
+    for caps in MASK.captures_iter(text) {
         let Some((name, m)) = PARTS.iter().find_map(|(name, _)| caps.name(name).map(|m| (*name, m))) else {
             continue;
         };
+        let value = m.as_str();
         let kind = match name {
-            "hexword" => match hex_word(m.as_str()) {
+            "hexword" => match hex_word(value) {
                 Some(kind) => kind,
                 None => continue,
             },
+            // quoted punctuation (`';'`, `'('`) is what a syntax error is about: keep it
+            "quoted" if !value.chars().any(char::is_alphanumeric) => continue,
             other => other,
         };
         template.push_str(&text[last..m.start()]);
-        let value = m.as_str();
         if kind == "quoted" {
             let open = value.chars().next().unwrap_or('\'');
             let close = value.chars().next_back().unwrap_or('\'');
@@ -107,13 +121,45 @@ pub fn fingerprint(message: &str) -> Fingerprint {
         last = m.end();
     }
     template.push_str(&text[last..]);
+}
 
+/// The template of a normalized message whose `spans` (byte ranges with parameter names, from
+/// a pattern's named captures) are masked as `<name>`; the text between spans is masked by the
+/// generic rules. Returns the template and the generically masked parts.
+pub fn template_with(message: &str, spans: &[(usize, usize, String)]) -> (String, Vec<Param>) {
+    let mut spans: Vec<&(usize, usize, String)> = spans.iter().filter(|(a, b, _)| a < b).collect();
+    spans.sort_by_key(|(a, _, _)| *a);
+    let mut template = String::with_capacity(message.len());
+    let mut params = Vec::new();
+    let mut last = 0;
+    for (start, end, name) in spans {
+        if *start < last || *end > message.len() {
+            continue; // overlapping or out of range: keep the first
+        }
+        mask_into(&message[last..*start], &mut template, &mut params);
+        template.push('<');
+        template.push_str(name);
+        template.push('>');
+        last = *end;
+    }
+    mask_into(&message[last..], &mut template, &mut params);
+    (template, params)
+}
+
+/// SHA-256 over the version and the template, as 64 hex digits.
+pub fn signature_of(template: &str) -> String {
     let mut hasher = Sha256::new();
     hasher.update(SIGNATURE_VERSION.as_bytes());
     hasher.update(b"\n");
     hasher.update(template.as_bytes());
-    let signature = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
-    Fingerprint { signature, template, params, version: SIGNATURE_VERSION }
+    hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Fingerprints one message with the generic rules alone. Whitespace runs are collapsed and the
+/// ends trimmed first, so re-wrapped or re-indented output keeps its signature.
+pub fn fingerprint(message: &str) -> Fingerprint {
+    let (template, params) = template_with(&normalize(message), &[]);
+    Fingerprint { signature: signature_of(&template), template, params, version: SIGNATURE_VERSION }
 }
 
 fn static_kind(kind: &str) -> &'static str {
@@ -178,6 +224,24 @@ mod tests {
             f.template,
             "utf-<number> codec can't decode byte <hex> in position <number>: invalid start byte"
         );
+    }
+
+    #[test]
+    fn suggestions_and_punctuation() {
+        let a =
+            fingerprint("AttributeError: 'list' object has no attribute 'appendx'. Did you mean: 'append'?");
+        let b = fingerprint("AttributeError: 'str' object has no attribute 'lowercase'");
+        assert_eq!(a.signature, b.signature, "{} / {}", a.template, b.template);
+        let c = fingerprint("SyntaxError: expected ':'");
+        let d = fingerprint("SyntaxError: expected ')'");
+        assert_ne!(c.signature, d.signature, "{}", c.template);
+    }
+
+    #[test]
+    fn spans_are_masked_by_name() {
+        let msg = "No module named 'yaml'";
+        let (t, _) = template_with(msg, &[(17, 21, "module".to_owned())]);
+        assert_eq!(t, "No module named '<module>'");
     }
 
     #[test]

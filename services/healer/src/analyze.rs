@@ -1,0 +1,381 @@
+//! Analysis: raw output in, classified diagnostics with signatures and a root cause out.
+//!
+//! parse (split into raw diagnostics) → classify each against the pattern base (category,
+//! failure class, named parameters, key, template) → signature of the template → dedupe →
+//! pick the primary. Pure and synchronous: the service runs it off the async runtime.
+
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::model::{Category, FailureClass, Location, Params, RawDiagnostic, Severity};
+use crate::patterns::{Pattern, PatternSet, param_name};
+use crate::signature::{self, SIGNATURE_VERSION};
+use crate::{parse, text};
+
+/// At most this many pattern matches are listed per diagnostic.
+const MAX_MATCHES: usize = 5;
+
+/// What the caller knows about the output.
+#[derive(Debug, Clone, Default)]
+pub struct Request<'a> {
+    pub output: &'a str,
+    pub tool: Option<&'a str>,
+    pub command: Option<&'a str>,
+    pub exit_code: Option<i32>,
+}
+
+/// A known pattern that matches a diagnostic.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct PatternMatch {
+    /// `pattern` (a pattern of the knowledge base).
+    #[schema(example = "pattern")]
+    pub kind: String,
+    #[schema(example = "python.module-not-found")]
+    pub id: String,
+    #[schema(example = "Python module is not installed")]
+    pub title: String,
+    /// 1.0 for a pattern whose matcher matched; lower for similar ones.
+    pub score: f32,
+    /// The explanation with the diagnostic's parameters filled in.
+    pub explanation: String,
+    /// Human fixes, parameters filled in.
+    pub fixes: Vec<String>,
+}
+
+/// One classified diagnostic.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct Diagnostic {
+    /// SHA-256 (hex) of the signature version and the template.
+    pub signature: String,
+    /// Version of the signature algorithm (`v1`).
+    pub signature_version: String,
+    pub category: Category,
+    pub failure_class: FailureClass,
+    #[schema(example = "python")]
+    pub tool: String,
+    pub severity: Severity,
+    /// The headline as the tool printed it.
+    #[schema(example = "ModuleNotFoundError: No module named 'yaml'")]
+    pub message: String,
+    /// The headline with variable parts as `<name>` placeholders.
+    #[schema(example = "ModuleNotFoundError: No module named '<module>'")]
+    pub template: String,
+    /// Named variable parts.
+    #[schema(value_type = Object, example = json!({"module": "yaml"}))]
+    pub params: Params,
+    /// The parameter a fix needs, if any.
+    #[schema(example = "yaml")]
+    pub key: Option<String>,
+    pub location: Option<Location>,
+    /// The tool's own code for it (`E0425`, `TS2304`, an HTTP status).
+    pub code: Option<String>,
+    /// First and last line (0-based) of the output this diagnostic covers.
+    pub lines: [usize; 2],
+    pub matches: Vec<PatternMatch>,
+    /// Index of the pattern that classified it (internal).
+    #[serde(skip)]
+    pub rank: i32,
+}
+
+/// The result of an analysis.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct Analysis {
+    pub diagnostics: Vec<Diagnostic>,
+    /// Index of the root-cause diagnostic, null when there are none.
+    pub primary: Option<usize>,
+}
+
+/// Analyses raw output. Never fails: output nobody understands gives no diagnostics (or one
+/// `unknown` diagnostic with the last line, when the command failed).
+pub fn analyze(req: &Request<'_>, patterns: &PatternSet) -> Analysis {
+    let cleaned = text::clean(req.output);
+    let mut raws = parse::parse(&cleaned, req.tool);
+    if raws.is_empty()
+        && req.exit_code.is_some_and(|c| c != 0)
+        && let Some((i, line)) = cleaned.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()).last()
+    {
+        raws.push(RawDiagnostic {
+            tool: req.tool.unwrap_or("generic").to_owned(),
+            severity: Some(Severity::Error),
+            message: line.trim().to_owned(),
+            span: (i, i),
+            rank: 0,
+            ..RawDiagnostic::default()
+        });
+    }
+    let mut diagnostics: Vec<Diagnostic> = Vec::with_capacity(raws.len());
+    for raw in &raws {
+        let d = classify(raw, patterns);
+        // the same diagnostic twice (a summary repeating an error): keep the first, best rank
+        if let Some(existing) = diagnostics
+            .iter_mut()
+            .find(|e| e.signature == d.signature && e.params == d.params && e.location == d.location)
+        {
+            existing.rank = existing.rank.max(d.rank);
+            continue;
+        }
+        diagnostics.push(d);
+    }
+    let primary = diagnostics
+        .iter()
+        .enumerate()
+        .max_by(|(ia, a), (ib, b)| a.rank.cmp(&b.rank).then(ib.cmp(ia)))
+        .map(|(i, _)| i);
+    Analysis { diagnostics, primary }
+}
+
+/// Classifies one raw diagnostic against the pattern base.
+pub fn classify(raw: &RawDiagnostic, patterns: &PatternSet) -> Diagnostic {
+    let message = signature::normalize(&raw.message);
+    let mut params = Params::new();
+    let mut spans = Vec::new();
+    let mut matched: Vec<&Pattern> = Vec::new();
+    let mut first: Option<&Pattern> = None;
+    for (p, caps) in patterns.matching(raw, &message) {
+        if first.is_none() {
+            first = Some(p);
+            for name in p.matcher.capture_names().flatten() {
+                if let Some(m) = caps.name(name).filter(|m| !m.as_str().is_empty()) {
+                    let param = param_name(name).to_owned();
+                    spans.push((m.start(), m.end(), param.clone()));
+                    params.entry(param).or_insert_with(|| m.as_str().to_owned());
+                }
+            }
+            if let Some(ctx) = &p.context {
+                let found = std::iter::once(message.as_str())
+                    .chain(raw.context.iter().map(String::as_str))
+                    .find_map(|t| ctx.captures(t));
+                if let Some(c) = found {
+                    for name in ctx.capture_names().flatten() {
+                        if let Some(m) = c.name(name) {
+                            params
+                                .entry(param_name(name).to_owned())
+                                .or_insert_with(|| m.as_str().to_owned());
+                        }
+                    }
+                }
+            }
+        }
+        if !matched.iter().any(|m| m.id == p.id) {
+            matched.push(p);
+        }
+        if matched.len() >= MAX_MATCHES {
+            break;
+        }
+    }
+    for (k, v) in &raw.params {
+        params.entry(k.clone()).or_insert_with(|| v.clone());
+    }
+    let (template, generic) = signature::template_with(&message, &spans);
+    // generically masked parts are parameters too, under their kind (`path`, `number_2`, ...)
+    for p in generic {
+        let mut name = p.kind.to_owned();
+        let mut n = 2;
+        while params.contains_key(&name) {
+            name = format!("{}_{n}", p.kind);
+            n += 1;
+        }
+        params.insert(name, p.value);
+    }
+    let (category, failure_class, key) = match first {
+        // a tool-agnostic keyword pattern does not override what the format itself says
+        Some(p) if p.ecosystem == "generic" && raw.category_hint.is_some() => {
+            let c = raw.category_hint.unwrap_or(Category::Unknown);
+            (c, c.default_failure_class(), None)
+        }
+        Some(p) => (p.category, p.failure_class, p.key.as_ref().and_then(|k| params.get(k).cloned())),
+        None => {
+            let c = raw.category_hint.unwrap_or(Category::Unknown);
+            (c, c.default_failure_class(), None)
+        }
+    };
+    let matches = matched
+        .iter()
+        .map(|p| PatternMatch {
+            kind: "pattern".to_owned(),
+            id: p.id.clone(),
+            title: p.title.clone(),
+            score: 1.0,
+            explanation: fill(&p.explanation, &params, p),
+            fixes: p.fixes.iter().map(|f| fill(f, &params, p)).collect(),
+        })
+        .collect();
+    Diagnostic {
+        signature: signature::signature_of(&template),
+        signature_version: SIGNATURE_VERSION.to_owned(),
+        category,
+        failure_class,
+        tool: raw.tool.clone(),
+        severity: raw.severity.unwrap_or(Severity::Error),
+        message: raw.message.clone(),
+        template,
+        params,
+        key,
+        location: raw.location.clone(),
+        code: raw.code.clone(),
+        lines: [raw.span.0, raw.span.1],
+        matches,
+        rank: raw.rank,
+    }
+}
+
+/// Fills `{name}` and `{name:map}` in a pattern's text. `{{` is a literal brace. A missing
+/// parameter is left as its name in angle brackets.
+pub fn fill(text: &str, params: &Params, pattern: &Pattern) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(pos) = rest.find(['{', '}']) {
+        out.push_str(&rest[..pos]);
+        let tail = &rest[pos..];
+        if tail.starts_with("{{") || tail.starts_with("}}") {
+            out.push_str(&tail[..1]);
+            rest = &tail[2..];
+            continue;
+        }
+        if let Some(after) = tail.strip_prefix('}') {
+            out.push('}');
+            rest = after;
+            continue;
+        }
+        let Some(close) = tail.find('}') else {
+            out.push_str(tail);
+            return out;
+        };
+        let spec = &tail[1..close];
+        let (name, map) = match spec.split_once(':') {
+            Some((n, m)) => (n, Some(m)),
+            None => (spec, None),
+        };
+        match params.get(name) {
+            Some(v) => out.push_str(&map_value(v, map, pattern)),
+            None => {
+                out.push('<');
+                out.push_str(name);
+                out.push('>');
+            }
+        }
+        rest = &tail[close + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `{module:pypi}` and friends: a lookup in the pattern file's map, with ecosystem rules for
+/// names the map does not list.
+pub fn map_value(value: &str, map: Option<&str>, pattern: &Pattern) -> String {
+    let Some(map) = map else { return value.to_owned() };
+    let table = pattern.maps.get(map);
+    if let Some(v) = table.and_then(|t| t.get(value)) {
+        return v.clone();
+    }
+    match map {
+        // a submodule is installed by its top-level package: yaml.constructor -> PyYAML
+        "pypi" => {
+            let top = value.split('.').next().unwrap_or(value);
+            table.and_then(|t| t.get(top)).cloned().unwrap_or_else(|| top.replace('_', "-"))
+        }
+        // a deep import is installed by its package: lodash/fp -> lodash, @scope/pkg/x -> @scope/pkg
+        "npm" => {
+            let mut parts = value.split('/');
+            match (parts.next(), parts.next()) {
+                (Some(scope), Some(name)) if scope.starts_with('@') => format!("{scope}/{name}"),
+                (Some(name), _) => name.to_owned(),
+                _ => value.to_owned(),
+            }
+        }
+        // crate names use hyphens on the registry where code uses underscores; both resolve
+        "crates" => value.to_owned(),
+        // a header's package is often lib<dir>-dev: openssl/ssl.h -> libssl-dev is in the map;
+        // for others, name the header's directory or stem
+        "debian" => {
+            let stem = value.split('/').next().unwrap_or(value).trim_end_matches(".h");
+            format!("lib{}-dev", stem.to_lowercase())
+        }
+        "debian_lib" => format!("lib{value}-dev"),
+        _ => value.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set() -> PatternSet {
+        PatternSet::seed().expect("seed")
+    }
+
+    fn one(output: &str) -> Diagnostic {
+        let a = analyze(&Request { output, ..Request::default() }, &set());
+        let i = a.primary.expect("a primary diagnostic");
+        a.diagnostics[i].clone()
+    }
+
+    #[test]
+    fn module_not_found_end_to_end() {
+        let d = one(
+            "Traceback (most recent call last):\n  File \"/a/app.py\", line 2, in <module>\n    import yaml\nModuleNotFoundError: No module named 'yaml'\n",
+        );
+        assert_eq!(d.category, Category::MissingDependency);
+        assert_eq!(d.failure_class, FailureClass::Environment);
+        assert_eq!(d.key.as_deref(), Some("yaml"));
+        assert_eq!(d.template, "ModuleNotFoundError: No module named '<module>'");
+        assert_eq!(d.matches[0].id, "python.module-not-found");
+        assert!(d.matches[0].fixes[0].contains("pip install PyYAML"), "{:?}", d.matches[0].fixes);
+    }
+
+    #[test]
+    fn rustc_primary_is_the_first_error_not_the_trailer() {
+        let a = analyze(
+            &Request {
+                output: "warning: unused import: `std::fs`\n --> src/main.rs:1:5\n  |\n\nerror[E0425]: cannot find value `x` in this scope\n --> src/main.rs:3:5\n  |\n\nerror: aborting due to 1 previous error; 1 warning emitted\n",
+                ..Request::default()
+            },
+            &set(),
+        );
+        let p = &a.diagnostics[a.primary.expect("primary")];
+        assert_eq!(p.code.as_deref(), Some("E0425"));
+        assert_eq!(p.key.as_deref(), Some("x"));
+        assert_eq!(a.diagnostics.len(), 2);
+    }
+
+    #[test]
+    fn empty_output_has_no_diagnostics() {
+        let a = analyze(&Request::default(), &set());
+        assert!(a.diagnostics.is_empty());
+        assert_eq!(a.primary, None);
+        let a = analyze(&Request { output: "all good\n", exit_code: Some(0), ..Request::default() }, &set());
+        assert!(a.diagnostics.is_empty());
+        let a = analyze(
+            &Request { output: "weird thing\nstopped\n", exit_code: Some(3), ..Request::default() },
+            &set(),
+        );
+        assert_eq!(a.diagnostics.len(), 1);
+        assert_eq!(a.diagnostics[0].message, "stopped");
+    }
+
+    #[test]
+    fn fill_and_maps() {
+        let set = set();
+        let p = set.get("c.missing-header").expect("pattern");
+        let mut params = Params::new();
+        params.insert("header".to_owned(), "openssl/ssl.h".to_owned());
+        assert_eq!(
+            fill("apt-get install {header:debian} {{x}}", &params, p),
+            "apt-get install libssl-dev {x}"
+        );
+        let p = set.get("node.module-not-found").expect("pattern");
+        assert_eq!(map_value("@aws-sdk/client-s3/dist", Some("npm"), p), "@aws-sdk/client-s3");
+        assert_eq!(map_value("lodash/fp", Some("npm"), p), "lodash");
+        let p = set.get("python.module-not-found").expect("pattern");
+        for (module, dist) in [
+            ("yaml", "PyYAML"),
+            ("cv2", "opencv-python"),
+            ("PIL", "Pillow"),
+            ("sklearn", "scikit-learn"),
+            ("bs4", "beautifulsoup4"),
+            ("yaml.constructor", "PyYAML"),
+        ] {
+            assert_eq!(map_value(module, Some("pypi"), p), dist);
+        }
+    }
+}
