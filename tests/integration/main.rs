@@ -2,6 +2,7 @@
 
 mod config_files;
 mod errors;
+mod healer;
 mod openapi;
 mod panics;
 mod shutdown;

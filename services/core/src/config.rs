@@ -52,6 +52,17 @@ pub struct HelixConfig {
     pub shutdown_grace_secs: u64,
     /// HTTP worker threads per service; 0 means one per CPU core.
     pub workers: usize,
+    pub healer: HealerConfig,
+}
+
+/// `[healer]`: the error pattern engine.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealerConfig {
+    /// A directory of pattern files (`*.toml`) used instead of the seed patterns compiled into
+    /// the binary; invalid files stop start-up naming file and line.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patterns_dir: Option<PathBuf>,
 }
 
 impl Default for HelixConfig {
@@ -68,6 +79,7 @@ impl Default for HelixConfig {
             max_body_bytes: 8 * 1024 * 1024,
             shutdown_grace_secs: 30,
             workers: 0,
+            healer: HealerConfig::default(),
         }
     }
 }
@@ -396,6 +408,20 @@ mod tests {
         let zeros =
             "orchestrator_port = 0\ntrace_collector_port = 0\nbreaker_gateway_port = 0\nhealer_port = 0\n";
         assert!(load(file(zeros), &BTreeMap::new(), &[]).is_ok());
+    }
+
+    #[test]
+    fn nested_sections_from_file_and_env() {
+        let c = load(file("[healer]\npatterns_dir = \"/etc/helix/patterns\"\n"), &BTreeMap::new(), &[])
+            .expect("load")
+            .config;
+        assert_eq!(c.healer.patterns_dir, Some(PathBuf::from("/etc/helix/patterns")));
+        let c = load(None, &env(&[("HELIX_HEALER__PATTERNS_DIR", "/p")]), &[]).expect("load").config;
+        assert_eq!(c.healer.patterns_dir, Some(PathBuf::from("/p")));
+        let err = load(file("[healer]\npatterns = 1\n"), &BTreeMap::new(), &[]).expect_err("unknown");
+        assert!(err.to_string().contains("patterns") && err.to_string().contains("line 2"), "{err}");
+        let loaded = load(None, &env(&[("HELIX_HEALER__NOPE", "1")]), &[]).expect("warning only");
+        assert_eq!(loaded.warnings.len(), 1);
     }
 
     #[test]

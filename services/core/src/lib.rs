@@ -12,7 +12,7 @@ pub mod health;
 pub mod service;
 pub mod telemetry;
 
-pub use config::{ConfigError, HelixConfig, LoadedConfig, LogFormat};
+pub use config::{ConfigError, HealerConfig, HelixConfig, LoadedConfig, LogFormat};
 pub use error::{ErrorCode, Problem};
 pub use health::{Check, CheckStatus, Health, Readiness, ReadyStatus};
 pub use service::ServiceKind;

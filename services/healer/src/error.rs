@@ -8,13 +8,23 @@ pub enum HealerError {
     Storage(std::io::Error),
     #[error("text is empty")]
     EmptyText,
+    #[error("invalid pattern file {0}")]
+    Patterns(#[from] crate::patterns::PatternError),
+    #[error("no pattern with id {0:?}")]
+    PatternNotFound(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("analysis failed: {0}")]
+    Internal(String),
 }
 
 impl HealerError {
     pub fn code(&self) -> ErrorCode {
         match self {
             HealerError::Storage(_) => ErrorCode::Internal,
-            HealerError::EmptyText => ErrorCode::InvalidRequest,
+            HealerError::EmptyText | HealerError::Invalid(_) => ErrorCode::InvalidRequest,
+            HealerError::Patterns(_) | HealerError::Internal(_) => ErrorCode::Internal,
+            HealerError::PatternNotFound(_) => ErrorCode::NotFound,
         }
     }
 }

@@ -1,10 +1,10 @@
 //! The healer: Helix's error pattern engine.
 //!
-//! Today it fingerprints diagnostic messages into stable, versioned signatures
-//! ([`signature`]); splitting raw tool output, classification, the pattern database and fixes
-//! that learn build on that (see ARCHITECTURE.md).
+//! Raw tool output goes through [`parse`] (split into diagnostics per tool format), then
+//! [`analyze`] classifies each against the [`patterns`] knowledge base and fingerprints it into
+//! a stable, versioned [`signature`].
 //!
-//! Layout: [`signature`] is domain logic free of actix types; [`routes`] holds thin handlers;
+//! Layout: everything but [`routes`] is domain logic free of actix types; [`routes`] holds thin handlers;
 //! [`configure`] registers them; [`HealerService`] is what `helix up`, `helix serve healer` and
 //! the tests run.
 
@@ -26,37 +26,57 @@ use helix_core::{Check, HelixConfig, ServiceKind};
 use utoipa::OpenApi;
 
 pub use error::HealerError;
+use patterns::PatternSet;
 
 /// Shared state of the healer's handlers.
 #[derive(Debug)]
 pub struct HealerState {
     data_dir: PathBuf,
+    pub patterns: Arc<PatternSet>,
 }
 
 impl HealerState {
-    /// Opens the healer's storage under `<data_dir>/healer`.
+    /// Loads the pattern base (the configured directory, else the seed compiled in) and opens
+    /// the healer's storage under `<data_dir>/healer`. An invalid pattern file stops start-up.
     pub fn open(cfg: &HelixConfig) -> Result<HealerState, HealerError> {
+        let patterns = match &cfg.healer.patterns_dir {
+            Some(dir) => PatternSet::load_dir(dir)?,
+            None => PatternSet::seed()?,
+        };
         let data_dir = helix_http::storage::prepare_data_dir(&cfg.service_data_dir(ServiceKind::Healer))
             .map_err(HealerError::Storage)?;
-        Ok(HealerState { data_dir })
+        tracing::info!(patterns = patterns.len(), "pattern base loaded");
+        Ok(HealerState { data_dir, patterns: Arc::new(patterns) })
     }
 }
 
 /// Registers the healer's routes on `cfg`.
 pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<HealerState>) {
     cfg.app_data(state)
+        .service(helix_http::routes::post("/v1/analyze", routes::analyze::analyze))
         .service(helix_http::routes::post("/v1/fingerprint", routes::fingerprint::fingerprint));
 }
 
 #[derive(OpenApi)]
 #[openapi(
-    paths(routes::fingerprint::fingerprint),
+    paths(routes::analyze::analyze, routes::fingerprint::fingerprint),
     components(schemas(
+        routes::analyze::AnalyzeRequest,
+        analyze::Analysis,
+        analyze::Diagnostic,
+        analyze::PatternMatch,
+        model::Category,
+        model::FailureClass,
+        model::Severity,
+        model::Location,
         routes::fingerprint::FingerprintRequest,
         routes::fingerprint::FingerprintResponse,
         routes::fingerprint::ParamOut,
     )),
-    tags((name = "signatures", description = "stable fingerprints of error messages"))
+    tags(
+        (name = "analysis", description = "split tool output into classified diagnostics"),
+        (name = "signatures", description = "stable fingerprints of error messages")
+    )
 )]
 struct ApiDoc;
 
@@ -64,7 +84,7 @@ struct ApiDoc;
 pub fn openapi() -> utoipa::openapi::OpenApi {
     helix_http::openapi::finish(
         ServiceKind::Healer,
-        "The error pattern engine: fingerprints tool output into stable signatures.",
+        "The error pattern engine: splits tool output into diagnostics, fingerprints each into a stable signature, classifies it and finds known patterns and fixes.",
         ApiDoc::openapi(),
     )
 }
@@ -99,6 +119,12 @@ impl helix_http::Service for HealerService {
 
     fn readiness(&self) -> BoxFuture<'static, Vec<Check>> {
         let dir = self.state.data_dir.clone();
-        Box::pin(async move { vec![helix_http::storage::data_dir_check(dir).await] })
+        let patterns = self.state.patterns.len();
+        Box::pin(async move {
+            vec![
+                helix_http::storage::data_dir_check(dir).await,
+                Check::new("patterns", helix_core::CheckStatus::Ok, format!("{patterns} patterns loaded")),
+            ]
+        })
     }
 }

@@ -247,6 +247,32 @@ impl PatternSet {
         Ok(PatternSet { patterns, set })
     }
 
+    /// Loads every `*.toml` of a directory (sorted by name, `generic.toml` last).
+    pub fn load_dir(dir: &std::path::Path) -> Result<PatternSet, PatternError> {
+        let io = |e: std::io::Error| PatternError {
+            file: dir.display().to_string(),
+            line: 0,
+            message: e.to_string(),
+        };
+        let mut names: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+            .map_err(io)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        names.sort_by_key(|p| (p.file_name().is_some_and(|n| n == "generic.toml"), p.clone()));
+        let mut files = Vec::new();
+        for path in &names {
+            let text = std::fs::read_to_string(path).map_err(|e| PatternError {
+                file: path.display().to_string(),
+                line: 0,
+                message: e.to_string(),
+            })?;
+            files.push((path.display().to_string(), text));
+        }
+        let refs: Vec<(&str, &str)> = files.iter().map(|(n, t)| (n.as_str(), t.as_str())).collect();
+        PatternSet::load(&refs)
+    }
+
     /// The seed patterns compiled into the binary.
     pub fn seed() -> Result<PatternSet, PatternError> {
         PatternSet::load(SEED)

@@ -1,3 +1,4 @@
 //! Thin HTTP handlers: parse, call the domain, shape the answer.
 
+pub mod analyze;
 pub mod fingerprint;

@@ -1,0 +1,73 @@
+//! `POST /v1/analyze`.
+
+use actix_web::{HttpResponse, web};
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use crate::HealerState;
+use crate::analyze::{self, Analysis};
+use crate::error::HealerError;
+
+/// Raw output of a failed command, and what is known about it.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AnalyzeRequest {
+    /// The command's stdout and stderr, as printed (ANSI colours are fine).
+    #[schema(
+        example = "Traceback (most recent call last):\n  File \"app.py\", line 1, in <module>\n    import yaml\nModuleNotFoundError: No module named 'yaml'\n"
+    )]
+    pub output: String,
+    /// Which tool printed it, if known (`python`, `cargo`, `tsc`, ...): a hint, not a filter.
+    #[serde(default)]
+    pub tool: Option<String>,
+    /// The command that ran.
+    #[serde(default)]
+    pub command: Option<String>,
+    /// Its exit code; with a non-zero code and no recognisable error, the last line is reported.
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    /// The project this output belongs to (recorded with the signatures seen).
+    #[serde(default)]
+    pub project: Option<String>,
+}
+
+/// Analyse tool output
+///
+/// Splits the output into diagnostics, fingerprints each into a stable signature, classifies it
+/// (category, failure class, key parameter) against the pattern base, and picks the root cause
+/// as `primary`. Empty output gives no diagnostics.
+#[utoipa::path(
+    post,
+    path = "/v1/analyze",
+    tag = "analysis",
+    operation_id = "analyze",
+    request_body = AnalyzeRequest,
+    responses(
+        (status = 200, description = "the diagnostics found, and the root cause", body = Analysis),
+        (status = 400, description = "invalid JSON or a body that does not match the schema", body = helix_core::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "body larger than `max_body_bytes`", body = helix_core::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "body is not application/json", body = helix_core::Problem, content_type = "application/problem+json")
+    )
+)]
+pub async fn analyze(
+    state: web::Data<HealerState>,
+    body: web::Json<AnalyzeRequest>,
+) -> Result<HttpResponse, HealerError> {
+    let req = body.into_inner();
+    let patterns = state.patterns.clone();
+    // CPU-bound work stays off the async runtime
+    let analysis = web::block(move || {
+        analyze::analyze(
+            &analyze::Request {
+                output: &req.output,
+                tool: req.tool.as_deref(),
+                command: req.command.as_deref(),
+                exit_code: req.exit_code,
+            },
+            &patterns,
+        )
+    })
+    .await
+    .map_err(|e| HealerError::Internal(e.to_string()))?;
+    Ok(HttpResponse::Ok().json(analysis))
+}
