@@ -177,6 +177,15 @@ pub fn classify(raw: &RawDiagnostic, patterns: &PatternSet) -> Diagnostic {
         }
         params.insert(name, p.value);
     }
+    // Within one rank tier (same parser confidence), a diagnostic a specific pattern explains is
+    // a better root cause than one only a keyword matched, and that better than an unknown one.
+    let rank = raw.rank
+        + match first {
+            Some(p) if p.ecosystem != "generic" => 5,
+            Some(_) => 0,
+            None if raw.category_hint.is_some() => 0,
+            None => -5,
+        };
     let (category, failure_class, key) = match first {
         // a tool-agnostic keyword pattern does not override what the format itself says
         Some(p) if p.ecosystem == "generic" && raw.category_hint.is_some() => {
@@ -215,7 +224,7 @@ pub fn classify(raw: &RawDiagnostic, patterns: &PatternSet) -> Diagnostic {
         code: raw.code.clone(),
         lines: [raw.span.0, raw.span.1],
         matches,
-        rank: raw.rank,
+        rank,
     }
 }
 

@@ -13,7 +13,7 @@ pub const MAX_GENERIC: usize = 20;
 
 static ERRORISH: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"(?i)\b(?:error|errors|fatal|panic|panicked|exception|traceback|failed|failure|fail|denied|refused|not found|no such|cannot|can't|could not|couldn't|unable to|timed? ?out|killed|segmentation fault|core dumped|aborted|undefined|missing|invalid|unexpected|overloaded|too many requests|exceeded|out of memory)\b",
+        r"(?i)\b(?:error|errors|fatal|panic|panicked|exception|traceback|failed|failure|fail|denied|refused|not found|no such|cannot|can't|could not|couldn't|unable to|timed? ?out|killed|segmentation fault|core dumped|aborted|undefined|missing|invalid|unexpected|overloaded|too many requests|exceeded|out of memory|no space|disk full|quota|oom|permission|unreachable|unavailable|forbidden|unauthori[sz]ed|not allowed|illegal|abort|crash(?:ed)?|broken|corrupt(?:ed)?|violation|rejected|expired|deadlock|conflict|unsupported|not supported|incompatible|mismatch|unrecognized|unknown (?:option|command|flag)|does not exist|doesn't exist)\b",
     )
 });
 /// Summary lines that only repeat that something above failed: used only when nothing else
