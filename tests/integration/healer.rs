@@ -84,12 +84,124 @@ async fn bad_input_is_rejected_clearly_and_junk_is_bounded() {
         x ^= x << 5;
         let c = char::from_u32(0x20 + x % 0x2000).unwrap_or('?');
         junk.push(c);
-        if x % 97 == 0 {
+        if x.is_multiple_of(97) {
             junk.push_str(" error: failed\n");
         }
     }
     let a = analyze(&helix, json!({"output": junk, "exit_code": 1})).await;
     let n = a["diagnostics"].as_array().expect("diagnostics").len();
     assert!((1..=50).contains(&n), "{n} diagnostics");
+    helix.stop().await;
+}
+
+#[tokio::test]
+async fn fixes_are_learned_ranked_and_survive_a_restart() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut cfg = helix_tests::test_config(dir.path());
+    let start = |cfg: helix_core::HelixConfig| async move {
+        helix::stack::Stack::start(&cfg, &[ServiceKind::Healer]).await.expect("start")
+    };
+    let stack = start(cfg.clone()).await;
+    let url = stack.url(ServiceKind::Healer).expect("url");
+    let http = client();
+    let out = "Traceback (most recent call last):\n  File \"/w/a.py\", line 1, in <module>\n    import yaml\nModuleNotFoundError: No module named 'yaml'\n";
+    let a: serde_json::Value = http
+        .post(format!("{url}/v1/analyze"))
+        .json(&json!({"output": out, "project": "alpha"}))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    let sig = a["diagnostics"][0]["signature"].as_str().expect("sig").to_owned();
+
+    for (desc, outcome) in [
+        ("pin yaml==6", "failure"),
+        ("add PyYAML to requirements.txt", "success"),
+        ("Add PyYAML to requirements.txt", "success"),
+    ] {
+        let res = http
+            .post(format!("{url}/v1/fixes"))
+            .json(&json!({"signature": sig, "description": desc, "outcome": outcome, "project": "alpha", "phase": "build"}))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(res.status(), 201);
+        let body: serde_json::Value = res.json().await.expect("json");
+        assert_eq!(body["signature"], sig.as_str());
+    }
+    let report: serde_json::Value = http
+        .get(format!("{url}/v1/signatures/{sig}"))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(report["occurrences"], 1);
+    assert_eq!(report["category"], "missing_dependency");
+    assert_eq!(report["fixes"][0]["successes"], 2);
+    assert_eq!(report["fixes"][1]["failures"], 1);
+    assert!(report["summary"].as_str().expect("summary").starts_with("solved 2x like this"), "{report}");
+
+    let hint: serde_json::Value = http
+        .get(format!("{url}/v1/hints?signature={sig}"))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    let text = hint["hint"].as_str().expect("hint");
+    assert!(text.contains("solved 2x") && text.contains("PyYAML"), "{text}");
+    assert!(text.contains("do not repeat") && text.contains("pin yaml==6"), "{text}");
+    assert_eq!(hint["pattern"], "python.module-not-found");
+
+    // restart on the same data directory: nothing is lost
+    stack.stop().await.expect("stop");
+    cfg.healer_port = 0;
+    let stack = start(cfg).await;
+    let url = stack.url(ServiceKind::Healer).expect("url");
+    let again: serde_json::Value = http
+        .get(format!("{url}/v1/signatures/{sig}"))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(again["occurrences"], 1, "occurrences flushed at shutdown");
+    assert_eq!(again["fixes"], report["fixes"]);
+    stack.stop().await.expect("stop");
+}
+
+#[tokio::test]
+async fn learning_endpoints_reject_bad_input() {
+    let helix = Helix::start().await;
+    let url = helix.url(ServiceKind::Healer);
+    let http = client();
+    let res = http.get(format!("{url}/v1/signatures/not-a-signature")).send().await.expect("send");
+    expect_problem(res, 400, "invalid_request").await;
+    let unknown = "0".repeat(64);
+    let res = http.get(format!("{url}/v1/signatures/{unknown}")).send().await.expect("send");
+    expect_problem(res, 404, "not_found").await;
+    let res = http.get(format!("{url}/v1/hints")).send().await.expect("send");
+    expect_problem(res, 400, "invalid_query").await;
+    let res = http
+        .post(format!("{url}/v1/fixes"))
+        .json(&json!({"signature": unknown, "description": "x", "outcome": "maybe"}))
+        .send()
+        .await
+        .expect("send");
+    let body = expect_problem(res, 400, "invalid_request").await;
+    assert!(body["detail"].as_str().expect("detail").contains("maybe"), "{body}");
+    let res = http
+        .post(format!("{url}/v1/fixes"))
+        .json(&json!({"signature": "abc", "description": "x", "outcome": "success"}))
+        .send()
+        .await
+        .expect("send");
+    expect_problem(res, 400, "invalid_request").await;
     helix.stop().await;
 }

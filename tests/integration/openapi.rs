@@ -77,8 +77,10 @@ async fn served_document_equals_the_committed_file_and_every_path_is_routed() {
         // every documented operation exists: the route answers something other than a 404
         // problem, and a method the document does not list gets 405
         let methods = ["get", "post", "put", "patch", "delete"];
-        for (path, item) in served["paths"].as_object().expect("paths") {
-            assert!(!path.contains('{'), "add path parameter samples to this test for {path}");
+        for (template, item) in served["paths"].as_object().expect("paths") {
+            // path parameters get a well-formed sample value
+            let path = template.replace("{signature}", &"0".repeat(64));
+            assert!(!path.contains('{'), "add a sample value for the parameters of {template}");
             let documented: BTreeSet<&str> =
                 item.as_object().expect("item").keys().map(String::as_str).collect();
             for method in methods {
@@ -91,8 +93,11 @@ async fn served_document_equals_the_committed_file_and_every_path_is_routed() {
                     .await
                     .expect("send");
                 let status = res.status().as_u16();
+                let body: serde_json::Value = res.json().await.unwrap_or_default();
+                let no_route =
+                    status == 404 && body["detail"].as_str().is_some_and(|d| d.starts_with("no route"));
                 if documented.contains(method) {
-                    assert_ne!(status, 404, "{kind}: {method} {path} is documented but not routed");
+                    assert!(!no_route, "{kind}: {method} {path} is documented but not routed");
                     assert_ne!(status, 405, "{kind}: {method} {path} is documented but not routed");
                 } else {
                     assert_eq!(status, 405, "{kind}: {method} {path} is routed but not documented");

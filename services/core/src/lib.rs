@@ -11,6 +11,7 @@ pub mod error;
 pub mod health;
 pub mod service;
 pub mod telemetry;
+pub mod time;
 
 pub use config::{ConfigError, HealerConfig, HelixConfig, LoadedConfig, LogFormat};
 pub use error::{ErrorCode, Problem};

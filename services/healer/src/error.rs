@@ -12,6 +12,10 @@ pub enum HealerError {
     Patterns(#[from] crate::patterns::PatternError),
     #[error("no pattern with id {0:?}")]
     PatternNotFound(String),
+    #[error("signature {0} has never been seen")]
+    SignatureNotFound(String),
+    #[error("cannot open the learning log: {0}")]
+    Store(#[from] crate::store::StoreError),
     #[error("{0}")]
     Invalid(String),
     #[error("analysis failed: {0}")]
@@ -24,7 +28,8 @@ impl HealerError {
             HealerError::Storage(_) => ErrorCode::Internal,
             HealerError::EmptyText | HealerError::Invalid(_) => ErrorCode::InvalidRequest,
             HealerError::Patterns(_) | HealerError::Internal(_) => ErrorCode::Internal,
-            HealerError::PatternNotFound(_) => ErrorCode::NotFound,
+            HealerError::PatternNotFound(_) | HealerError::SignatureNotFound(_) => ErrorCode::NotFound,
+            HealerError::Store(_) => ErrorCode::Internal,
         }
     }
 }

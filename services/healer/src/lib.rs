@@ -10,11 +10,13 @@
 
 pub mod analyze;
 pub mod error;
+pub mod hints;
 pub mod model;
 pub mod parse;
 pub mod patterns;
 pub mod routes;
 pub mod signature;
+pub mod store;
 pub mod text;
 
 use std::path::PathBuf;
@@ -27,12 +29,17 @@ use utoipa::OpenApi;
 
 pub use error::HealerError;
 use patterns::PatternSet;
+use store::{LearningStore, LogStore};
+
+/// How often buffered occurrences are made durable.
+const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Shared state of the healer's handlers.
 #[derive(Debug)]
 pub struct HealerState {
     data_dir: PathBuf,
     pub patterns: Arc<PatternSet>,
+    pub store: Arc<dyn LearningStore>,
 }
 
 impl HealerState {
@@ -45,8 +52,26 @@ impl HealerState {
         };
         let data_dir = helix_http::storage::prepare_data_dir(&cfg.service_data_dir(ServiceKind::Healer))
             .map_err(HealerError::Storage)?;
-        tracing::info!(patterns = patterns.len(), "pattern base loaded");
-        Ok(HealerState { data_dir, patterns: Arc::new(patterns) })
+        let store: Arc<dyn LearningStore> = Arc::new(LogStore::open(&data_dir.join("learning.log"))?);
+        tracing::info!(patterns = patterns.len(), signatures = store.signatures(), "healer ready");
+        spawn_flusher(Arc::downgrade(&store));
+        Ok(HealerState { data_dir, patterns: Arc::new(patterns), store })
+    }
+}
+
+/// Flushes buffered occurrences every [`FLUSH_EVERY`] until the store is dropped.
+fn spawn_flusher(store: std::sync::Weak<dyn LearningStore>) {
+    let spawned = std::thread::Builder::new().name("healer-flush".to_owned()).spawn(move || {
+        loop {
+            std::thread::sleep(FLUSH_EVERY);
+            let Some(store) = store.upgrade() else { return };
+            if let Err(e) = store.flush() {
+                tracing::error!(error = %e, "cannot flush the learning log");
+            }
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the flush thread; occurrences are flushed at shutdown only");
     }
 }
 
@@ -54,12 +79,21 @@ impl HealerState {
 pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<HealerState>) {
     cfg.app_data(state)
         .service(helix_http::routes::post("/v1/analyze", routes::analyze::analyze))
+        .service(helix_http::routes::post("/v1/fixes", routes::learning::record_fix))
+        .service(helix_http::routes::get("/v1/signatures/{signature}", routes::learning::get_signature))
+        .service(helix_http::routes::get("/v1/hints", routes::learning::get_hint))
         .service(helix_http::routes::post("/v1/fingerprint", routes::fingerprint::fingerprint));
 }
 
 #[derive(OpenApi)]
 #[openapi(
-    paths(routes::analyze::analyze, routes::fingerprint::fingerprint),
+    paths(
+        routes::analyze::analyze,
+        routes::learning::record_fix,
+        routes::learning::get_signature,
+        routes::learning::get_hint,
+        routes::fingerprint::fingerprint
+    ),
     components(schemas(
         routes::analyze::AnalyzeRequest,
         analyze::Analysis,
@@ -69,12 +103,19 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<HealerState>) {
         model::FailureClass,
         model::Severity,
         model::Location,
+        routes::learning::FixRequest,
+        routes::learning::FixRecorded,
+        routes::learning::Hint,
+        store::Outcome,
+        store::RankedFix,
+        store::SignatureReport,
         routes::fingerprint::FingerprintRequest,
         routes::fingerprint::FingerprintResponse,
         routes::fingerprint::ParamOut,
     )),
     tags(
         (name = "analysis", description = "split tool output into classified diagnostics"),
+        (name = "learning", description = "fix history per signature, and hints built from it"),
         (name = "signatures", description = "stable fingerprints of error messages")
     )
 )]
@@ -115,6 +156,17 @@ impl helix_http::Service for HealerService {
 
     fn openapi(&self) -> utoipa::openapi::OpenApi {
         openapi()
+    }
+
+    fn shutdown(&self) -> BoxFuture<'static, ()> {
+        let store = self.state.store.clone();
+        Box::pin(async move {
+            match tokio::task::spawn_blocking(move || store.flush()).await {
+                Ok(Ok(())) => tracing::info!("learning log flushed"),
+                Ok(Err(e)) => tracing::error!(error = %e, "cannot flush the learning log"),
+                Err(e) => tracing::error!(error = %e, "flush task failed"),
+            }
+        })
     }
 
     fn readiness(&self) -> BoxFuture<'static, Vec<Check>> {

@@ -223,3 +223,48 @@ fn openapi_check_passes_on_the_committed_documents_and_fails_on_a_stale_one() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("healer.json"));
 }
+
+#[tokio::test]
+async fn an_acknowledged_fix_survives_kill_9() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let spawn = || {
+        helix(dir.path())
+            .args(["serve", "healer", "--healer-port", "0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn")
+    };
+    let mut child = spawn();
+    let url = read_banner(&mut child).get("healer").expect("url").clone();
+    let http = reqwest::Client::new();
+    let sig = "ab".repeat(32);
+    let mut acked = 0;
+    for i in 0..20 {
+        let res = http
+            .post(format!("{url}/v1/fixes"))
+            .json(&serde_json::json!({"signature": sig, "description": format!("attempt {i}"), "outcome": "success"}))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(res.status(), 201);
+        acked += 1;
+    }
+    // no graceful shutdown: the process dies right after the last 201
+    child.kill().expect("kill -9");
+    child.wait().expect("reap");
+
+    let mut child = spawn();
+    let url = read_banner(&mut child).get("healer").expect("url").clone();
+    let report: serde_json::Value = http
+        .get(format!("{url}/v1/signatures/{sig}"))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(report["fixes"].as_array().expect("fixes").len(), acked, "{report}");
+    child.kill().expect("kill");
+    child.wait().expect("reap");
+}

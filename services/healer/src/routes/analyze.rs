@@ -7,6 +7,7 @@ use utoipa::ToSchema;
 use crate::HealerState;
 use crate::analyze::{self, Analysis};
 use crate::error::HealerError;
+use crate::store::Occurrence;
 
 /// Raw output of a failed command, and what is known about it.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -55,9 +56,10 @@ pub async fn analyze(
 ) -> Result<HttpResponse, HealerError> {
     let req = body.into_inner();
     let patterns = state.patterns.clone();
-    // CPU-bound work stays off the async runtime
+    let store = state.store.clone();
+    // CPU-bound work and the log append stay off the async runtime
     let analysis = web::block(move || {
-        analyze::analyze(
+        let analysis = analyze::analyze(
             &analyze::Request {
                 output: &req.output,
                 tool: req.tool.as_deref(),
@@ -65,7 +67,26 @@ pub async fn analyze(
                 exit_code: req.exit_code,
             },
             &patterns,
-        )
+        );
+        let at_ms = helix_core::time::now_ms();
+        let seen: Vec<Occurrence> = analysis
+            .diagnostics
+            .iter()
+            .map(|d| Occurrence {
+                signature: d.signature.clone(),
+                template: d.template.clone(),
+                category: d.category,
+                tool: d.tool.clone(),
+                pattern: d.matches.first().map(|m| m.id.clone()),
+                project: req.project.clone(),
+                at_ms,
+            })
+            .collect();
+        // statistics must not fail the analysis: log and answer
+        if let Err(e) = store.record_occurrences(&seen) {
+            tracing::error!(error = %e, "cannot record occurrences");
+        }
+        analysis
     })
     .await
     .map_err(|e| HealerError::Internal(e.to_string()))?;

@@ -1,0 +1,199 @@
+//! `POST /v1/fixes`, `GET /v1/signatures/{signature}`, `GET /v1/hints`.
+
+use actix_web::{HttpResponse, web};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::HealerState;
+use crate::error::HealerError;
+use crate::store::{FixRecord, Outcome, SignatureReport};
+
+/// Longest fix description accepted.
+const MAX_DESCRIPTION: usize = 4000;
+
+fn check_signature(s: &str) -> Result<(), HealerError> {
+    if s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        Ok(())
+    } else {
+        Err(HealerError::Invalid(format!(
+            "signature must be 64 lowercase hex digits, got {:?}",
+            truncate(s, 80)
+        )))
+    }
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    s.chars().take(n).collect()
+}
+
+/// A fix attempt for a signature, and how it went.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FixRequest {
+    /// The signature the fix was for (from `POST /v1/analyze`).
+    #[schema(
+        example = "3f0a8c1d9e2b4f6a8c0e1d3f5a7b9c2e4f6a8b0c1d3e5f7a9b2c4d6e8f0a1b3c",
+        pattern = "^[0-9a-f]{64}$"
+    )]
+    pub signature: String,
+    /// What was done, for humans and prompts.
+    #[schema(example = "add PyYAML to requirements.txt", min_length = 1, max_length = 4000)]
+    pub description: String,
+    /// The change as a unified diff, if there is one.
+    #[serde(default)]
+    pub patch: Option<String>,
+    pub outcome: Outcome,
+    #[serde(default)]
+    pub project: Option<String>,
+    #[serde(default)]
+    pub phase: Option<String>,
+}
+
+/// The recorded fix.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FixRecorded {
+    pub id: String,
+    pub signature: String,
+    /// RFC 3339.
+    pub recorded_at: String,
+}
+
+/// Record a fix attempt
+///
+/// Records what was tried for a signature and whether it worked. The record is on disk (fsynced)
+/// before the 201 is sent, so it survives a crash right after. Fixes that worked rank first in
+/// `GET /v1/signatures/{signature}` and in hints.
+#[utoipa::path(
+    post,
+    path = "/v1/fixes",
+    tag = "learning",
+    operation_id = "record_fix",
+    request_body = FixRequest,
+    responses(
+        (status = 201, description = "recorded", body = FixRecorded),
+        (status = 400, description = "invalid JSON, schema mismatch, or an invalid signature", body = helix_core::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "body larger than `max_body_bytes`", body = helix_core::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "body is not application/json", body = helix_core::Problem, content_type = "application/problem+json")
+    )
+)]
+pub async fn record_fix(
+    state: web::Data<HealerState>,
+    body: web::Json<FixRequest>,
+) -> Result<HttpResponse, HealerError> {
+    let req = body.into_inner();
+    check_signature(&req.signature)?;
+    if req.description.trim().is_empty() {
+        return Err(HealerError::Invalid("description must not be empty".to_owned()));
+    }
+    if req.description.len() > MAX_DESCRIPTION {
+        return Err(HealerError::Invalid(format!("description is longer than {MAX_DESCRIPTION} bytes")));
+    }
+    let at_ms = helix_core::time::now_ms();
+    let record = FixRecord {
+        id: uuid_like(&req.signature, at_ms),
+        signature: req.signature,
+        description: req.description,
+        patch: req.patch.filter(|p| !p.trim().is_empty()),
+        outcome: req.outcome,
+        project: req.project,
+        phase: req.phase,
+        at_ms,
+    };
+    let store = state.store.clone();
+    let stored = record.clone();
+    web::block(move || store.record_fix(&stored))
+        .await
+        .map_err(|e| HealerError::Internal(e.to_string()))?
+        .map_err(|e| HealerError::Internal(e.to_string()))?;
+    Ok(HttpResponse::Created().json(FixRecorded {
+        id: record.id,
+        signature: record.signature,
+        recorded_at: helix_core::time::rfc3339_ms(at_ms),
+    }))
+}
+
+/// A record id: unique per signature and instant, readable in logs.
+fn uuid_like(signature: &str, at_ms: i64) -> String {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("fix-{at_ms:x}-{n:x}-{}", &signature[..8])
+}
+
+/// What is known about a signature
+///
+/// Occurrences, first and last seen, projects, and the repair history ranked by success
+/// ("solved 3x like this").
+#[utoipa::path(
+    get,
+    path = "/v1/signatures/{signature}",
+    tag = "learning",
+    operation_id = "get_signature",
+    params(("signature" = String, Path, description = "64 hex digits, from an analysis", pattern = "^[0-9a-f]{64}$")),
+    responses(
+        (status = 200, description = "the signature's history", body = SignatureReport),
+        (status = 400, description = "not a signature", body = helix_core::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "never seen", body = helix_core::Problem, content_type = "application/problem+json")
+    )
+)]
+pub async fn get_signature(
+    state: web::Data<HealerState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, HealerError> {
+    let sig = path.into_inner();
+    check_signature(&sig)?;
+    let report = state.store.report(&sig).ok_or_else(|| HealerError::SignatureNotFound(sig.clone()))?;
+    Ok(HttpResponse::Ok().json(report))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct HintQuery {
+    /// 64 hex digits, from an analysis.
+    #[param(pattern = "^[0-9a-f]{64}$")]
+    pub signature: String,
+}
+
+/// A prompt-ready hint.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Hint {
+    pub signature: String,
+    /// Short text to put into an agent's prompt: what the error is, what fixed it before.
+    pub hint: String,
+    /// How many recorded fixes it draws on.
+    pub fixes: usize,
+    /// The pattern it draws on, if any.
+    pub pattern: Option<String>,
+}
+
+/// Prompt-ready hint for a signature
+///
+/// A short text built from the fixes that worked for this signature before (best first) and
+/// the pattern that classified it, meant to be put into an agent's prompt on a retry.
+#[utoipa::path(
+    get,
+    path = "/v1/hints",
+    tag = "learning",
+    operation_id = "get_hint",
+    params(HintQuery),
+    responses(
+        (status = 200, description = "the hint", body = Hint),
+        (status = 400, description = "missing or invalid signature", body = helix_core::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "nothing known about the signature", body = helix_core::Problem, content_type = "application/problem+json")
+    )
+)]
+pub async fn get_hint(
+    state: web::Data<HealerState>,
+    query: web::Query<HintQuery>,
+) -> Result<HttpResponse, HealerError> {
+    let sig = query.into_inner().signature;
+    check_signature(&sig)?;
+    let report = state.store.report(&sig).ok_or_else(|| HealerError::SignatureNotFound(sig.clone()))?;
+    let pattern = report.pattern.as_deref().and_then(|id| state.patterns.get(id));
+    Ok(HttpResponse::Ok().json(Hint {
+        signature: sig,
+        hint: crate::hints::hint_text(&report, pattern),
+        fixes: report.fixes.len(),
+        pattern: report.pattern.clone(),
+    }))
+}

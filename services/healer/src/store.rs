@@ -1,0 +1,450 @@
+//! What the healer learns: signatures seen (occurrences) and fix attempts with their outcomes.
+//!
+//! [`LearningStore`] is the seam between the domain and storage; [`LogStore`] is the embedded
+//! backend: an append-only log of JSON records, one per line, each prefixed with its CRC-32, and
+//! an in-memory index rebuilt from the log at start-up. A fix is written and fsynced before the
+//! call returns (so before the 2xx): a kill -9 right after the answer loses nothing. Occurrences
+//! are statistics: they are appended without fsync and flushed by [`LearningStore::flush`]
+//! (every second, and at shutdown). A torn last line (a crash mid-write) fails its checksum and
+//! is cut at start-up; every line before it is kept.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
+
+use crate::model::Category;
+
+/// A diagnostic seen in an analysis.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Occurrence {
+    pub signature: String,
+    pub template: String,
+    pub category: Category,
+    pub tool: String,
+    #[serde(default)]
+    pub pattern: Option<String>,
+    #[serde(default)]
+    pub project: Option<String>,
+    pub at_ms: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Success,
+    Failure,
+}
+
+/// A fix attempt and how it went.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FixRecord {
+    pub id: String,
+    pub signature: String,
+    pub description: String,
+    #[serde(default)]
+    pub patch: Option<String>,
+    pub outcome: Outcome,
+    #[serde(default)]
+    pub project: Option<String>,
+    #[serde(default)]
+    pub phase: Option<String>,
+    pub at_ms: i64,
+}
+
+/// One way of fixing a signature, with its track record.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct RankedFix {
+    pub description: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patch: Option<String>,
+    pub successes: u32,
+    pub failures: u32,
+    pub last_outcome: Outcome,
+    /// RFC 3339.
+    pub last_attempt: String,
+    pub projects: Vec<String>,
+}
+
+/// Everything known about a signature.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct SignatureReport {
+    pub signature: String,
+    #[schema(example = "v1")]
+    pub signature_version: String,
+    #[schema(example = "ModuleNotFoundError: No module named '<module>'")]
+    pub template: Option<String>,
+    pub category: Option<Category>,
+    pub tool: Option<String>,
+    /// The pattern that classified it, if one did.
+    pub pattern: Option<String>,
+    pub occurrences: u64,
+    /// RFC 3339, null when only fixes were recorded.
+    pub first_seen: Option<String>,
+    pub last_seen: Option<String>,
+    pub projects: Vec<String>,
+    /// Fixes ranked by successes, then success rate, then recency.
+    pub fixes: Vec<RankedFix>,
+    /// One line for humans, e.g. "solved 3x like this".
+    #[schema(example = "solved 3x like this: add PyYAML to requirements.txt")]
+    pub summary: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("learning log {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("cannot encode record: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+/// The storage seam: the embedded log, or a distributed backend later.
+pub trait LearningStore: Send + Sync + std::fmt::Debug {
+    /// Appends occurrences; durable after the next [`LearningStore::flush`].
+    fn record_occurrences(&self, occurrences: &[Occurrence]) -> Result<(), StoreError>;
+    /// Appends a fix attempt; durable when this returns.
+    fn record_fix(&self, fix: &FixRecord) -> Result<(), StoreError>;
+    fn report(&self, signature: &str) -> Option<SignatureReport>;
+    /// Makes every appended record durable.
+    fn flush(&self) -> Result<(), StoreError>;
+    /// Number of distinct signatures known.
+    fn signatures(&self) -> usize;
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Record {
+    Occurrence(Occurrence),
+    Fix(FixRecord),
+}
+
+#[derive(Debug, Default)]
+struct SigState {
+    template: Option<String>,
+    category: Option<Category>,
+    tool: Option<String>,
+    pattern: Option<String>,
+    occurrences: u64,
+    first_ms: Option<i64>,
+    last_ms: Option<i64>,
+    projects: BTreeSet<String>,
+    fixes: Vec<FixRecord>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    file: File,
+    dirty: bool,
+    sigs: HashMap<String, SigState>,
+}
+
+/// The embedded backend: see the module docs.
+#[derive(Debug)]
+pub struct LogStore {
+    path: PathBuf,
+    inner: Mutex<Inner>,
+}
+
+fn encode(record: &Record) -> Result<String, StoreError> {
+    let json = serde_json::to_string(record)?;
+    Ok(format!("{:08x} {json}\n", crc32fast::hash(json.as_bytes())))
+}
+
+fn decode(line: &str) -> Option<Record> {
+    let (crc, json) = line.split_once(' ')?;
+    let crc = u32::from_str_radix(crc, 16).ok()?;
+    (crc32fast::hash(json.as_bytes()) == crc).then(|| serde_json::from_str(json).ok()).flatten()
+}
+
+impl LogStore {
+    /// Opens (or creates) the log at `path`, replays it, and cuts a torn tail.
+    pub fn open(path: &Path) -> Result<LogStore, StoreError> {
+        let io = |source| StoreError::Io { path: path.display().to_string(), source };
+        let mut sigs: HashMap<String, SigState> = HashMap::new();
+        let mut good_len: u64 = 0;
+        let mut total_len: u64 = 0;
+        if path.exists() {
+            let reader = BufReader::new(File::open(path).map_err(io)?);
+            for line in reader.split(b'\n') {
+                let line = line.map_err(io)?;
+                total_len += line.len() as u64 + 1;
+                let Some(record) = std::str::from_utf8(&line).ok().and_then(decode) else { break };
+                apply(&mut sigs, record);
+                good_len = total_len;
+            }
+        }
+        let mut file =
+            OpenOptions::new().create(true).read(true).write(true).truncate(false).open(path).map_err(io)?;
+        let actual = file.metadata().map_err(io)?.len();
+        if actual > good_len {
+            tracing::warn!(path = %path.display(), kept = good_len, dropped = actual - good_len, "cutting a torn or corrupt tail of the learning log");
+            file.set_len(good_len).map_err(io)?;
+            file.sync_all().map_err(io)?;
+        }
+        file.seek(SeekFrom::End(0)).map_err(io)?;
+        Ok(LogStore { path: path.to_path_buf(), inner: Mutex::new(Inner { file, dirty: false, sigs }) })
+    }
+
+    fn io(&self, source: std::io::Error) -> StoreError {
+        StoreError::Io { path: self.path.display().to_string(), source }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // a panic while holding the lock leaves consistent data (writes are whole lines)
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+fn apply(sigs: &mut HashMap<String, SigState>, record: Record) {
+    match record {
+        Record::Occurrence(o) => {
+            let s = sigs.entry(o.signature.clone()).or_default();
+            s.template = Some(o.template);
+            s.category = Some(o.category);
+            s.tool = Some(o.tool);
+            if o.pattern.is_some() {
+                s.pattern = o.pattern;
+            }
+            s.occurrences += 1;
+            s.first_ms = Some(s.first_ms.map_or(o.at_ms, |f| f.min(o.at_ms)));
+            s.last_ms = Some(s.last_ms.map_or(o.at_ms, |l| l.max(o.at_ms)));
+            if let Some(p) = o.project {
+                s.projects.insert(p);
+            }
+        }
+        Record::Fix(f) => {
+            let s = sigs.entry(f.signature.clone()).or_default();
+            if let Some(p) = &f.project {
+                s.projects.insert(p.clone());
+            }
+            s.fixes.push(f);
+        }
+    }
+}
+
+impl LearningStore for LogStore {
+    fn record_occurrences(&self, occurrences: &[Occurrence]) -> Result<(), StoreError> {
+        if occurrences.is_empty() {
+            return Ok(());
+        }
+        let mut buf = String::new();
+        for o in occurrences {
+            buf.push_str(&encode(&Record::Occurrence(o.clone()))?);
+        }
+        let mut inner = self.lock();
+        inner.file.write_all(buf.as_bytes()).map_err(|e| self.io(e))?;
+        inner.dirty = true;
+        for o in occurrences {
+            apply(&mut inner.sigs, Record::Occurrence(o.clone()));
+        }
+        Ok(())
+    }
+
+    fn record_fix(&self, fix: &FixRecord) -> Result<(), StoreError> {
+        let line = encode(&Record::Fix(fix.clone()))?;
+        let mut inner = self.lock();
+        inner.file.write_all(line.as_bytes()).map_err(|e| self.io(e))?;
+        // write-ahead: durable before the caller answers
+        inner.file.sync_data().map_err(|e| self.io(e))?;
+        inner.dirty = false;
+        apply(&mut inner.sigs, Record::Fix(fix.clone()));
+        Ok(())
+    }
+
+    fn report(&self, signature: &str) -> Option<SignatureReport> {
+        let inner = self.lock();
+        let s = inner.sigs.get(signature)?;
+        Some(build_report(signature, s))
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        if inner.dirty {
+            inner.file.sync_data().map_err(|e| self.io(e))?;
+            inner.dirty = false;
+        }
+        Ok(())
+    }
+
+    fn signatures(&self) -> usize {
+        self.lock().sigs.len()
+    }
+}
+
+/// Fixes are the same fix when their patches change the same lines, or (without a patch) when
+/// their descriptions match ignoring case and spacing.
+fn fix_key(f: &FixRecord) -> String {
+    match &f.patch {
+        Some(p) if !p.trim().is_empty() => {
+            let mut h = Sha256::new();
+            for line in p.lines() {
+                if (line.starts_with('+') && !line.starts_with("+++"))
+                    || (line.starts_with('-') && !line.starts_with("---"))
+                {
+                    h.update(line.trim_end().as_bytes());
+                    h.update(b"\n");
+                }
+            }
+            h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+        }
+        _ => f.description.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase(),
+    }
+}
+
+fn build_report(signature: &str, s: &SigState) -> SignatureReport {
+    let mut groups: Vec<(String, RankedFix, i64)> = Vec::new();
+    for f in &s.fixes {
+        let key = fix_key(f);
+        let entry = match groups.iter_mut().find(|(k, _, _)| *k == key) {
+            Some(e) => e,
+            None => {
+                groups.push((
+                    key,
+                    RankedFix {
+                        description: f.description.clone(),
+                        patch: f.patch.clone(),
+                        successes: 0,
+                        failures: 0,
+                        last_outcome: f.outcome,
+                        last_attempt: String::new(),
+                        projects: Vec::new(),
+                    },
+                    i64::MIN,
+                ));
+                groups.last_mut().expect("just pushed")
+            }
+        };
+        match f.outcome {
+            Outcome::Success => entry.1.successes += 1,
+            Outcome::Failure => entry.1.failures += 1,
+        }
+        if f.at_ms >= entry.2 {
+            entry.2 = f.at_ms;
+            entry.1.last_outcome = f.outcome;
+            entry.1.last_attempt = helix_core::time::rfc3339_ms(f.at_ms);
+            if f.outcome == Outcome::Success {
+                entry.1.description = f.description.clone();
+            }
+        }
+        if let Some(p) = &f.project
+            && !entry.1.projects.contains(p)
+        {
+            entry.1.projects.push(p.clone());
+        }
+    }
+    groups.sort_by(|a, b| {
+        let rate = |f: &RankedFix| f64::from(f.successes) / f64::from((f.successes + f.failures).max(1));
+        b.1.successes.cmp(&a.1.successes).then(rate(&b.1).total_cmp(&rate(&a.1))).then(b.2.cmp(&a.2))
+    });
+    let fixes: Vec<RankedFix> = groups.into_iter().map(|(_, f, _)| f).collect();
+    let summary = match fixes.first() {
+        Some(f) if f.successes > 0 => format!("solved {}x like this: {}", f.successes, f.description),
+        Some(_) => format!("{} fix attempt(s), none succeeded yet", s.fixes.len()),
+        None if s.occurrences > 0 => format!("seen {}x, no fix recorded yet", s.occurrences),
+        None => "no history".to_owned(),
+    };
+    SignatureReport {
+        signature: signature.to_owned(),
+        signature_version: crate::signature::SIGNATURE_VERSION.to_owned(),
+        template: s.template.clone(),
+        category: s.category,
+        tool: s.tool.clone(),
+        pattern: s.pattern.clone(),
+        occurrences: s.occurrences,
+        first_seen: s.first_ms.map(helix_core::time::rfc3339_ms),
+        last_seen: s.last_ms.map(helix_core::time::rfc3339_ms),
+        projects: s.projects.iter().cloned().collect(),
+        fixes,
+        summary,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fix(sig: &str, desc: &str, outcome: Outcome, at: i64) -> FixRecord {
+        FixRecord {
+            id: format!("f{at}"),
+            signature: sig.to_owned(),
+            description: desc.to_owned(),
+            patch: None,
+            outcome,
+            project: Some("p".to_owned()),
+            phase: None,
+            at_ms: at,
+        }
+    }
+
+    fn occ(sig: &str, at: i64) -> Occurrence {
+        Occurrence {
+            signature: sig.to_owned(),
+            template: "t".to_owned(),
+            category: Category::MissingDependency,
+            tool: "python".to_owned(),
+            pattern: Some("python.module-not-found".to_owned()),
+            project: Some("alpha".to_owned()),
+            at_ms: at,
+        }
+    }
+
+    #[test]
+    fn ranks_fixes_by_success_and_survives_reopen() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("learning.log");
+        {
+            let s = LogStore::open(&path).expect("open");
+            s.record_occurrences(&[occ("a", 10), occ("a", 30), occ("a", 20)]).expect("occ");
+            s.record_fix(&fix("a", "pin numpy", Outcome::Failure, 40)).expect("fix");
+            s.record_fix(&fix("a", "Add PyYAML to requirements.txt", Outcome::Success, 41)).expect("fix");
+            s.record_fix(&fix("a", "add  pyyaml to requirements.txt", Outcome::Success, 42)).expect("fix");
+            s.flush().expect("flush");
+        }
+        let s = LogStore::open(&path).expect("reopen");
+        let r = s.report("a").expect("report");
+        assert_eq!(r.occurrences, 3);
+        assert_eq!(r.first_seen.as_deref(), Some("1970-01-01T00:00:00.010Z"));
+        assert_eq!(r.last_seen.as_deref(), Some("1970-01-01T00:00:00.030Z"));
+        assert_eq!(r.fixes.len(), 2);
+        assert_eq!(r.fixes[0].successes, 2);
+        assert_eq!(r.fixes[1].failures, 1);
+        assert!(r.summary.starts_with("solved 2x like this"), "{}", r.summary);
+        assert_eq!(r.projects, vec!["alpha", "p"]);
+    }
+
+    #[test]
+    fn torn_tail_is_cut_and_earlier_records_kept() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("learning.log");
+        {
+            let s = LogStore::open(&path).expect("open");
+            s.record_fix(&fix("a", "one", Outcome::Success, 1)).expect("fix");
+            s.record_fix(&fix("a", "two", Outcome::Success, 2)).expect("fix");
+        }
+        let full = std::fs::read(&path).expect("read");
+        // a crash in the middle of writing a third record
+        let mut torn = full.clone();
+        torn.extend_from_slice(b"0badc0de {\"type\":\"fix\",\"id\":\"x\",\"sig");
+        std::fs::write(&path, &torn).expect("write");
+        let s = LogStore::open(&path).expect("reopen");
+        assert_eq!(s.report("a").expect("report").fixes.len(), 2);
+        assert_eq!(std::fs::read(&path).expect("read").len(), full.len(), "the torn tail is cut");
+        // and appending continues cleanly after it
+        s.record_fix(&fix("a", "three", Outcome::Success, 3)).expect("fix");
+        drop(s);
+        assert_eq!(LogStore::open(&path).expect("reopen").report("a").expect("r").fixes.len(), 3);
+    }
+
+    #[test]
+    fn a_flipped_byte_fails_the_checksum() {
+        let line = encode(&Record::Fix(fix("a", "x", Outcome::Success, 1))).expect("encode");
+        assert!(decode(line.trim_end()).is_some());
+        let bad = line.replace("\"x\"", "\"y\"");
+        assert!(decode(bad.trim_end()).is_none());
+    }
+}
