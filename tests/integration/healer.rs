@@ -205,3 +205,80 @@ async fn learning_endpoints_reject_bad_input() {
     expect_problem(res, 400, "invalid_request").await;
     helix.stop().await;
 }
+
+#[tokio::test]
+async fn pattern_search_detail_and_similar_matches() {
+    let helix = Helix::start().await;
+    let url = helix.url(ServiceKind::Healer);
+    let http = client();
+    let list: serde_json::Value = http
+        .get(format!("{url}/v1/patterns?q=header%20not%20found&limit=5"))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    let ids: Vec<&str> =
+        list["patterns"].as_array().expect("patterns").iter().filter_map(|p| p["id"].as_str()).collect();
+    assert!(ids.contains(&"c.missing-header"), "{list}");
+    assert!(list["total"].as_u64().expect("total") >= 80);
+    assert!(list["patterns"][0]["score"].as_f64().expect("score") > 0.0);
+
+    let all: serde_json::Value = http
+        .get(format!("{url}/v1/patterns?limit=200"))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        all["patterns"].as_array().expect("patterns").len() as u64,
+        all["total"].as_u64().expect("total").min(200)
+    );
+
+    let p: serde_json::Value = http
+        .get(format!("{url}/v1/patterns/python.module-not-found"))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(p["category"], "missing_dependency");
+    assert_eq!(p["key"], "module");
+    assert_eq!(p["actions"][0]["kind"], "add_dependency");
+    assert!(p["source"].as_str().expect("source").starts_with("python.toml:"));
+    let res = http.get(format!("{url}/v1/patterns/no.such.pattern")).send().await.expect("send");
+    expect_problem(res, 404, "not_found").await;
+    let res = http.get(format!("{url}/v1/patterns?limit=0")).send().await.expect("send");
+    expect_problem(res, 400, "invalid_query").await;
+
+    // an error no pattern knows word for word still gets ranked suggestions
+    let a = analyze(&helix, json!({"output": "fatal: the frobnication module 'quux' could not be imported by the loader\n", "exit_code": 1})).await;
+    let d = &a["diagnostics"][0];
+    let kinds: Vec<&str> =
+        d["matches"].as_array().expect("matches").iter().filter_map(|m| m["kind"].as_str()).collect();
+    assert!(kinds.contains(&"similar_pattern"), "{d}");
+    let scores: Vec<f64> =
+        d["matches"].as_array().expect("matches").iter().filter_map(|m| m["score"].as_f64()).collect();
+    assert!(scores.iter().all(|s| *s > 0.0 && *s <= 1.0), "{scores:?}");
+
+    // a recorded fix shows up in the next analysis of the same signature, first
+    let out = "bash: line 1: helm: command not found\n";
+    let a = analyze(&helix, json!({"output": out})).await;
+    let sig = a["diagnostics"][0]["signature"].as_str().expect("sig").to_owned();
+    let res = http
+        .post(format!("{url}/v1/fixes"))
+        .json(&json!({"signature": sig, "description": "install helm from the vendored tarball", "outcome": "success"}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status(), 201);
+    let a = analyze(&helix, json!({"output": out.replace("helm", "kubectl")})).await;
+    let m = &a["diagnostics"][0]["matches"][0];
+    assert_eq!(m["kind"], "fix", "{a}");
+    assert_eq!(m["title"], "solved 1x like this");
+    helix.stop().await;
+}

@@ -18,6 +18,10 @@ pub enum HealerError {
     Store(#[from] crate::store::StoreError),
     #[error("{0}")]
     Invalid(String),
+    #[error("{0}")]
+    InvalidQuery(String),
+    #[error("{0}")]
+    Index(#[from] crate::index::IndexError),
     #[error("analysis failed: {0}")]
     Internal(String),
 }
@@ -29,7 +33,8 @@ impl HealerError {
             HealerError::EmptyText | HealerError::Invalid(_) => ErrorCode::InvalidRequest,
             HealerError::Patterns(_) | HealerError::Internal(_) => ErrorCode::Internal,
             HealerError::PatternNotFound(_) | HealerError::SignatureNotFound(_) => ErrorCode::NotFound,
-            HealerError::Store(_) => ErrorCode::Internal,
+            HealerError::Store(_) | HealerError::Index(_) => ErrorCode::Internal,
+            HealerError::InvalidQuery(_) => ErrorCode::InvalidQuery,
         }
     }
 }

@@ -11,6 +11,8 @@
 pub mod analyze;
 pub mod error;
 pub mod hints;
+pub mod index;
+pub mod knowledge;
 pub mod model;
 pub mod parse;
 pub mod patterns;
@@ -28,6 +30,7 @@ use helix_core::{Check, HelixConfig, ServiceKind};
 use utoipa::OpenApi;
 
 pub use error::HealerError;
+use index::KnowledgeIndex;
 use patterns::PatternSet;
 use store::{LearningStore, LogStore};
 
@@ -40,6 +43,7 @@ pub struct HealerState {
     data_dir: PathBuf,
     pub patterns: Arc<PatternSet>,
     pub store: Arc<dyn LearningStore>,
+    pub index: Arc<KnowledgeIndex>,
 }
 
 impl HealerState {
@@ -53,20 +57,25 @@ impl HealerState {
         let data_dir = helix_http::storage::prepare_data_dir(&cfg.service_data_dir(ServiceKind::Healer))
             .map_err(HealerError::Storage)?;
         let store: Arc<dyn LearningStore> = Arc::new(LogStore::open(&data_dir.join("learning.log"))?);
+        let index = Arc::new(KnowledgeIndex::open(&data_dir.join("index"), &patterns)?);
         tracing::info!(patterns = patterns.len(), signatures = store.signatures(), "healer ready");
-        spawn_flusher(Arc::downgrade(&store));
-        Ok(HealerState { data_dir, patterns: Arc::new(patterns), store })
+        spawn_flusher(Arc::downgrade(&store), Arc::downgrade(&index));
+        Ok(HealerState { data_dir, patterns: Arc::new(patterns), store, index })
     }
 }
 
-/// Flushes buffered occurrences every [`FLUSH_EVERY`] until the store is dropped.
-fn spawn_flusher(store: std::sync::Weak<dyn LearningStore>) {
+/// Flushes buffered occurrences and commits index updates every [`FLUSH_EVERY`], until the
+/// state is dropped.
+fn spawn_flusher(store: std::sync::Weak<dyn LearningStore>, index: std::sync::Weak<KnowledgeIndex>) {
     let spawned = std::thread::Builder::new().name("healer-flush".to_owned()).spawn(move || {
         loop {
             std::thread::sleep(FLUSH_EVERY);
-            let Some(store) = store.upgrade() else { return };
+            let (Some(store), Some(index)) = (store.upgrade(), index.upgrade()) else { return };
             if let Err(e) = store.flush() {
                 tracing::error!(error = %e, "cannot flush the learning log");
+            }
+            if let Err(e) = index.commit_if_dirty() {
+                tracing::error!(error = %e, "cannot commit the search index");
             }
         }
     });
@@ -82,6 +91,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<HealerState>) {
         .service(helix_http::routes::post("/v1/fixes", routes::learning::record_fix))
         .service(helix_http::routes::get("/v1/signatures/{signature}", routes::learning::get_signature))
         .service(helix_http::routes::get("/v1/hints", routes::learning::get_hint))
+        .service(helix_http::routes::get("/v1/patterns", routes::patterns::search))
+        .service(helix_http::routes::get("/v1/patterns/{id}", routes::patterns::get))
         .service(helix_http::routes::post("/v1/fingerprint", routes::fingerprint::fingerprint));
 }
 
@@ -92,6 +103,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<HealerState>) {
         routes::learning::record_fix,
         routes::learning::get_signature,
         routes::learning::get_hint,
+        routes::patterns::search,
+        routes::patterns::get,
         routes::fingerprint::fingerprint
     ),
     components(schemas(
@@ -109,6 +122,10 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<HealerState>) {
         store::Outcome,
         store::RankedFix,
         store::SignatureReport,
+        routes::patterns::PatternSummary,
+        routes::patterns::PatternList,
+        routes::patterns::PatternDetail,
+        patterns::ActionSpec,
         routes::fingerprint::FingerprintRequest,
         routes::fingerprint::FingerprintResponse,
         routes::fingerprint::ParamOut,
@@ -116,6 +133,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<HealerState>) {
     tags(
         (name = "analysis", description = "split tool output into classified diagnostics"),
         (name = "learning", description = "fix history per signature, and hints built from it"),
+        (name = "patterns", description = "the knowledge base of known error patterns"),
         (name = "signatures", description = "stable fingerprints of error messages")
     )
 )]
@@ -160,8 +178,15 @@ impl helix_http::Service for HealerService {
 
     fn shutdown(&self) -> BoxFuture<'static, ()> {
         let store = self.state.store.clone();
+        let index = self.state.index.clone();
         Box::pin(async move {
-            match tokio::task::spawn_blocking(move || store.flush()).await {
+            let flushed = tokio::task::spawn_blocking(move || {
+                if let Err(e) = index.commit_if_dirty() {
+                    tracing::error!(error = %e, "cannot commit the search index");
+                }
+                store.flush()
+            });
+            match flushed.await {
                 Ok(Ok(())) => tracing::info!("learning log flushed"),
                 Ok(Err(e)) => tracing::error!(error = %e, "cannot flush the learning log"),
                 Err(e) => tracing::error!(error = %e, "flush task failed"),

@@ -140,6 +140,8 @@ const PARSER_PARAMS: &[&str] =
 pub struct PatternSet {
     patterns: Vec<Pattern>,
     set: RegexSet,
+    /// SHA-256 over every file's name and text: the index is rebuilt when it changes.
+    digest: String,
 }
 
 impl PatternSet {
@@ -244,7 +246,15 @@ impl PatternSet {
             line: 0,
             message: format!("cannot combine the matchers: {e}"),
         })?;
-        Ok(PatternSet { patterns, set })
+        let mut h = <sha2::Sha256 as sha2::Digest>::new();
+        for (name, text) in files {
+            sha2::Digest::update(&mut h, name.as_bytes());
+            sha2::Digest::update(&mut h, [0u8]);
+            sha2::Digest::update(&mut h, text.as_bytes());
+            sha2::Digest::update(&mut h, [0u8]);
+        }
+        let digest = sha2::Digest::finalize(h).iter().map(|b| format!("{b:02x}")).collect();
+        Ok(PatternSet { patterns, set, digest })
     }
 
     /// Loads every `*.toml` of a directory (sorted by name, `generic.toml` last).
@@ -280,6 +290,11 @@ impl PatternSet {
 
     pub fn len(&self) -> usize {
         self.patterns.len()
+    }
+
+    /// Identifies the exact pattern files loaded.
+    pub fn digest(&self) -> &str {
+        &self.digest
     }
 
     pub fn is_empty(&self) -> bool {

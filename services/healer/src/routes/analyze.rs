@@ -57,9 +57,10 @@ pub async fn analyze(
     let req = body.into_inner();
     let patterns = state.patterns.clone();
     let store = state.store.clone();
+    let index = state.index.clone();
     // CPU-bound work and the log append stay off the async runtime
     let analysis = web::block(move || {
-        let analysis = analyze::analyze(
+        let mut analysis = analyze::analyze(
             &analyze::Request {
                 output: &req.output,
                 tool: req.tool.as_deref(),
@@ -68,6 +69,15 @@ pub async fn analyze(
             },
             &patterns,
         );
+        // first sightings go into the similar-error index
+        for d in &analysis.diagnostics {
+            if store.report(&d.signature).is_none()
+                && let Err(e) = index.upsert_signature(&d.signature, &d.template, &d.tool, d.category, &[])
+            {
+                tracing::warn!(error = %e, "cannot index a new signature");
+            }
+        }
+        crate::knowledge::enrich(&mut analysis, &*store, &index, &patterns);
         let at_ms = helix_core::time::now_ms();
         let seen: Vec<Occurrence> = analysis
             .diagnostics

@@ -100,11 +100,26 @@ pub async fn record_fix(
         at_ms,
     };
     let store = state.store.clone();
+    let index = state.index.clone();
     let stored = record.clone();
-    web::block(move || store.record_fix(&stored))
-        .await
-        .map_err(|e| HealerError::Internal(e.to_string()))?
-        .map_err(|e| HealerError::Internal(e.to_string()))?;
+    web::block(move || {
+        store.record_fix(&stored)?;
+        // the index learns the fixes that worked, for similar-error search
+        if let Some(report) = store.report(&stored.signature) {
+            let worked: Vec<String> =
+                report.fixes.iter().filter(|f| f.successes > 0).map(|f| f.description.clone()).collect();
+            let template = report.template.clone().unwrap_or_default();
+            let tool = report.tool.clone().unwrap_or_default();
+            let category = report.category.unwrap_or(crate::model::Category::Unknown);
+            if let Err(e) = index.upsert_signature(&stored.signature, &template, &tool, category, &worked) {
+                tracing::warn!(error = %e, "cannot index a fix");
+            }
+        }
+        Ok::<(), crate::store::StoreError>(())
+    })
+    .await
+    .map_err(|e| HealerError::Internal(e.to_string()))?
+    .map_err(|e| HealerError::Internal(e.to_string()))?;
     Ok(HttpResponse::Created().json(FixRecorded {
         id: record.id,
         signature: record.signature,

@@ -3,3 +3,4 @@
 pub mod analyze;
 pub mod fingerprint;
 pub mod learning;
+pub mod patterns;
