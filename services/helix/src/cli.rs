@@ -47,6 +47,57 @@ pub enum Command {
     },
     /// Print the effective configuration (defaults < file < HELIX_* env < flags) as TOML
     Config(RunArgs),
+    /// Analyse a failed command's output: root cause, category, signature, known fixes
+    ///
+    /// `helix heal build.log`, `cmd 2>&1 | helix heal -`, or `helix heal -- cargo build` to run
+    /// the command (no shell) and analyse its output when it fails. Exits 1 when it found errors
+    /// (with `--`: the command's own exit code).
+    Heal {
+        /// File to analyse, or - for standard input
+        #[arg(default_value = "-", conflicts_with = "command")]
+        file: String,
+        /// Which tool printed the output (a hint: python, cargo, tsc, ...)
+        #[arg(long)]
+        tool: Option<String>,
+        /// Print the API's JSON instead of the report
+        #[arg(long)]
+        json: bool,
+        /// Pattern directory to use instead of the built-in patterns
+        #[arg(long, value_name = "DIR")]
+        patterns: Option<PathBuf>,
+        /// The command to run, after --
+        #[arg(last = true, value_name = "COMMAND")]
+        command: Vec<String>,
+    },
+    /// Search or validate the pattern knowledge base
+    Patterns {
+        #[command(subcommand)]
+        command: PatternsCommand,
+    },
+    /// Mine templates: one message per line in; per line "template id<TAB>template" out
+    Mine {
+        /// File with one message per line, or - for standard input
+        #[arg(default_value = "-")]
+        file: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PatternsCommand {
+    /// Full-text search over the patterns
+    Search {
+        query: Vec<String>,
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
+        /// Pattern directory to use instead of the built-in patterns
+        #[arg(long, value_name = "DIR")]
+        patterns: Option<PathBuf>,
+    },
+    /// Validate a pattern directory (exit 1 naming file and line of the first problem)
+    Lint {
+        #[arg(default_value = "patterns")]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -5,6 +5,7 @@
 //! `helix up` starts.
 
 pub mod cli;
+pub mod heal;
 pub mod stack;
 
 use helix_core::ServiceKind;

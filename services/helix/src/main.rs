@@ -4,7 +4,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use helix::cli::{Cli, Command, RunArgs};
+use helix::cli::{Cli, Command, PatternsCommand, RunArgs};
+use helix::heal;
 use helix::stack::Stack;
 use helix_core::ServiceKind;
 
@@ -32,6 +33,33 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve { service, run } => serve(&run, &[service.into()]).await,
         Command::Openapi { write, check, dir, service } => {
             openapi(write, check, &dir, service.map(Into::into))
+        }
+        Command::Heal { file, tool, json, patterns, command } => {
+            let set = heal::patterns(patterns.as_deref())?;
+            if command.is_empty() {
+                let text = heal::read_input(&file)?;
+                heal::heal(&text, tool.as_deref(), None, json, &set)
+            } else {
+                let (text, code) = heal::run_command(&command)?;
+                if code == 0 {
+                    return Ok(ExitCode::SUCCESS);
+                }
+                eprintln!();
+                let tool =
+                    tool.or_else(|| command.first().map(|c| c.rsplit('/').next().unwrap_or(c).to_owned()));
+                heal::heal(&text, tool.as_deref(), Some(code), json, &set)?;
+                Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+            }
+        }
+        Command::Patterns { command } => match command {
+            PatternsCommand::Search { query, limit, patterns } => {
+                heal::search(&query.join(" "), limit, &heal::patterns(patterns.as_deref())?)
+            }
+            PatternsCommand::Lint { dir } => heal::lint(&dir),
+        },
+        Command::Mine { file } => {
+            let _ = heal::read_input(&file)?;
+            anyhow::bail!("template mining is being built")
         }
         Command::Config(args) => {
             let loaded = args.load()?;

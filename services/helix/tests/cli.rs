@@ -268,3 +268,63 @@ async fn an_acknowledged_fix_survives_kill_9() {
     child.kill().expect("kill");
     child.wait().expect("reap");
 }
+
+#[test]
+fn heal_reports_the_root_cause_from_a_file_stdin_or_a_command() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let log = dir.path().join("build.log");
+    std::fs::write(&log, "a.c: In function ‘f’:\na.c:2:10: fatal error: zlib.h: No such file or directory\n    2 | #include <zlib.h>\ncompilation terminated.\n").expect("write");
+    let out = helix(dir.path()).args(["heal"]).arg(&log).output().expect("run");
+    assert_eq!(out.status.code(), Some(1), "errors found");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(report.contains("root cause: fatal error: zlib.h: No such file or directory"), "{report}");
+    assert!(report.contains("missing_dependency") && report.contains("zlib1g-dev"), "{report}");
+
+    let out = helix(dir.path()).args(["heal", "--json"]).arg(&log).output().expect("run");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(json["diagnostics"][json["primary"].as_u64().expect("primary") as usize]["key"], "zlib.h");
+
+    // invalid UTF-8 on stdin is decoded lossily, not refused
+    let mut child = helix(dir.path())
+        .args(["heal", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(b"\xff\xfe bash: line 1: helmfile: command not found\n").expect("write");
+    }
+    let out = child.wait_with_output().expect("wait");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("command_not_found"));
+
+    // a failing command is run, passed through, analysed; its exit code is kept
+    let out = helix(dir.path())
+        .args(["heal", "--", "sh", "-c", "echo 'bash: line 1: terraform: command not found' >&2; exit 127"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(127));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("terraform: command not found"), "passed through");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("key       terraform"));
+    let out = helix(dir.path()).args(["heal", "--", "true"]).output().expect("run");
+    assert!(out.status.success() && out.stdout.is_empty());
+}
+
+#[test]
+fn patterns_lint_and_search() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let out = helix(&root).args(["patterns", "lint"]).output().expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("all valid"));
+
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::write(dir.path().join("bad.toml"), "ecosystem = \"x\"\n[[patterns]]\nid = \"x.a\"\ntitle = \"t\"\nmatch = '(oops'\ncategory = \"unknown\"\nexplanation = \"e\"\n").expect("write");
+    let out = helix(dir.path()).args(["patterns", "lint", "."]).output().expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.toml:5"), "{err}");
+
+    let out = helix(dir.path()).args(["patterns", "search", "rate", "limit"]).output().expect("run");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("llm.rate-limit"));
+}

@@ -41,7 +41,7 @@ fn is_exception_type(name: &str) -> bool {
 }
 
 fn is_library(file: &str) -> bool {
-    file.starts_with('<')
+    file.starts_with("<frozen")
         || file.contains("/lib/python")
         || file.contains("site-packages")
         || file.contains("\\Lib\\")

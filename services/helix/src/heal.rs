@@ -1,0 +1,175 @@
+//! `helix heal`, `helix patterns` and `helix mine`: the healer on the command line, in-process
+//! (no server needed), with the same code the service runs.
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Command, ExitCode, Stdio};
+
+use anyhow::Context;
+use helix_healer::analyze::{Analysis, Diagnostic, Request, analyze};
+use helix_healer::patterns::PatternSet;
+
+/// The pattern base: a directory when given, else the seed compiled in.
+pub fn patterns(dir: Option<&Path>) -> anyhow::Result<PatternSet> {
+    Ok(match dir {
+        Some(d) => PatternSet::load_dir(d)?,
+        None => PatternSet::seed()?,
+    })
+}
+
+/// Reads FILE, or standard input for `-`, decoding invalid UTF-8 lossily.
+pub fn read_input(file: &str) -> anyhow::Result<String> {
+    let mut bytes = Vec::new();
+    if file == "-" {
+        std::io::stdin().read_to_end(&mut bytes).context("cannot read standard input")?;
+    } else {
+        bytes = std::fs::read(file).with_context(|| format!("cannot read {file}"))?;
+    }
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// Runs a command without a shell, passing its output through, and returns (output, exit code).
+/// stdout and stderr are both captured; stderr follows stdout in the captured text.
+pub fn run_command(argv: &[String]) -> anyhow::Result<(String, i32)> {
+    let (program, args) = argv.split_first().context("no command given after --")?;
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::inherit())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot run {program}"))?;
+    let mut out = child.stdout.take().context("stdout")?;
+    let mut err = child.stderr.take().context("stderr")?;
+    // pass output through as it comes, from two threads so neither pipe can fill up and block
+    let t_out = std::thread::spawn(move || tee(&mut out, &mut std::io::stdout()));
+    let t_err = std::thread::spawn(move || tee(&mut err, &mut std::io::stderr()));
+    let status = child.wait().context("cannot wait for the command")?;
+    let stdout = t_out.join().unwrap_or_default();
+    let stderr = t_err.join().unwrap_or_default();
+    let mut text = String::from_utf8_lossy(&stdout).into_owned();
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(&String::from_utf8_lossy(&stderr));
+    Ok((text, status.code().unwrap_or(128)))
+}
+
+fn tee(from: &mut impl Read, to: &mut impl Write) -> Vec<u8> {
+    let mut all = Vec::new();
+    let mut buf = [0u8; 8192];
+    while let Ok(n) = from.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        all.extend_from_slice(&buf[..n]);
+        let _ = to.write_all(&buf[..n]);
+        let _ = to.flush();
+    }
+    all
+}
+
+/// Analyses `output` and prints a report (or JSON). Exit code: 0 when nothing was found, 1
+/// when diagnostics were found.
+pub fn heal(
+    output: &str,
+    tool: Option<&str>,
+    exit_code: Option<i32>,
+    json: bool,
+    patterns: &PatternSet,
+) -> anyhow::Result<ExitCode> {
+    let analysis = analyze(&Request { output, tool, command: None, exit_code }, patterns);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&analysis)?);
+    } else {
+        print!("{}", report(&analysis));
+    }
+    Ok(if analysis.diagnostics.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// The human report: the root cause in full, the rest one line each.
+pub fn report(a: &Analysis) -> String {
+    let Some(primary) = a.primary else { return "no errors found\n".to_owned() };
+    let mut out = String::new();
+    let d = &a.diagnostics[primary];
+    out.push_str(&format!("root cause: {}\n", d.message));
+    detail(&mut out, d);
+    let others: Vec<&Diagnostic> =
+        a.diagnostics.iter().enumerate().filter(|(i, _)| *i != primary).map(|(_, d)| d).collect();
+    if !others.is_empty() {
+        out.push_str(&format!("\nalso found ({}):\n", others.len()));
+        for o in others {
+            let at = o.location.as_ref().map(|l| format!(" ({})", loc(l))).unwrap_or_default();
+            out.push_str(&format!("  - [{}] {}{at}\n", o.category.as_str(), o.message));
+        }
+    }
+    out
+}
+
+fn loc(l: &helix_healer::model::Location) -> String {
+    match (l.line, l.column) {
+        (Some(line), Some(col)) => format!("{}:{line}:{col}", l.file),
+        (Some(line), None) => format!("{}:{line}", l.file),
+        _ => l.file.clone(),
+    }
+}
+
+fn detail(out: &mut String, d: &Diagnostic) {
+    if let Some(l) = &d.location {
+        out.push_str(&format!("  at        {}\n", loc(l)));
+    }
+    let class = serde_json::to_value(d.failure_class)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    out.push_str(&format!("  category  {} ({class})\n", d.category.as_str()));
+    out.push_str(&format!("  tool      {}\n", d.tool));
+    if let Some(k) = &d.key {
+        out.push_str(&format!("  key       {k}\n"));
+    }
+    out.push_str(&format!(
+        "  signature {} ({})\n",
+        &d.signature[..16.min(d.signature.len())],
+        d.signature_version
+    ));
+    out.push_str(&format!("  template  {}\n", d.template));
+    for m in d.matches.iter().take(3) {
+        out.push_str(&format!("\n  {} [{} {:.2}] {}\n", m.id, m.kind, m.score, m.title));
+        out.push_str(&format!("    {}\n", m.explanation));
+        for f in &m.fixes {
+            out.push_str(&format!("    - {f}\n"));
+        }
+    }
+}
+
+/// `helix patterns lint`: validates a pattern directory.
+pub fn lint(dir: &Path) -> anyhow::Result<ExitCode> {
+    match PatternSet::load_dir(dir) {
+        Ok(set) => {
+            let ecosystems: std::collections::BTreeSet<&str> =
+                set.iter().map(|p| p.ecosystem.as_str()).collect();
+            println!("{}: {} patterns, {} ecosystems, all valid", dir.display(), set.len(), ecosystems.len());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// `helix patterns search`: full-text search in a throwaway index.
+pub fn search(query: &str, limit: usize, patterns: &PatternSet) -> anyhow::Result<ExitCode> {
+    let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
+    let index = helix_healer::index::KnowledgeIndex::open(&dir.path().join("index"), patterns)?;
+    let hits = index.search_patterns(query, limit)?;
+    if hits.is_empty() {
+        println!("no pattern matches {query:?}");
+    }
+    for h in hits {
+        if let Some(p) = patterns.get(&h.id) {
+            println!("{:<36} {:>6.2}  [{}] {}", p.id, h.score, p.category.as_str(), p.title);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
