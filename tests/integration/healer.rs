@@ -282,3 +282,71 @@ async fn pattern_search_detail_and_similar_matches() {
     assert_eq!(m["title"], "solved 1x like this");
     helix.stop().await;
 }
+
+#[tokio::test]
+async fn proposes_patches_from_patterns_and_compiler_suggestions() {
+    let helix = Helix::start().await;
+    let url = helix.url(ServiceKind::Healer);
+    let http = client();
+    // analysis → propose, with the manifest's content
+    let a = analyze(&helix, json!({"output": "Traceback (most recent call last):\n  File \"app.py\", line 1, in <module>\n    import sklearn\nModuleNotFoundError: No module named 'sklearn'\n"})).await;
+    let res: serde_json::Value = http
+        .post(format!("{url}/v1/fixes/propose"))
+        .json(&json!({"analysis": a, "files": [{"path": "requirements.txt", "content": "numpy\n"}]}))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    let fix = &res["fixes"][0];
+    assert_eq!(fix["kind"], "patch", "{res}");
+    assert_eq!(fix["confidence"], "auto");
+    assert_eq!(fix["source"], "pattern:python.module-not-found");
+    assert_eq!(
+        fix["patch"],
+        "--- a/requirements.txt\n+++ b/requirements.txt\n@@ -1,1 +1,2 @@\n numpy\n+scikit-learn\n"
+    );
+
+    // cargo JSON output: the compiler's MachineApplicable suggestion becomes an auto patch
+    let src = "fn main() {\n    let x = 1\n    println!(\"{x}\");\n}\n";
+    let at = src.find("= 1").expect("pos") + 3;
+    let msg = json!({"reason": "compiler-message", "package_id": "app", "target": {"name": "app"}, "message": {
+        "rendered": "error: expected `;`, found `println`", "level": "error", "message": "expected `;`, found `println`", "code": null,
+        "spans": [{"file_name": "src/main.rs", "byte_start": at, "byte_end": at, "line_start": 2, "line_end": 2, "column_start": 14, "column_end": 14, "is_primary": true, "label": "expected `;`"}],
+        "children": [{"level": "help", "message": "add `;` here", "spans": [{"file_name": "src/main.rs", "byte_start": at, "byte_end": at, "line_start": 2, "line_end": 2, "column_start": 14, "column_end": 14, "is_primary": true, "suggested_replacement": ";", "suggestion_applicability": "MachineApplicable"}]}]
+    }});
+    let output = format!("{msg}\n{{\"reason\":\"build-finished\",\"success\":false}}\n");
+    let res: serde_json::Value = http
+        .post(format!("{url}/v1/fixes/propose"))
+        .json(&json!({"output": output, "files": [{"path": "src/main.rs", "content": src}]}))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    let fix = &res["fixes"][0];
+    assert_eq!(fix["source"], "rustc", "{res}");
+    assert_eq!(fix["confidence"], "auto");
+    assert!(fix["patch"].as_str().expect("patch").contains("+    let x = 1;\n"), "{res}");
+
+    let res: serde_json::Value = http
+        .post(format!("{url}/v1/fixes/propose"))
+        .json(&json!({"files": []}))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(res, json!({"fixes": []}));
+    let res = http
+        .post(format!("{url}/v1/fixes/propose"))
+        .json(&json!({"output": "x", "file": []}))
+        .send()
+        .await
+        .expect("send");
+    expect_problem(res, 400, "invalid_request").await;
+    helix.stop().await;
+}

@@ -9,6 +9,7 @@ pub mod client;
 pub mod config;
 pub mod error;
 pub mod health;
+pub mod json;
 pub mod service;
 pub mod telemetry;
 pub mod time;

@@ -7,7 +7,7 @@
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::model::{Category, FailureClass, Location, Params, RawDiagnostic, Severity};
+use crate::model::{Category, FailureClass, Location, Params, RawDiagnostic, Severity, Suggestion};
 use crate::patterns::{Pattern, PatternSet, param_name};
 use crate::signature::{self, SIGNATURE_VERSION};
 use crate::{parse, text};
@@ -61,7 +61,7 @@ pub struct Diagnostic {
     #[schema(example = "ModuleNotFoundError: No module named '<module>'")]
     pub template: String,
     /// Named variable parts.
-    #[schema(value_type = Object, example = json!({"module": "yaml"}))]
+    #[schema(example = json!({"module": "yaml"}))]
     pub params: Params,
     /// The parameter a fix needs, if any.
     #[schema(example = "yaml")]
@@ -72,6 +72,9 @@ pub struct Diagnostic {
     /// First and last line (0-based) of the output this diagnostic covers.
     pub lines: [usize; 2],
     pub matches: Vec<PatternMatch>,
+    /// Replacements the tool itself proposed (cargo `--message-format=json`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub suggestions: Vec<Suggestion>,
     /// Index of the pattern that classified it (internal).
     #[serde(skip)]
     pub rank: i32,
@@ -224,6 +227,7 @@ pub fn classify(raw: &RawDiagnostic, patterns: &PatternSet) -> Diagnostic {
         code: raw.code.clone(),
         lines: [raw.span.0, raw.span.1],
         matches,
+        suggestions: raw.suggestions.clone(),
         rank,
     }
 }

@@ -9,6 +9,7 @@
 //! the tests run.
 
 pub mod analyze;
+pub mod diff;
 pub mod error;
 pub mod hints;
 pub mod index;
@@ -16,6 +17,7 @@ pub mod knowledge;
 pub mod model;
 pub mod parse;
 pub mod patterns;
+pub mod propose;
 pub mod routes;
 pub mod signature;
 pub mod store;
@@ -89,6 +91,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<HealerState>) {
     cfg.app_data(state)
         .service(helix_http::routes::post("/v1/analyze", routes::analyze::analyze))
         .service(helix_http::routes::post("/v1/fixes", routes::learning::record_fix))
+        .service(helix_http::routes::post("/v1/fixes/propose", routes::propose::propose))
         .service(helix_http::routes::get("/v1/signatures/{signature}", routes::learning::get_signature))
         .service(helix_http::routes::get("/v1/hints", routes::learning::get_hint))
         .service(helix_http::routes::get("/v1/patterns", routes::patterns::search))
@@ -101,6 +104,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<HealerState>) {
     paths(
         routes::analyze::analyze,
         routes::learning::record_fix,
+        routes::propose::propose,
         routes::learning::get_signature,
         routes::learning::get_hint,
         routes::patterns::search,
@@ -126,6 +130,16 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<HealerState>) {
         routes::patterns::PatternList,
         routes::patterns::PatternDetail,
         patterns::ActionSpec,
+        routes::propose::ProposeRequest,
+        routes::propose::AnalysisRef,
+        routes::propose::Proposals,
+        propose::ProposedFix,
+        propose::Confidence,
+        propose::FixKind,
+        propose::WorkspaceFile,
+        propose::DiagnosticRef,
+        propose::MatchRef,
+        model::Suggestion,
         routes::fingerprint::FingerprintRequest,
         routes::fingerprint::FingerprintResponse,
         routes::fingerprint::ParamOut,

@@ -137,6 +137,22 @@ pub struct Location {
     pub column: Option<u32>,
 }
 
+/// A replacement the tool itself proposes (rustc's structured suggestions).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Suggestion {
+    /// What the tool says about it, e.g. "add `;` here".
+    pub message: String,
+    pub file: String,
+    /// Byte range in the file to replace.
+    pub byte_start: i64,
+    pub byte_end: i64,
+    pub line_start: i32,
+    pub replacement: String,
+    /// rustc's applicability: `MachineApplicable`, `MaybeIncorrect`, `HasPlaceholders`,
+    /// `Unspecified`.
+    pub applicability: String,
+}
+
 /// A diagnostic as a parser found it, before classification.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RawDiagnostic {
@@ -162,6 +178,8 @@ pub struct RawDiagnostic {
     pub span: (usize, usize),
     /// How likely this is the root cause, higher first; ties go to the earlier diagnostic.
     pub rank: i32,
+    /// Replacements the tool proposes.
+    pub suggestions: Vec<Suggestion>,
 }
 
 /// Ranks used by parsers for [`RawDiagnostic::rank`].

@@ -9,6 +9,7 @@
 //! The same [`server::start`] runs a service standalone (`helix serve`), all four together
 //! (`helix up`) and in-process in tests on port 0, so what the tests exercise is what users run.
 
+pub mod json;
 pub mod middleware;
 pub mod openapi;
 pub mod problem;
@@ -20,6 +21,7 @@ use actix_web::web;
 use futures_util::future::BoxFuture;
 use helix_core::{Check, ServiceKind};
 
+pub use json::Json;
 pub use problem::{ProblemError, problem_response};
 pub use server::{RunningService, Settings, start};
 

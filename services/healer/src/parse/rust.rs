@@ -6,7 +6,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 
 use super::{Input, location, re};
-use crate::model::{Location, RawDiagnostic, Severity, rank};
+use crate::model::{Location, RawDiagnostic, Severity, Suggestion, rank};
 
 static HEADER: LazyLock<Regex> =
     LazyLock::new(|| re(r"^(?P<sev>error|warning)(?:\[(?P<code>E\d{4})\])?: (?P<msg>.+)$"));
@@ -148,9 +148,29 @@ pub fn parse_json(input: &mut Input, out: &mut Vec<RawDiagnostic>) {
         if let Some(label) = primary.and_then(|s| s["label"].as_str()) {
             context.push(label.to_owned());
         }
+        let mut suggestions = Vec::new();
         for child in m["children"].as_array().into_iter().flatten() {
-            if let Some(t) = child["message"].as_str() {
+            let t = child["message"].as_str().unwrap_or_default();
+            if !t.is_empty() {
                 context.push(format!("{}: {t}", child["level"].as_str().unwrap_or("note")));
+            }
+            for span in child["spans"].as_array().into_iter().flatten() {
+                let Some(replacement) = span["suggested_replacement"].as_str() else { continue };
+                let num = |k: &str| span[k].as_i64();
+                if let (Some(byte_start), Some(byte_end)) = (num("byte_start"), num("byte_end")) {
+                    suggestions.push(Suggestion {
+                        message: t.to_owned(),
+                        file: span["file_name"].as_str().unwrap_or_default().to_owned(),
+                        byte_start,
+                        byte_end,
+                        line_start: num("line_start").and_then(|v| i32::try_from(v).ok()).unwrap_or(0),
+                        replacement: replacement.to_owned(),
+                        applicability: span["suggestion_applicability"]
+                            .as_str()
+                            .unwrap_or("Unspecified")
+                            .to_owned(),
+                    });
+                }
             }
         }
         let header = match &code {
@@ -167,6 +187,7 @@ pub fn parse_json(input: &mut Input, out: &mut Vec<RawDiagnostic>) {
             context,
             span: (i, i),
             rank: if warning { rank::WARNING } else { rank::ERROR },
+            suggestions,
             ..RawDiagnostic::default()
         };
         if let Some(target) = v["target"]["name"].as_str() {

@@ -25,7 +25,7 @@ pub struct AnalyzeRequest {
     #[serde(default)]
     pub command: Option<String>,
     /// Its exit code; with a non-zero code and no recognisable error, the last line is reported.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "helix_core::json::lenient_int_opt")]
     pub exit_code: Option<i32>,
     /// The project this output belongs to (recorded with the signatures seen).
     #[serde(default)]
@@ -52,7 +52,7 @@ pub struct AnalyzeRequest {
 )]
 pub async fn analyze(
     state: web::Data<HealerState>,
-    body: web::Json<AnalyzeRequest>,
+    body: helix_http::Json<AnalyzeRequest>,
 ) -> Result<HttpResponse, HealerError> {
     let req = body.into_inner();
     let patterns = state.patterns.clone();

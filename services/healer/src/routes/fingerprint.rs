@@ -1,6 +1,6 @@
 //! `POST /v1/fingerprint`.
 
-use actix_web::{HttpResponse, web};
+use actix_web::HttpResponse;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -59,7 +59,7 @@ pub struct FingerprintResponse {
         (status = 415, description = "body is not application/json", body = helix_core::Problem, content_type = "application/problem+json")
     )
 )]
-pub async fn fingerprint(body: web::Json<FingerprintRequest>) -> Result<HttpResponse, HealerError> {
+pub async fn fingerprint(body: helix_http::Json<FingerprintRequest>) -> Result<HttpResponse, HealerError> {
     if body.text.is_empty() {
         return Err(HealerError::EmptyText);
     }

@@ -78,7 +78,7 @@ pub struct FixRecorded {
 )]
 pub async fn record_fix(
     state: web::Data<HealerState>,
-    body: web::Json<FixRequest>,
+    body: helix_http::Json<FixRequest>,
 ) -> Result<HttpResponse, HealerError> {
     let req = body.into_inner();
     check_signature(&req.signature)?;

@@ -4,3 +4,4 @@ pub mod analyze;
 pub mod fingerprint;
 pub mod learning;
 pub mod patterns;
+pub mod propose;
