@@ -4,6 +4,8 @@
 //! failure class, named parameters, key, template) → signature of the template → dedupe →
 //! pick the primary. Pure and synchronous: the service runs it off the async runtime.
 
+use std::collections::HashMap;
+
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -107,8 +109,30 @@ pub fn analyze(req: &Request<'_>, patterns: &PatternSet) -> Analysis {
         });
     }
     let mut diagnostics: Vec<Diagnostic> = Vec::with_capacity(raws.len());
+    // Logs repeat themselves (the same warning per file, the same error per retry): classify
+    // each distinct headline once and reuse it, with the repeat's own location and span.
+    let mut seen: HashMap<(&str, &str, Option<&str>, &[String], &Params), Diagnostic> = HashMap::new();
     for raw in &raws {
-        let d = classify(raw, patterns);
+        let key = (
+            raw.tool.as_str(),
+            raw.message.as_str(),
+            raw.code.as_deref(),
+            raw.context.as_slice(),
+            &raw.params,
+        );
+        let d = match seen.get(&key) {
+            Some(known) => Diagnostic {
+                location: raw.location.clone(),
+                lines: [raw.span.0, raw.span.1],
+                suggestions: raw.suggestions.clone(),
+                ..known.clone()
+            },
+            None => {
+                let d = classify(raw, patterns);
+                seen.insert(key, d.clone());
+                d
+            }
+        };
         // the same diagnostic twice (a summary repeating an error): keep the first, best rank
         if let Some(existing) = diagnostics
             .iter_mut()

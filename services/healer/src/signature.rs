@@ -40,16 +40,16 @@ pub struct Fingerprint {
 /// The variable parts, in priority order: where two could match at the same place, the earlier
 /// wins (a quoted path is one quoted part; a timestamp is not three numbers).
 const PARTS: &[(&str, &str)] = &[
-    ("uuid", r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b"),
-    ("timestamp", r"\b\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?"),
-    ("hex", r"\b0[xX][0-9a-fA-F]+\b"),
+    ("uuid", r"(?-u:\b)[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}(?-u:\b)"),
+    ("timestamp", r"(?-u:\b)\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?"),
+    ("hex", r"(?-u:\b)0[xX][0-9a-fA-F]+(?-u:\b)"),
     // quoted parts keep their quotes around the placeholder, so `'x'` and `"x"` stay apart
     ("quoted", r#"'[^'\n]{1,200}'|"[^"\n]{1,200}"|`[^`\n]{1,200}`|‘[^’\n]{1,200}’"#),
     // absolute or relative paths with at least one separator, optional :line:col suffix
     ("path", r"(?:[A-Za-z]:)?(?:\.{0,2}[/\\])?(?:[\w.@+-]+[/\\])+[\w.@+-]+(?::\d+)*|(?:/[\w.@+-]+)+"),
     // bare hex words (commit ids, hashes); see `hex_word`
-    ("hexword", r"\b[0-9a-fA-F]{7,}\b"),
-    ("number", r"\b\d+(?:\.\d+)?\b"),
+    ("hexword", r"(?-u:\b)[0-9a-fA-F]{7,}(?-u:\b)"),
+    ("number", r"(?-u:\b)\d+(?:\.\d+)?(?-u:\b)"),
 ];
 
 #[allow(clippy::expect_used)] // the patterns are constants; a typo must fail every test at once

@@ -54,7 +54,11 @@ pub fn parse(input: &mut Input, out: &mut Vec<RawDiagnostic>) {
             i += 1;
             continue;
         }
-        if let Some(c) = LINKER.captures(line) {
+        let linkerish = line.contains("undefined reference")
+            || line.contains("cannot find -l")
+            || line.contains("library not found")
+            || line.contains("multiple definition");
+        if let Some(c) = linkerish.then(|| LINKER.captures(line)).flatten() {
             out.push(RawDiagnostic {
                 tool: "ld".to_owned(),
                 severity: Some(Severity::Error),
@@ -66,7 +70,11 @@ pub fn parse(input: &mut Input, out: &mut Vec<RawDiagnostic>) {
             i += 1;
             continue;
         }
-        let Some(c) = DIAG.captures(line) else {
+        let diagish = line.contains(": error")
+            || line.contains(": warning")
+            || line.contains(": fatal error")
+            || line.contains(": note");
+        let Some(c) = diagish.then(|| DIAG.captures(line)).flatten() else {
             i += 1;
             continue;
         };

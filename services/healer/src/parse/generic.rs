@@ -13,7 +13,7 @@ pub const MAX_GENERIC: usize = 20;
 
 static ERRORISH: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"(?i)\b(?:error|errors|fatal|panic|panicked|exception|traceback|failed|failure|fail|denied|refused|not found|no such|cannot|can't|could not|couldn't|unable to|timed? ?out|killed|segmentation fault|core dumped|aborted|undefined|missing|invalid|unexpected|overloaded|too many requests|exceeded|out of memory|no space|disk full|quota|oom|permission|unreachable|unavailable|forbidden|unauthori[sz]ed|not allowed|illegal|abort|crash(?:ed)?|broken|corrupt(?:ed)?|violation|rejected|expired|deadlock|conflict|unsupported|not supported|incompatible|mismatch|unrecognized|unknown (?:option|command|flag)|does not exist|doesn't exist)\b",
+        r"(?i)(?-u:\b)(?:error|errors|fatal|panic|panicked|exception|traceback|failed|failure|fail|denied|refused|not found|no such|cannot|can't|could not|couldn't|unable to|timed? ?out|killed|segmentation fault|core dumped|aborted|undefined|missing|invalid|unexpected|overloaded|too many requests|exceeded|out of memory|no space|disk full|quota|oom|permission|unreachable|unavailable|forbidden|unauthori[sz]ed|not allowed|illegal|abort|crash(?:ed)?|broken|corrupt(?:ed)?|violation|rejected|expired|deadlock|conflict|unsupported|not supported|incompatible|mismatch|unrecognized|unknown (?:option|command|flag)|does not exist|doesn't exist)(?-u:\b)",
     )
 });
 /// Summary lines that only repeat that something above failed: used only when nothing else
@@ -40,11 +40,16 @@ pub fn parse(input: &mut Input, out: &mut Vec<RawDiagnostic>) {
         if line.len() < 4 || line.len() > 2000 {
             continue;
         }
+        // most lines say nothing went wrong: one cheap keyword scan decides
+        let errorish = ERRORISH.is_match(line);
+        if !errorish && !line.contains("exit") && !line.contains("===") {
+            continue;
+        }
         if TRAILER.is_match(line) {
             trailers.push(i);
             continue;
         }
-        if !ERRORISH.is_match(line) {
+        if !errorish {
             continue;
         }
         let warning = WARNISH.is_match(line);

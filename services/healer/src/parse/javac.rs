@@ -18,7 +18,8 @@ pub fn parse(input: &mut Input, out: &mut Vec<RawDiagnostic>) {
     let n = input.lines.len();
     let mut i = 0;
     while i < n {
-        let Some(c) = (!input.is_claimed(i)).then(|| DIAG.captures(input.lines[i])).flatten() else {
+        let candidate = !input.is_claimed(i) && input.lines[i].contains(".java:");
+        let Some(c) = candidate.then(|| DIAG.captures(input.lines[i])).flatten() else {
             i += 1;
             continue;
         };

@@ -35,7 +35,9 @@ pub fn parse(input: &mut Input, out: &mut Vec<RawDiagnostic>) {
             i += 1;
             continue;
         }
-        let Some(c) = ERROR.captures(input.lines[i]) else {
+        let line = input.lines[i];
+        let candidate = line.contains("Error") || line.contains("Exception");
+        let Some(c) = candidate.then(|| ERROR.captures(line)).flatten() else {
             i += 1;
             continue;
         };

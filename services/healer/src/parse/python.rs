@@ -80,7 +80,9 @@ pub fn parse(input: &mut Input, out: &mut Vec<RawDiagnostic>) {
             i += 1;
             continue;
         }
-        if let Some(c) = UNITTEST_HEADER.captures(line) {
+        if (line.starts_with("FAIL: ") || line.starts_with("ERROR: "))
+            && let Some(c) = UNITTEST_HEADER.captures(line)
+        {
             unittest_test = Some(format!("{}.{}", &c["class"], &c["test"]));
             input.claim(i, i);
             i += 1;
@@ -99,12 +101,16 @@ pub fn parse(input: &mut Input, out: &mut Vec<RawDiagnostic>) {
             i = next;
             continue;
         }
-        if let Some(d) = syntax_block(input, i) {
+        if line.contains("File \"")
+            && let Some(d) = syntax_block(input, i)
+        {
             i = d.span.1 + 1;
             out.push(d);
             continue;
         }
-        if let Some(c) = WARNING.captures(line) {
+        if line.contains("Warning: ")
+            && let Some(c) = WARNING.captures(line)
+        {
             out.push(RawDiagnostic {
                 tool: "python".to_owned(),
                 severity: Some(Severity::Warning),
@@ -118,7 +124,9 @@ pub fn parse(input: &mut Input, out: &mut Vec<RawDiagnostic>) {
                 rank: rank::WARNING,
                 ..RawDiagnostic::default()
             });
-        } else if let Some(c) = PYTEST_SUMMARY.captures(line) {
+        } else if (line.starts_with("FAILED ") || line.starts_with("ERROR "))
+            && let Some(c) = PYTEST_SUMMARY.captures(line)
+        {
             let node = c["node"].to_owned();
             if node.contains(".py") {
                 let msg = c.name("msg").map(|m| m.as_str().to_owned());
@@ -136,7 +144,9 @@ pub fn parse(input: &mut Input, out: &mut Vec<RawDiagnostic>) {
                 d.params.insert("test".to_owned(), node);
                 out.push(d);
             }
-        } else if let Some(c) = PYTEST_E.captures(line) {
+        } else if line.starts_with("E ")
+            && let Some(c) = PYTEST_E.captures(line)
+        {
             // pytest's long tracebacks: the first `E   SomeError: ...` line of a block
             let msg = c["msg"].trim();
             let is_exc = EXCEPTION

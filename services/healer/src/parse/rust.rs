@@ -43,6 +43,10 @@ pub fn parse(input: &mut Input, out: &mut Vec<RawDiagnostic>) {
             continue;
         }
         let line = input.lines[i];
+        if !(line.starts_with("error") || line.starts_with("warning") || line.starts_with("thread '")) {
+            i += 1;
+            continue;
+        }
         if let Some(c) = PANIC.captures(line) {
             let mut msg = c.name("msg").map(|m| m.as_str().to_owned()).unwrap_or_default();
             let mut end = i;

@@ -19,13 +19,37 @@ static PROGRAM: LazyLock<Regex> = LazyLock::new(|| {
     )
 });
 
+/// Phrases a program's error line carries (the PROGRAM regex's alternatives), checked with a
+/// plain substring scan before any regex runs: most lines of a log have none of them.
+const PROGRAM_NEEDLES: &[&str] = &[
+    "No such file",
+    "Permission denied",
+    "Is a directory",
+    "Not a directory",
+    "File exists",
+    "Operation not permitted",
+    "cannot ",
+    "No space left",
+    "Read-only file system",
+    "missing operand",
+    "invalid option",
+    "unrecognized option",
+];
+
+fn shellish(line: &str) -> bool {
+    let l = line.trim_start_matches("/usr").trim_start_matches("/bin/");
+    ["sh:", "bash:", "zsh:", "dash:", "ksh:", "fish:"].iter().any(|p| l.starts_with(p))
+}
+
 pub fn parse(input: &mut Input, out: &mut Vec<RawDiagnostic>) {
     for i in 0..input.lines.len() {
         if input.is_claimed(i) {
             continue;
         }
         let line = input.lines[i].trim_end();
-        if let Some(c) = SHELL.captures(line) {
+        if shellish(line)
+            && let Some(c) = SHELL.captures(line)
+        {
             let mut d = RawDiagnostic {
                 tool: c["shell"].rsplit('/').next().unwrap_or("sh").to_owned(),
                 severity: Some(Severity::Error),
@@ -38,7 +62,9 @@ pub fn parse(input: &mut Input, out: &mut Vec<RawDiagnostic>) {
                 d.params.insert("line".to_owned(), l.as_str().to_owned());
             }
             out.push(d);
-        } else if let Some(c) = PROGRAM.captures(line)
+        } else if line.contains(": ")
+            && PROGRAM_NEEDLES.iter().any(|n| line.contains(n))
+            && let Some(c) = PROGRAM.captures(line)
             && !matches!(&c["prog"], "error" | "warning" | "note" | "Error" | "fatal")
         {
             out.push(RawDiagnostic {
