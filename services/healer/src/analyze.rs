@@ -90,6 +90,9 @@ pub struct Analysis {
     pub primary: Option<usize>,
 }
 
+/// What makes two raw diagnostics classify the same: tool, headline, code, context, params.
+type HeadlineKey<'a> = (&'a str, &'a str, Option<&'a str>, &'a [String], &'a Params);
+
 /// Analyses raw output. Never fails: output nobody understands gives no diagnostics (or one
 /// `unknown` diagnostic with the last line, when the command failed).
 pub fn analyze(req: &Request<'_>, patterns: &PatternSet) -> Analysis {
@@ -111,7 +114,7 @@ pub fn analyze(req: &Request<'_>, patterns: &PatternSet) -> Analysis {
     let mut diagnostics: Vec<Diagnostic> = Vec::with_capacity(raws.len());
     // Logs repeat themselves (the same warning per file, the same error per retry): classify
     // each distinct headline once and reuse it, with the repeat's own location and span.
-    let mut seen: HashMap<(&str, &str, Option<&str>, &[String], &Params), Diagnostic> = HashMap::new();
+    let mut seen: HashMap<HeadlineKey<'_>, Diagnostic> = HashMap::new();
     for raw in &raws {
         let key = (
             raw.tool.as_str(),

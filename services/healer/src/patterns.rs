@@ -175,8 +175,10 @@ impl PatternSet {
                 if !ids.insert(id.clone()) {
                     return Err(err(p.id.span().start, format!("duplicate pattern id {id:?}")));
                 }
+                // `\b` is compiled as an ASCII word boundary: a Unicode one keeps the regex off its
+                // fast DFA path, and tool output words are ASCII.
                 let compile = |s: &Spanned<String>| {
-                    Regex::new(s.get_ref())
+                    Regex::new(&ascii_word_boundaries(s.get_ref()))
                         .map_err(|e| err(s.span().start, format!("pattern {id}: invalid regex: {e}")))
                 };
                 let matcher = compile(&p.matcher)?;
