@@ -17,8 +17,8 @@ fn similarity(score: f32) -> f32 {
 }
 
 /// Adds to each diagnostic's matches: its own repair history first ("fix"), then its exact
-/// pattern matches, then similar patterns ("similar_pattern") and fixes of similar signatures
-/// ("similar_fix") when it has no exact pattern or room is left.
+/// pattern matches, then, when no pattern matched exactly, similar patterns ("similar_pattern")
+/// and fixes of similar signatures ("similar_fix").
 pub fn enrich(
     analysis: &mut Analysis,
     store: &dyn LearningStore,
@@ -27,7 +27,9 @@ pub fn enrich(
 ) {
     for d in &mut analysis.diagnostics {
         let mut fixes = Vec::new();
-        if let Some(report) = store.report(&d.signature) {
+        if store.status(&d.signature).solved
+            && let Some(report) = store.report(&d.signature)
+        {
             for f in report.fixes.iter().filter(|f| f.successes > 0).take(MAX_FIXES) {
                 fixes.push(PatternMatch {
                     kind: "fix".to_owned(),
@@ -40,7 +42,8 @@ pub fn enrich(
             }
         }
         let mut similar = Vec::new();
-        if d.matches.len() < MAX_SIMILAR {
+        // similar-error search is for errors no pattern explains
+        if !d.matches.iter().any(|m| m.kind == "pattern") {
             let hits = index.similar(&d.template, &d.tool, d.category, MAX_SIMILAR + 2).unwrap_or_else(|e| {
                 tracing::warn!(error = %e, "similar-error search failed");
                 Vec::new()
@@ -62,6 +65,9 @@ pub fn enrich(
                         });
                     }
                     HitKind::Signature if hit.id != d.signature => {
+                        if !store.status(&hit.id).solved {
+                            continue;
+                        }
                         let Some(report) = store.report(&hit.id) else { continue };
                         let Some(best) = report.fixes.iter().find(|f| f.successes > 0) else { continue };
                         similar.push(PatternMatch {

@@ -110,10 +110,20 @@ pub trait LearningStore: Send + Sync + std::fmt::Debug {
     /// Appends a fix attempt; durable when this returns.
     fn record_fix(&self, fix: &FixRecord) -> Result<(), StoreError>;
     fn report(&self, signature: &str) -> Option<SignatureReport>;
+    /// Cheap questions asked on every analysis: is the signature known, and has any fix for it
+    /// succeeded?
+    fn status(&self, signature: &str) -> SignatureStatus;
     /// Makes every appended record durable.
     fn flush(&self) -> Result<(), StoreError>;
     /// Number of distinct signatures known.
     fn signatures(&self) -> usize;
+}
+
+/// See [`LearningStore::status`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SignatureStatus {
+    pub known: bool,
+    pub solved: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -260,6 +270,16 @@ impl LearningStore for LogStore {
         let inner = self.lock();
         let s = inner.sigs.get(signature)?;
         Some(build_report(signature, s))
+    }
+
+    fn status(&self, signature: &str) -> SignatureStatus {
+        let inner = self.lock();
+        match inner.sigs.get(signature) {
+            Some(s) => {
+                SignatureStatus { known: true, solved: s.fixes.iter().any(|f| f.outcome == Outcome::Success) }
+            }
+            None => SignatureStatus::default(),
+        }
     }
 
     fn flush(&self) -> Result<(), StoreError> {

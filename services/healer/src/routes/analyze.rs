@@ -71,7 +71,7 @@ pub async fn analyze(
         );
         // first sightings go into the similar-error index
         for d in &analysis.diagnostics {
-            if store.report(&d.signature).is_none()
+            if !store.status(&d.signature).known
                 && let Err(e) = index.upsert_signature(&d.signature, &d.template, &d.tool, d.category, &[])
             {
                 tracing::warn!(error = %e, "cannot index a new signature");
