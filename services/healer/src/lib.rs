@@ -14,6 +14,7 @@ pub mod error;
 pub mod hints;
 pub mod index;
 pub mod knowledge;
+pub mod mining;
 pub mod model;
 pub mod parse;
 pub mod patterns;

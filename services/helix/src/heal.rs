@@ -173,3 +173,12 @@ pub fn search(query: &str, limit: usize, patterns: &PatternSet) -> anyhow::Resul
     }
     Ok(ExitCode::SUCCESS)
 }
+/// `helix mine`: one message per line in; per line `template id<TAB>template` out, in input order.
+pub fn mine(text: &str) -> anyhow::Result<ExitCode> {
+    let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+    for (id, template) in helix_healer::mining::mine(text.lines()) {
+        writeln!(stdout, "{id}\t{template}").context("cannot write")?;
+    }
+    stdout.flush().context("cannot write")?;
+    Ok(ExitCode::SUCCESS)
+}

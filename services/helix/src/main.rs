@@ -57,10 +57,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             PatternsCommand::Lint { dir } => heal::lint(&dir),
         },
-        Command::Mine { file } => {
-            let _ = heal::read_input(&file)?;
-            anyhow::bail!("template mining is being built")
-        }
+        Command::Mine { file } => heal::mine(&heal::read_input(&file)?),
         Command::Config(args) => {
             let loaded = args.load()?;
             for w in &loaded.warnings {

@@ -328,3 +328,27 @@ fn patterns_lint_and_search() {
     let out = helix(dir.path()).args(["patterns", "search", "rate", "limit"]).output().expect("run");
     assert!(String::from_utf8_lossy(&out.stdout).contains("llm.rate-limit"));
 }
+
+#[test]
+fn mine_prints_a_template_per_input_line_in_order() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let log = dir.path().join("app.log");
+    std::fs::write(
+        &log,
+        "Connection from 10.0.0.1 port 5512 closed\nuser alice logged in\nConnection from 10.0.0.7 port 6001 closed\nuser bob logged in\n",
+    )
+    .expect("write");
+    let out = helix(dir.path()).arg("mine").arg(&log).output().expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<(String, String)> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let (id, t) = l.split_once('\t').expect("id<TAB>template");
+            (id.to_owned(), t.to_owned())
+        })
+        .collect();
+    assert_eq!(lines.len(), 4);
+    assert_eq!(lines[0], lines[2], "same event, same template");
+    assert_ne!(lines[0].0, lines[1].0);
+    assert!(lines[0].1.contains("Connection from <*>"), "{lines:?}");
+}

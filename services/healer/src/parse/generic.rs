@@ -1,5 +1,6 @@
-//! Lines no dedicated parser explained but that say something failed: keyword matches, each a
-//! diagnostic of its own, at most [`MAX_GENERIC`] of them.
+//! Lines no dedicated parser explained but that say something failed: keyword matches, grouped
+//! by event with the template miner (a log that repeats one error a thousand times, with another
+//! error in between, yields both errors, not the first twenty repeats), at most [`MAX_GENERIC`].
 
 use std::sync::LazyLock;
 
@@ -10,6 +11,9 @@ use crate::model::{RawDiagnostic, Severity, rank};
 
 /// A runaway log must not turn into thousands of diagnostics.
 pub const MAX_GENERIC: usize = 20;
+
+/// Error-looking lines examined per output; beyond this the rest of a runaway log is ignored.
+const MAX_CANDIDATES: usize = 20_000;
 
 static ERRORISH: LazyLock<Regex> = LazyLock::new(|| {
     re(
@@ -29,8 +33,11 @@ pub fn parse(input: &mut Input, out: &mut Vec<RawDiagnostic>) {
     let hint_tool = input.hint.clone().unwrap_or_else(|| "generic".to_owned());
     let mut count = 0;
     let mut trailers = Vec::new();
+    let mut miner = crate::mining::Miner::new();
+    let mut events = std::collections::HashSet::new();
+    let mut candidates = 0;
     for i in 0..input.lines.len() {
-        if count >= MAX_GENERIC {
+        if count >= MAX_GENERIC || candidates >= MAX_CANDIDATES {
             break;
         }
         if input.is_claimed(i) {
@@ -50,6 +57,12 @@ pub fn parse(input: &mut Input, out: &mut Vec<RawDiagnostic>) {
             continue;
         }
         if !errorish {
+            continue;
+        }
+        candidates += 1;
+        // one diagnostic per event: a repeat of a template already reported adds nothing
+        let id = miner.add(line);
+        if !events.insert(miner.canonical(id)) {
             continue;
         }
         let warning = WARNISH.is_match(line);

@@ -118,3 +118,25 @@ mod tests {
         assert!(location("no location here").is_none());
     }
 }
+
+#[cfg(test)]
+mod generic_tests {
+    use super::parse;
+
+    #[test]
+    fn repeated_log_errors_collapse_into_events() {
+        let mut log = String::new();
+        for i in 0..500 {
+            log.push_str(&format!(
+                "2026-11-25 10:00:{:02} worker-{i} ERROR quota exceeded for tenant t{i}\n",
+                i % 60
+            ));
+            if i == 250 {
+                log.push_str("2026-11-25 10:04:10 db ERROR replica set lost its primary\n");
+            }
+        }
+        let d = parse(&log, None);
+        assert_eq!(d.len(), 2, "{:?}", d.iter().map(|d| &d.message).collect::<Vec<_>>());
+        assert!(d[1].message.contains("replica set"));
+    }
+}
