@@ -350,3 +350,87 @@ async fn proposes_patches_from_patterns_and_compiler_suggestions() {
     expect_problem(res, 400, "invalid_request").await;
     helix.stop().await;
 }
+
+#[tokio::test]
+async fn raw_text_bodies_are_analysed_and_invalid_utf8_is_decoded_lossily() {
+    let helix = Helix::start_with(|c| c.max_body_bytes = 64 * 1024).await;
+    let url = format!("{}/v1/analyze", helix.url(ServiceKind::Healer));
+    let mut body = b"\xff\xfe\x00junk\n".to_vec();
+    body.extend_from_slice(b"bash: line 1: helmfile: command not found\n");
+    let res = client()
+        .post(format!("{url}?tool=bash&exit_code=127&project=ops"))
+        .header("content-type", "text/plain")
+        .body(body)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status(), 200);
+    let a: serde_json::Value = res.json().await.expect("json");
+    let p = &a["diagnostics"][a["primary"].as_u64().expect("primary") as usize];
+    assert_eq!(p["category"], "command_not_found");
+    assert_eq!(p["key"], "helmfile");
+
+    let res = client()
+        .post(&url)
+        .header("content-type", "text/plain")
+        .body(vec![b'x'; 100 * 1024])
+        .send()
+        .await
+        .expect("send");
+    expect_problem(res, 413, "payload_too_large").await;
+    let res = client()
+        .post(&url)
+        .header("content-type", "application/xml")
+        .body("<a/>")
+        .send()
+        .await
+        .expect("send");
+    expect_problem(res, 415, "unsupported_media_type").await;
+    let res = client()
+        .post(&url)
+        .header("content-type", "application/json")
+        .body("[\"output\"]")
+        .send()
+        .await
+        .expect("send");
+    expect_problem(res, 400, "invalid_request").await;
+    let res = client()
+        .post(&url)
+        .header("content-type", "application/json")
+        .body("{\"output\": ")
+        .send()
+        .await
+        .expect("send");
+    expect_problem(res, 400, "invalid_json").await;
+    helix.stop().await;
+}
+
+#[tokio::test]
+async fn an_invalid_pattern_file_stops_start_up_naming_file_and_line() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let patterns = dir.path().join("patterns");
+    std::fs::create_dir_all(&patterns).expect("mkdir");
+    std::fs::write(patterns.join("mine.toml"), "ecosystem = \"x\"\n[[patterns]]\nid = \"x.a\"\ntitle = \"t\"\nmatch = 'a'\ncategory = \"sorta_broken\"\nexplanation = \"e\"\n").expect("write");
+    let mut cfg = helix_tests::test_config(dir.path());
+    cfg.healer.patterns_dir = Some(patterns.clone());
+    let err = helix::stack::Stack::start(&cfg, &[ServiceKind::Healer]).await.err().expect("must not start");
+    let msg = format!("{err:#}");
+    assert!(msg.contains("mine.toml:6") && msg.contains("sorta_broken"), "{msg}");
+
+    // a valid directory replaces the seed patterns
+    std::fs::write(patterns.join("mine.toml"), "ecosystem = \"x\"\n[[patterns]]\nid = \"x.zebra\"\ntitle = \"zebra\"\nmatch = 'zebra (?P<what>\\w+) escaped'\ncategory = \"runtime_error\"\nkey = \"what\"\nexplanation = \"e\"\n").expect("write");
+    let stack = helix::stack::Stack::start(&cfg, &[ServiceKind::Healer]).await.expect("start");
+    let url = stack.url(ServiceKind::Healer).expect("url");
+    let a: serde_json::Value = client()
+        .post(format!("{url}/v1/analyze"))
+        .json(&json!({"output": "error: zebra stripes escaped\n"}))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(a["diagnostics"][0]["key"], "stripes", "{a}");
+    assert_eq!(a["diagnostics"][0]["matches"][0]["id"], "x.zebra");
+    stack.stop().await.expect("stop");
+}

@@ -24,6 +24,9 @@ pub enum HealerError {
     Index(#[from] crate::index::IndexError),
     #[error("analysis failed: {0}")]
     Internal(String),
+    /// A body rejected before it reached the domain (bad JSON, wrong media type).
+    #[error("{0}")]
+    Body(helix_http::ProblemError),
 }
 
 impl HealerError {
@@ -35,6 +38,7 @@ impl HealerError {
             HealerError::PatternNotFound(_) | HealerError::SignatureNotFound(_) => ErrorCode::NotFound,
             HealerError::Store(_) | HealerError::Index(_) => ErrorCode::Internal,
             HealerError::InvalidQuery(_) => ErrorCode::InvalidQuery,
+            HealerError::Body(p) => p.code,
         }
     }
 }

@@ -20,10 +20,17 @@ use utoipa::ToSchema;
 
 use crate::model::Category;
 
+fn signature_version() -> String {
+    crate::signature::SIGNATURE_VERSION.to_owned()
+}
+
 /// A diagnostic seen in an analysis.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Occurrence {
     pub signature: String,
+    /// Version of the signature algorithm that computed `signature`.
+    #[serde(default = "signature_version")]
+    pub signature_version: String,
     pub template: String,
     pub category: Category,
     pub tool: String,
@@ -46,6 +53,8 @@ pub enum Outcome {
 pub struct FixRecord {
     pub id: String,
     pub signature: String,
+    #[serde(default = "signature_version")]
+    pub signature_version: String,
     pub description: String,
     #[serde(default)]
     pub patch: Option<String>,
@@ -392,6 +401,7 @@ mod tests {
         FixRecord {
             id: format!("f{at}"),
             signature: sig.to_owned(),
+            signature_version: signature_version(),
             description: desc.to_owned(),
             patch: None,
             outcome,
@@ -404,6 +414,7 @@ mod tests {
     fn occ(sig: &str, at: i64) -> Occurrence {
         Occurrence {
             signature: sig.to_owned(),
+            signature_version: signature_version(),
             template: "t".to_owned(),
             category: Category::MissingDependency,
             tool: "python".to_owned(),
@@ -425,6 +436,11 @@ mod tests {
             s.record_fix(&fix("a", "add  pyyaml to requirements.txt", Outcome::Success, 42)).expect("fix");
             s.flush().expect("flush");
         }
+        let log = std::fs::read_to_string(&path).expect("read");
+        assert!(
+            log.lines().all(|l| l.contains("\"signature_version\":\"v1\"")),
+            "every record carries the version"
+        );
         let s = LogStore::open(&path).expect("reopen");
         let r = s.report("a").expect("report");
         assert_eq!(r.occurrences, 3);

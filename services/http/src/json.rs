@@ -49,6 +49,19 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for ObjectOnly<T> {
     }
 }
 
+/// Parses a JSON object body already read as bytes, with the same errors as [`Json`]
+/// (`invalid_json` for syntax, `invalid_request` for a schema mismatch or a non-object).
+pub fn from_object_slice<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, crate::ProblemError> {
+    use serde_json::error::Category;
+    serde_json::from_slice::<ObjectOnly<T>>(bytes).map(|o| o.0).map_err(|e| {
+        let code = match e.classify() {
+            Category::Data => helix_core::ErrorCode::InvalidRequest,
+            _ => helix_core::ErrorCode::InvalidJson,
+        };
+        crate::ProblemError::new(code, e.to_string())
+    })
+}
+
 impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
     type Error = actix_web::Error;
     type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;

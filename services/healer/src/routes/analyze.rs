@@ -1,8 +1,9 @@
 //! `POST /v1/analyze`.
 
-use actix_web::{HttpResponse, web};
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::HealerState;
 use crate::analyze::{self, Analysis};
@@ -32,17 +33,42 @@ pub struct AnalyzeRequest {
     pub project: Option<String>,
 }
 
+/// For a `text/plain` body: what the JSON body's other fields carry.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct AnalyzeQuery {
+    /// Tool hint (text bodies only).
+    #[serde(default)]
+    pub tool: Option<String>,
+    /// The command that ran (text bodies only).
+    #[serde(default)]
+    pub command: Option<String>,
+    /// Its exit code (text bodies only).
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    /// Project (text bodies only).
+    #[serde(default)]
+    pub project: Option<String>,
+}
+
 /// Analyse tool output
 ///
 /// Splits the output into diagnostics, fingerprints each into a stable signature, classifies it
 /// (category, failure class, key parameter) against the pattern base, and picks the root cause
-/// as `primary`. Empty output gives no diagnostics.
+/// as `primary`. Empty output gives no diagnostics. The body is either the JSON request, or the
+/// raw output itself as `text/plain` (invalid UTF-8 is decoded lossily; the other fields go in
+/// the query string): `curl --data-binary @build.log -H 'content-type: text/plain'`.
 #[utoipa::path(
     post,
     path = "/v1/analyze",
     tag = "analysis",
     operation_id = "analyze",
-    request_body = AnalyzeRequest,
+    params(AnalyzeQuery),
+    request_body(content(
+        (AnalyzeRequest = "application/json"),
+        (String = "text/plain")
+    )),
     responses(
         (status = 200, description = "the diagnostics found, and the root cause", body = Analysis),
         (status = 400, description = "invalid JSON or a body that does not match the schema", body = helix_core::Problem, content_type = "application/problem+json"),
@@ -52,9 +78,33 @@ pub struct AnalyzeRequest {
 )]
 pub async fn analyze(
     state: web::Data<HealerState>,
-    body: helix_http::Json<AnalyzeRequest>,
+    http: HttpRequest,
+    query: web::Query<AnalyzeQuery>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, HealerError> {
-    let req = body.into_inner();
+    let content_type = http
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let req = if content_type.starts_with("application/json") || content_type.contains("+json") {
+        helix_http::json::from_object_slice::<AnalyzeRequest>(&body).map_err(HealerError::Body)?
+    } else if content_type.starts_with("text/plain") || content_type.starts_with("application/octet-stream") {
+        let q = query.into_inner();
+        AnalyzeRequest {
+            output: String::from_utf8_lossy(&body).into_owned(),
+            tool: q.tool,
+            command: q.command,
+            exit_code: q.exit_code,
+            project: q.project,
+        }
+    } else {
+        return Err(HealerError::Body(helix_http::ProblemError::new(
+            helix_core::ErrorCode::UnsupportedMediaType,
+            "send application/json or the raw output as text/plain",
+        )));
+    };
     let patterns = state.patterns.clone();
     let store = state.store.clone();
     let index = state.index.clone();
@@ -84,6 +134,7 @@ pub async fn analyze(
             .iter()
             .map(|d| Occurrence {
                 signature: d.signature.clone(),
+                signature_version: d.signature_version.clone(),
                 template: d.template.clone(),
                 category: d.category,
                 tool: d.tool.clone(),

@@ -92,6 +92,7 @@ pub async fn record_fix(
     let record = FixRecord {
         id: uuid_like(&req.signature, at_ms),
         signature: req.signature,
+        signature_version: crate::signature::SIGNATURE_VERSION.to_owned(),
         description: req.description,
         patch: req.patch.filter(|p| !p.trim().is_empty()),
         outcome: req.outcome,
