@@ -19,7 +19,7 @@ pub const SIGNATURE_VERSION: &str = "v1";
 /// One masked variable part of a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Param {
-    /// Kind of the part: `uuid`, `timestamp`, `hex`, `quoted`, `path`, `number`.
+    /// Kind of the part: `uuid`, `timestamp`, `hex`, `quoted`, `path`, `temp`, `number`.
     pub kind: &'static str,
     /// The text that was masked.
     pub value: String,
@@ -47,6 +47,8 @@ const PARTS: &[(&str, &str)] = &[
     ("quoted", r#"'[^'\n]{1,200}'|"[^"\n]{1,200}"|`[^`\n]{1,200}`|‘[^’\n]{1,200}’"#),
     // absolute or relative paths with at least one separator, optional :line:col suffix
     ("path", r"(?:[A-Za-z]:)?(?:\.{0,2}[/\\])?(?:[\w.@+-]+[/\\])+[\w.@+-]+(?::\d+)*|(?:/[\w.@+-]+)+"),
+    // temporary names (`tmpa8x_2kqz`, `tmp.Lq3xv9aB2c`): random by construction
+    ("temp", r"(?-u:\b)(?:tmp|temp)[_.-]?[A-Za-z0-9_]*[0-9][A-Za-z0-9_]*(?-u:\b)"),
     // bare hex words (commit ids, hashes); see `hex_word`
     ("hexword", r"(?-u:\b)[0-9a-fA-F]{7,}(?-u:\b)"),
     ("number", r"(?-u:\b)\d+(?:\.\d+)?(?-u:\b)"),
@@ -213,6 +215,15 @@ mod tests {
         // stable across runs and machines: pinned value of sha256("v1\nx")
         assert_eq!(f.signature, "152b9b1a1d0ebd2b7fafc5c12b51ad465e0a3c4ad122d208ca2d26b965f20ef5");
         assert_ne!(fingerprint("y").signature, f.signature);
+    }
+
+    #[test]
+    fn temp_names_are_masked() {
+        let a = fingerprint("cannot open tmpa8x_2kqz for writing");
+        let b = fingerprint("cannot open tmp.Lq3xv9aB2c for writing");
+        assert_eq!(a.template, "cannot open <temp> for writing");
+        assert_eq!(a.signature, b.signature);
+        assert_eq!(fingerprint("mount tmpfs failed").template, "mount tmpfs failed");
     }
 
     #[test]
