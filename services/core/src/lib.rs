@@ -13,6 +13,7 @@ pub mod json;
 pub mod service;
 pub mod telemetry;
 pub mod time;
+pub mod trace;
 
 pub use config::{ConfigError, HealerConfig, HelixConfig, LoadedConfig, LogFormat};
 pub use error::{ErrorCode, Problem};
