@@ -1,5 +1,6 @@
 //! Integration tests: services in-process on port 0, real HTTP.
 
+mod collector;
 mod config_files;
 mod errors;
 mod healer;

@@ -125,14 +125,19 @@ pub const MAX_ATTRIBUTES: usize = 256;
 pub const MAX_ATTRIBUTE_BYTES: usize = 64 * 1024;
 
 fn is_hex_id(s: &str, len: usize) -> bool {
-    s.len() == len && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) && s.bytes().any(|b| b != b'0')
+    s.len() == len
+        && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        && s.bytes().any(|b| b != b'0')
 }
 
 impl Event {
     /// Why this event cannot be stored, if it cannot.
     pub fn validate(&self) -> Result<(), String> {
         if self.schema_version != SCHEMA_VERSION {
-            return Err(format!("schema_version {} is not supported (expected {SCHEMA_VERSION})", self.schema_version));
+            return Err(format!(
+                "schema_version {} is not supported (expected {SCHEMA_VERSION})",
+                self.schema_version
+            ));
         }
         if !is_hex_id(&self.trace_id, 32) {
             return Err("trace_id must be 32 lowercase hex digits, not all zero".to_owned());

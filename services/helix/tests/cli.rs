@@ -352,3 +352,69 @@ fn mine_prints_a_template_per_input_line_in_order() {
     assert_ne!(lines[0].0, lines[1].0);
     assert!(lines[0].1.contains("Connection from <*>"), "{lines:?}");
 }
+
+#[tokio::test]
+async fn acknowledged_events_survive_kill_9_under_load() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let spawn = || {
+        helix(dir.path())
+            .args(["serve", "trace-collector", "--trace-collector-port", "0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn")
+    };
+    let mut child = spawn();
+    let url = read_banner(&mut child).get("trace-collector").expect("url").clone();
+    // 8 writers post batches of 50 spans (one trace per batch) until the process dies
+    let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u32>::new()));
+    let mut writers = Vec::new();
+    for w in 0..8u32 {
+        let (url, acked) = (url.clone(), acked.clone());
+        writers.push(tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            for b in 0..400u32 {
+                let trace = w * 10_000 + b + 1;
+                let batch: Vec<serde_json::Value> = (1..=50u32)
+                    .map(|s| {
+                        serde_json::json!({
+                            "trace_id": format!("{trace:032x}"), "span_id": format!("{s:016x}"),
+                            "name": "load", "kind": "other",
+                            "start_unix_nanos": 1_764_000_000_000_000_000u64 + u64::from(s),
+                            "end_unix_nanos": 1_764_000_000_000_000_100u64 + u64::from(s)
+                        })
+                    })
+                    .collect();
+                match http.post(format!("{url}/v1/events")).json(&batch).send().await {
+                    Ok(res) if res.status() == 200 => acked.lock().expect("lock").push(trace),
+                    _ => return,
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    child.kill().expect("kill -9");
+    child.wait().expect("reap");
+    for w in writers {
+        let _ = w.await;
+    }
+    let acked = acked.lock().expect("lock").clone();
+    assert!(acked.len() > 10, "the load ran ({} batches acknowledged)", acked.len());
+
+    let mut child = spawn();
+    let url = read_banner(&mut child).get("trace-collector").expect("url").clone();
+    let http = reqwest::Client::new();
+    for trace in &acked {
+        let t: serde_json::Value = http
+            .get(format!("{url}/v1/traces/{trace:032x}"))
+            .send()
+            .await
+            .expect("send")
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(t["summary"]["spans"], 50, "acknowledged trace {trace} incomplete: {t}");
+    }
+    child.kill().expect("kill");
+    child.wait().expect("reap");
+}

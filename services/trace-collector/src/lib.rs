@@ -1,8 +1,14 @@
 //! The trace-collector: one trace format for every step of every run, durable storage, cost
 //! attribution, baselines and anomaly flags (see ARCHITECTURE.md for what is built so far).
 //!
-//! Today it serves the shared operational routes and owns `<data_dir>/trace-collector`, where
-//! the event log will live.
+//! Built so far: the event schema (in helix-core), durable ingest (`POST /v1/events`, an
+//! append-only log with group commit, see [`store`]), trace listing and span trees
+//! (`GET /v1/traces`, `GET /v1/traces/{id}`), the OTLP codec ([`otlp`]) and the Claude Code
+//! transcript importer ([`import`]). Routes in [`routes`] are thin; everything else is domain.
+
+pub mod error;
+pub mod routes;
+pub mod store;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -10,29 +16,54 @@ use std::sync::Arc;
 use actix_web::web;
 use futures_util::future::BoxFuture;
 use helix_core::{Check, HelixConfig, ServiceKind};
+use store::EventStore;
+use store::log::LogStore;
 use utoipa::OpenApi;
 
 /// Shared state of the collector's handlers.
 #[derive(Debug)]
 pub struct CollectorState {
     data_dir: PathBuf,
+    pub store: Arc<dyn EventStore>,
 }
 
 impl CollectorState {
     pub fn open(cfg: &HelixConfig) -> std::io::Result<CollectorState> {
         let data_dir =
             helix_http::storage::prepare_data_dir(&cfg.service_data_dir(ServiceKind::TraceCollector))?;
-        Ok(CollectorState { data_dir })
+        let store =
+            LogStore::open(&data_dir.join("events")).map_err(|e| std::io::Error::other(e.to_string()))?;
+        Ok(CollectorState { data_dir, store: Arc::new(store) })
     }
 }
 
 /// Registers the collector's routes on `cfg`.
 pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<CollectorState>) {
-    cfg.app_data(state);
+    cfg.app_data(state)
+        .service(helix_http::routes::post("/v1/events", routes::events::ingest))
+        .service(helix_http::routes::get("/v1/traces", routes::traces::list))
+        .service(helix_http::routes::get("/v1/traces/{trace_id}", routes::traces::get));
 }
 
 #[derive(OpenApi)]
-#[openapi()]
+#[openapi(
+    paths(routes::events::ingest, routes::traces::list, routes::traces::get),
+    components(schemas(
+        helix_core::trace::Event,
+        helix_core::trace::SpanKind,
+        helix_core::trace::SpanStatus,
+        routes::events::IngestResult,
+        routes::events::Rejected,
+        routes::traces::TraceList,
+        routes::traces::TraceTree,
+        routes::traces::SpanNode,
+        store::TraceSummary,
+    )),
+    tags(
+        (name = "ingest", description = "durable event ingest"),
+        (name = "query", description = "traces as lists and span trees")
+    )
+)]
 struct ApiDoc;
 
 /// The collector's complete OpenAPI document.
@@ -74,6 +105,12 @@ impl helix_http::Service for CollectorService {
 
     fn readiness(&self) -> BoxFuture<'static, Vec<Check>> {
         let dir = self.state.data_dir.clone();
-        Box::pin(async move { vec![helix_http::storage::data_dir_check(dir).await] })
+        let events = self.state.store.len();
+        Box::pin(async move {
+            vec![
+                helix_http::storage::data_dir_check(dir).await,
+                Check::new("event_log", helix_core::CheckStatus::Ok, format!("{events} events stored")),
+            ]
+        })
     }
 }

@@ -1,0 +1,4 @@
+//! Thin HTTP handlers.
+
+pub mod events;
+pub mod traces;

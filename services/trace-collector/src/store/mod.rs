@@ -1,0 +1,71 @@
+//! Event storage: the seam between the collector's domain and its disk.
+//!
+//! [`log::LogStore`] is the embedded backend: an append-only, segmented, checksummed log with
+//! group commit (one fsync acknowledges every batch that arrived meanwhile), recovered at open
+//! (a torn tail is cut), and an in-memory index from trace id to record positions.
+
+pub mod log;
+
+use helix_core::trace::{Event, SpanStatus};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("event log {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("the event log writer has stopped")]
+    Closed,
+    #[error("the event log is busy; retry shortly")]
+    Busy,
+    #[error("cannot encode event: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+/// One trace in a listing.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct TraceSummary {
+    pub trace_id: String,
+    /// Name of the root span (or of the earliest span when no root arrived yet).
+    pub name: String,
+    pub project: Option<String>,
+    pub run: Option<String>,
+    pub start_unix_nanos: u64,
+    pub end_unix_nanos: u64,
+    pub spans: u64,
+    /// `error` when any span failed, else `ok` when any succeeded, else `unset`.
+    pub status: SpanStatus,
+    /// Phases seen, in order of first appearance.
+    pub phases: Vec<String>,
+    /// Sum of `helix.cost_usd`.
+    pub cost_usd: f64,
+}
+
+/// Filters of `GET /v1/traces`.
+#[derive(Debug, Clone, Default)]
+pub struct TraceFilter {
+    pub project: Option<String>,
+    pub phase: Option<String>,
+    pub status: Option<SpanStatus>,
+    /// Traces that end at or after this instant.
+    pub since_unix_nanos: Option<u64>,
+    /// Traces that start before this instant.
+    pub until_unix_nanos: Option<u64>,
+}
+
+/// The storage seam.
+pub trait EventStore: Send + Sync + std::fmt::Debug {
+    /// Appends valid events; returns once they are on disk (fsynced).
+    fn append(&self, events: Vec<Event>) -> Result<(), StoreError>;
+    /// Every stored span of a trace, in start order.
+    fn trace(&self, trace_id: &str) -> Result<Vec<Event>, StoreError>;
+    /// The summary of one trace.
+    fn summary(&self, trace_id: &str) -> Option<TraceSummary>;
+    /// Traces matching `filter`, newest first, after `after` (a (start, trace id) cursor).
+    fn traces(&self, filter: &TraceFilter, after: Option<(u64, String)>, limit: usize) -> Vec<TraceSummary>;
+    /// Number of events stored.
+    fn len(&self) -> u64;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

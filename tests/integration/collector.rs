@@ -1,0 +1,173 @@
+//! The trace-collector over HTTP: ingest, span trees, listing.
+
+use helix_core::ServiceKind;
+use helix_tests::{Helix, client, expect_problem};
+use serde_json::json;
+
+fn span(
+    trace: u32,
+    span: u32,
+    parent: Option<u32>,
+    start_s: u64,
+    dur_ms: u64,
+    extra: serde_json::Value,
+) -> serde_json::Value {
+    let mut v = json!({
+        "trace_id": format!("{trace:032x}"),
+        "span_id": format!("{span:016x}"),
+        "name": format!("span {span}"),
+        "kind": if parent.is_none() { "run" } else { "tool_call" },
+        "start_unix_nanos": 1_764_000_000_000_000_000u64 + start_s * 1_000_000_000,
+        "end_unix_nanos": 1_764_000_000_000_000_000u64 + start_s * 1_000_000_000 + dur_ms * 1_000_000,
+        "project": "webshop",
+        "status": "ok"
+    });
+    if let Some(p) = parent {
+        v["parent_span_id"] = json!(format!("{p:016x}"));
+    }
+    if let (Some(obj), Some(more)) = (v.as_object_mut(), extra.as_object()) {
+        for (k, val) in more {
+            obj.insert(k.clone(), val.clone());
+        }
+    }
+    v
+}
+
+#[tokio::test]
+async fn ingest_keeps_valid_events_and_reports_invalid_ones_by_index() {
+    let helix = Helix::start().await;
+    let url = helix.url(ServiceKind::TraceCollector);
+    let http = client();
+    let batch = json!([
+        span(1, 1, None, 0, 5000, json!({"phase": "plan"})),
+        span(1, 2, Some(1), 1, 1000, json!({"phase": "development", "name": "execute_tool bash", "attributes": {"gen_ai.tool.name": "bash", "helix.cost_usd": 0.25}})),
+        {"trace_id": "nothex", "span_id": "00f067aa0ba902b7", "name": "x", "kind": "other", "start_unix_nanos": 1, "end_unix_nanos": 2},
+        span(1, 3, Some(2), 2, 100, json!({"status": "error", "phase": "development"})),
+        {"this": "is not an event"}
+    ]);
+    let res = http.post(format!("{url}/v1/events")).json(&batch).send().await.expect("send");
+    assert_eq!(res.status(), 200);
+    let body: serde_json::Value = res.json().await.expect("json");
+    assert_eq!(body["accepted"], 3);
+    let rejected = body["rejected"].as_array().expect("rejected");
+    assert_eq!(rejected.len(), 2);
+    assert_eq!(rejected[0]["index"], 2);
+    assert!(rejected[0]["reason"].as_str().expect("reason").contains("trace_id"), "{body}");
+    assert_eq!(rejected[1]["index"], 4);
+
+    // NDJSON
+    let nd = format!(
+        "{}\n\n{}\n",
+        span(2, 1, None, 10, 10, json!({"project": "billing"})),
+        span(2, 2, Some(1), 10, 5, json!({"project": "billing"}))
+    );
+    let res = http
+        .post(format!("{url}/v1/events"))
+        .header("content-type", "application/x-ndjson")
+        .body(nd)
+        .send()
+        .await
+        .expect("send");
+    let body: serde_json::Value = res.json().await.expect("json");
+    assert_eq!(body["accepted"], 2, "{body}");
+
+    // the span tree
+    let t: serde_json::Value = http
+        .get(format!("{url}/v1/traces/{:032x}", 1))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(t["summary"]["spans"], 3);
+    assert_eq!(t["summary"]["status"], "error");
+    assert_eq!(t["summary"]["phases"], json!(["plan", "development"]));
+    assert!((t["summary"]["cost_usd"].as_f64().expect("cost") - 0.25).abs() < 1e-9);
+    assert_eq!(t["spans"].as_array().expect("roots").len(), 1);
+    let tool = &t["spans"][0]["children"][0];
+    assert_eq!(tool["name"], "execute_tool bash");
+    assert_eq!(tool["offset_nanos"], 1_000_000_000u64);
+    assert_eq!(tool["children"][0]["status"], "error");
+
+    // listing, filters, pagination
+    let l: serde_json::Value =
+        http.get(format!("{url}/v1/traces")).send().await.expect("send").json().await.expect("json");
+    assert_eq!(l["traces"].as_array().expect("traces").len(), 2);
+    assert_eq!(l["traces"][0]["project"], "billing", "newest first");
+    let l: serde_json::Value = http
+        .get(format!("{url}/v1/traces?project=webshop&status=error"))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(l["traces"].as_array().expect("traces").len(), 1);
+    let l: serde_json::Value =
+        http.get(format!("{url}/v1/traces?limit=1")).send().await.expect("send").json().await.expect("json");
+    let cursor = l["next_cursor"].as_str().expect("cursor").to_owned();
+    let l2: serde_json::Value = http
+        .get(format!("{url}/v1/traces?limit=1&cursor={cursor}"))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(l2["traces"][0]["project"], "webshop");
+    assert!(l2["next_cursor"].is_null());
+    let l: serde_json::Value = http
+        .get(format!("{url}/v1/traces?since=2030-01-01T00:00:00Z"))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(l["traces"], json!([]));
+
+    // bad input
+    let res =
+        http.post(format!("{url}/v1/events")).json(&json!({"trace_id": "x"})).send().await.expect("send");
+    expect_problem(res, 400, "invalid_request").await;
+    let res = http
+        .post(format!("{url}/v1/events"))
+        .header("content-type", "text/csv")
+        .body("a,b")
+        .send()
+        .await
+        .expect("send");
+    expect_problem(res, 415, "unsupported_media_type").await;
+    let res = http.get(format!("{url}/v1/traces/{}", "f".repeat(32))).send().await.expect("send");
+    expect_problem(res, 404, "not_found").await;
+    let res = http.get(format!("{url}/v1/traces?since=yesterday")).send().await.expect("send");
+    expect_problem(res, 400, "invalid_query").await;
+    helix.stop().await;
+}
+
+#[tokio::test]
+async fn events_survive_a_restart() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = helix_tests::test_config(dir.path());
+    let stack = helix::stack::Stack::start(&cfg, &[ServiceKind::TraceCollector]).await.expect("start");
+    let url = stack.url(ServiceKind::TraceCollector).expect("url");
+    let batch: Vec<serde_json::Value> = (1..=100)
+        .map(|i| span(7, i, if i == 1 { None } else { Some(1) }, u64::from(i), 1, json!({})))
+        .collect();
+    let res = client().post(format!("{url}/v1/events")).json(&batch).send().await.expect("send");
+    assert_eq!(res.status(), 200);
+    stack.stop().await.expect("stop");
+    let stack = helix::stack::Stack::start(&cfg, &[ServiceKind::TraceCollector]).await.expect("restart");
+    let url = stack.url(ServiceKind::TraceCollector).expect("url");
+    let t: serde_json::Value = client()
+        .get(format!("{url}/v1/traces/{:032x}", 7))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(t["summary"]["spans"], 100);
+    stack.stop().await.expect("stop");
+}
