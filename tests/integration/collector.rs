@@ -86,9 +86,9 @@ async fn ingest_keeps_valid_events_and_reports_invalid_ones_by_index() {
     assert!((t["summary"]["cost_usd"].as_f64().expect("cost") - 0.25).abs() < 1e-9);
     assert_eq!(t["spans"].as_array().expect("roots").len(), 1);
     let tool = &t["spans"][0]["children"][0];
-    assert_eq!(tool["name"], "execute_tool bash");
+    assert_eq!(tool["span"]["name"], "execute_tool bash");
     assert_eq!(tool["offset_nanos"], 1_000_000_000u64);
-    assert_eq!(tool["children"][0]["status"], "error");
+    assert_eq!(tool["children"][0]["span"]["status"], "error");
 
     // listing, filters, pagination
     let l: serde_json::Value =
@@ -170,4 +170,124 @@ async fn events_survive_a_restart() {
         .expect("json");
     assert_eq!(t["summary"]["spans"], 100);
     stack.stop().await.expect("stop");
+}
+
+#[tokio::test]
+async fn otlp_protobuf_and_json_in_otlp_json_out_and_claude_import() {
+    let helix = Helix::start().await;
+    let url = helix.url(ServiceKind::TraceCollector);
+    let http = client();
+    let events: Vec<helix_core::trace::Event> = vec![
+        serde_json::from_value(span(9, 1, None, 0, 3000, json!({"project": "agents"}))).expect("event"),
+        serde_json::from_value(span(9, 2, Some(1), 1, 500, json!({"project": "agents", "kind": "llm_call", "name": "chat claude-sonnet",
+            "attributes": {"gen_ai.operation.name": "chat", "gen_ai.request.model": "claude-sonnet", "gen_ai.usage.input_tokens": 1200, "gen_ai.usage.output_tokens": 300}})))
+        .expect("event"),
+    ];
+    // protobuf, as OpenTelemetry SDKs send by default
+    let body = helix_trace_collector::otlp::to_otlp_protobuf(&events);
+    let res = http
+        .post(format!("{url}/v1/traces"))
+        .header("content-type", "application/x-protobuf")
+        .body(body)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], "application/x-protobuf");
+    let t: serde_json::Value = http
+        .get(format!("{url}/v1/traces/{:032x}", 9))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(t["summary"]["spans"], 2, "{t}");
+    let llm = &t["spans"][0]["children"][0]["span"];
+    assert_eq!(llm["kind"], "llm_call");
+    assert_eq!(llm["attributes"]["gen_ai.usage.input_tokens"], 1200);
+
+    // JSON with one bad span: partial success, the good one kept
+    let mut doc = helix_trace_collector::otlp::to_otlp_json(&[serde_json::from_value(span(
+        10,
+        1,
+        None,
+        0,
+        10,
+        json!({}),
+    ))
+    .expect("event")]);
+    let good = doc["resourceSpans"][0]["scopeSpans"][0]["spans"][0].clone();
+    let mut bad = good.clone();
+    bad["spanId"] = json!("abcd");
+    if let Some(spans) = doc["resourceSpans"][0]["scopeSpans"][0]["spans"].as_array_mut() {
+        spans.push(bad);
+    }
+    let res: serde_json::Value = http
+        .post(format!("{url}/v1/traces"))
+        .json(&doc)
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(res["partialSuccess"]["rejectedSpans"], "1", "{res}");
+    let t: serde_json::Value = http
+        .get(format!("{url}/v1/traces/{:032x}", 10))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(t["summary"]["spans"], 1);
+
+    // OTLP JSON out
+    let o: serde_json::Value = http
+        .get(format!("{url}/v1/traces/{:032x}/otlp", 9))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(o["resourceSpans"][0]["scopeSpans"][0]["spans"].as_array().expect("spans").len(), 2, "{o}");
+
+    // a Claude Code transcript
+    let transcript = [
+        json!({"type": "system", "subtype": "init", "session_id": "sess-1", "model": "claude-sonnet-4-5", "cwd": "/w", "tools": ["Bash"]}),
+        json!({"type": "assistant", "session_id": "sess-1", "message": {"id": "msg_1", "model": "claude-sonnet-4-5", "content": [{"type": "tool_use", "id": "toolu_1", "name": "Bash", "input": {"command": "cargo test"}}], "usage": {"input_tokens": 100, "output_tokens": 20}}}),
+        json!({"type": "user", "session_id": "sess-1", "message": {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "test result: ok", "is_error": false}]}}),
+        json!({"type": "result", "subtype": "success", "is_error": false, "duration_ms": 4000, "duration_api_ms": 2500, "num_turns": 2, "result": "done", "session_id": "sess-1", "total_cost_usd": 0.0123}),
+    ]
+    .iter()
+    .map(|l| l.to_string())
+    .collect::<Vec<_>>()
+    .join("\n")
+        + "\nnot json at all\n";
+    let res: serde_json::Value = http
+        .post(format!("{url}/v1/import/claude-stream-json?project=agents"))
+        .header("content-type", "application/x-ndjson")
+        .body(transcript.clone())
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert!(res["accepted"].as_u64().expect("accepted") >= 3, "{res}");
+    assert_eq!(res["skipped"][0]["index"], 5);
+    let trace_id = res["trace_ids"][0].as_str().expect("trace id").to_owned();
+    let t: serde_json::Value = http
+        .get(format!("{url}/v1/traces/{trace_id}"))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert!((t["summary"]["cost_usd"].as_f64().expect("cost") - 0.0123).abs() < 1e-9, "{t}");
+    assert_eq!(t["summary"]["project"], "agents");
+    helix.stop().await;
 }

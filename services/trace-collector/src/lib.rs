@@ -7,6 +7,8 @@
 //! transcript importer ([`import`]). Routes in [`routes`] are thin; everything else is domain.
 
 pub mod error;
+pub mod import;
+pub mod otlp;
 pub mod routes;
 pub mod store;
 
@@ -41,13 +43,27 @@ impl CollectorState {
 pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<CollectorState>) {
     cfg.app_data(state)
         .service(helix_http::routes::post("/v1/events", routes::events::ingest))
-        .service(helix_http::routes::get("/v1/traces", routes::traces::list))
-        .service(helix_http::routes::get("/v1/traces/{trace_id}", routes::traces::get));
+        .service(
+            web::resource("/v1/traces")
+                .route(web::get().to(routes::traces::list))
+                .route(web::post().to(routes::otlp::receive))
+                .default_service(web::to(helix_http::routes::method_not_allowed("GET, POST"))),
+        )
+        .service(helix_http::routes::get("/v1/traces/{trace_id}", routes::traces::get))
+        .service(helix_http::routes::get("/v1/traces/{trace_id}/otlp", routes::otlp::get_otlp))
+        .service(helix_http::routes::post("/v1/import/claude-stream-json", routes::otlp::import_claude));
 }
 
 #[derive(OpenApi)]
 #[openapi(
-    paths(routes::events::ingest, routes::traces::list, routes::traces::get),
+    paths(
+        routes::events::ingest,
+        routes::otlp::receive,
+        routes::otlp::import_claude,
+        routes::traces::list,
+        routes::traces::get,
+        routes::otlp::get_otlp
+    ),
     components(schemas(
         helix_core::trace::Event,
         helix_core::trace::SpanKind,
@@ -57,6 +73,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<CollectorState>)
         routes::traces::TraceList,
         routes::traces::TraceTree,
         routes::traces::SpanNode,
+        routes::otlp::ImportResult,
         store::TraceSummary,
     )),
     tags(

@@ -1,4 +1,5 @@
 //! Thin HTTP handlers.
 
 pub mod events;
+pub mod otlp;
 pub mod traces;

@@ -121,7 +121,6 @@ pub async fn list(
 /// A span and its children.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SpanNode {
-    #[serde(flatten)]
     pub span: Event,
     /// Start relative to the trace's start, in nanoseconds.
     pub offset_nanos: u64,
@@ -164,6 +163,18 @@ pub fn tree(events: Vec<Event>) -> Vec<SpanNode> {
         }
     }
     roots.into_iter().map(|r| build(r, start, &mut children, 0)).collect()
+}
+
+/// A trace id in a path must be 32 lowercase hex digits.
+pub fn check_trace_id(id: &str) -> Result<(), CollectorError> {
+    if id.len() == 32 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        Ok(())
+    } else {
+        Err(CollectorError::Invalid(format!(
+            "trace id must be 32 lowercase hex digits, got {:?}",
+            id.chars().take(40).collect::<String>()
+        )))
+    }
 }
 
 /// One trace as a span tree
