@@ -79,8 +79,10 @@ async fn served_document_equals_the_committed_file_and_every_path_is_routed() {
         let methods = ["get", "post", "put", "patch", "delete"];
         for (template, item) in served["paths"].as_object().expect("paths") {
             // path parameters get a well-formed sample value
-            let path =
-                template.replace("{signature}", &"0".repeat(64)).replace("{id}", "python.module-not-found");
+            let path = template
+                .replace("{signature}", &"0".repeat(64))
+                .replace("{trace_id}", &"0".repeat(32))
+                .replace("{id}", "python.module-not-found");
             assert!(!path.contains('{'), "add a sample value for the parameters of {template}");
             let documented: BTreeSet<&str> =
                 item.as_object().expect("item").keys().map(String::as_str).collect();
