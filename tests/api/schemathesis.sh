@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Property-based API tests: starts `helix up` on free ports and runs schemathesis against each
+# API tests against `helix up` on free ports: schemathesis against each
 # service's served /openapi.json with every check (no 5xx, responses conform to the document,
-# bad input rejected, unsupported methods answered 405 with Allow). Bounded: a fixed number of
+# bad input rejected, unsupported methods answered 405 with Allow), then the official
+# OpenTelemetry Python SDK exporting to the trace-collector. Bounded: a fixed number of
 # examples per operation, and at most 5 minutes per service. Loopback only; stops helix at the end.
 #
 # usage: tests/api/schemathesis.sh HELIX_BINARY VENV_DIR
@@ -45,6 +46,15 @@ while read -r name url _; do
   fi
 done < <(grep -E '^  [a-z-]+ +http://' "$work/up.out")
 
+# a real OpenTelemetry client: the official Python SDK's OTLP/HTTP exporter
+collector=$(grep -E '^  trace-collector +http://' "$work/up.out" | awk '{print $2}')
+if timeout 120 "$venv/bin/python" "$(dirname "$0")/otel_sdk.py" "$collector"; then
+  passed_otel=1
+else
+  echo "the OpenTelemetry SDK check failed" >&2
+  failed=$((failed + 1))
+fi
+
 kill -TERM "$helix_pid"
 wait "$helix_pid" || { echo "helix up did not stop cleanly on SIGTERM" >&2; cat "$work/up.err" >&2; failed=$((failed + 1)); }
 if grep -q '"status":5[0-9][0-9]\|status=5[0-9][0-9]' "$work/up.err"; then
@@ -53,5 +63,5 @@ if grep -q '"status":5[0-9][0-9]\|status=5[0-9][0-9]' "$work/up.err"; then
   failed=$((failed + 1))
 fi
 [[ $passed -eq 4 || $failed -gt 0 ]] || { echo "expected 4 services, tested $passed" >&2; failed=$((failed + 1)); }
-echo "schemathesis: $passed passed, $failed failed"
+echo "api tests: $((passed + ${passed_otel:-0})) passed, $failed failed"
 [[ $failed -eq 0 ]]
