@@ -45,14 +45,33 @@ impl ServiceClient {
         self.get_json("/health").await
     }
 
-    async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
-        let url = format!("{}{path}", self.base);
+    /// `POST /v1/import/claude-stream-json` on a trace-collector: imports a Claude Code
+    /// transcript; answers the collector's import result.
+    pub async fn import_claude_stream_json(
+        &self,
+        transcript: Vec<u8>,
+        project: Option<&str>,
+    ) -> Result<serde_json::Value, ClientError> {
+        let mut url = format!("{}/v1/import/claude-stream-json", self.base);
+        if let Some(p) = project {
+            url.push_str("?project=");
+            url.push_str(&encode_query(p));
+        }
         let res = self
             .http
-            .get(&url)
+            .post(&url)
+            .header("content-type", "application/x-ndjson")
+            .body(transcript)
             .send()
             .await
             .map_err(|e| ClientError::Transport { url: url.clone(), message: e.to_string() })?;
+        Self::json_answer(url, res).await
+    }
+
+    async fn json_answer<T: serde::de::DeserializeOwned>(
+        url: String,
+        res: reqwest::Response,
+    ) -> Result<T, ClientError> {
         let status = res.status();
         let bytes = res
             .bytes()
@@ -66,4 +85,25 @@ impl ServiceClient {
         }
         serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode { url, message: e.to_string() })
     }
+
+    async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let res = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| ClientError::Transport { url: url.clone(), message: e.to_string() })?;
+        Self::json_answer(url, res).await
+    }
+}
+
+/// Percent-encodes a query value (everything but unreserved characters).
+fn encode_query(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

@@ -74,11 +74,31 @@ pub enum Command {
         #[command(subcommand)]
         command: PatternsCommand,
     },
+    /// Traces: import agent transcripts into the trace-collector
+    Trace {
+        #[command(subcommand)]
+        command: TraceCommand,
+    },
     /// Mine templates: one message per line in; per line "template id<TAB>template" out
     Mine {
         /// File with one message per line, or - for standard input
         #[arg(default_value = "-")]
         file: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TraceCommand {
+    /// Import a Claude Code transcript (`claude -p --output-format stream-json --verbose`)
+    Import {
+        /// Transcript file, or - for standard input
+        file: String,
+        /// Project to file the trace under
+        #[arg(long)]
+        project: Option<String>,
+        /// The trace-collector's URL
+        #[arg(long, env = "HELIX_TRACE_COLLECTOR_URL", default_value = "http://127.0.0.1:7701")]
+        url: String,
     },
 }
 

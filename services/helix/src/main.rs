@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use helix::cli::{Cli, Command, PatternsCommand, RunArgs};
+use helix::cli::{Cli, Command, PatternsCommand, RunArgs, TraceCommand};
 use helix::heal;
 use helix::stack::Stack;
 use helix_core::ServiceKind;
@@ -57,6 +57,20 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             PatternsCommand::Lint { dir } => heal::lint(&dir),
         },
+        Command::Trace { command: TraceCommand::Import { file, project, url } } => {
+            let text = heal::read_input(&file)?;
+            let client = helix_core::client::ServiceClient::new(&url, std::time::Duration::from_secs(120))?;
+            let res = client.import_claude_stream_json(text.into_bytes(), project.as_deref()).await?;
+            let accepted = res["accepted"].as_u64().unwrap_or(0);
+            for id in res["trace_ids"].as_array().into_iter().flatten().filter_map(|v| v.as_str()) {
+                println!("trace {id}: {url}/v1/traces/{id}");
+            }
+            for s in res["skipped"].as_array().into_iter().flatten() {
+                eprintln!("skipped line {}: {}", s["index"], s["reason"].as_str().unwrap_or_default());
+            }
+            println!("imported {accepted} spans");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Mine { file } => heal::mine(&heal::read_input(&file)?),
         Command::Config(args) => {
             let loaded = args.load()?;

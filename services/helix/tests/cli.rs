@@ -418,3 +418,47 @@ async fn acknowledged_events_survive_kill_9_under_load() {
     child.kill().expect("kill");
     child.wait().expect("reap");
 }
+
+#[tokio::test]
+async fn trace_import_sends_a_claude_transcript_to_the_collector() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut child = helix(dir.path())
+        .args(["serve", "trace-collector", "--trace-collector-port", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let url = read_banner(&mut child).get("trace-collector").expect("url").clone();
+    let transcript = dir.path().join("session.jsonl");
+    std::fs::write(
+        &transcript,
+        [
+            r#"{"type":"system","subtype":"init","session_id":"s-42","model":"claude-sonnet-4-5","tools":["Bash"]}"#,
+            r#"{"type":"assistant","session_id":"s-42","message":{"id":"m1","model":"claude-sonnet-4-5","content":[{"type":"tool_use","id":"t1","name":"Bash","input":{"command":"ls"}}],"usage":{"input_tokens":10,"output_tokens":5}}}"#,
+            r#"{"type":"user","session_id":"s-42","message":{"role":"user","content":[{"type":"tool_result","tool_use_id":"t1","content":"a b","is_error":false}]}}"#,
+            r#"{"type":"result","subtype":"success","is_error":false,"duration_ms":1000,"num_turns":1,"session_id":"s-42","total_cost_usd":0.5}"#,
+        ]
+        .join("\n"),
+    )
+    .expect("write");
+    let out = helix(dir.path())
+        .args(["trace", "import"])
+        .arg(&transcript)
+        .args(["--project", "demo", "--url", &url])
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let trace_id = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("trace "))
+        .and_then(|l| l.split(':').next())
+        .expect("trace id")
+        .to_owned();
+    let t: serde_json::Value =
+        reqwest::get(format!("{url}/v1/traces/{trace_id}")).await.expect("get").json().await.expect("json");
+    assert_eq!(t["summary"]["project"], "demo");
+    assert!(t["summary"]["spans"].as_u64().expect("spans") >= 3, "{t}");
+    child.kill().expect("kill");
+    child.wait().expect("reap");
+}
