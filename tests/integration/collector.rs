@@ -243,6 +243,36 @@ async fn otlp_protobuf_and_json_in_otlp_json_out_and_claude_import() {
         .expect("json");
     assert_eq!(t["summary"]["spans"], 1);
 
+    // cost attribution
+    let c: serde_json::Value = http
+        .get(format!("{url}/v1/costs?group_by=model"))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    let sonnet = c["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .find(|r| r["key"] == "claude-sonnet")
+        .cloned()
+        .expect("model row");
+    assert_eq!(sonnet["input_tokens"], 1200, "{c}");
+    assert_eq!(sonnet["llm_calls"], 1);
+    let c: serde_json::Value = http
+        .get(format!("{url}/v1/costs?group_by=day&from=2025-11-24T00:00:00Z&to=2025-11-26T00:00:00Z"))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(c["rows"][0]["key"], "2025-11-24", "{c}");
+    let res = http.get(format!("{url}/v1/costs?group_by=planet")).send().await.expect("send");
+    expect_problem(res, 400, "invalid_query").await;
+
     // OTLP JSON out
     let o: serde_json::Value = http
         .get(format!("{url}/v1/traces/{:032x}/otlp", 9))

@@ -6,6 +6,7 @@
 //! (`GET /v1/traces`, `GET /v1/traces/{id}`), the OTLP codec ([`otlp`]) and the Claude Code
 //! transcript importer ([`import`]). Routes in [`routes`] are thin; everything else is domain.
 
+pub mod costs;
 pub mod error;
 pub mod import;
 pub mod otlp;
@@ -51,7 +52,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<CollectorState>)
         )
         .service(helix_http::routes::get("/v1/traces/{trace_id}", routes::traces::get))
         .service(helix_http::routes::get("/v1/traces/{trace_id}/otlp", routes::otlp::get_otlp))
-        .service(helix_http::routes::post("/v1/import/claude-stream-json", routes::otlp::import_claude));
+        .service(helix_http::routes::post("/v1/import/claude-stream-json", routes::otlp::import_claude))
+        .service(helix_http::routes::get("/v1/costs", routes::costs::costs));
 }
 
 #[derive(OpenApi)]
@@ -62,7 +64,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<CollectorState>)
         routes::otlp::import_claude,
         routes::traces::list,
         routes::traces::get,
-        routes::otlp::get_otlp
+        routes::otlp::get_otlp,
+        routes::costs::costs
     ),
     components(schemas(
         helix_core::trace::Event,
@@ -74,11 +77,15 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<CollectorState>)
         routes::traces::TraceTree,
         routes::traces::SpanNode,
         routes::otlp::ImportResult,
+        routes::costs::CostReport,
+        costs::CostRow,
+        costs::GroupBy,
         store::TraceSummary,
     )),
     tags(
         (name = "ingest", description = "durable event ingest"),
-        (name = "query", description = "traces as lists and span trees")
+        (name = "query", description = "traces as lists and span trees"),
+        (name = "costs", description = "cost attribution")
     )
 )]
 struct ApiDoc;

@@ -1,5 +1,6 @@
 //! Thin HTTP handlers.
 
+pub mod costs;
 pub mod events;
 pub mod otlp;
 pub mod traces;

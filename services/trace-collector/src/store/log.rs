@@ -100,6 +100,7 @@ impl TraceEntry {
 struct Index {
     traces: HashMap<String, TraceEntry>,
     events: u64,
+    costs: crate::costs::CostIndex,
 }
 
 struct Batch {
@@ -151,6 +152,7 @@ fn replay(path: &Path, segment: u32, index: &mut Index) -> std::io::Result<u64> 
         let Ok(event) = serde_json::from_slice::<Event>(&data[at + 8..end]) else { break };
         let pos = Pos { segment, offset: at as u64, len: len + 8 };
         index.traces.entry(event.trace_id.clone()).or_default().add(&event, pos);
+        index.costs.add(&event);
         index.events += 1;
         at = end;
     }
@@ -273,6 +275,7 @@ impl Writer {
             for (rel, len, e) in &b.records {
                 let pos = Pos { segment: self.segment, offset: base + rel, len: *len };
                 index.traces.entry(e.trace_id.clone()).or_default().add(e, pos);
+                index.costs.add(e);
                 index.events += 1;
             }
             base += b.bytes.len() as u64;
@@ -359,6 +362,15 @@ impl EventStore for LogStore {
             .collect();
         hits.sort_by(|a, b| (b.1.start, b.0).cmp(&(a.1.start, a.0)));
         hits.into_iter().take(limit).map(|(id, t)| t.summary(id)).collect()
+    }
+
+    fn costs(
+        &self,
+        group_by: crate::costs::GroupBy,
+        from: Option<u64>,
+        to: Option<u64>,
+    ) -> Vec<crate::costs::CostRow> {
+        self.read_index().costs.query(group_by, from, to)
     }
 
     fn summary(&self, trace_id: &str) -> Option<TraceSummary> {

@@ -59,6 +59,13 @@ pub trait EventStore: Send + Sync + std::fmt::Debug {
     fn append(&self, events: Vec<Event>) -> Result<(), StoreError>;
     /// Every stored span of a trace, in start order.
     fn trace(&self, trace_id: &str) -> Result<Vec<Event>, StoreError>;
+    /// Cost attribution over events starting in `[from, to)`.
+    fn costs(
+        &self,
+        group_by: crate::costs::GroupBy,
+        from: Option<u64>,
+        to: Option<u64>,
+    ) -> Vec<crate::costs::CostRow>;
     /// The summary of one trace.
     fn summary(&self, trace_id: &str) -> Option<TraceSummary>;
     /// Traces matching `filter`, newest first, after `after` (a (start, trace id) cursor).

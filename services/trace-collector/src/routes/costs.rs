@@ -1,0 +1,72 @@
+//! `GET /v1/costs`.
+
+use actix_web::{HttpResponse, web};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::CollectorState;
+use crate::costs::{CostRow, GroupBy};
+use crate::error::CollectorError;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct CostQuery {
+    /// Dimension to group by.
+    pub group_by: GroupBy,
+    /// Events starting at or after this instant (RFC 3339; whole UTC days).
+    #[param(format = DateTime)]
+    #[serde(default)]
+    pub from: Option<String>,
+    /// Events starting before this instant (RFC 3339; whole UTC days).
+    #[param(format = DateTime)]
+    #[serde(default)]
+    pub to: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CostReport {
+    pub group_by: GroupBy,
+    /// Groups, most expensive first (`day` and `week`: in time order).
+    pub rows: Vec<CostRow>,
+    /// Sum over all rows.
+    pub total: CostRow,
+}
+
+/// Cost attribution
+///
+/// Sums of cost (`helix.cost_usd`), tokens in and out, LLM and tool calls and the time spent in
+/// them, grouped by project, phase, model, domain, day or week, over an optional time range.
+#[utoipa::path(
+    get,
+    path = "/v1/costs",
+    tag = "costs",
+    operation_id = "costs",
+    params(CostQuery),
+    responses(
+        (status = 200, description = "the cost table", body = CostReport),
+        (status = 400, description = "invalid query parameters", body = helix_core::Problem, content_type = "application/problem+json")
+    )
+)]
+pub async fn costs(
+    state: web::Data<CollectorState>,
+    query: web::Query<CostQuery>,
+) -> Result<HttpResponse, CollectorError> {
+    let q = query.into_inner();
+    let instant = |name: &str, v: &Option<String>| -> Result<Option<u64>, CollectorError> {
+        v.as_deref()
+            .map(|s| {
+                helix_core::time::parse_rfc3339_nanos(s).ok_or_else(|| {
+                    CollectorError::InvalidQuery(format!("{name} must be an RFC 3339 date-time, got {s:?}"))
+                })
+            })
+            .transpose()
+    };
+    let (from, to) = (instant("from", &q.from)?, instant("to", &q.to)?);
+    let rows = state.store.costs(q.group_by, from, to);
+    let mut total = CostRow { key: "total".to_owned(), ..CostRow::default() };
+    for r in &rows {
+        total.add(r);
+    }
+    Ok(HttpResponse::Ok().json(CostReport { group_by: q.group_by, rows, total }))
+}
