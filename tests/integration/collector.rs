@@ -321,3 +321,62 @@ async fn otlp_protobuf_and_json_in_otlp_json_out_and_claude_import() {
     assert_eq!(t["summary"]["project"], "agents");
     helix.stop().await;
 }
+
+#[tokio::test]
+async fn slow_phases_are_flagged_on_the_span_and_listed_across_restarts() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = helix_tests::test_config(dir.path());
+    let start =
+        || async { helix::stack::Stack::start(&cfg, &[ServiceKind::TraceCollector]).await.expect("start") };
+    let stack = start().await;
+    let url = stack.url(ServiceKind::TraceCollector).expect("url");
+    let http = client();
+    let phase = |run: u32, secs: u64| {
+        json!({
+            "trace_id": format!("{:032x}", 1000 + run), "span_id": format!("{:016x}", 1000 + run),
+            "name": "phase development", "kind": "phase", "project": "webshop", "phase": "development",
+            "start_unix_nanos": 1_764_000_000_000_000_000u64 + u64::from(run) * 3_600_000_000_000,
+            "end_unix_nanos": 1_764_000_000_000_000_000u64 + u64::from(run) * 3_600_000_000_000 + secs * 1_000_000_000
+        })
+    };
+    let normal: Vec<serde_json::Value> =
+        [270, 265, 280, 275, 268, 272].iter().enumerate().map(|(i, s)| phase(i as u32, *s)).collect();
+    let res = http.post(format!("{url}/v1/events")).json(&normal).send().await.expect("send");
+    assert_eq!(res.status(), 200);
+    let res =
+        http.post(format!("{url}/v1/events")).json(&json!([phase(50, 840)])).send().await.expect("send");
+    assert_eq!(res.status(), 200);
+
+    let a: serde_json::Value = http
+        .get(format!("{url}/v1/anomalies?project=webshop"))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    let list = a["anomalies"].as_array().expect("anomalies");
+    assert_eq!(list.len(), 1, "{a}");
+    assert_eq!(list[0]["reason"], "phase 'development' took 3.1x longer than its median of 4m31s");
+    assert_eq!(list[0]["metric"], "duration");
+    let t: serde_json::Value = http
+        .get(format!("{url}/v1/traces/{:032x}", 1050))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert!(
+        t["spans"][0]["span"]["attributes"]["helix.anomaly"].as_str().expect("marked").contains("3.1x"),
+        "{t}"
+    );
+    stack.stop().await.expect("stop");
+
+    let stack = start().await;
+    let url = stack.url(ServiceKind::TraceCollector).expect("url");
+    let a: serde_json::Value =
+        http.get(format!("{url}/v1/anomalies")).send().await.expect("send").json().await.expect("json");
+    assert_eq!(a["anomalies"].as_array().expect("anomalies").len(), 1, "rebuilt at start-up: {a}");
+    stack.stop().await.expect("stop");
+}

@@ -6,6 +6,7 @@
 //! (`GET /v1/traces`, `GET /v1/traces/{id}`), the OTLP codec ([`otlp`]) and the Claude Code
 //! transcript importer ([`import`]). Routes in [`routes`] are thin; everything else is domain.
 
+pub mod anomaly;
 pub mod costs;
 pub mod error;
 pub mod import;
@@ -28,15 +29,29 @@ use utoipa::OpenApi;
 pub struct CollectorState {
     data_dir: PathBuf,
     pub store: Arc<dyn EventStore>,
+    pub baselines: std::sync::Mutex<anomaly::Baselines>,
 }
 
 impl CollectorState {
     pub fn open(cfg: &HelixConfig) -> std::io::Result<CollectorState> {
         let data_dir =
             helix_http::storage::prepare_data_dir(&cfg.service_data_dir(ServiceKind::TraceCollector))?;
-        let store =
-            LogStore::open(&data_dir.join("events")).map_err(|e| std::io::Error::other(e.to_string()))?;
-        Ok(CollectorState { data_dir, store: Arc::new(store) })
+        let mut baselines = anomaly::Baselines::default();
+        let store = LogStore::open_observed(&data_dir.join("events"), &mut |e| baselines.replay(e))
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        Ok(CollectorState { data_dir, store: Arc::new(store), baselines: std::sync::Mutex::new(baselines) })
+    }
+
+    /// Judges events against their baselines (marking anomalies on the spans), then stores them
+    /// durably. Every ingest path goes through here.
+    pub fn ingest(&self, mut events: Vec<helix_core::trace::Event>) -> Result<(), store::StoreError> {
+        {
+            let mut b = self.baselines.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            for e in &mut events {
+                b.score_and_learn(e);
+            }
+        }
+        self.store.append(events)
     }
 }
 
@@ -53,7 +68,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<CollectorState>)
         .service(helix_http::routes::get("/v1/traces/{trace_id}", routes::traces::get))
         .service(helix_http::routes::get("/v1/traces/{trace_id}/otlp", routes::otlp::get_otlp))
         .service(helix_http::routes::post("/v1/import/claude-stream-json", routes::otlp::import_claude))
-        .service(helix_http::routes::get("/v1/costs", routes::costs::costs));
+        .service(helix_http::routes::get("/v1/costs", routes::costs::costs))
+        .service(helix_http::routes::get("/v1/anomalies", routes::costs::anomalies));
 }
 
 #[derive(OpenApi)]
@@ -65,7 +81,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<CollectorState>)
         routes::traces::list,
         routes::traces::get,
         routes::otlp::get_otlp,
-        routes::costs::costs
+        routes::costs::costs,
+        routes::costs::anomalies
     ),
     components(schemas(
         helix_core::trace::Event,
@@ -80,6 +97,10 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<CollectorState>)
         routes::costs::CostReport,
         costs::CostRow,
         costs::GroupBy,
+        routes::costs::AnomalyList,
+        anomaly::Anomaly,
+        anomaly::Metric,
+        anomaly::Stats,
         store::TraceSummary,
     )),
     tags(

@@ -70,3 +70,60 @@ pub async fn costs(
     }
     Ok(HttpResponse::Ok().json(CostReport { group_by: q.group_by, rows, total }))
 }
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct AnomalyQuery {
+    #[serde(default)]
+    pub project: Option<String>,
+    /// At most this many (default 50, at most 1000).
+    #[param(minimum = 1, maximum = 1000)]
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AnomalyList {
+    /// Newest first.
+    pub anomalies: Vec<crate::anomaly::Anomaly>,
+}
+
+/// Recent anomalies
+///
+/// Phases and LLM calls whose duration, cost or tokens were far from their baseline (modified
+/// z-score over median and MAD of the recent history of the same project and phase, or model),
+/// newest first, each with a readable reason. The flagged spans carry the reason in their
+/// `helix.anomaly` attribute.
+#[utoipa::path(
+    get,
+    path = "/v1/anomalies",
+    tag = "costs",
+    operation_id = "anomalies",
+    params(AnomalyQuery),
+    responses(
+        (status = 200, description = "recent anomalies", body = AnomalyList),
+        (status = 400, description = "invalid query parameters", body = helix_core::Problem, content_type = "application/problem+json")
+    )
+)]
+pub async fn anomalies(
+    state: web::Data<CollectorState>,
+    query: web::Query<AnomalyQuery>,
+) -> Result<HttpResponse, CollectorError> {
+    let q = query.into_inner();
+    let limit = match q.limit {
+        Some(0) => return Err(CollectorError::InvalidQuery("limit must be at least 1".to_owned())),
+        Some(l) if l > 1000 => {
+            return Err(CollectorError::InvalidQuery("limit must be at most 1000".to_owned()));
+        }
+        Some(l) => l,
+        None => 50,
+    };
+    let project = q.project.filter(|p| !p.trim().is_empty());
+    let anomalies = state
+        .baselines
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .recent(project.as_deref(), limit);
+    Ok(HttpResponse::Ok().json(AnomalyList { anomalies }))
+}

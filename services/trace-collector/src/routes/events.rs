@@ -106,11 +106,11 @@ pub async fn ingest(
         ));
     }
     let ndjson = ct.contains("ndjson") || ct.contains("jsonl");
-    let store = state.store.clone();
+    let state = state.clone();
     let result = web::block(move || -> Result<IngestResult, CollectorError> {
         let (events, rejected) = parse_batch(&body, ndjson)?;
         let accepted = events.len();
-        store.append(events)?;
+        state.ingest(events)?;
         Ok(IngestResult { accepted, rejected })
     })
     .await

@@ -61,7 +61,7 @@ pub async fn receive(
             "send application/x-protobuf or application/json".to_owned(),
         ));
     }
-    let store = state.store.clone();
+    let state = state.clone();
     let (rejected, message) = web::block(move || -> Result<(usize, String), CollectorError> {
         let decoded = if protobuf { otlp::decode_protobuf(&body) } else { otlp::decode_json(&body) }
             .map_err(|e| CollectorError::Invalid(format!("not an OTLP trace export request: {e}")))?;
@@ -73,7 +73,7 @@ pub async fn receive(
                 Err(r) => reasons.push(format!("span {i}: {r}")),
             }
         }
-        store.append(events)?;
+        state.ingest(events)?;
         Ok((reasons.len(), reasons.into_iter().take(10).collect::<Vec<_>>().join("; ")))
     })
     .await
@@ -176,7 +176,7 @@ pub async fn import_claude(
         ));
     }
     let q = query.into_inner();
-    let store = state.store.clone();
+    let state = state.clone();
     let result = web::block(move || -> Result<ImportResult, CollectorError> {
         let text = String::from_utf8_lossy(&body);
         let opts =
@@ -186,7 +186,7 @@ pub async fn import_claude(
         trace_ids.sort();
         trace_ids.dedup();
         let accepted = imported.events.len();
-        store.append(imported.events)?;
+        state.ingest(imported.events)?;
         Ok(ImportResult {
             accepted,
             trace_ids,

@@ -138,7 +138,12 @@ fn encode(e: &Event, out: &mut Vec<u8>) -> Result<u32, StoreError> {
 }
 
 /// Replays one segment; returns the length of its valid prefix.
-fn replay(path: &Path, segment: u32, index: &mut Index) -> std::io::Result<u64> {
+fn replay(
+    path: &Path,
+    segment: u32,
+    index: &mut Index,
+    observe: &mut dyn FnMut(&Event),
+) -> std::io::Result<u64> {
     let mut data = Vec::new();
     File::open(path)?.read_to_end(&mut data)?;
     let mut at = 0usize;
@@ -154,6 +159,7 @@ fn replay(path: &Path, segment: u32, index: &mut Index) -> std::io::Result<u64> 
         index.traces.entry(event.trace_id.clone()).or_default().add(&event, pos);
         index.costs.add(&event);
         index.events += 1;
+        observe(&event);
         at = end;
     }
     Ok(at as u64)
@@ -162,6 +168,12 @@ fn replay(path: &Path, segment: u32, index: &mut Index) -> std::io::Result<u64> 
 impl LogStore {
     /// Opens the log in `dir` (created if missing), replays every segment and cuts a torn tail.
     pub fn open(dir: &Path) -> Result<LogStore, StoreError> {
+        LogStore::open_observed(dir, &mut |_| {})
+    }
+
+    /// [`LogStore::open`], showing every stored event to `observe` in storage order (to rebuild
+    /// state kept outside the log, such as baselines).
+    pub fn open_observed(dir: &Path, observe: &mut dyn FnMut(&Event)) -> Result<LogStore, StoreError> {
         let io = |source| StoreError::Io { path: dir.display().to_string(), source };
         std::fs::create_dir_all(dir).map_err(io)?;
         let mut segments: Vec<u32> = std::fs::read_dir(dir)
@@ -175,7 +187,7 @@ impl LogStore {
         let mut index = Index::default();
         for &s in &segments {
             let path = segment_path(dir, s);
-            let valid = replay(&path, s, &mut index).map_err(io)?;
+            let valid = replay(&path, s, &mut index, observe).map_err(io)?;
             let actual = std::fs::metadata(&path).map_err(io)?.len();
             if valid < actual {
                 tracing::warn!(segment = %path.display(), kept = valid, dropped = actual - valid, "cutting a torn or corrupt tail of the event log");
