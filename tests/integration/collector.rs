@@ -380,3 +380,44 @@ async fn slow_phases_are_flagged_on_the_span_and_listed_across_restarts() {
     assert_eq!(a["anomalies"].as_array().expect("anomalies").len(), 1, "rebuilt at start-up: {a}");
     stack.stop().await.expect("stop");
 }
+
+#[tokio::test]
+async fn live_feed_streams_stored_spans_filtered_by_project() {
+    use futures_util::StreamExt;
+    let helix = Helix::start().await;
+    let url = helix.url(ServiceKind::TraceCollector);
+    let http = client();
+    let res = http.get(format!("{url}/v1/stream?project=live")).send().await.expect("subscribe");
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], "text/event-stream");
+    let mut body = res.bytes_stream();
+    // the opening comment arrives at once
+    let first = tokio::time::timeout(std::time::Duration::from_secs(5), body.next())
+        .await
+        .expect("opened")
+        .expect("chunk")
+        .expect("bytes");
+    assert!(first.starts_with(b": helix live feed"));
+    let batch = json!([
+        span(31, 1, None, 0, 10, json!({"project": "other"})),
+        span(32, 1, None, 0, 10, json!({"project": "live"}))
+    ]);
+    let res = http.post(format!("{url}/v1/events")).json(&batch).send().await.expect("send");
+    assert_eq!(res.status(), 200);
+    let mut seen = String::new();
+    while !seen.contains("\n\n") || !seen.contains("event: span") {
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(5), body.next())
+            .await
+            .expect("a span")
+            .expect("chunk")
+            .expect("bytes");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(seen.contains(&format!("{:032x}", 32)), "{seen}");
+    assert!(!seen.contains(&format!("{:032x}", 31)), "other projects are filtered out: {seen}");
+    // shutdown ends open streams instead of waiting out the grace period for them
+    let started = std::time::Instant::now();
+    helix.stop().await;
+    assert!(started.elapsed() < std::time::Duration::from_secs(3), "stop took {:?}", started.elapsed());
+    drop(body);
+}

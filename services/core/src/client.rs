@@ -96,6 +96,12 @@ impl ServiceClient {
             .map_err(|e| ClientError::Transport { url: url.clone(), message: e.to_string() })?;
         Self::json_answer(url, res).await
     }
+
+    /// `GET {path_and_query}` (e.g. `/v1/traces?project=p&limit=1`) answered as untyped JSON, for
+    /// callers that print or pass on the answer rather than interpret all of it (`helix trace`).
+    pub async fn get_json_value(&self, path_and_query: &str) -> Result<serde_json::Value, ClientError> {
+        self.get_json(path_and_query).await
+    }
 }
 
 /// Percent-encodes a query value (everything but unreserved characters).

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, FromArgMatches, Parser, Subcommand, ValueEnum};
 use helix_core::config::{ConfigFile, FlagValue};
 use helix_core::{LoadedConfig, ServiceKind};
 
@@ -74,7 +74,9 @@ pub enum Command {
         #[command(subcommand)]
         command: PatternsCommand,
     },
-    /// Traces: import agent transcripts into the trace-collector
+    /// Traces: browse a trace as a span tree (`helix trace TRACE_OR_PROJECT`), or import agent
+    /// transcripts into the trace-collector (`helix trace import FILE`)
+    #[command(subcommand_required = false)]
     Trace {
         #[command(subcommand)]
         command: TraceCommand,
@@ -87,8 +89,35 @@ pub enum Command {
     },
 }
 
-#[derive(Debug, Subcommand)]
+/// `helix trace ...`. Parsed by hand (see the `Subcommand` impl below) so that
+/// `helix trace TRACE_OR_PROJECT` works without a subcommand name, next to `helix trace import`.
+#[derive(Debug)]
 pub enum TraceCommand {
+    /// Import a Claude Code transcript (`claude -p --output-format stream-json --verbose`)
+    Import {
+        /// Transcript file, or - for standard input
+        file: String,
+        /// Project to file the trace under
+        project: Option<String>,
+        /// The trace-collector's URL
+        url: String,
+    },
+    /// Show one trace as a span tree: `helix trace TRACE_OR_PROJECT` (or `helix trace show ...`)
+    Show {
+        /// A trace id (32 hex digits), or a project name: its newest trace
+        target: String,
+        /// Only the spans of this phase (and their ancestors)
+        phase: Option<String>,
+        /// Print the collector's JSON instead of the tree
+        json: bool,
+        /// The trace-collector's URL
+        url: String,
+    },
+}
+
+/// The subcommands of `helix trace`, as clap sees them.
+#[derive(Debug, Subcommand)]
+enum TraceSubcommand {
     /// Import a Claude Code transcript (`claude -p --output-format stream-json --verbose`)
     Import {
         /// Transcript file, or - for standard input
@@ -100,6 +129,73 @@ pub enum TraceCommand {
         #[arg(long, env = "HELIX_TRACE_COLLECTOR_URL", default_value = "http://127.0.0.1:7701")]
         url: String,
     },
+    /// Show one trace as a span tree (the same as `helix trace TRACE_OR_PROJECT`; use it for a
+    /// project named like a subcommand)
+    Show(TraceShowArgs),
+}
+
+/// Arguments of `helix trace [show] TRACE_OR_PROJECT`.
+#[derive(Debug, Clone, Args)]
+struct TraceShowArgs {
+    /// A trace id (32 hex digits), or a project name: its newest trace
+    #[arg(value_name = "TRACE_OR_PROJECT")]
+    target: String,
+    /// Only the spans of this phase (and their ancestors, for context)
+    #[arg(long, value_name = "NAME")]
+    phase: Option<String>,
+    /// Print the collector's JSON (pretty) instead of the tree
+    #[arg(long)]
+    json: bool,
+    /// The trace-collector's URL
+    #[arg(long, env = "HELIX_TRACE_COLLECTOR_URL", default_value = "http://127.0.0.1:7701")]
+    url: String,
+}
+
+impl From<TraceShowArgs> for TraceCommand {
+    fn from(a: TraceShowArgs) -> TraceCommand {
+        TraceCommand::Show { target: a.target, phase: a.phase, json: a.json, url: a.url }
+    }
+}
+
+impl From<TraceSubcommand> for TraceCommand {
+    fn from(s: TraceSubcommand) -> TraceCommand {
+        match s {
+            TraceSubcommand::Import { file, project, url } => TraceCommand::Import { file, project, url },
+            TraceSubcommand::Show(a) => a.into(),
+        }
+    }
+}
+
+impl FromArgMatches for TraceCommand {
+    fn from_arg_matches(m: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        if m.subcommand_name().is_some() {
+            Ok(TraceSubcommand::from_arg_matches(m)?.into())
+        } else {
+            Ok(TraceShowArgs::from_arg_matches(m)?.into())
+        }
+    }
+
+    fn update_from_arg_matches(&mut self, m: &clap::ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(m)?;
+        Ok(())
+    }
+}
+
+/// `helix trace` takes either a subcommand or the arguments of `show` directly.
+impl Subcommand for TraceCommand {
+    fn augment_subcommands(cmd: clap::Command) -> clap::Command {
+        TraceShowArgs::augment_args(TraceSubcommand::augment_subcommands(cmd))
+            .args_conflicts_with_subcommands(true)
+    }
+
+    fn augment_subcommands_for_update(cmd: clap::Command) -> clap::Command {
+        TraceShowArgs::augment_args_for_update(TraceSubcommand::augment_subcommands_for_update(cmd))
+            .args_conflicts_with_subcommands(true)
+    }
+
+    fn has_subcommand(name: &str) -> bool {
+        TraceSubcommand::has_subcommand(name)
+    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod heal;
 pub mod stack;
+pub mod trace_view;
 
 use helix_core::ServiceKind;
 

@@ -71,6 +71,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("imported {accepted} spans");
             Ok(ExitCode::SUCCESS)
         }
+        Command::Trace { command: TraceCommand::Show { target, phase, json, url } } => {
+            helix::trace_view::show(&url, &target, phase.as_deref(), json).await
+        }
         Command::Mine { file } => heal::mine(&heal::read_input(&file)?),
         Command::Config(args) => {
             let loaded = args.load()?;

@@ -462,3 +462,107 @@ async fn trace_import_sends_a_claude_transcript_to_the_collector() {
     child.kill().expect("kill");
     child.wait().expect("reap");
 }
+
+#[tokio::test]
+async fn trace_shows_a_span_tree_by_trace_id_or_project() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut child = helix(dir.path())
+        .args(["serve", "trace-collector", "--trace-collector-port", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let url = read_banner(&mut child).get("trace-collector").expect("url").clone();
+    let trace = "0af7651916cd43dd8448eb211c80319c";
+    let t0 = 1_764_082_800_000_000_000u64;
+    let ms = 1_000_000u64;
+    let span = |id: u64, parent: Option<u64>, name: &str, kind: &str, (start, end): (u64, u64)| {
+        let mut e = serde_json::json!({
+            "trace_id": trace, "span_id": format!("{id:016x}"), "name": name, "kind": kind,
+            "start_unix_nanos": t0 + start * ms, "end_unix_nanos": t0 + end * ms,
+            "status": "ok", "project": "shop-cli"
+        });
+        if let Some(p) = parent {
+            e["parent_span_id"] = serde_json::json!(format!("{p:016x}"));
+        }
+        e
+    };
+    let mut phase = span(2, Some(1), "phase development", "phase", (0, 3000));
+    phase["phase"] = serde_json::json!("development");
+    let mut tool = span(3, Some(2), "execute_tool bash", "tool_call", (250, 1250));
+    tool["phase"] = serde_json::json!("development");
+    tool["status"] = serde_json::json!("error");
+    tool["status_message"] = serde_json::json!("exit code 101");
+    tool["attributes"] = serde_json::json!({
+        "gen_ai.tool.name": "bash", "helix.tool.arguments": "cargo test", "helix.tool.result": "1 failed"
+    });
+    let mut llm = span(4, Some(2), "chat claude", "llm_call", (1500, 2500));
+    llm["phase"] = serde_json::json!("development");
+    llm["attributes"] = serde_json::json!({
+        "gen_ai.request.model": "claude-sonnet-4-5", "gen_ai.usage.input_tokens": 2048,
+        "gen_ai.usage.output_tokens": 512, "helix.cost_usd": 0.0125
+    });
+    let batch = vec![span(1, None, "run shop", "run", (0, 3000)), phase, tool, llm];
+    let res =
+        reqwest::Client::new().post(format!("{url}/v1/events")).json(&batch).send().await.expect("send");
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap_or_default());
+
+    let run = |args: &[&str]| {
+        let out = helix(dir.path()).arg("trace").args(args).args(["--url", &url]).output().expect("run");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+
+    // by trace id
+    let (code, by_id, err) = run(&[trace]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(by_id.starts_with(&format!("trace {trace}  run shop")), "{by_id}");
+    assert!(
+        by_id.contains("  +0.250s   1.000s ✗    ├─ tool bash  cargo test  → 1 failed  ✗ exit code 101"),
+        "{by_id}"
+    );
+    assert!(by_id.contains("llm claude-sonnet-4-5  2,048 in / 512 out tokens  $0.0125"), "{by_id}");
+    assert!(
+        by_id.lines().any(|l| l.split_whitespace().collect::<Vec<_>>()
+            == ["development", "3.000s", "1", "1", "1", "2,048", "512", "$0.0125"]),
+        "{by_id}"
+    );
+    assert!(by_id.lines().any(|l| l.starts_with("total ")), "{by_id}");
+    assert!(!by_id.contains('\x1b'), "no colours on a pipe");
+
+    // by project: its newest trace, the same tree; `show` says the same
+    let (code, by_project, err) = run(&["shop-cli"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(by_project, by_id);
+    assert_eq!(run(&["show", "shop-cli"]).1, by_id);
+
+    // --phase, --json
+    let (code, filtered, _) = run(&[trace, "--phase", "development"]);
+    assert_eq!(code, Some(0));
+    assert!(filtered.contains("run shop") && filtered.contains("tool bash"), "{filtered}");
+    let (code, json, err) = run(&["shop-cli", "--json"]);
+    assert_eq!(code, Some(0), "{err}");
+    let json: serde_json::Value = serde_json::from_str(&json).expect("--json prints JSON");
+    assert_eq!(json["summary"]["trace_id"], trace);
+    assert_eq!(json["spans"][0]["children"][0]["children"].as_array().map(Vec::len), Some(2));
+
+    // errors: one line, exit 1
+    for (args, want) in [
+        (vec!["ffffffffffffffffffffffffffffffff"], "no trace ffffffffffffffffffffffffffffffff"),
+        (vec!["no-such-project"], "project \"no-such-project\" has no traces"),
+        (vec![trace, "--phase", "deploy"], "has no phase \"deploy\""),
+    ] {
+        let (code, out, err) = run(&args);
+        assert_eq!(code, Some(1), "{args:?}: {out}{err}");
+        assert!(err.contains(want) && err.trim().lines().count() == 1, "{args:?}: {err}");
+    }
+    child.kill().expect("kill");
+    child.wait().expect("reap");
+
+    let (code, _, err) = run(&[trace]);
+    assert_eq!(code, Some(1));
+    assert!(err.starts_with("error: cannot reach the trace-collector at"), "{err}");
+}

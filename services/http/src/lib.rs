@@ -40,6 +40,10 @@ pub trait Service: Send + Sync + 'static {
     /// The subsystem checks reported by `GET /ready`.
     fn readiness(&self) -> BoxFuture<'static, Vec<Check>>;
 
+    /// Called once when shutdown begins, before in-flight requests are waited for: end what
+    /// never ends by itself (live streams), so the grace period is not spent waiting on them.
+    fn stopping(&self) {}
+
     /// Called once after the server stopped accepting and in-flight requests finished (or the
     /// grace period ran out): flush whatever the service buffers.
     fn shutdown(&self) -> BoxFuture<'static, ()> {

@@ -64,6 +64,7 @@ impl RunningService {
     /// Stops accepting, lets in-flight requests finish within the grace period, then flushes the
     /// service. Returns when all of that is done.
     pub async fn stop(self) -> std::io::Result<()> {
+        self.service.stopping();
         self.handle.stop(true).await;
         self.wait().await
     }

@@ -30,6 +30,10 @@ pub struct CollectorState {
     data_dir: PathBuf,
     pub store: Arc<dyn EventStore>,
     pub baselines: std::sync::Mutex<anomaly::Baselines>,
+    /// Live feed of stored spans and anomalies (`GET /v1/stream`).
+    pub feed: tokio::sync::broadcast::Sender<routes::stream::FeedItem>,
+    /// Set when shutdown begins: live streams end.
+    pub closing: tokio::sync::watch::Sender<bool>,
 }
 
 impl CollectorState {
@@ -39,19 +43,38 @@ impl CollectorState {
         let mut baselines = anomaly::Baselines::default();
         let store = LogStore::open_observed(&data_dir.join("events"), &mut |e| baselines.replay(e))
             .map_err(|e| std::io::Error::other(e.to_string()))?;
-        Ok(CollectorState { data_dir, store: Arc::new(store), baselines: std::sync::Mutex::new(baselines) })
+        Ok(CollectorState {
+            data_dir,
+            store: Arc::new(store),
+            baselines: std::sync::Mutex::new(baselines),
+            feed: routes::stream::channel(),
+            closing: tokio::sync::watch::channel(false).0,
+        })
     }
 
     /// Judges events against their baselines (marking anomalies on the spans), then stores them
     /// durably. Every ingest path goes through here.
     pub fn ingest(&self, mut events: Vec<helix_core::trace::Event>) -> Result<(), store::StoreError> {
+        let mut anomalies = Vec::new();
         {
             let mut b = self.baselines.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             for e in &mut events {
-                b.score_and_learn(e);
+                anomalies.extend(b.score_and_learn(e));
             }
         }
-        self.store.append(events)
+        // the feed only sees what is durable, and only when someone listens
+        let live = self.feed.receiver_count() > 0;
+        let copies = if live { events.clone() } else { Vec::new() };
+        self.store.append(events)?;
+        for e in copies {
+            let _ = self.feed.send(routes::stream::FeedItem::Span { span: Box::new(e) });
+        }
+        if live {
+            for a in anomalies {
+                let _ = self.feed.send(routes::stream::FeedItem::Anomaly { anomaly: Box::new(a) });
+            }
+        }
+        Ok(())
     }
 }
 
@@ -69,7 +92,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<CollectorState>)
         .service(helix_http::routes::get("/v1/traces/{trace_id}/otlp", routes::otlp::get_otlp))
         .service(helix_http::routes::post("/v1/import/claude-stream-json", routes::otlp::import_claude))
         .service(helix_http::routes::get("/v1/costs", routes::costs::costs))
-        .service(helix_http::routes::get("/v1/anomalies", routes::costs::anomalies));
+        .service(helix_http::routes::get("/v1/anomalies", routes::costs::anomalies))
+        .service(helix_http::routes::get("/v1/stream", routes::stream::stream));
 }
 
 #[derive(OpenApi)]
@@ -82,7 +106,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<CollectorState>)
         routes::traces::get,
         routes::otlp::get_otlp,
         routes::costs::costs,
-        routes::costs::anomalies
+        routes::costs::anomalies,
+        routes::stream::stream
     ),
     components(schemas(
         helix_core::trace::Event,
@@ -101,6 +126,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<CollectorState>)
         anomaly::Anomaly,
         anomaly::Metric,
         anomaly::Stats,
+        routes::stream::FeedItem,
         store::TraceSummary,
     )),
     tags(
@@ -146,6 +172,10 @@ impl helix_http::Service for CollectorService {
 
     fn openapi(&self) -> utoipa::openapi::OpenApi {
         openapi()
+    }
+
+    fn stopping(&self) {
+        self.state.closing.send_replace(true);
     }
 
     fn readiness(&self) -> BoxFuture<'static, Vec<Check>> {

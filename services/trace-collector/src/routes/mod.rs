@@ -3,4 +3,5 @@
 pub mod costs;
 pub mod events;
 pub mod otlp;
+pub mod stream;
 pub mod traces;
