@@ -119,3 +119,25 @@ where
 {
     web::resource(path).route(web::post().to(handler)).default_service(web::to(method_not_allowed("POST")))
 }
+
+/// The `limit` query parameter every list endpoint takes: `default` when absent, an error
+/// message when 0 or above `max`.
+pub fn limit(value: Option<usize>, default: usize, max: usize) -> Result<usize, String> {
+    match value {
+        None => Ok(default),
+        Some(0) => Err("limit must be at least 1".to_owned()),
+        Some(l) if l > max => Err(format!("limit must be at most {max}")),
+        Some(l) => Ok(l),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn limits() {
+        assert_eq!(super::limit(None, 20, 100), Ok(20));
+        assert_eq!(super::limit(Some(5), 20, 100), Ok(5));
+        assert!(super::limit(Some(0), 20, 100).is_err());
+        assert_eq!(super::limit(Some(101), 20, 100), Err("limit must be at most 100".to_owned()));
+    }
+}

@@ -100,14 +100,8 @@ pub async fn search(
     query: web::Query<PatternQuery>,
 ) -> Result<HttpResponse, HealerError> {
     let query = query.into_inner();
-    let limit = match query.limit {
-        Some(0) => return Err(HealerError::InvalidQuery("limit must be at least 1".to_owned())),
-        Some(l) if l > MAX_LIMIT => {
-            return Err(HealerError::InvalidQuery(format!("limit must be at most {MAX_LIMIT}")));
-        }
-        Some(l) => l,
-        None => DEFAULT_LIMIT,
-    };
+    let limit = helix_http::routes::limit(query.limit, DEFAULT_LIMIT, MAX_LIMIT)
+        .map_err(HealerError::InvalidQuery)?;
     let total = state.patterns.len();
     let patterns = match query.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
         None => state.patterns.iter().take(limit).map(|p| summary(p, None)).collect(),

@@ -111,14 +111,7 @@ pub async fn anomalies(
     query: web::Query<AnomalyQuery>,
 ) -> Result<HttpResponse, CollectorError> {
     let q = query.into_inner();
-    let limit = match q.limit {
-        Some(0) => return Err(CollectorError::InvalidQuery("limit must be at least 1".to_owned())),
-        Some(l) if l > 1000 => {
-            return Err(CollectorError::InvalidQuery("limit must be at most 1000".to_owned()));
-        }
-        Some(l) => l,
-        None => 50,
-    };
+    let limit = helix_http::routes::limit(q.limit, 50, 1000).map_err(CollectorError::InvalidQuery)?;
     let project = q.project.filter(|p| !p.trim().is_empty());
     let anomalies = state
         .baselines

@@ -92,14 +92,8 @@ pub async fn list(
             *v = None;
         }
     }
-    let limit = match q.limit {
-        Some(0) => return Err(CollectorError::InvalidQuery("limit must be at least 1".to_owned())),
-        Some(l) if l > MAX_LIMIT => {
-            return Err(CollectorError::InvalidQuery(format!("limit must be at most {MAX_LIMIT}")));
-        }
-        Some(l) => l,
-        None => DEFAULT_LIMIT,
-    };
+    let limit =
+        helix_http::routes::limit(q.limit, DEFAULT_LIMIT, MAX_LIMIT).map_err(CollectorError::InvalidQuery)?;
     let filter = TraceFilter {
         project: q.project,
         phase: q.phase,
