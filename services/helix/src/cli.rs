@@ -81,6 +81,27 @@ pub enum Command {
         #[command(subcommand)]
         command: TraceCommand,
     },
+    /// Cost table from the trace-collector: `helix costs --by project --bucket day`
+    Costs {
+        /// project, phase, model, domain, day or week
+        #[arg(long, default_value = "project")]
+        by: String,
+        /// Also split each group by day or week
+        #[arg(long)]
+        bucket: Option<String>,
+        /// From this instant (RFC 3339)
+        #[arg(long)]
+        from: Option<String>,
+        /// Until this instant (RFC 3339)
+        #[arg(long)]
+        to: Option<String>,
+        /// Print the collector's JSON
+        #[arg(long)]
+        json: bool,
+        /// The trace-collector's URL
+        #[arg(long, env = "HELIX_TRACE_COLLECTOR_URL", default_value = "http://127.0.0.1:7701")]
+        url: String,
+    },
     /// Mine templates: one message per line in; per line "template id<TAB>template" out
     Mine {
         /// File with one message per line, or - for standard input

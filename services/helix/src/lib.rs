@@ -5,6 +5,7 @@
 //! `helix up` starts.
 
 pub mod cli;
+pub mod costs_view;
 pub mod heal;
 pub mod stack;
 pub mod trace_view;

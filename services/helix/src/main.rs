@@ -74,6 +74,22 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Trace { command: TraceCommand::Show { target, phase, json, url } } => {
             helix::trace_view::show(&url, &target, phase.as_deref(), json).await
         }
+        Command::Costs { by, bucket, from, to, json, url } => {
+            let mut query = format!("/v1/costs?group_by={by}");
+            for (k, v) in [("bucket", bucket), ("from", from), ("to", to)] {
+                if let Some(v) = v {
+                    query.push_str(&format!("&{k}={}", v.replace('+', "%2B")));
+                }
+            }
+            let client = helix_core::client::ServiceClient::new(&url, std::time::Duration::from_secs(30))?;
+            let report = client.get_json_value(&query).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", helix::costs_view::render(&report));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Mine { file } => heal::mine(&heal::read_input(&file)?),
         Command::Config(args) => {
             let loaded = args.load()?;

@@ -566,3 +566,47 @@ async fn trace_shows_a_span_tree_by_trace_id_or_project() {
     assert_eq!(code, Some(1));
     assert!(err.starts_with("error: cannot reach the trace-collector at"), "{err}");
 }
+
+#[tokio::test]
+async fn costs_prints_the_table_by_project_and_day() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut child = helix(dir.path())
+        .args(["serve", "trace-collector", "--trace-collector-port", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let url = read_banner(&mut child).get("trace-collector").expect("url").clone();
+    let events: Vec<serde_json::Value> = [("webshop", 0u64, 1.25), ("billing", 1, 0.5), ("webshop", 1, 0.25)]
+        .iter()
+        .enumerate()
+        .map(|(i, (project, day, cost))| {
+            serde_json::json!({
+                "trace_id": format!("{:032x}", i + 1), "span_id": format!("{:016x}", i + 1),
+                "name": "chat", "kind": "llm_call", "project": project,
+                "start_unix_nanos": 1_764_028_800_000_000_000u64 + day * 86_400_000_000_000,
+                "end_unix_nanos": 1_764_028_800_000_000_000u64 + day * 86_400_000_000_000 + 1_000_000_000,
+                "attributes": {"gen_ai.request.model": "m", "helix.cost_usd": cost, "gen_ai.usage.input_tokens": 100}
+            })
+        })
+        .collect();
+    let res =
+        reqwest::Client::new().post(format!("{url}/v1/events")).json(&events).send().await.expect("send");
+    assert_eq!(res.status(), 200);
+    let out = helix(dir.path())
+        .args(["costs", "--by", "project", "--bucket", "day", "--url", &url])
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let table = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(
+        lines[1].starts_with("webshop") && lines[1].contains("2025-11-25") && lines[1].contains("$1.2500"),
+        "{table}"
+    );
+    assert!(lines.last().expect("total").starts_with("total") && table.contains("$2.0000"), "{table}");
+    let out = helix(dir.path()).args(["costs", "--by", "planet", "--url", &url]).output().expect("run");
+    assert!(!out.status.success());
+    child.kill().expect("kill");
+    child.wait().expect("reap");
+}

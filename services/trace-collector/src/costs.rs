@@ -29,6 +29,9 @@ pub struct CostRow {
     /// The project, phase, model or domain; for `day` the date (`2026-11-25`), for `week` the
     /// Monday starting the week.
     pub key: String,
+    /// With a `bucket`: the day or week (as above) this row sums.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<String>,
     pub cost_usd: f64,
     pub input_tokens: u64,
     pub output_tokens: u64,
@@ -59,6 +62,7 @@ fn contribution(e: &Event) -> CostRow {
     let work = matches!(e.kind, SpanKind::LlmCall | SpanKind::ToolCall);
     CostRow {
         key: String::new(),
+        bucket: None,
         cost_usd: n(attr::HELIX_COST_USD),
         input_tokens: n(attr::GEN_AI_USAGE_INPUT_TOKENS) as u64,
         output_tokens: n(attr::GEN_AI_USAGE_OUTPUT_TOKENS) as u64,
@@ -97,31 +101,49 @@ impl CostIndex {
     }
 
     /// Rows for `group_by` over events starting in `[from, to)` (whole days: the aggregates are
-    /// per UTC day), most expensive first.
-    pub fn query(&self, group_by: GroupBy, from: Option<u64>, to: Option<u64>) -> Vec<CostRow> {
+    /// per UTC day), most expensive first; with `bucket` (day or week), one row per key and
+    /// bucket, in time order.
+    pub fn query(
+        &self,
+        group_by: GroupBy,
+        bucket: Option<GroupBy>,
+        from: Option<u64>,
+        to: Option<u64>,
+    ) -> Vec<CostRow> {
         let from_day = from.map_or(0, |f| f / DAY_NANOS);
         let to_day = to.map_or(u64::MAX, |t| t.div_ceil(DAY_NANOS));
         let source = match group_by {
             GroupBy::Day | GroupBy::Week => GroupBy::Day,
             other => other,
         };
-        let mut rows: HashMap<String, CostRow> = HashMap::new();
+        let time_key = |g: GroupBy, day: u64| match g {
+            // 1970-01-01 was a Thursday: Monday-based weeks start 3 days later
+            GroupBy::Week => Some(date(day.saturating_sub((day + 3) % 7))),
+            GroupBy::Day => Some(date(day)),
+            _ => None,
+        };
+        let mut rows: HashMap<(String, Option<String>), CostRow> = HashMap::new();
         for ((dim, key, day), cell) in &self.cells {
             if *dim != source || *day < from_day || *day >= to_day {
                 continue;
             }
-            let k = match group_by {
-                GroupBy::Day => date(*day),
-                // 1970-01-01 was a Thursday: Monday-based weeks start 3 days later
-                GroupBy::Week => date(day.saturating_sub((*day + 3) % 7)),
-                _ => key.clone(),
-            };
-            let row = rows.entry(k.clone()).or_insert_with(|| CostRow { key: k, ..CostRow::default() });
+            let k = time_key(group_by, *day).unwrap_or_else(|| key.clone());
+            let b = bucket.and_then(|g| time_key(g, *day));
+            let row = rows.entry((k.clone(), b.clone())).or_insert_with(|| CostRow {
+                key: k,
+                bucket: b,
+                ..CostRow::default()
+            });
             row.add(cell);
         }
         let mut out: Vec<CostRow> = rows.into_values().collect();
-        match group_by {
-            GroupBy::Day | GroupBy::Week => out.sort_by(|a, b| a.key.cmp(&b.key)),
+        match (group_by, bucket) {
+            (GroupBy::Day | GroupBy::Week, _) => out.sort_by(|a, b| a.key.cmp(&b.key)),
+            (_, Some(_)) => out.sort_by(|a, b| {
+                (&a.bucket, b.cost_usd)
+                    .partial_cmp(&(&b.bucket, a.cost_usd))
+                    .unwrap_or(std::cmp::Ordering::Equal)
+            }),
             _ => out.sort_by(|a, b| b.cost_usd.total_cmp(&a.cost_usd).then_with(|| a.key.cmp(&b.key))),
         }
         out
@@ -156,25 +178,32 @@ mod tests {
         idx.add(&llm(0, "b", "haiku", 0.25, 200));
         idx.add(&llm(1, "a", "opus", 2.0, 300));
         idx.add(&llm(8, "a", "haiku", 0.5, 400));
-        let by_project = idx.query(GroupBy::Project, None, None);
+        let by_project = idx.query(GroupBy::Project, None, None, None);
         assert_eq!(by_project[0].key, "a");
         assert!((by_project[0].cost_usd - 3.5).abs() < 1e-9);
         assert_eq!(by_project[0].llm_calls, 3);
         assert_eq!(by_project[0].input_tokens, 800);
         assert_eq!(by_project[0].duration_nanos, 6_000_000_000);
-        let by_model = idx.query(GroupBy::Model, None, None);
+        let by_model = idx.query(GroupBy::Model, None, None, None);
         assert_eq!(by_model.iter().map(|r| r.key.as_str()).collect::<Vec<_>>(), ["opus", "haiku"]);
-        let by_day = idx.query(GroupBy::Day, None, None);
+        let by_day = idx.query(GroupBy::Day, None, None, None);
         assert_eq!(
             by_day.iter().map(|r| r.key.as_str()).collect::<Vec<_>>(),
             ["2025-11-25", "2025-11-26", "2025-12-03"]
         );
-        let by_week = idx.query(GroupBy::Week, None, None);
+        let by_week = idx.query(GroupBy::Week, None, None, None);
         assert_eq!(by_week.iter().map(|r| r.key.as_str()).collect::<Vec<_>>(), ["2025-11-24", "2025-12-01"]);
         let first_day = 1_764_028_800_000_000_000u64;
         let ranged =
-            idx.query(GroupBy::Project, Some(first_day + DAY_NANOS), Some(first_day + 2 * DAY_NANOS));
+            idx.query(GroupBy::Project, None, Some(first_day + DAY_NANOS), Some(first_day + 2 * DAY_NANOS));
         assert_eq!(ranged.len(), 1);
         assert!((ranged[0].cost_usd - 2.0).abs() < 1e-9);
+        let bucketed = idx.query(GroupBy::Project, Some(GroupBy::Day), None, None);
+        let cells: Vec<(&str, &str)> =
+            bucketed.iter().map(|r| (r.key.as_str(), r.bucket.as_deref().unwrap_or(""))).collect();
+        assert_eq!(
+            cells,
+            [("a", "2025-11-25"), ("b", "2025-11-25"), ("a", "2025-11-26"), ("a", "2025-12-03")]
+        );
     }
 }

@@ -120,6 +120,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<CollectorState>)
         routes::traces::SpanNode,
         routes::otlp::ImportResult,
         routes::costs::CostReport,
+        routes::costs::Bucket,
         costs::CostRow,
         costs::GroupBy,
         routes::costs::AnomalyList,

@@ -14,6 +14,9 @@ use crate::error::CollectorError;
 pub struct CostQuery {
     /// Dimension to group by.
     pub group_by: GroupBy,
+    /// Also split each group by `day` or `week`.
+    #[serde(default)]
+    pub bucket: Option<Bucket>,
     /// Events starting at or after this instant (RFC 3339; whole UTC days).
     #[param(format = DateTime)]
     #[serde(default)]
@@ -22,6 +25,14 @@ pub struct CostQuery {
     #[param(format = DateTime)]
     #[serde(default)]
     pub to: Option<String>,
+}
+
+/// Time buckets a cost table can be split by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Bucket {
+    Day,
+    Week,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -63,7 +74,11 @@ pub async fn costs(
             .transpose()
     };
     let (from, to) = (instant("from", &q.from)?, instant("to", &q.to)?);
-    let rows = state.store.costs(q.group_by, from, to);
+    let bucket = q.bucket.map(|b| match b {
+        Bucket::Day => GroupBy::Day,
+        Bucket::Week => GroupBy::Week,
+    });
+    let rows = state.store.costs(q.group_by, bucket, from, to);
     let mut total = CostRow { key: "total".to_owned(), ..CostRow::default() };
     for r in &rows {
         total.add(r);

@@ -379,10 +379,11 @@ impl EventStore for LogStore {
     fn costs(
         &self,
         group_by: crate::costs::GroupBy,
+        bucket: Option<crate::costs::GroupBy>,
         from: Option<u64>,
         to: Option<u64>,
     ) -> Vec<crate::costs::CostRow> {
-        self.read_index().costs.query(group_by, from, to)
+        self.read_index().costs.query(group_by, bucket, from, to)
     }
 
     fn summary(&self, trace_id: &str) -> Option<TraceSummary> {

@@ -63,6 +63,7 @@ pub trait EventStore: Send + Sync + std::fmt::Debug {
     fn costs(
         &self,
         group_by: crate::costs::GroupBy,
+        bucket: Option<crate::costs::GroupBy>,
         from: Option<u64>,
         to: Option<u64>,
     ) -> Vec<crate::costs::CostRow>;
