@@ -53,6 +53,23 @@ pub struct HelixConfig {
     /// HTTP worker threads per service; 0 means one per CPU core.
     pub workers: usize,
     pub healer: HealerConfig,
+    pub trace_collector: TraceCollectorConfig,
+}
+
+/// `[trace_collector]`: storage of traces.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TraceCollectorConfig {
+    /// Events older than this many days are removed (whole segments); 0 keeps everything.
+    pub retention_days: u64,
+    /// The event log is kept below this many bytes, oldest segments first; 0 means no limit.
+    pub retention_bytes: u64,
+}
+
+impl Default for TraceCollectorConfig {
+    fn default() -> Self {
+        TraceCollectorConfig { retention_days: 30, retention_bytes: 10 * 1024 * 1024 * 1024 }
+    }
 }
 
 /// `[healer]`: the error pattern engine.
@@ -80,6 +97,7 @@ impl Default for HelixConfig {
             shutdown_grace_secs: 30,
             workers: 0,
             healer: HealerConfig::default(),
+            trace_collector: TraceCollectorConfig::default(),
         }
     }
 }

@@ -15,7 +15,7 @@ pub mod telemetry;
 pub mod time;
 pub mod trace;
 
-pub use config::{ConfigError, HealerConfig, HelixConfig, LoadedConfig, LogFormat};
+pub use config::{ConfigError, HealerConfig, HelixConfig, LoadedConfig, LogFormat, TraceCollectorConfig};
 pub use error::{ErrorCode, Problem};
 pub use health::{Check, CheckStatus, Health, Readiness, ReadyStatus};
 pub use service::ServiceKind;

@@ -100,6 +100,24 @@ impl CostIndex {
         self.cells.entry((GroupBy::Day, String::new(), day)).or_default().add(&c);
     }
 
+    /// Removes what `other` counted (its events left the store).
+    pub fn subtract(&mut self, other: &CostIndex) {
+        for (k, o) in &other.cells {
+            if let Some(c) = self.cells.get_mut(k) {
+                c.cost_usd -= o.cost_usd;
+                c.input_tokens = c.input_tokens.saturating_sub(o.input_tokens);
+                c.output_tokens = c.output_tokens.saturating_sub(o.output_tokens);
+                c.cache_read_tokens = c.cache_read_tokens.saturating_sub(o.cache_read_tokens);
+                c.llm_calls = c.llm_calls.saturating_sub(o.llm_calls);
+                c.tool_calls = c.tool_calls.saturating_sub(o.tool_calls);
+                c.duration_nanos = c.duration_nanos.saturating_sub(o.duration_nanos);
+                if c.llm_calls == 0 && c.tool_calls == 0 && c.cost_usd.abs() < 1e-12 {
+                    self.cells.remove(k);
+                }
+            }
+        }
+    }
+
     /// Rows for `group_by` over events starting in `[from, to)` (whole days: the aggregates are
     /// per UTC day), most expensive first; with `bucket` (day or week), one row per key and
     /// bucket, in time order.

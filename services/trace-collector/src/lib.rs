@@ -43,9 +43,11 @@ impl CollectorState {
         let mut baselines = anomaly::Baselines::default();
         let store = LogStore::open_observed(&data_dir.join("events"), &mut |e| baselines.replay(e))
             .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let store: Arc<dyn EventStore> = Arc::new(store);
+        spawn_retention(Arc::downgrade(&store), cfg.trace_collector.clone());
         Ok(CollectorState {
             data_dir,
-            store: Arc::new(store),
+            store,
             baselines: std::sync::Mutex::new(baselines),
             feed: routes::stream::channel(),
             closing: tokio::sync::watch::channel(false).0,
@@ -75,6 +77,33 @@ impl CollectorState {
             }
         }
         Ok(())
+    }
+}
+
+/// How often retention is enforced.
+const RETENTION_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Enforces retention at start and then every [`RETENTION_EVERY`], until the store is dropped.
+fn spawn_retention(store: std::sync::Weak<dyn EventStore>, cfg: helix_core::TraceCollectorConfig) {
+    if cfg.retention_days == 0 && cfg.retention_bytes == 0 {
+        return;
+    }
+    let spawned = std::thread::Builder::new().name("event-retention".to_owned()).spawn(move || {
+        loop {
+            let Some(store) = store.upgrade() else { return };
+            let now = u64::try_from(helix_core::time::now_ms()).unwrap_or(0).saturating_mul(1_000_000);
+            let min_end = (cfg.retention_days > 0)
+                .then(|| now.saturating_sub(cfg.retention_days * 86_400 * 1_000_000_000));
+            let max_bytes = (cfg.retention_bytes > 0).then_some(cfg.retention_bytes);
+            if let Err(e) = store.enforce_retention(min_end, max_bytes) {
+                tracing::error!(error = %e, "retention failed");
+            }
+            drop(store);
+            std::thread::sleep(RETENTION_EVERY);
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the retention thread");
     }
 }
 

@@ -101,6 +101,8 @@ struct Index {
     traces: HashMap<String, TraceEntry>,
     events: u64,
     costs: crate::costs::CostIndex,
+    /// Per segment: newest end time of its events (for retention by age).
+    segment_newest: HashMap<u32, u64>,
 }
 
 struct Batch {
@@ -113,6 +115,8 @@ struct Batch {
 /// See the module docs.
 pub struct LogStore {
     dir: PathBuf,
+    /// The segment the writer appends to: never removed by retention.
+    current: Arc<std::sync::atomic::AtomicU32>,
     tx: Mutex<Option<SyncSender<Batch>>>,
     index: Arc<RwLock<Index>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -159,6 +163,8 @@ fn replay(
         index.traces.entry(event.trace_id.clone()).or_default().add(&event, pos);
         index.costs.add(&event);
         index.events += 1;
+        let newest = index.segment_newest.entry(segment).or_default();
+        *newest = (*newest).max(event.end_unix_nanos);
         observe(&event);
         at = end;
     }
@@ -174,6 +180,15 @@ impl LogStore {
     /// [`LogStore::open`], showing every stored event to `observe` in storage order (to rebuild
     /// state kept outside the log, such as baselines).
     pub fn open_observed(dir: &Path, observe: &mut dyn FnMut(&Event)) -> Result<LogStore, StoreError> {
+        LogStore::open_with(dir, SEGMENT_BYTES, observe)
+    }
+
+    /// [`LogStore::open_observed`] with another segment size (tests use small segments).
+    pub fn open_with(
+        dir: &Path,
+        segment_bytes: u64,
+        observe: &mut dyn FnMut(&Event),
+    ) -> Result<LogStore, StoreError> {
         let io = |source| StoreError::Io { path: dir.display().to_string(), source };
         std::fs::create_dir_all(dir).map_err(io)?;
         let mut segments: Vec<u32> = std::fs::read_dir(dir)
@@ -204,13 +219,23 @@ impl LogStore {
 
         let index = Arc::new(RwLock::new(index));
         let (tx, rx) = sync_channel::<Batch>(QUEUE_BATCHES);
-        let writer = Writer { dir: dir.to_path_buf(), segment: current, file, size, index: index.clone() };
+        let shared_current = Arc::new(std::sync::atomic::AtomicU32::new(current));
+        let writer = Writer {
+            dir: dir.to_path_buf(),
+            segment: current,
+            segment_bytes,
+            current: shared_current.clone(),
+            file,
+            size,
+            index: index.clone(),
+        };
         let handle = std::thread::Builder::new()
             .name("event-log-writer".to_owned())
             .spawn(move || writer.run(rx))
             .map_err(io)?;
         Ok(LogStore {
             dir: dir.to_path_buf(),
+            current: shared_current,
             tx: Mutex::new(Some(tx)),
             index,
             writer: Mutex::new(Some(handle)),
@@ -223,6 +248,60 @@ impl LogStore {
         if let Some(h) = self.writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
             let _ = h.join();
         }
+    }
+
+    /// Removes whole segments, oldest first: those whose newest event ended before `min_end`,
+    /// then more while the log is larger than `max_bytes`. The segment being written is never
+    /// removed. The index forgets what was removed (traces left without spans disappear, cost
+    /// sums shrink). Returns the number of segments removed.
+    fn retention(&self, min_end: Option<u64>, max_bytes: Option<u64>) -> Result<usize, StoreError> {
+        let io = |source| StoreError::Io { path: self.dir.display().to_string(), source };
+        let current = self.current.load(std::sync::atomic::Ordering::Acquire);
+        let mut segments: Vec<(u32, u64)> = std::fs::read_dir(&self.dir)
+            .map_err(io)?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let n: u32 = e.file_name().to_str()?.strip_suffix(".log")?.parse().ok()?;
+                Some((n, e.metadata().ok()?.len()))
+            })
+            .collect();
+        segments.sort_unstable();
+        let mut total: u64 = segments.iter().map(|(_, len)| len).sum();
+        let mut removed = 0;
+        for (n, len) in segments {
+            if n >= current {
+                break;
+            }
+            let newest = self.read_index().segment_newest.get(&n).copied().unwrap_or(0);
+            let too_old = min_end.is_some_and(|m| newest < m);
+            let too_big = max_bytes.is_some_and(|m| total > m);
+            if !too_old && !too_big {
+                break;
+            }
+            // forget the segment's events before the file goes: read them once more
+            let path = segment_path(&self.dir, n);
+            let mut gone = Index::default();
+            replay(&path, n, &mut gone, &mut |_| {}).map_err(io)?;
+            {
+                let mut index = self.index.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+                for (trace_id, entry) in gone.traces {
+                    if let Some(t) = index.traces.get_mut(&trace_id) {
+                        t.positions.retain(|p| p.segment != n);
+                        if t.positions.is_empty() {
+                            index.traces.remove(&trace_id);
+                        }
+                    }
+                    index.events = index.events.saturating_sub(entry.positions.len() as u64);
+                }
+                index.costs.subtract(&gone.costs);
+                index.segment_newest.remove(&n);
+            }
+            std::fs::remove_file(&path).map_err(io)?;
+            total = total.saturating_sub(len);
+            removed += 1;
+            tracing::info!(segment = n, bytes = len, "retention removed a segment");
+        }
+        Ok(removed)
     }
 
     fn read_index(&self) -> std::sync::RwLockReadGuard<'_, Index> {
@@ -239,6 +318,8 @@ impl Drop for LogStore {
 struct Writer {
     dir: PathBuf,
     segment: u32,
+    segment_bytes: u64,
+    current: Arc<std::sync::atomic::AtomicU32>,
     file: File,
     size: u64,
     index: Arc<RwLock<Index>>,
@@ -263,8 +344,9 @@ impl Writer {
     }
 
     fn commit(&mut self, batches: &[Batch]) -> Result<(), String> {
-        if self.size >= SEGMENT_BYTES {
+        if self.size >= self.segment_bytes {
             self.segment += 1;
+            self.current.store(self.segment, std::sync::atomic::Ordering::Release);
             let path = segment_path(&self.dir, self.segment);
             self.file =
                 OpenOptions::new().create(true).append(true).open(&path).map_err(|e| e.to_string())?;
@@ -289,6 +371,8 @@ impl Writer {
                 index.traces.entry(e.trace_id.clone()).or_default().add(e, pos);
                 index.costs.add(e);
                 index.events += 1;
+                let newest = index.segment_newest.entry(self.segment).or_default();
+                *newest = (*newest).max(e.end_unix_nanos);
             }
             base += b.bytes.len() as u64;
         }
@@ -386,6 +470,10 @@ impl EventStore for LogStore {
         self.read_index().costs.query(group_by, bucket, from, to)
     }
 
+    fn enforce_retention(&self, min_end: Option<u64>, max_bytes: Option<u64>) -> Result<usize, StoreError> {
+        self.retention(min_end, max_bytes)
+    }
+
     fn summary(&self, trace_id: &str) -> Option<TraceSummary> {
         self.read_index().traces.get(trace_id).map(|t| t.summary(trace_id))
     }
@@ -457,6 +545,40 @@ mod tests {
         s.append(vec![event(1, 3, Some(1), 120)]).expect("append after recovery");
         drop(s);
         assert_eq!(LogStore::open(dir.path()).expect("reopen").len(), 3);
+    }
+
+    #[test]
+    fn retention_removes_old_and_excess_segments_but_never_the_current_one() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let s = LogStore::open_with(dir.path(), 2048, &mut |_| {}).expect("open");
+        for t in 1..=20u32 {
+            // one trace per batch, times growing with t; each batch ~600 bytes
+            s.append(vec![
+                event(t, 1, None, u64::from(t) * 1000),
+                event(t, 2, Some(1), u64::from(t) * 1000 + 1),
+            ])
+            .expect("append");
+        }
+        let segments = || std::fs::read_dir(dir.path()).expect("dir").count();
+        let before = segments();
+        assert!(before >= 4, "{before} segments");
+        assert_eq!(s.len(), 40);
+        // by age: everything that ended before trace 10's time goes
+        let removed = s.retention(Some(10_000), None).expect("retention");
+        assert!(removed >= 1);
+        assert!(s.trace(&format!("{:032x}", 1)).expect("trace").is_empty(), "old trace gone");
+        assert_eq!(s.trace(&format!("{:032x}", 20)).expect("trace").len(), 2, "new trace kept");
+        assert!(s.len() < 40);
+        // by size: down to about one segment, but the current one stays
+        s.retention(None, Some(1)).expect("retention");
+        assert!(segments() >= 1);
+        assert_eq!(s.trace(&format!("{:032x}", 20)).expect("trace").len(), 2);
+        let costs = s.costs(crate::costs::GroupBy::Project, None, None, None);
+        let stored = s.len() as f64;
+        assert!((costs[0].cost_usd - 0.25 * stored).abs() < 1e-9, "cost sums follow what is stored");
+        drop(s);
+        let reopened = LogStore::open(dir.path()).expect("reopen");
+        assert_eq!(reopened.trace(&format!("{:032x}", 20)).expect("trace").len(), 2);
     }
 
     #[test]

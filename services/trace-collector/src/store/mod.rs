@@ -71,6 +71,9 @@ pub trait EventStore: Send + Sync + std::fmt::Debug {
     fn summary(&self, trace_id: &str) -> Option<TraceSummary>;
     /// Traces matching `filter`, newest first, after `after` (a (start, trace id) cursor).
     fn traces(&self, filter: &TraceFilter, after: Option<(u64, String)>, limit: usize) -> Vec<TraceSummary>;
+    /// Removes the oldest data: events that ended before `min_end`, and more while the store is
+    /// larger than `max_bytes`. Returns how many storage units (segments) were removed.
+    fn enforce_retention(&self, min_end: Option<u64>, max_bytes: Option<u64>) -> Result<usize, StoreError>;
     /// Number of events stored.
     fn len(&self) -> u64;
     fn is_empty(&self) -> bool {
