@@ -421,3 +421,63 @@ async fn live_feed_streams_stored_spans_filtered_by_project() {
     assert!(started.elapsed() < std::time::Duration::from_secs(3), "stop took {:?}", started.elapsed());
     drop(body);
 }
+
+#[tokio::test]
+async fn export_forwards_to_another_collector_and_catches_up_after_it_was_down() {
+    // the receiver: a second collector on a port chosen now, started later
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let dir_a = tempfile::tempdir().expect("tmp");
+    let mut cfg_a = helix_tests::test_config(dir_a.path());
+    cfg_a.trace_collector.export_otlp_endpoint = Some(format!("http://127.0.0.1:{port}/v1/traces"));
+    let a = helix::stack::Stack::start(&cfg_a, &[ServiceKind::TraceCollector]).await.expect("start a");
+    let url_a = a.url(ServiceKind::TraceCollector).expect("url");
+    let http = client();
+    let batch: Vec<serde_json::Value> = (1..=30)
+        .map(|i| span(77, i, if i == 1 { None } else { Some(1) }, u64::from(i), 5, json!({})))
+        .collect();
+    let res = http.post(format!("{url_a}/v1/events")).json(&batch).send().await.expect("send");
+    assert_eq!(res.status(), 200);
+
+    // the receiver is down for a while: the exporter retries; nothing is lost
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    let dir_b = tempfile::tempdir().expect("tmp");
+    let mut cfg_b = helix_tests::test_config(dir_b.path());
+    cfg_b.trace_collector_port = port;
+    let b = helix::stack::Stack::start(&cfg_b, &[ServiceKind::TraceCollector]).await.expect("start b");
+    let url_b = b.url(ServiceKind::TraceCollector).expect("url");
+    let mut spans = 0;
+    for _ in 0..100 {
+        let res = http.get(format!("{url_b}/v1/traces/{:032x}", 77)).send().await.expect("send");
+        if res.status() == 200 {
+            let t: serde_json::Value = res.json().await.expect("json");
+            spans = t["summary"]["spans"].as_u64().unwrap_or(0);
+            if spans == 30 {
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(spans, 30, "every span reached the receiver once it was up");
+    // a later batch follows without a restart
+    let more: Vec<serde_json::Value> =
+        (31..=35).map(|i| span(77, i, Some(1), u64::from(i), 5, json!({}))).collect();
+    http.post(format!("{url_a}/v1/events")).json(&more).send().await.expect("send");
+    for _ in 0..100 {
+        let t: serde_json::Value = http
+            .get(format!("{url_b}/v1/traces/{:032x}", 77))
+            .send()
+            .await
+            .expect("send")
+            .json()
+            .await
+            .expect("json");
+        spans = t["summary"]["spans"].as_u64().unwrap_or(0);
+        if spans == 35 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(spans, 35);
+    a.stop().await.expect("stop a");
+    b.stop().await.expect("stop b");
+}

@@ -64,11 +64,19 @@ pub struct TraceCollectorConfig {
     pub retention_days: u64,
     /// The event log is kept below this many bytes, oldest segments first; 0 means no limit.
     pub retention_bytes: u64,
+    /// Forward every stored span to this OTLP/HTTP traces endpoint
+    /// (e.g. `http://tempo:4318/v1/traces`), resuming after outages.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub export_otlp_endpoint: Option<String>,
 }
 
 impl Default for TraceCollectorConfig {
     fn default() -> Self {
-        TraceCollectorConfig { retention_days: 30, retention_bytes: 10 * 1024 * 1024 * 1024 }
+        TraceCollectorConfig {
+            retention_days: 30,
+            retention_bytes: 10 * 1024 * 1024 * 1024,
+            export_otlp_endpoint: None,
+        }
     }
 }
 

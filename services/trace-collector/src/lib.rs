@@ -9,6 +9,7 @@
 pub mod anomaly;
 pub mod costs;
 pub mod error;
+pub mod export;
 pub mod import;
 pub mod otlp;
 pub mod routes;
@@ -43,14 +44,24 @@ impl CollectorState {
         let mut baselines = anomaly::Baselines::default();
         let store = LogStore::open_observed(&data_dir.join("events"), &mut |e| baselines.replay(e))
             .map_err(|e| std::io::Error::other(e.to_string()))?;
-        let store: Arc<dyn EventStore> = Arc::new(store);
+        let store = Arc::new(store);
+        let closing = tokio::sync::watch::channel(false).0;
+        if let Some(endpoint) = &cfg.trace_collector.export_otlp_endpoint {
+            export::spawn(
+                store.clone(),
+                endpoint.clone(),
+                data_dir.join("export.cursor"),
+                closing.subscribe(),
+            );
+        }
+        let store: Arc<dyn EventStore> = store;
         spawn_retention(Arc::downgrade(&store), cfg.trace_collector.clone());
         Ok(CollectorState {
             data_dir,
             store,
             baselines: std::sync::Mutex::new(baselines),
             feed: routes::stream::channel(),
-            closing: tokio::sync::watch::channel(false).0,
+            closing,
         })
     }
 

@@ -304,6 +304,60 @@ impl LogStore {
         Ok(removed)
     }
 
+    /// Reads up to `max` events in storage order from `cursor` (segment, byte offset) and
+    /// returns them with the cursor after them. Stops at the end of what is fully written; moves
+    /// on to the next segment when one exists. A cursor in a segment retention removed resumes
+    /// at the oldest segment left.
+    pub fn read_from(&self, cursor: (u32, u64), max: usize) -> Result<(Vec<Event>, (u32, u64)), StoreError> {
+        let io = |source| StoreError::Io { path: self.dir.display().to_string(), source };
+        let (mut seg, mut off) = cursor;
+        let mut out = Vec::new();
+        loop {
+            let path = segment_path(&self.dir, seg);
+            let data = match std::fs::read(&path) {
+                Ok(d) => d,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    // removed by retention (or not yet created): the oldest segment at or after it
+                    let next = std::fs::read_dir(&self.dir)
+                        .map_err(io)?
+                        .filter_map(|e| e.ok())
+                        .filter_map(|e| e.file_name().to_str()?.strip_suffix(".log")?.parse::<u32>().ok())
+                        .filter(|n| *n > seg)
+                        .min();
+                    match next {
+                        Some(n) => {
+                            seg = n;
+                            off = 0;
+                            continue;
+                        }
+                        None => return Ok((out, (seg, off))),
+                    }
+                }
+                Err(e) => return Err(io(e)),
+            };
+            let mut at = usize::try_from(off).unwrap_or(usize::MAX).min(data.len());
+            while out.len() < max && at + 8 <= data.len() {
+                let len = u32::from_le_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]]);
+                let crc = u32::from_le_bytes([data[at + 4], data[at + 5], data[at + 6], data[at + 7]]);
+                let end = at + 8 + len as usize;
+                if len > MAX_RECORD || end > data.len() || crc32fast::hash(&data[at + 8..end]) != crc {
+                    break; // not fully written yet
+                }
+                if let Ok(e) = serde_json::from_slice::<Event>(&data[at + 8..end]) {
+                    out.push(e);
+                }
+                at = end;
+            }
+            off = at as u64;
+            let current = self.current.load(std::sync::atomic::Ordering::Acquire);
+            if out.len() >= max || seg >= current || at < data.len() {
+                return Ok((out, (seg, off)));
+            }
+            seg += 1;
+            off = 0;
+        }
+    }
+
     fn read_index(&self) -> std::sync::RwLockReadGuard<'_, Index> {
         self.index.read().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
