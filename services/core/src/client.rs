@@ -68,6 +68,67 @@ impl ServiceClient {
         Self::json_answer(url, res).await
     }
 
+    /// Subscribes to a server-sent-events endpoint; yields `(event, data)` pairs as they come
+    /// (comments and keep-alives skipped) until the server ends the stream.
+    pub async fn sse(
+        &self,
+        path_and_query: &str,
+    ) -> Result<impl futures_util::Stream<Item = Result<(String, String), ClientError>> + use<>, ClientError>
+    {
+        use futures_util::StreamExt;
+        let url = format!("{}{path_and_query}", self.base);
+        // no overall timeout: a live stream lasts as long as the server keeps it
+        let http = reqwest::Client::builder()
+            .build()
+            .map_err(|e| ClientError::Transport { url: url.clone(), message: e.to_string() })?;
+        let res = http
+            .get(&url)
+            .header("accept", "text/event-stream")
+            .send()
+            .await
+            .map_err(|e| ClientError::Transport { url: url.clone(), message: e.to_string() })?;
+        if !res.status().is_success() {
+            return Err(ClientError::Status {
+                url,
+                status: res.status().as_u16(),
+                detail: "stream refused".to_owned(),
+            });
+        }
+        let bytes = res.bytes_stream();
+        let stream = futures_util::stream::unfold(
+            (bytes, String::new(), url),
+            |(mut bytes, mut buf, url)| async move {
+                loop {
+                    if let Some(end) = buf.find("\n\n") {
+                        let block: String = buf.drain(..end + 2).collect();
+                        let mut event = String::from("message");
+                        let mut data = Vec::new();
+                        for line in block.lines() {
+                            if let Some(v) = line.strip_prefix("event:") {
+                                event = v.trim().to_owned();
+                            } else if let Some(v) = line.strip_prefix("data:") {
+                                data.push(v.trim_start().to_owned());
+                            }
+                        }
+                        if data.is_empty() {
+                            continue; // a comment or keep-alive
+                        }
+                        return Some((Ok((event, data.join("\n"))), (bytes, buf, url)));
+                    }
+                    match bytes.next().await {
+                        Some(Ok(chunk)) => buf.push_str(&String::from_utf8_lossy(&chunk)),
+                        Some(Err(e)) => {
+                            let err = ClientError::Transport { url: url.clone(), message: e.to_string() };
+                            return Some((Err(err), (bytes, String::new(), url)));
+                        }
+                        None => return None,
+                    }
+                }
+            },
+        );
+        Ok(stream)
+    }
+
     async fn json_answer<T: serde::de::DeserializeOwned>(
         url: String,
         res: reqwest::Response,

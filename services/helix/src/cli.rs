@@ -131,6 +131,8 @@ pub enum TraceCommand {
         phase: Option<String>,
         /// Print the collector's JSON instead of the tree
         json: bool,
+        /// Keep printing spans as they arrive
+        follow: bool,
         /// The trace-collector's URL
         url: String,
     },
@@ -167,6 +169,9 @@ struct TraceShowArgs {
     /// Print the collector's JSON (pretty) instead of the tree
     #[arg(long)]
     json: bool,
+    /// After the tree, keep printing spans of the project (or trace) as they arrive
+    #[arg(long, short = 'f')]
+    follow: bool,
     /// The trace-collector's URL
     #[arg(long, env = "HELIX_TRACE_COLLECTOR_URL", default_value = "http://127.0.0.1:7701")]
     url: String,
@@ -174,7 +179,7 @@ struct TraceShowArgs {
 
 impl From<TraceShowArgs> for TraceCommand {
     fn from(a: TraceShowArgs) -> TraceCommand {
-        TraceCommand::Show { target: a.target, phase: a.phase, json: a.json, url: a.url }
+        TraceCommand::Show { target: a.target, phase: a.phase, json: a.json, follow: a.follow, url: a.url }
     }
 }
 

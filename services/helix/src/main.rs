@@ -71,8 +71,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("imported {accepted} spans");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Trace { command: TraceCommand::Show { target, phase, json, url } } => {
-            helix::trace_view::show(&url, &target, phase.as_deref(), json).await
+        Command::Trace { command: TraceCommand::Show { target, phase, json, follow, url } } => {
+            if follow {
+                helix::trace_view::follow(&url, &target, json).await
+            } else {
+                helix::trace_view::show(&url, &target, phase.as_deref(), json).await
+            }
         }
         Command::Costs { by, bucket, from, to, json, url } => {
             let mut query = format!("/v1/costs?group_by={by}");

@@ -43,6 +43,63 @@ pub async fn show(url: &str, target: &str, phase: Option<&str>, json: bool) -> a
     Ok(ExitCode::SUCCESS)
 }
 
+/// `--follow`: the tree so far (when there is one), then one line per span as it is stored,
+/// from the collector's live feed, until the feed ends or the user stops it. For a trace id,
+/// spans of that trace; for a project, all of the project's spans. `json`: one JSON object per
+/// line (the feed's items) instead.
+pub async fn follow(url: &str, target: &str, json: bool) -> anyhow::Result<ExitCode> {
+    use futures_util::StreamExt;
+    let client = ServiceClient::new(url, Duration::from_secs(30))?;
+    let color = std::io::stdout().is_terminal();
+    let painter = Painter(color);
+    let target = target.trim();
+    let trace_id = is_trace_id(target).then(|| target.to_ascii_lowercase());
+    // subscribe first, so nothing stored while the tree is fetched is missed
+    let path = match &trace_id {
+        Some(_) => "/v1/stream".to_owned(),
+        None => format!("/v1/stream?project={}", encode_query(target)),
+    };
+    let mut feed = std::pin::pin!(client.sse(&path).await.map_err(|e| explain(e, url))?);
+    match fetch(&client, target).await {
+        Ok(trace) if !json => {
+            print!("{}", render(&trace, &Options { phase: None, color }).map_err(anyhow::Error::msg)?)
+        }
+        Ok(_) => {}
+        // a project with nothing yet: wait for its first spans
+        Err(_) if trace_id.is_none() => println!("waiting for spans of project {target} …"),
+        Err(e) => return Err(e),
+    }
+    while let Some(item) = feed.next().await {
+        let (event, data) = item.map_err(|e| explain(e, url))?;
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&data) else { continue };
+        if event == "span" {
+            let Ok(span) = serde_json::from_value::<Event>(v["span"].clone()) else { continue };
+            if trace_id.as_deref().is_some_and(|t| t != span.trace_id) {
+                continue;
+            }
+            if json {
+                println!("{data}");
+            } else {
+                println!("{} {}", &span.trace_id[..8], label(&span, &painter, false));
+            }
+        } else if event == "anomaly" {
+            if trace_id.as_deref().is_some_and(|t| v["anomaly"]["trace_id"].as_str() != Some(t)) {
+                continue;
+            }
+            if json {
+                println!("{data}");
+            } else {
+                println!(
+                    "{} {}",
+                    painter.yellow("! anomaly:"),
+                    v["anomaly"]["reason"].as_str().unwrap_or("")
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Whether `s` is a trace id (32 hex digits) rather than a project name.
 pub fn is_trace_id(s: &str) -> bool {
     s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit())

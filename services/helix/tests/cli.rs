@@ -610,3 +610,47 @@ async fn costs_prints_the_table_by_project_and_day() {
     child.kill().expect("kill");
     child.wait().expect("reap");
 }
+
+#[tokio::test]
+async fn trace_follow_prints_spans_as_they_arrive() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut collector = helix(dir.path())
+        .args(["serve", "trace-collector", "--trace-collector-port", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let url = read_banner(&mut collector).get("trace-collector").expect("url").clone();
+    let mut follower = helix(dir.path())
+        .args(["trace", "livefeed", "--follow", "--url", &url])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn follower");
+    let stdout = follower.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let first = rx.recv_timeout(Duration::from_secs(10)).expect("first line");
+    assert!(first.contains("waiting for spans of project livefeed"), "{first}");
+    // the follower subscribes before it prints anything: nothing stored from here on is missed
+    let event = serde_json::json!([{
+        "trace_id": format!("{:032x}", 0xfeed), "span_id": format!("{:016x}", 1), "name": "execute_tool bash",
+        "kind": "tool_call", "project": "livefeed", "start_unix_nanos": 1_764_000_000_000_000_000u64,
+        "end_unix_nanos": 1_764_000_000_500_000_000u64, "attributes": {"gen_ai.tool.name": "bash"}
+    }]);
+    let res =
+        reqwest::Client::new().post(format!("{url}/v1/events")).json(&event).send().await.expect("send");
+    assert_eq!(res.status(), 200);
+    let line = rx.recv_timeout(Duration::from_secs(10)).expect("a span line");
+    assert!(line.starts_with(&format!("{:032x}", 0xfeed)[..8]) && line.contains("bash"), "{line}");
+    follower.kill().expect("kill");
+    follower.wait().expect("reap");
+    collector.kill().expect("kill");
+    collector.wait().expect("reap");
+}
