@@ -2,6 +2,7 @@
 
 mod collector;
 mod config_files;
+mod dashboard;
 mod errors;
 mod healer;
 mod openapi;

@@ -172,6 +172,19 @@ pub struct Baselines {
     anomalies: VecDeque<Anomaly>,
 }
 
+/// One baseline, as `GET /v1/baselines` lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct BaselineView {
+    /// `phase` or `model`.
+    pub kind: String,
+    /// `project / phase` for phases, the model name for models.
+    pub subject: String,
+    pub metric: Metric,
+    pub stats: Stats,
+    /// The most recent value.
+    pub last: f64,
+}
+
 /// Anomalies kept for `GET /v1/anomalies` (older ones stay on their spans).
 const KEEP_ANOMALIES: usize = 10_000;
 
@@ -232,6 +245,32 @@ impl Baselines {
             self.anomalies.pop_front();
         }
         self.anomalies.push_back(a);
+    }
+
+    /// Every baseline with enough history to judge, sorted by kind and subject.
+    pub fn list(&self) -> Vec<BaselineView> {
+        let mut out: Vec<BaselineView> = self
+            .series
+            .iter()
+            .filter_map(|((key, metric), series)| {
+                let stats = series.stats()?;
+                let mut parts = key.split('\u{1f}');
+                let kind = parts.next()?.to_owned();
+                let rest: Vec<&str> = parts.collect();
+                let subject = if kind == "phase" { rest.join(" / ") } else { rest.join("") };
+                Some(BaselineView {
+                    kind,
+                    subject,
+                    metric: *metric,
+                    stats,
+                    last: series.values.back().copied()?,
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            (&a.kind, &a.subject).cmp(&(&b.kind, &b.subject)).then((a.metric as u8).cmp(&(b.metric as u8)))
+        });
+        out
     }
 
     /// Recent anomalies, newest first.

@@ -133,7 +133,9 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<CollectorState>)
         .service(helix_http::routes::post("/v1/import/claude-stream-json", routes::otlp::import_claude))
         .service(helix_http::routes::get("/v1/costs", routes::costs::costs))
         .service(helix_http::routes::get("/v1/anomalies", routes::costs::anomalies))
-        .service(helix_http::routes::get("/v1/stream", routes::stream::stream));
+        .service(helix_http::routes::get("/v1/stream", routes::stream::stream))
+        .service(helix_http::routes::get("/v1/baselines", routes::costs::baselines))
+        .service(helix_http::routes::get("/dashboard", routes::costs::dashboard));
 }
 
 #[derive(OpenApi)]
@@ -147,7 +149,9 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<CollectorState>)
         routes::otlp::get_otlp,
         routes::costs::costs,
         routes::costs::anomalies,
-        routes::stream::stream
+        routes::stream::stream,
+        routes::costs::baselines,
+        routes::costs::dashboard
     ),
     components(schemas(
         helix_core::trace::Event,
@@ -168,6 +172,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<CollectorState>)
         anomaly::Metric,
         anomaly::Stats,
         routes::stream::FeedItem,
+        routes::costs::BaselineList,
+        anomaly::BaselineView,
         store::TraceSummary,
     )),
     tags(

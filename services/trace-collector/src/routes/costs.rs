@@ -135,3 +135,43 @@ pub async fn anomalies(
         .recent(project.as_deref(), limit);
     Ok(HttpResponse::Ok().json(AnomalyList { anomalies }))
 }
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BaselineList {
+    pub baselines: Vec<crate::anomaly::BaselineView>,
+}
+
+/// Baselines
+///
+/// The robust statistics (median, MAD, p95 over the recent history) every phase (per project)
+/// and every model is judged against, with the latest value.
+#[utoipa::path(
+    get,
+    path = "/v1/baselines",
+    tag = "costs",
+    operation_id = "baselines",
+    responses((status = 200, description = "baselines", body = BaselineList))
+)]
+pub async fn baselines(state: web::Data<CollectorState>) -> HttpResponse {
+    let baselines = state.baselines.lock().unwrap_or_else(std::sync::PoisonError::into_inner).list();
+    HttpResponse::Ok().json(BaselineList { baselines })
+}
+
+/// The dashboard page: one self-contained file (no CDN, no external asset), compiled in.
+const DASHBOARD: &str = include_str!("../../assets/dashboard.html");
+
+/// Dashboard
+///
+/// A web page: cost over time by project and by model, phase durations against their
+/// baselines, recent anomalies, a live feed, and a trace timeline. Served with everything it
+/// needs; it reads this service's API.
+#[utoipa::path(
+    get,
+    path = "/dashboard",
+    tag = "costs",
+    operation_id = "dashboard",
+    responses((status = 200, description = "the dashboard page", content_type = "text/html", body = String))
+)]
+pub async fn dashboard() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/html; charset=utf-8").body(DASHBOARD)
+}
