@@ -72,3 +72,8 @@ pub async fn expect_problem(res: reqwest::Response, status: u16, code: &str) -> 
     assert_eq!(body["request_id"].as_str().map(str::to_owned), request_id, "{body}");
     body
 }
+
+/// GET `url` and parse the JSON answer, whatever its status.
+pub async fn get_json(http: &reqwest::Client, url: &str) -> serde_json::Value {
+    http.get(url).send().await.expect("send").json().await.expect("json body")
+}

@@ -1,7 +1,7 @@
 //! The trace-collector over HTTP: ingest, span trees, listing.
 
 use helix_core::ServiceKind;
-use helix_tests::{Helix, client, expect_problem};
+use helix_tests::{Helix, client, expect_problem, get_json};
 use serde_json::json;
 
 fn span(
@@ -72,14 +72,7 @@ async fn ingest_keeps_valid_events_and_reports_invalid_ones_by_index() {
     assert_eq!(body["accepted"], 2, "{body}");
 
     // the span tree
-    let t: serde_json::Value = http
-        .get(format!("{url}/v1/traces/{:032x}", 1))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+    let t: serde_json::Value = get_json(&http, &format!("{url}/v1/traces/{:032x}", 1)).await;
     assert_eq!(t["summary"]["spans"], 3);
     assert_eq!(t["summary"]["status"], "error");
     assert_eq!(t["summary"]["phases"], json!(["plan", "development"]));
@@ -91,40 +84,18 @@ async fn ingest_keeps_valid_events_and_reports_invalid_ones_by_index() {
     assert_eq!(tool["children"][0]["span"]["status"], "error");
 
     // listing, filters, pagination
-    let l: serde_json::Value =
-        http.get(format!("{url}/v1/traces")).send().await.expect("send").json().await.expect("json");
+    let l: serde_json::Value = get_json(&http, &format!("{url}/v1/traces")).await;
     assert_eq!(l["traces"].as_array().expect("traces").len(), 2);
     assert_eq!(l["traces"][0]["project"], "billing", "newest first");
-    let l: serde_json::Value = http
-        .get(format!("{url}/v1/traces?project=webshop&status=error"))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
-    assert_eq!(l["traces"].as_array().expect("traces").len(), 1);
     let l: serde_json::Value =
-        http.get(format!("{url}/v1/traces?limit=1")).send().await.expect("send").json().await.expect("json");
+        get_json(&http, &format!("{url}/v1/traces?project=webshop&status=error")).await;
+    assert_eq!(l["traces"].as_array().expect("traces").len(), 1);
+    let l: serde_json::Value = get_json(&http, &format!("{url}/v1/traces?limit=1")).await;
     let cursor = l["next_cursor"].as_str().expect("cursor").to_owned();
-    let l2: serde_json::Value = http
-        .get(format!("{url}/v1/traces?limit=1&cursor={cursor}"))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+    let l2: serde_json::Value = get_json(&http, &format!("{url}/v1/traces?limit=1&cursor={cursor}")).await;
     assert_eq!(l2["traces"][0]["project"], "webshop");
     assert!(l2["next_cursor"].is_null());
-    let l: serde_json::Value = http
-        .get(format!("{url}/v1/traces?since=2030-01-01T00:00:00Z"))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+    let l: serde_json::Value = get_json(&http, &format!("{url}/v1/traces?since=2030-01-01T00:00:00Z")).await;
     assert_eq!(l["traces"], json!([]));
 
     // bad input
@@ -194,14 +165,7 @@ async fn otlp_protobuf_and_json_in_otlp_json_out_and_claude_import() {
         .expect("send");
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["content-type"], "application/x-protobuf");
-    let t: serde_json::Value = http
-        .get(format!("{url}/v1/traces/{:032x}", 9))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+    let t: serde_json::Value = get_json(&http, &format!("{url}/v1/traces/{:032x}", 9)).await;
     assert_eq!(t["summary"]["spans"], 2, "{t}");
     let llm = &t["spans"][0]["children"][0]["span"];
     assert_eq!(llm["kind"], "llm_call");
@@ -233,25 +197,11 @@ async fn otlp_protobuf_and_json_in_otlp_json_out_and_claude_import() {
         .await
         .expect("json");
     assert_eq!(res["partialSuccess"]["rejectedSpans"], "1", "{res}");
-    let t: serde_json::Value = http
-        .get(format!("{url}/v1/traces/{:032x}", 10))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+    let t: serde_json::Value = get_json(&http, &format!("{url}/v1/traces/{:032x}", 10)).await;
     assert_eq!(t["summary"]["spans"], 1);
 
     // cost attribution
-    let c: serde_json::Value = http
-        .get(format!("{url}/v1/costs?group_by=model"))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+    let c: serde_json::Value = get_json(&http, &format!("{url}/v1/costs?group_by=model")).await;
     let sonnet = c["rows"]
         .as_array()
         .expect("rows")
@@ -261,27 +211,17 @@ async fn otlp_protobuf_and_json_in_otlp_json_out_and_claude_import() {
         .expect("model row");
     assert_eq!(sonnet["input_tokens"], 1200, "{c}");
     assert_eq!(sonnet["llm_calls"], 1);
-    let c: serde_json::Value = http
-        .get(format!("{url}/v1/costs?group_by=day&from=2025-11-24T00:00:00Z&to=2025-11-26T00:00:00Z"))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+    let c: serde_json::Value = get_json(
+        &http,
+        &format!("{url}/v1/costs?group_by=day&from=2025-11-24T00:00:00Z&to=2025-11-26T00:00:00Z"),
+    )
+    .await;
     assert_eq!(c["rows"][0]["key"], "2025-11-24", "{c}");
     let res = http.get(format!("{url}/v1/costs?group_by=planet")).send().await.expect("send");
     expect_problem(res, 400, "invalid_query").await;
 
     // OTLP JSON out
-    let o: serde_json::Value = http
-        .get(format!("{url}/v1/traces/{:032x}/otlp", 9))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+    let o: serde_json::Value = get_json(&http, &format!("{url}/v1/traces/{:032x}/otlp", 9)).await;
     assert_eq!(o["resourceSpans"][0]["scopeSpans"][0]["spans"].as_array().expect("spans").len(), 2, "{o}");
 
     // a Claude Code transcript
@@ -309,14 +249,7 @@ async fn otlp_protobuf_and_json_in_otlp_json_out_and_claude_import() {
     assert!(res["accepted"].as_u64().expect("accepted") >= 3, "{res}");
     assert_eq!(res["skipped"][0]["index"], 5);
     let trace_id = res["trace_ids"][0].as_str().expect("trace id").to_owned();
-    let t: serde_json::Value = http
-        .get(format!("{url}/v1/traces/{trace_id}"))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+    let t: serde_json::Value = get_json(&http, &format!("{url}/v1/traces/{trace_id}")).await;
     assert!((t["summary"]["cost_usd"].as_f64().expect("cost") - 0.0123).abs() < 1e-9, "{t}");
     assert_eq!(t["summary"]["project"], "agents");
     helix.stop().await;
@@ -347,26 +280,12 @@ async fn slow_phases_are_flagged_on_the_span_and_listed_across_restarts() {
         http.post(format!("{url}/v1/events")).json(&json!([phase(50, 840)])).send().await.expect("send");
     assert_eq!(res.status(), 200);
 
-    let a: serde_json::Value = http
-        .get(format!("{url}/v1/anomalies?project=webshop"))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+    let a: serde_json::Value = get_json(&http, &format!("{url}/v1/anomalies?project=webshop")).await;
     let list = a["anomalies"].as_array().expect("anomalies");
     assert_eq!(list.len(), 1, "{a}");
     assert_eq!(list[0]["reason"], "phase 'development' took 3.1x longer than its median of 4m31s");
     assert_eq!(list[0]["metric"], "duration");
-    let t: serde_json::Value = http
-        .get(format!("{url}/v1/traces/{:032x}", 1050))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+    let t: serde_json::Value = get_json(&http, &format!("{url}/v1/traces/{:032x}", 1050)).await;
     assert!(
         t["spans"][0]["span"]["attributes"]["helix.anomaly"].as_str().expect("marked").contains("3.1x"),
         "{t}"
@@ -375,8 +294,7 @@ async fn slow_phases_are_flagged_on_the_span_and_listed_across_restarts() {
 
     let stack = start().await;
     let url = stack.url(ServiceKind::TraceCollector).expect("url");
-    let a: serde_json::Value =
-        http.get(format!("{url}/v1/anomalies")).send().await.expect("send").json().await.expect("json");
+    let a: serde_json::Value = get_json(&http, &format!("{url}/v1/anomalies")).await;
     assert_eq!(a["anomalies"].as_array().expect("anomalies").len(), 1, "rebuilt at start-up: {a}");
     stack.stop().await.expect("stop");
 }
@@ -463,14 +381,7 @@ async fn export_forwards_to_another_collector_and_catches_up_after_it_was_down()
         (31..=35).map(|i| span(77, i, Some(1), u64::from(i), 5, json!({}))).collect();
     http.post(format!("{url_a}/v1/events")).json(&more).send().await.expect("send");
     for _ in 0..100 {
-        let t: serde_json::Value = http
-            .get(format!("{url_b}/v1/traces/{:032x}", 77))
-            .send()
-            .await
-            .expect("send")
-            .json()
-            .await
-            .expect("json");
+        let t: serde_json::Value = get_json(&http, &format!("{url_b}/v1/traces/{:032x}", 77)).await;
         spans = t["summary"]["spans"].as_u64().unwrap_or(0);
         if spans == 35 {
             break;

@@ -1,7 +1,7 @@
 //! The healer over HTTP: analysis of real tool output, bad input.
 
 use helix_core::ServiceKind;
-use helix_tests::{Helix, client, expect_problem};
+use helix_tests::{Helix, client, expect_problem, get_json};
 use serde_json::json;
 
 async fn analyze(helix: &Helix, body: serde_json::Value) -> serde_json::Value {
@@ -131,28 +131,14 @@ async fn fixes_are_learned_ranked_and_survive_a_restart() {
         let body: serde_json::Value = res.json().await.expect("json");
         assert_eq!(body["signature"], sig.as_str());
     }
-    let report: serde_json::Value = http
-        .get(format!("{url}/v1/signatures/{sig}"))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+    let report: serde_json::Value = get_json(&http, &format!("{url}/v1/signatures/{sig}")).await;
     assert_eq!(report["occurrences"], 1);
     assert_eq!(report["category"], "missing_dependency");
     assert_eq!(report["fixes"][0]["successes"], 2);
     assert_eq!(report["fixes"][1]["failures"], 1);
     assert!(report["summary"].as_str().expect("summary").starts_with("solved 2x like this"), "{report}");
 
-    let hint: serde_json::Value = http
-        .get(format!("{url}/v1/hints?signature={sig}"))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+    let hint: serde_json::Value = get_json(&http, &format!("{url}/v1/hints?signature={sig}")).await;
     let text = hint["hint"].as_str().expect("hint");
     assert!(text.contains("solved 2x") && text.contains("PyYAML"), "{text}");
     assert!(text.contains("do not repeat") && text.contains("pin yaml==6"), "{text}");
@@ -163,14 +149,7 @@ async fn fixes_are_learned_ranked_and_survive_a_restart() {
     cfg.healer_port = 0;
     let stack = start(cfg).await;
     let url = stack.url(ServiceKind::Healer).expect("url");
-    let again: serde_json::Value = http
-        .get(format!("{url}/v1/signatures/{sig}"))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+    let again: serde_json::Value = get_json(&http, &format!("{url}/v1/signatures/{sig}")).await;
     assert_eq!(again["occurrences"], 1, "occurrences flushed at shutdown");
     assert_eq!(again["fixes"], report["fixes"]);
     stack.stop().await.expect("stop");
@@ -211,41 +190,21 @@ async fn pattern_search_detail_and_similar_matches() {
     let helix = Helix::start().await;
     let url = helix.url(ServiceKind::Healer);
     let http = client();
-    let list: serde_json::Value = http
-        .get(format!("{url}/v1/patterns?q=header%20not%20found&limit=5"))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+    let list: serde_json::Value =
+        get_json(&http, &format!("{url}/v1/patterns?q=header%20not%20found&limit=5")).await;
     let ids: Vec<&str> =
         list["patterns"].as_array().expect("patterns").iter().filter_map(|p| p["id"].as_str()).collect();
     assert!(ids.contains(&"c.missing-header"), "{list}");
     assert!(list["total"].as_u64().expect("total") >= 80);
     assert!(list["patterns"][0]["score"].as_f64().expect("score") > 0.0);
 
-    let all: serde_json::Value = http
-        .get(format!("{url}/v1/patterns?limit=200"))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+    let all: serde_json::Value = get_json(&http, &format!("{url}/v1/patterns?limit=200")).await;
     assert_eq!(
         all["patterns"].as_array().expect("patterns").len() as u64,
         all["total"].as_u64().expect("total").min(200)
     );
 
-    let p: serde_json::Value = http
-        .get(format!("{url}/v1/patterns/python.module-not-found"))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+    let p: serde_json::Value = get_json(&http, &format!("{url}/v1/patterns/python.module-not-found")).await;
     assert_eq!(p["category"], "missing_dependency");
     assert_eq!(p["key"], "module");
     assert_eq!(p["actions"][0]["kind"], "add_dependency");

@@ -166,7 +166,7 @@ impl ServiceClient {
 }
 
 /// Percent-encodes a query value (everything but unreserved characters).
-fn encode_query(v: &str) -> String {
+pub fn encode_query(v: &str) -> String {
     v.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),

@@ -124,10 +124,15 @@ pub const MAX_ATTRIBUTES: usize = 256;
 /// Longest string attribute value kept.
 pub const MAX_ATTRIBUTE_BYTES: usize = 64 * 1024;
 
+/// Whether `s` is exactly `len` lowercase hex digits (the form of trace ids, span ids and
+/// signatures on the wire).
+pub fn is_lower_hex(s: &str, len: usize) -> bool {
+    s.len() == len && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// An id: lowercase hex of the right length, not all zero (OpenTelemetry's invalid id).
 fn is_hex_id(s: &str, len: usize) -> bool {
-    s.len() == len
-        && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        && s.bytes().any(|b| b != b'0')
+    is_lower_hex(s, len) && s.bytes().any(|b| b != b'0')
 }
 
 impl Event {

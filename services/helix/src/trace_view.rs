@@ -18,7 +18,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::anyhow;
-use helix_core::client::{ClientError, ServiceClient};
+use helix_core::client::{ClientError, ServiceClient, encode_query};
 use helix_core::trace::{Event, SpanKind, SpanStatus, attr};
 use serde::Deserialize;
 
@@ -136,16 +136,6 @@ fn explain(e: ClientError, url: &str) -> anyhow::Error {
         ),
         e => anyhow!("{e}"),
     }
-}
-
-/// Percent-encodes a query value (everything but unreserved characters).
-fn encode_query(v: &str) -> String {
-    v.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// How to render.

@@ -40,6 +40,18 @@ fn read_banner(child: &mut Child) -> BTreeMap<String, String> {
     urls
 }
 
+/// `helix serve SERVICE` on a free port, stderr discarded: the child and the service's URL.
+fn serve(cwd: &Path, service: &str) -> (Child, String) {
+    let mut child = helix(cwd)
+        .args(["serve", service, &format!("--{service}-port"), "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let url = read_banner(&mut child).get(service).expect("url").clone();
+    (child, url)
+}
+
 fn sigterm(child: &Child) {
     let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
     assert!(status.success());
@@ -422,13 +434,7 @@ async fn acknowledged_events_survive_kill_9_under_load() {
 #[tokio::test]
 async fn trace_import_sends_a_claude_transcript_to_the_collector() {
     let dir = tempfile::tempdir().expect("tmp");
-    let mut child = helix(dir.path())
-        .args(["serve", "trace-collector", "--trace-collector-port", "0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let url = read_banner(&mut child).get("trace-collector").expect("url").clone();
+    let (mut child, url) = serve(dir.path(), "trace-collector");
     let transcript = dir.path().join("session.jsonl");
     std::fs::write(
         &transcript,
@@ -466,13 +472,7 @@ async fn trace_import_sends_a_claude_transcript_to_the_collector() {
 #[tokio::test]
 async fn trace_shows_a_span_tree_by_trace_id_or_project() {
     let dir = tempfile::tempdir().expect("tmp");
-    let mut child = helix(dir.path())
-        .args(["serve", "trace-collector", "--trace-collector-port", "0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let url = read_banner(&mut child).get("trace-collector").expect("url").clone();
+    let (mut child, url) = serve(dir.path(), "trace-collector");
     let trace = "0af7651916cd43dd8448eb211c80319c";
     let t0 = 1_764_082_800_000_000_000u64;
     let ms = 1_000_000u64;
@@ -570,13 +570,7 @@ async fn trace_shows_a_span_tree_by_trace_id_or_project() {
 #[tokio::test]
 async fn costs_prints_the_table_by_project_and_day() {
     let dir = tempfile::tempdir().expect("tmp");
-    let mut child = helix(dir.path())
-        .args(["serve", "trace-collector", "--trace-collector-port", "0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let url = read_banner(&mut child).get("trace-collector").expect("url").clone();
+    let (mut child, url) = serve(dir.path(), "trace-collector");
     let events: Vec<serde_json::Value> = [("webshop", 0u64, 1.25), ("billing", 1, 0.5), ("webshop", 1, 0.25)]
         .iter()
         .enumerate()
@@ -614,13 +608,7 @@ async fn costs_prints_the_table_by_project_and_day() {
 #[tokio::test]
 async fn trace_follow_prints_spans_as_they_arrive() {
     let dir = tempfile::tempdir().expect("tmp");
-    let mut collector = helix(dir.path())
-        .args(["serve", "trace-collector", "--trace-collector-port", "0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let url = read_banner(&mut collector).get("trace-collector").expect("url").clone();
+    let (mut collector, url) = serve(dir.path(), "trace-collector");
     let mut follower = helix(dir.path())
         .args(["trace", "livefeed", "--follow", "--url", &url])
         .stdout(Stdio::piped())

@@ -122,11 +122,7 @@ struct Escaped {
 
 impl Escaped {
     fn new(status: actix_web::http::StatusCode, detail: String) -> Escaped {
-        let code = ErrorCode::from_status(status.as_u16());
-        let detail = if detail.is_empty() { code.title().to_owned() } else { detail };
-        let mut problem = Problem::new(code, detail).with_request_id(current_request_id());
-        problem.status = status.as_u16();
-        Escaped { problem }
+        Escaped { problem: problem_for_status(status, detail) }
     }
 }
 
@@ -171,6 +167,16 @@ async fn body_text(body: BoxBody) -> String {
         .unwrap_or_default()
 }
 
+/// The problem for a response that carries only a status: the code that status stands for,
+/// the status kept, the title when there is no detail.
+fn problem_for_status(status: actix_web::http::StatusCode, detail: String) -> Problem {
+    let code = ErrorCode::from_status(status.as_u16());
+    let detail = if detail.is_empty() { code.title().to_owned() } else { detail };
+    let mut problem = Problem::new(code, detail).with_request_id(current_request_id());
+    problem.status = status.as_u16();
+    problem
+}
+
 /// Rewrites an error response that is not problem+json (a framework 404, 405, 413, an extractor
 /// error rendered as text) into the problem shape, keeping its status and text as the detail.
 async fn ensure_problem(res: ServiceResponse<BoxBody>) -> ServiceResponse<BoxBody> {
@@ -189,18 +195,17 @@ async fn ensure_problem(res: ServiceResponse<BoxBody>) -> ServiceResponse<BoxBod
     let (req, response) = res.into_parts();
     let allow = response.headers().get(header::ALLOW).cloned();
     let body = body_text(response.into_body()).await;
-    let code = ErrorCode::from_status(status.as_u16());
     let detail = if !body.is_empty() {
         body.trim_end_matches('.').to_lowercase()
     } else {
-        match code {
+        match ErrorCode::from_status(status.as_u16()) {
             ErrorCode::NotFound => format!("no route for {} {}", req.method(), req.path()),
             ErrorCode::MethodNotAllowed => format!("{} is not allowed on {}", req.method(), req.path()),
-            _ => code.title().to_owned(),
+            // the title of the code, filled in by problem_for_status
+            _ => String::new(),
         }
     };
-    let mut problem = Problem::new(code, detail).with_request_id(current_request_id());
-    problem.status = status.as_u16();
+    let problem = problem_for_status(status, detail);
     let mut response = problem_body(status, &problem);
     if let Some(allow) = allow {
         response.headers_mut().insert(header::ALLOW, allow);

@@ -33,6 +33,16 @@ impl CollectorError {
     }
 }
 
+/// The blocking thread pool failed (a panic in the closure, or shutdown): an internal error.
+impl From<actix_web::error::BlockingError> for CollectorError {
+    fn from(e: actix_web::error::BlockingError) -> CollectorError {
+        CollectorError::Store(StoreError::Io {
+            path: "worker pool".to_owned(),
+            source: std::io::Error::other(e.to_string()),
+        })
+    }
+}
+
 impl ResponseError for CollectorError {
     fn status_code(&self) -> actix_web::http::StatusCode {
         helix_http::problem::status_of(self.code())

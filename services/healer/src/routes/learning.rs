@@ -12,7 +12,7 @@ use crate::store::{FixRecord, Outcome, SignatureReport};
 const MAX_DESCRIPTION: usize = 4000;
 
 fn check_signature(s: &str) -> Result<(), HealerError> {
-    if s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+    if helix_core::trace::is_lower_hex(s, 64) {
         Ok(())
     } else {
         Err(HealerError::Invalid(format!(

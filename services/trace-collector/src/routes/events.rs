@@ -113,12 +113,6 @@ pub async fn ingest(
         state.ingest(events)?;
         Ok(IngestResult { accepted, rejected })
     })
-    .await
-    .map_err(|e| {
-        CollectorError::Store(crate::store::StoreError::Io {
-            path: "ingest".to_owned(),
-            source: std::io::Error::other(e.to_string()),
-        })
-    })??;
+    .await??;
     Ok(HttpResponse::Ok().json(result))
 }

@@ -15,13 +15,6 @@ fn content_type(req: &HttpRequest) -> String {
     req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase()
 }
 
-fn store_error(e: impl std::fmt::Display) -> CollectorError {
-    CollectorError::Store(crate::store::StoreError::Io {
-        path: "ingest".to_owned(),
-        source: std::io::Error::other(e.to_string()),
-    })
-}
-
 /// Receive OTLP traces
 ///
 /// The OTLP/HTTP trace endpoint: point any OpenTelemetry SDK or collector's OTLP/HTTP exporter
@@ -76,8 +69,7 @@ pub async fn receive(
         state.ingest(events)?;
         Ok((reasons.len(), reasons.into_iter().take(10).collect::<Vec<_>>().join("; ")))
     })
-    .await
-    .map_err(store_error)??;
+    .await??;
     Ok(if protobuf {
         HttpResponse::Ok()
             .content_type("application/x-protobuf")
@@ -110,7 +102,7 @@ pub async fn get_otlp(
     crate::routes::traces::check_trace_id(&id)?;
     let store = state.store.clone();
     let lookup = id.clone();
-    let events = web::block(move || store.trace(&lookup)).await.map_err(store_error)??;
+    let events = web::block(move || store.trace(&lookup)).await??;
     if events.is_empty() {
         return Err(CollectorError::TraceNotFound(id));
     }
@@ -193,7 +185,6 @@ pub async fn import_claude(
             skipped: imported.skipped.into_iter().map(|(index, reason)| Rejected { index, reason }).collect(),
         })
     })
-    .await
-    .map_err(store_error)??;
+    .await??;
     Ok(HttpResponse::Ok().json(result))
 }

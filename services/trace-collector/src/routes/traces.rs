@@ -161,7 +161,7 @@ pub fn tree(events: Vec<Event>) -> Vec<SpanNode> {
 
 /// A trace id in a path must be 32 lowercase hex digits.
 pub fn check_trace_id(id: &str) -> Result<(), CollectorError> {
-    if id.len() == 32 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+    if helix_core::trace::is_lower_hex(id, 32) {
         Ok(())
     } else {
         Err(CollectorError::Invalid(format!(
@@ -200,9 +200,7 @@ pub async fn get(
     }
     let store = state.store.clone();
     let lookup = id.clone();
-    let events = web::block(move || store.trace(&lookup))
-        .await
-        .map_err(|e| CollectorError::Invalid(e.to_string()))??;
+    let events = web::block(move || store.trace(&lookup)).await??;
     if events.is_empty() {
         return Err(CollectorError::TraceNotFound(id));
     }

@@ -53,9 +53,6 @@ impl TraceEntry {
             self.start = e.start_unix_nanos;
             self.first_name.clone_from(&e.name);
         }
-        if self.positions.is_empty() {
-            self.start = e.start_unix_nanos;
-        }
         self.end = self.end.max(e.end_unix_nanos);
         self.positions.push(pos);
         if e.parent_span_id.is_none() || e.kind == SpanKind::Run {
