@@ -4,6 +4,9 @@
 //! Today it serves the shared operational routes and owns `<data_dir>/breaker-gateway`, where
 //! usage and cost records will live.
 
+pub mod breaker;
+pub mod protocol;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 

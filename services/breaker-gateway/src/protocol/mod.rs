@@ -1,0 +1,1 @@
+//! The OpenAI and Anthropic wire protocols (being built).

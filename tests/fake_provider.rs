@@ -1,0 +1,1 @@
+//! A scripted fake LLM provider on loopback (being built).
