@@ -54,6 +54,7 @@ pub struct HelixConfig {
     pub workers: usize,
     pub healer: HealerConfig,
     pub trace_collector: TraceCollectorConfig,
+    pub breaker_gateway: crate::gateway_config::BreakerGatewayConfig,
 }
 
 /// `[trace_collector]`: storage of traces.
@@ -106,6 +107,7 @@ impl Default for HelixConfig {
             workers: 0,
             healer: HealerConfig::default(),
             trace_collector: TraceCollectorConfig::default(),
+            breaker_gateway: crate::gateway_config::BreakerGatewayConfig::default(),
         }
     }
 }
@@ -173,6 +175,9 @@ impl HelixConfig {
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log_level) {
             return invalid("log_level", format!("{:?} is not a valid filter: {e}", self.log_level));
+        }
+        if let Err((key, message)) = self.breaker_gateway.validate() {
+            return Err(ConfigError::Invalid { key, message });
         }
         Ok(())
     }

@@ -8,6 +8,7 @@
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod gateway_config;
 pub mod health;
 pub mod json;
 pub mod service;
@@ -17,6 +18,7 @@ pub mod trace;
 
 pub use config::{ConfigError, HealerConfig, HelixConfig, LoadedConfig, LogFormat, TraceCollectorConfig};
 pub use error::{ErrorCode, Problem};
+pub use gateway_config::{BreakerGatewayConfig, DeploymentConfig, ProviderKind};
 pub use health::{Check, CheckStatus, Health, Readiness, ReadyStatus};
 pub use service::ServiceKind;
 

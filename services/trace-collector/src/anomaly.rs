@@ -12,7 +12,7 @@
 use std::collections::{HashMap, VecDeque};
 
 use helix_core::trace::{Event, SpanKind, attr};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 /// Attribute holding the anomaly's readable reason on a flagged span.
@@ -26,7 +26,7 @@ pub const Z_THRESHOLD: f64 = 3.5;
 /// MAD floor as a share of the median: a perfectly steady baseline (MAD 0) still tolerates 5%.
 const MAD_FLOOR: f64 = 0.05;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Metric {
     Duration,
@@ -35,7 +35,7 @@ pub enum Metric {
 }
 
 /// Robust statistics of a baseline.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Stats {
     pub samples: usize,
     pub median: f64,
@@ -76,7 +76,7 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
 }
 
 /// An anomalous value.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Anomaly {
     pub trace_id: String,
     pub span_id: String,
@@ -165,6 +165,13 @@ fn describe(what: &str, metric: Metric, value: f64, median: f64) -> String {
     }
 }
 
+/// [`Baselines`] as saved on disk.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct BaselineSnapshot {
+    series: Vec<(String, Metric, Vec<f64>)>,
+    anomalies: Vec<Anomaly>,
+}
+
 /// Baselines of every subject, and the anomalies found.
 #[derive(Debug, Default)]
 pub struct Baselines {
@@ -237,6 +244,32 @@ impl Baselines {
             let mut copy = e.clone();
             copy.attributes.remove(ANOMALY_ATTR);
             self.score_and_learn(&mut copy);
+        }
+    }
+
+    /// The baselines as a snapshot (saved so a restart does not replay the whole log).
+    pub fn snapshot(&self) -> BaselineSnapshot {
+        BaselineSnapshot {
+            series: self
+                .series
+                .iter()
+                .map(|((k, m), s)| (k.clone(), *m, s.values.iter().copied().collect()))
+                .collect(),
+            anomalies: self.anomalies.iter().cloned().collect(),
+        }
+    }
+
+    pub fn from_snapshot(s: BaselineSnapshot) -> Baselines {
+        Baselines {
+            series: s
+                .series
+                .into_iter()
+                .map(|(k, m, v)| {
+                    let keep = v.len().saturating_sub(WINDOW);
+                    ((k, m), Series { values: v.into_iter().skip(keep).collect() })
+                })
+                .collect(),
+            anomalies: s.anomalies.into_iter().collect(),
         }
     }
 

@@ -24,7 +24,7 @@ pub enum GroupBy {
 }
 
 /// Sums for one group.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct CostRow {
     /// The project, phase, model or domain; for `day` the date (`2026-11-25`), for `week` the
     /// Monday starting the week.
@@ -98,6 +98,22 @@ impl CostIndex {
         }
         // day and week groups are derived from the per-day cells of one dimension
         self.cells.entry((GroupBy::Day, String::new(), day)).or_default().add(&c);
+    }
+
+    /// Adds what `other` counted (a sealed segment's sums loaded at open).
+    pub fn merge(&mut self, other: CostIndex) {
+        for (k, o) in other.cells {
+            self.cells.entry(k).or_default().add(&o);
+        }
+    }
+
+    /// The cells, for a segment's summary file.
+    pub fn to_cells(&self) -> Vec<(GroupBy, String, u64, CostRow)> {
+        self.cells.iter().map(|((g, k, d), row)| (*g, k.clone(), *d, row.clone())).collect()
+    }
+
+    pub fn from_cells(cells: Vec<(GroupBy, String, u64, CostRow)>) -> CostIndex {
+        CostIndex { cells: cells.into_iter().map(|(g, k, d, row)| ((g, k, d), row)).collect() }
     }
 
     /// Removes what `other` counted (its events left the store).

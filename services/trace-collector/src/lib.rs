@@ -39,11 +39,22 @@ pub struct CollectorState {
 
 impl CollectorState {
     pub fn open(cfg: &HelixConfig) -> std::io::Result<CollectorState> {
+        CollectorState::open_with(cfg, store::log::LogOptions::default())
+    }
+
+    /// [`CollectorState::open`] with other event log options (tests simulate slow disks).
+    pub fn open_with(cfg: &HelixConfig, options: store::log::LogOptions) -> std::io::Result<CollectorState> {
         let data_dir =
             helix_http::storage::prepare_data_dir(&cfg.service_data_dir(ServiceKind::TraceCollector))?;
-        let mut baselines = anomaly::Baselines::default();
-        let store = LogStore::open_observed(&data_dir.join("events"), &mut |e| baselines.replay(e))
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        // baselines resume from their last snapshot; only events stored after it are replayed
+        let (mut baselines, from) = match load_baselines(&data_dir) {
+            Some((b, end)) => (b, Some(end)),
+            None => (anomaly::Baselines::default(), None),
+        };
+        let store = LogStore::open_observed_from(&data_dir.join("events"), options, from, &mut |e| {
+            baselines.replay(e)
+        })
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
         let store = Arc::new(store);
         let closing = tokio::sync::watch::channel(false).0;
         if let Some(endpoint) = &cfg.trace_collector.export_otlp_endpoint {
@@ -63,6 +74,25 @@ impl CollectorState {
             feed: routes::stream::channel(),
             closing,
         })
+    }
+
+    /// Saves the baselines with the log position they cover (atomically: temp file, fsync,
+    /// rename). An event scored but not yet stored when this runs is replayed again at the next
+    /// start: counted twice in a window of hundreds, which robust statistics shrug off.
+    pub fn save_baselines(&self) -> std::io::Result<()> {
+        let (snapshot, end) = {
+            let b = self.baselines.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            (b.snapshot(), self.store.end())
+        };
+        let saved = SavedBaselines { version: 1, end, baselines: snapshot };
+        let path = self.data_dir.join(BASELINES_FILE);
+        let tmp = path.with_extension("json.tmp");
+        {
+            let mut f = std::fs::File::create(&tmp)?;
+            serde_json::to_writer(std::io::BufWriter::new(&mut f), &saved)?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, &path)
     }
 
     /// Judges events against their baselines (marking anomalies on the spans), then stores them
@@ -88,6 +118,44 @@ impl CollectorState {
             }
         }
         Ok(())
+    }
+}
+
+const BASELINES_FILE: &str = "baselines.json";
+/// How often the baselines are saved (and at shutdown).
+const SAVE_BASELINES_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SavedBaselines {
+    version: u32,
+    end: (u32, u64),
+    baselines: anomaly::BaselineSnapshot,
+}
+
+fn load_baselines(data_dir: &std::path::Path) -> Option<(anomaly::Baselines, (u32, u64))> {
+    let data = std::fs::read(data_dir.join(BASELINES_FILE)).ok()?;
+    match serde_json::from_slice::<SavedBaselines>(&data) {
+        Ok(s) if s.version == 1 => Some((anomaly::Baselines::from_snapshot(s.baselines), s.end)),
+        _ => {
+            tracing::warn!("ignoring an unreadable baselines snapshot; replaying the whole log");
+            None
+        }
+    }
+}
+
+/// Saves the baselines every [`SAVE_BASELINES_EVERY`] until the state is dropped.
+fn spawn_baseline_saver(state: std::sync::Weak<CollectorState>) {
+    let spawned = std::thread::Builder::new().name("baseline-saver".to_owned()).spawn(move || {
+        loop {
+            std::thread::sleep(SAVE_BASELINES_EVERY);
+            let Some(state) = state.upgrade() else { return };
+            if let Err(e) = state.save_baselines() {
+                tracing::error!(error = %e, "cannot save the baselines");
+            }
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the baseline saver");
     }
 }
 
@@ -200,7 +268,9 @@ pub struct CollectorService {
 
 impl CollectorService {
     pub fn new(cfg: &HelixConfig) -> std::io::Result<CollectorService> {
-        Ok(CollectorService { state: web::Data::new(CollectorState::open(cfg)?) })
+        let state = web::Data::new(CollectorState::open(cfg)?);
+        spawn_baseline_saver(std::sync::Arc::downgrade(&state.clone().into_inner()));
+        Ok(CollectorService { state })
     }
 
     pub fn into_service(self) -> Arc<dyn helix_http::Service> {
@@ -223,6 +293,9 @@ impl helix_http::Service for CollectorService {
 
     fn stopping(&self) {
         self.state.closing.send_replace(true);
+        if let Err(e) = self.state.save_baselines() {
+            tracing::error!(error = %e, "cannot save the baselines");
+        }
     }
 
     fn readiness(&self) -> BoxFuture<'static, Vec<Check>> {

@@ -192,12 +192,7 @@ pub async fn get(
     path: web::Path<String>,
 ) -> Result<HttpResponse, CollectorError> {
     let id = path.into_inner();
-    if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
-        return Err(CollectorError::Invalid(format!(
-            "trace id must be 32 lowercase hex digits, got {:?}",
-            id.chars().take(40).collect::<String>()
-        )));
-    }
+    check_trace_id(&id)?;
     let store = state.store.clone();
     let lookup = id.clone();
     let events = web::block(move || store.trace(&lookup)).await??;

@@ -23,83 +23,408 @@ pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 /// Batches waiting for the writer; beyond this, appends are refused with `Busy` (back-pressure
 /// instead of unbounded memory).
 const QUEUE_BATCHES: usize = 256;
+/// Encoded bytes waiting for the writer; beyond this, appends are refused with `Busy`.
+pub const QUEUE_BYTES: usize = 64 * 1024 * 1024;
+
+/// How a [`LogStore`] is opened.
+#[derive(Debug, Clone, Copy)]
+pub struct LogOptions {
+    /// Segment size at which a new segment file starts.
+    pub segment_bytes: u64,
+    /// Bound of the bytes waiting for the writer (the memory back-pressure protects).
+    pub queue_bytes: usize,
+    /// Extra time every commit takes: simulates a slow disk in tests of back-pressure.
+    pub commit_delay: std::time::Duration,
+}
+
+impl Default for LogOptions {
+    fn default() -> LogOptions {
+        LogOptions {
+            segment_bytes: SEGMENT_BYTES,
+            queue_bytes: QUEUE_BYTES,
+            commit_delay: std::time::Duration::ZERO,
+        }
+    }
+}
 /// Largest record accepted when reading (a corrupt length must not allocate gigabytes).
 const MAX_RECORD: u32 = 16 * 1024 * 1024;
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Pos {
-    segment: u32,
     offset: u64,
     len: u32,
 }
 
+/// A trace id as a number: 16 bytes instead of a 32-byte string and its allocation.
+type TraceKey = u128;
+
+fn trace_key(id: &str) -> TraceKey {
+    // ingest only accepts 32 lowercase hex digits; anything else still gets a stable key
+    u128::from_str_radix(id, 16).unwrap_or_else(|_| {
+        let h = |seed: u64| {
+            let mut x = 0xcbf2_9ce4_8422_2325u64 ^ seed;
+            for b in id.bytes() {
+                x = (x ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+            }
+            x
+        };
+        (u128::from(h(1)) << 64) | u128::from(h(2))
+    })
+}
+
+/// Where a trace's spans are in one sealed segment: a run of its `.idx` file.
+#[derive(Debug, Clone, Copy)]
+struct Loc {
+    segment: u32,
+    first: u32,
+    count: u32,
+}
+
+/// What the index keeps per trace: its summary and where its spans are. Spans in sealed segments
+/// are found through the segment's `.idx` file ([`Loc`]); only the segments still being written
+/// keep positions in memory, so memory grows with the number of traces, not of events.
 #[derive(Debug, Default)]
 struct TraceEntry {
-    positions: Vec<Pos>,
-    root_name: Option<String>,
-    first_name: String,
-    project: Option<String>,
-    run: Option<String>,
+    sealed: Vec<Loc>,
+    spans: u32,
+    root_name: Option<Box<str>>,
+    first_name: Box<str>,
+    project: Option<Arc<str>>,
+    run: Option<Box<str>>,
     start: u64,
     end: u64,
     status: SpanStatus,
-    phases: Vec<String>,
+    phases: Vec<Arc<str>>,
     cost_usd: f64,
 }
 
 impl TraceEntry {
-    fn add(&mut self, e: &Event, pos: Pos) {
-        if self.positions.is_empty() || e.start_unix_nanos < self.start {
+    fn add(&mut self, e: &Event, strings: &mut Strings) {
+        if self.spans == 0 || e.start_unix_nanos < self.start {
             self.start = e.start_unix_nanos;
-            self.first_name.clone_from(&e.name);
+            self.first_name = e.name.as_str().into();
         }
         self.end = self.end.max(e.end_unix_nanos);
-        self.positions.push(pos);
+        self.spans += 1;
         if e.parent_span_id.is_none() || e.kind == SpanKind::Run {
-            self.root_name = Some(e.name.clone());
+            self.root_name = Some(e.name.as_str().into());
         }
         if self.project.is_none() {
-            self.project.clone_from(&e.project);
+            self.project = e.project.as_deref().map(|p| strings.intern(p));
         }
         if self.run.is_none() {
-            self.run.clone_from(&e.run);
+            self.run = e.run.as_deref().map(Into::into);
         }
         if let Some(p) = &e.phase
-            && !self.phases.contains(p)
+            && !self.phases.iter().any(|x| **x == **p)
         {
-            self.phases.push(p.clone());
+            self.phases.push(strings.intern(p));
         }
-        self.status = match (self.status, e.status) {
-            (SpanStatus::Error, _) | (_, SpanStatus::Error) => SpanStatus::Error,
-            (SpanStatus::Ok, _) | (_, SpanStatus::Ok) => SpanStatus::Ok,
-            _ => SpanStatus::Unset,
-        };
+        self.status = merge_status(self.status, e.status);
         self.cost_usd += e.number(attr::HELIX_COST_USD).unwrap_or(0.0);
     }
 
-    fn summary(&self, trace_id: &str) -> TraceSummary {
+    fn summary(&self, trace_id: TraceKey) -> TraceSummary {
         TraceSummary {
-            trace_id: trace_id.to_owned(),
-            name: self.root_name.clone().unwrap_or_else(|| self.first_name.clone()),
-            project: self.project.clone(),
-            run: self.run.clone(),
+            trace_id: format!("{trace_id:032x}"),
+            name: self.root_name.as_deref().unwrap_or(&self.first_name).to_owned(),
+            project: self.project.as_deref().map(str::to_owned),
+            run: self.run.as_deref().map(str::to_owned),
             start_unix_nanos: self.start,
             end_unix_nanos: self.end,
-            spans: self.positions.len() as u64,
+            spans: u64::from(self.spans),
             status: self.status,
-            phases: self.phases.clone(),
+            phases: self.phases.iter().map(|p| p.to_string()).collect(),
             cost_usd: self.cost_usd,
         }
     }
 }
 
+fn merge_status(a: SpanStatus, b: SpanStatus) -> SpanStatus {
+    match (a, b) {
+        (SpanStatus::Error, _) | (_, SpanStatus::Error) => SpanStatus::Error,
+        (SpanStatus::Ok, _) | (_, SpanStatus::Ok) => SpanStatus::Ok,
+        _ => SpanStatus::Unset,
+    }
+}
+
+/// One trace's part in one sealed segment.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct PartialTrace {
+    trace_id: String,
+    start: u64,
+    end: u64,
+    spans: u32,
+    status: SpanStatus,
+    cost_usd: f64,
+    root_name: Option<String>,
+    first_name: String,
+    project: Option<String>,
+    run: Option<String>,
+    phases: Vec<String>,
+}
+
+/// The `.sum` file of a sealed segment: what the index needs of it, so that opening the store
+/// reads these instead of every event. Derived data, like the `.idx` file.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct SegmentSummary {
+    version: u32,
+    events: u64,
+    newest_end: u64,
+    /// In trace key order: the order of the runs of the `.idx` file.
+    traces: Vec<PartialTrace>,
+    costs: Vec<(crate::costs::GroupBy, String, u64, crate::costs::CostRow)>,
+}
+
+const SUM_VERSION: u32 = 1;
+
+fn sum_path(dir: &Path, n: u32) -> PathBuf {
+    dir.join(format!("{n:08}.sum"))
+}
+
+impl SegmentSummary {
+    fn of(sums: &Index, segment: u32) -> SegmentSummary {
+        let mut traces: Vec<(&TraceKey, &TraceEntry)> = sums.traces.iter().collect();
+        traces.sort_unstable_by_key(|(k, _)| **k);
+        SegmentSummary {
+            version: SUM_VERSION,
+            events: sums.events,
+            newest_end: sums.segment_newest.get(&segment).copied().unwrap_or(0),
+            traces: traces
+                .into_iter()
+                .map(|(k, t)| PartialTrace {
+                    trace_id: format!("{k:032x}"),
+                    start: t.start,
+                    end: t.end,
+                    spans: t.spans,
+                    status: t.status,
+                    cost_usd: t.cost_usd,
+                    root_name: t.root_name.as_deref().map(str::to_owned),
+                    first_name: t.first_name.to_string(),
+                    project: t.project.as_deref().map(str::to_owned),
+                    run: t.run.as_deref().map(str::to_owned),
+                    phases: t.phases.iter().map(|p| p.to_string()).collect(),
+                })
+                .collect(),
+            costs: sums.costs.to_cells(),
+        }
+    }
+
+    /// Writes atomically: temp file, fsync, rename.
+    fn write(&self, dir: &Path, segment: u32) -> std::io::Result<()> {
+        let path = sum_path(dir, segment);
+        let tmp = path.with_extension("sum.tmp");
+        {
+            let mut f = File::create(&tmp)?;
+            serde_json::to_writer(std::io::BufWriter::new(&mut f), self)?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, &path)
+    }
+
+    fn read(dir: &Path, segment: u32) -> Option<SegmentSummary> {
+        let data = std::fs::read(sum_path(dir, segment)).ok()?;
+        serde_json::from_slice::<SegmentSummary>(&data).ok().filter(|s| s.version == SUM_VERSION)
+    }
+}
+
+/// Interned project and phase names: a few distinct values shared by every trace.
+#[derive(Debug, Default)]
+struct Strings(std::collections::HashSet<Arc<str>>);
+
+impl Strings {
+    fn intern(&mut self, s: &str) -> Arc<str> {
+        if let Some(v) = self.0.get(s) {
+            return v.clone();
+        }
+        let v: Arc<str> = s.into();
+        self.0.insert(v.clone());
+        v
+    }
+}
+
 #[derive(Debug, Default)]
 struct Index {
-    traces: HashMap<String, TraceEntry>,
+    traces: HashMap<TraceKey, TraceEntry>,
+    strings: Strings,
+    /// Positions in the segments not sealed yet (the one being written).
+    live: HashMap<u32, HashMap<TraceKey, Vec<Pos>>>,
+    /// Per unsealed segment: its own trace summaries and cost sums, written next to it when it
+    /// is sealed so that opening the store does not replay sealed segments.
+    live_sums: HashMap<u32, Index>,
+    /// Sealed segments' `.idx` files.
+    sealed: HashMap<u32, Arc<SegmentIndex>>,
     events: u64,
     costs: crate::costs::CostIndex,
     /// Per segment: newest end time of its events (for retention by age).
     segment_newest: HashMap<u32, u64>,
+}
+
+impl Index {
+    fn add(&mut self, e: &Event, segment: u32, pos: Pos) {
+        let key = trace_key(&e.trace_id);
+        self.count(e, key, segment);
+        self.live.entry(segment).or_default().entry(key).or_default().push(pos);
+        let sums = self.live_sums.entry(segment).or_default();
+        sums.count(e, key, segment);
+    }
+
+    /// Adds `e` to the summaries and sums (not to the positions).
+    fn count(&mut self, e: &Event, key: TraceKey, segment: u32) {
+        let Index { traces, strings, .. } = self;
+        traces.entry(key).or_default().add(e, strings);
+        self.costs.add(e);
+        self.events += 1;
+        let newest = self.segment_newest.entry(segment).or_default();
+        *newest = (*newest).max(e.end_unix_nanos);
+    }
+
+    /// Adds a sealed segment's summary file (instead of replaying the segment).
+    fn merge_sealed(&mut self, segment: u32, sum: SegmentSummary, file: File) {
+        let mut first = 0u32;
+        for p in sum.traces {
+            let key = trace_key(&p.trace_id);
+            let strings = &mut self.strings;
+            let t = self.traces.entry(key).or_default();
+            if t.spans == 0 || p.start < t.start {
+                t.start = p.start;
+                t.first_name = p.first_name.into();
+            }
+            t.end = t.end.max(p.end);
+            t.spans += p.spans;
+            if let Some(r) = p.root_name {
+                t.root_name = Some(r.into());
+            }
+            if t.project.is_none() {
+                t.project = p.project.as_deref().map(|x| strings.intern(x));
+            }
+            if t.run.is_none() {
+                t.run = p.run.map(Into::into);
+            }
+            for ph in p.phases {
+                if !t.phases.iter().any(|x| **x == *ph) {
+                    t.phases.push(strings.intern(&ph));
+                }
+            }
+            t.status = merge_status(t.status, p.status);
+            t.cost_usd += p.cost_usd;
+            t.sealed.push(Loc { segment, first, count: p.spans });
+            first = first.saturating_add(p.spans);
+        }
+        self.costs.merge(crate::costs::CostIndex::from_cells(sum.costs));
+        self.events += sum.events;
+        self.segment_newest.insert(segment, sum.newest_end);
+        self.sealed.insert(segment, Arc::new(SegmentIndex { file, runs: Vec::new() }));
+    }
+
+    /// Moves a segment's positions from memory to its written `.idx` file.
+    fn seal(&mut self, segment: u32, idx: SegmentIndex) {
+        self.live_sums.remove(&segment);
+        for (key, first, count) in &idx.runs {
+            if let Some(t) = self.traces.get_mut(key) {
+                t.sealed.push(Loc { segment, first: *first, count: *count });
+            }
+        }
+        self.live.remove(&segment);
+        self.sealed.insert(segment, Arc::new(SegmentIndex { runs: Vec::new(), ..idx }));
+    }
+}
+
+/// The `.idx` file of a sealed segment: every span position of the segment grouped by trace.
+///
+/// Layout: `HXIDX001 | n_positions: u64 | (offset: u64, len: u32) * n | crc32: u32`, all little
+/// endian; a trace's positions are one run, in offset order. It is derived data: a missing or
+/// damaged file is rebuilt from its segment at open.
+#[derive(Debug)]
+struct SegmentIndex {
+    file: File,
+    /// (trace, first position, count) of each run; emptied once sealed into the index.
+    runs: Vec<(TraceKey, u32, u32)>,
+}
+
+const IDX_MAGIC: &[u8; 8] = b"HXIDX001";
+const IDX_HEADER: u64 = 16;
+const IDX_ENTRY: u64 = 12;
+
+fn index_path(dir: &Path, n: u32) -> PathBuf {
+    dir.join(format!("{n:08}.idx"))
+}
+
+impl SegmentIndex {
+    /// Writes the `.idx` file of `segment` atomically (temp file, fsync, rename).
+    fn write(
+        dir: &Path,
+        segment: u32,
+        positions: &HashMap<TraceKey, Vec<Pos>>,
+    ) -> std::io::Result<SegmentIndex> {
+        let mut keys: Vec<&TraceKey> = positions.keys().collect();
+        keys.sort_unstable();
+        let total: usize = positions.values().map(Vec::len).sum();
+        let mut buf = Vec::with_capacity(IDX_HEADER as usize + total * IDX_ENTRY as usize + 4);
+        buf.extend_from_slice(IDX_MAGIC);
+        buf.extend_from_slice(&(total as u64).to_le_bytes());
+        for key in keys {
+            let mut ps = positions[key].clone();
+            ps.sort_unstable_by_key(|p| p.offset);
+            for p in ps {
+                buf.extend_from_slice(&p.offset.to_le_bytes());
+                buf.extend_from_slice(&p.len.to_le_bytes());
+            }
+        }
+        let runs = SegmentIndex::runs(positions);
+        buf.extend_from_slice(&crc32fast::hash(&buf).to_le_bytes());
+        let path = index_path(dir, segment);
+        let tmp = path.with_extension("idx.tmp");
+        {
+            let mut f = File::create(&tmp)?;
+            f.write_all(&buf)?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, &path)?;
+        Ok(SegmentIndex { file: File::open(&path)?, runs })
+    }
+
+    /// The runs of the file [`SegmentIndex::write`] writes for `positions`: traces in key order.
+    fn runs(positions: &HashMap<TraceKey, Vec<Pos>>) -> Vec<(TraceKey, u32, u32)> {
+        let mut keys: Vec<(&TraceKey, usize)> = positions.iter().map(|(k, v)| (k, v.len())).collect();
+        keys.sort_unstable();
+        let mut at = 0u32;
+        keys.into_iter()
+            .map(|(k, n)| {
+                let count = u32::try_from(n).unwrap_or(u32::MAX);
+                let run = (*k, at, count);
+                at = at.saturating_add(count);
+                run
+            })
+            .collect()
+    }
+
+    /// Opens an existing `.idx` file when it is intact and covers exactly `expected` positions.
+    fn open(dir: &Path, segment: u32, expected: u64) -> Option<File> {
+        let path = index_path(dir, segment);
+        let data = std::fs::read(&path).ok()?;
+        let n = u64::from_le_bytes(data.get(8..16)?.try_into().ok()?);
+        let body = data.len().checked_sub(4)?;
+        let ok = data.get(..8)? == IDX_MAGIC
+            && n == expected
+            && body as u64 == IDX_HEADER + n * IDX_ENTRY
+            && crc32fast::hash(&data[..body]).to_le_bytes() == data[body..];
+        if ok { File::open(&path).ok() } else { None }
+    }
+
+    /// The positions of one run.
+    fn read(&self, first: u32, count: u32) -> std::io::Result<Vec<Pos>> {
+        use std::os::unix::fs::FileExt;
+        let mut buf = vec![0u8; count as usize * IDX_ENTRY as usize];
+        self.file.read_exact_at(&mut buf, IDX_HEADER + u64::from(first) * IDX_ENTRY)?;
+        Ok(buf
+            .chunks_exact(IDX_ENTRY as usize)
+            .map(|c| Pos {
+                offset: u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]),
+                len: u32::from_le_bytes([c[8], c[9], c[10], c[11]]),
+            })
+            .collect())
+    }
 }
 
 struct Batch {
@@ -115,6 +440,11 @@ pub struct LogStore {
     /// The segment the writer appends to: never removed by retention.
     current: Arc<std::sync::atomic::AtomicU32>,
     tx: Mutex<Option<SyncSender<Batch>>>,
+    /// Encoded bytes handed to the writer and not yet committed.
+    queued: Arc<std::sync::atomic::AtomicUsize>,
+    queue_bytes: usize,
+    /// The end of what is committed: segment << 40 | offset.
+    end: Arc<std::sync::atomic::AtomicU64>,
     index: Arc<RwLock<Index>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
@@ -143,6 +473,7 @@ fn replay(
     path: &Path,
     segment: u32,
     index: &mut Index,
+    observe_from: (u32, u64),
     observe: &mut dyn FnMut(&Event),
 ) -> std::io::Result<u64> {
     let mut data = Vec::new();
@@ -156,36 +487,81 @@ fn replay(
             break;
         }
         let Ok(event) = serde_json::from_slice::<Event>(&data[at + 8..end]) else { break };
-        let pos = Pos { segment, offset: at as u64, len: len + 8 };
-        index.traces.entry(event.trace_id.clone()).or_default().add(&event, pos);
-        index.costs.add(&event);
-        index.events += 1;
-        let newest = index.segment_newest.entry(segment).or_default();
-        *newest = (*newest).max(event.end_unix_nanos);
-        observe(&event);
+        index.add(&event, segment, Pos { offset: at as u64, len: len + 8 });
+        if (segment, at as u64) >= observe_from {
+            observe(&event);
+        }
         at = end;
     }
     Ok(at as u64)
 }
 
+fn pack_end(segment: u32, offset: u64) -> u64 {
+    (u64::from(segment) << 40) | (offset & ((1 << 40) - 1))
+}
+
+/// Records closer than this are read with one read call (reading the gap is cheaper than a call).
+const COALESCE_GAP: u64 = 64 * 1024;
+
+/// Reads the records at `positions` (sorted by offset) of one segment, coalescing nearby ones.
+fn read_records(file: &File, positions: &[Pos], out: &mut Vec<Event>) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = Vec::new();
+    let mut i = 0;
+    while i < positions.len() {
+        let from = positions[i].offset;
+        let mut j = i + 1;
+        let mut to = from + u64::from(positions[i].len);
+        while j < positions.len() && positions[j].offset <= to + COALESCE_GAP {
+            to = to.max(positions[j].offset + u64::from(positions[j].len));
+            j += 1;
+        }
+        buf.resize(usize::try_from(to - from).unwrap_or(0), 0);
+        file.read_exact_at(&mut buf, from)?;
+        for p in &positions[i..j] {
+            let at = usize::try_from(p.offset - from).unwrap_or(0);
+            if let Some(json) = buf.get(at + 8..at + p.len as usize)
+                && let Ok(e) = serde_json::from_slice::<Event>(json)
+            {
+                out.push(e);
+            }
+        }
+        i = j;
+    }
+    Ok(())
+}
+
 impl LogStore {
     /// Opens the log in `dir` (created if missing), replays every segment and cuts a torn tail.
     pub fn open(dir: &Path) -> Result<LogStore, StoreError> {
-        LogStore::open_observed(dir, &mut |_| {})
+        LogStore::open_observed_from(dir, LogOptions::default(), Some((u32::MAX, 0)), &mut |_| {})
     }
 
     /// [`LogStore::open`], showing every stored event to `observe` in storage order (to rebuild
     /// state kept outside the log, such as baselines).
     pub fn open_observed(dir: &Path, observe: &mut dyn FnMut(&Event)) -> Result<LogStore, StoreError> {
-        LogStore::open_with(dir, SEGMENT_BYTES, observe)
+        LogStore::open_with(dir, LogOptions::default(), observe)
     }
 
-    /// [`LogStore::open_observed`] with another segment size (tests use small segments).
+    /// [`LogStore::open_observed`] with other options (tests use small segments, slow disks).
     pub fn open_with(
         dir: &Path,
-        segment_bytes: u64,
+        options: LogOptions,
         observe: &mut dyn FnMut(&Event),
     ) -> Result<LogStore, StoreError> {
+        LogStore::open_observed_from(dir, options, None, observe)
+    }
+
+    /// Opens the log; `observe` sees the events stored at or after `observe_from` (a position
+    /// from [`LogStore::end`] saved with state rebuilt from events), or every event when `None`.
+    /// Sealed segments before it are not read at all: their summaries are enough.
+    pub fn open_observed_from(
+        dir: &Path,
+        options: LogOptions,
+        observe_from: Option<(u32, u64)>,
+        observe: &mut dyn FnMut(&Event),
+    ) -> Result<LogStore, StoreError> {
+        let observe_from = observe_from.unwrap_or((0, 0));
         let io = |source| StoreError::Io { path: dir.display().to_string(), source };
         std::fs::create_dir_all(dir).map_err(io)?;
         let mut segments: Vec<u32> = std::fs::read_dir(dir)
@@ -197,9 +573,24 @@ impl LogStore {
             .collect();
         segments.sort_unstable();
         let mut index = Index::default();
+        let mut skipped = 0usize;
         for &s in &segments {
             let path = segment_path(dir, s);
-            let valid = replay(&path, s, &mut index, observe).map_err(io)?;
+            let last = Some(&s) == segments.last();
+            if !last
+                && let Some((sum, file)) = SegmentSummary::read(dir, s)
+                    .and_then(|sum| SegmentIndex::open(dir, s, sum.events).map(|f| (sum, f)))
+            {
+                // a sealed segment with intact summary and index: nothing to replay, unless
+                // state kept outside the log (baselines) asks to see its events again
+                index.merge_sealed(s, sum, file);
+                if s >= observe_from.0 {
+                    replay(&path, s, &mut Index::default(), observe_from, observe).map_err(io)?;
+                }
+                skipped += 1;
+                continue;
+            }
+            let valid = replay(&path, s, &mut index, observe_from, observe).map_err(io)?;
             let actual = std::fs::metadata(&path).map_err(io)?.len();
             if valid < actual {
                 tracing::warn!(segment = %path.display(), kept = valid, dropped = actual - valid, "cutting a torn or corrupt tail of the event log");
@@ -207,20 +598,34 @@ impl LogStore {
                 f.set_len(valid).map_err(io)?;
                 f.sync_all().map_err(io)?;
             }
+            if !last {
+                seal_at_open(dir, s, &mut index).map_err(io)?;
+            }
         }
         let current = segments.last().copied().unwrap_or(1);
         let path = segment_path(dir, current);
         let mut file = OpenOptions::new().create(true).append(true).open(&path).map_err(io)?;
         let size = file.seek(SeekFrom::End(0)).map_err(io)?;
-        tracing::info!(events = index.events, traces = index.traces.len(), "event log opened");
+        tracing::info!(
+            events = index.events,
+            traces = index.traces.len(),
+            segments = segments.len(),
+            from_summaries = skipped,
+            "event log opened"
+        );
 
         let index = Arc::new(RwLock::new(index));
         let (tx, rx) = sync_channel::<Batch>(QUEUE_BATCHES);
+        let queued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let end = Arc::new(std::sync::atomic::AtomicU64::new(pack_end(current, size)));
         let shared_current = Arc::new(std::sync::atomic::AtomicU32::new(current));
         let writer = Writer {
             dir: dir.to_path_buf(),
             segment: current,
-            segment_bytes,
+            segment_bytes: options.segment_bytes,
+            commit_delay: options.commit_delay,
+            queued: queued.clone(),
+            end: end.clone(),
             current: shared_current.clone(),
             file,
             size,
@@ -234,6 +639,9 @@ impl LogStore {
             dir: dir.to_path_buf(),
             current: shared_current,
             tx: Mutex::new(Some(tx)),
+            queued,
+            queue_bytes: options.queue_bytes,
+            end,
             index,
             writer: Mutex::new(Some(handle)),
         })
@@ -278,22 +686,33 @@ impl LogStore {
             // forget the segment's events before the file goes: read them once more
             let path = segment_path(&self.dir, n);
             let mut gone = Index::default();
-            replay(&path, n, &mut gone, &mut |_| {}).map_err(io)?;
+            replay(&path, n, &mut gone, (u32::MAX, 0), &mut |_| {}).map_err(io)?;
             {
                 let mut index = self.index.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-                for (trace_id, entry) in gone.traces {
-                    if let Some(t) = index.traces.get_mut(&trace_id) {
-                        t.positions.retain(|p| p.segment != n);
-                        if t.positions.is_empty() {
-                            index.traces.remove(&trace_id);
+                for (key, entry) in gone.traces {
+                    if let Some(t) = index.traces.get_mut(&key) {
+                        t.sealed.retain(|l| l.segment != n);
+                        t.spans = t.spans.saturating_sub(entry.spans);
+                        t.cost_usd -= entry.cost_usd;
+                        if t.spans == 0 {
+                            index.traces.remove(&key);
                         }
                     }
-                    index.events = index.events.saturating_sub(entry.positions.len() as u64);
+                    index.events = index.events.saturating_sub(u64::from(entry.spans));
                 }
                 index.costs.subtract(&gone.costs);
                 index.segment_newest.remove(&n);
+                index.sealed.remove(&n);
+                index.live.remove(&n);
+                index.live_sums.remove(&n);
             }
             std::fs::remove_file(&path).map_err(io)?;
+            for derived in [index_path(&self.dir, n), sum_path(&self.dir, n)] {
+                match std::fs::remove_file(derived) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+                    _ => {}
+                }
+            }
             total = total.saturating_sub(len);
             removed += 1;
             tracing::info!(segment = n, bytes = len, "retention removed a segment");
@@ -355,6 +774,12 @@ impl LogStore {
         }
     }
 
+    /// The position after the last committed record: everything stored so far is before it.
+    pub fn end(&self) -> (u32, u64) {
+        let v = self.end.load(std::sync::atomic::Ordering::Acquire);
+        ((v >> 40) as u32, v & ((1 << 40) - 1))
+    }
+
     fn read_index(&self) -> std::sync::RwLockReadGuard<'_, Index> {
         self.index.read().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -370,6 +795,9 @@ struct Writer {
     dir: PathBuf,
     segment: u32,
     segment_bytes: u64,
+    commit_delay: std::time::Duration,
+    queued: Arc<std::sync::atomic::AtomicUsize>,
+    end: Arc<std::sync::atomic::AtomicU64>,
     current: Arc<std::sync::atomic::AtomicU32>,
     file: File,
     size: u64,
@@ -386,7 +814,12 @@ impl Writer {
                     break;
                 }
             }
+            if !self.commit_delay.is_zero() {
+                std::thread::sleep(self.commit_delay);
+            }
             let result = self.commit(&batches);
+            let done: usize = batches.iter().map(|b| b.bytes.len()).sum();
+            self.queued.fetch_sub(done, std::sync::atomic::Ordering::AcqRel);
             for b in batches {
                 let _ = b.ack.send(result.clone());
             }
@@ -396,6 +829,7 @@ impl Writer {
 
     fn commit(&mut self, batches: &[Batch]) -> Result<(), String> {
         if self.size >= self.segment_bytes {
+            self.seal(self.segment);
             self.segment += 1;
             self.current.store(self.segment, std::sync::atomic::Ordering::Release);
             let path = segment_path(&self.dir, self.segment);
@@ -414,21 +848,59 @@ impl Writer {
             return Err(e.to_string());
         }
         self.size += buf.len() as u64;
+        self.end.store(pack_end(self.segment, self.size), std::sync::atomic::Ordering::Release);
         let mut index = self.index.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut base = start;
         for b in batches {
             for (rel, len, e) in &b.records {
-                let pos = Pos { segment: self.segment, offset: base + rel, len: *len };
-                index.traces.entry(e.trace_id.clone()).or_default().add(e, pos);
-                index.costs.add(e);
-                index.events += 1;
-                let newest = index.segment_newest.entry(self.segment).or_default();
-                *newest = (*newest).max(e.end_unix_nanos);
+                index.add(e, self.segment, Pos { offset: base + rel, len: *len });
             }
             base += b.bytes.len() as u64;
         }
         Ok(())
     }
+
+    /// Writes the `.idx` file of a full segment and drops its positions from memory. On failure
+    /// the positions stay in memory (reads keep working) and the file is rebuilt at next open.
+    fn seal(&self, segment: u32) {
+        let (positions, summary) = {
+            let index = self.index.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let sums = index.live_sums.get(&segment);
+            (
+                index.live.get(&segment).cloned().unwrap_or_default(),
+                sums.map(|s| SegmentSummary::of(s, segment)),
+            )
+        };
+        let written = SegmentIndex::write(&self.dir, segment, &positions).and_then(|idx| {
+            if let Some(summary) = summary {
+                summary.write(&self.dir, segment)?;
+            }
+            Ok(idx)
+        });
+        match written {
+            Ok(idx) => {
+                self.index.write().unwrap_or_else(std::sync::PoisonError::into_inner).seal(segment, idx)
+            }
+            Err(e) => {
+                tracing::error!(segment, error = %e, "cannot write a segment index; keeping it in memory")
+            }
+        }
+    }
+}
+
+/// Seals a segment replayed at open: reuses its `.idx` file when intact, else writes it again.
+fn seal_at_open(dir: &Path, segment: u32, index: &mut Index) -> std::io::Result<()> {
+    let positions = index.live.get(&segment).cloned().unwrap_or_default();
+    let expected: u64 = positions.values().map(|v| v.len() as u64).sum();
+    let idx = match SegmentIndex::open(dir, segment, expected) {
+        Some(file) => SegmentIndex { file, runs: SegmentIndex::runs(&positions) },
+        None => SegmentIndex::write(dir, segment, &positions)?,
+    };
+    if let Some(sums) = index.live_sums.get(&segment) {
+        SegmentSummary::of(sums, segment).write(dir, segment)?;
+    }
+    index.seal(segment, idx);
+    Ok(())
 }
 
 impl EventStore for LogStore {
@@ -450,10 +922,23 @@ impl EventStore for LogStore {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
             .ok_or(StoreError::Closed)?;
+        // bounded by bytes, not only batches: one batch alone is always admitted (a body is
+        // already limited in size), more only while the queue stays under the bound
+        let size = bytes.len();
+        let before = self.queued.fetch_add(size, std::sync::atomic::Ordering::AcqRel);
+        if before > 0 && before + size > self.queue_bytes {
+            self.queued.fetch_sub(size, std::sync::atomic::Ordering::AcqRel);
+            return Err(StoreError::Busy);
+        }
         match tx.try_send(Batch { bytes, records, ack }) {
             Ok(()) => {}
-            Err(TrySendError::Full(_)) => return Err(StoreError::Busy),
-            Err(TrySendError::Disconnected(_)) => return Err(StoreError::Closed),
+            Err(e) => {
+                self.queued.fetch_sub(size, std::sync::atomic::Ordering::AcqRel);
+                return Err(match e {
+                    TrySendError::Full(_) => StoreError::Busy,
+                    TrySendError::Disconnected(_) => StoreError::Closed,
+                });
+            }
         }
         match done.recv() {
             Ok(Ok(())) => Ok(()),
@@ -465,27 +950,33 @@ impl EventStore for LogStore {
     }
 
     fn trace(&self, trace_id: &str) -> Result<Vec<Event>, StoreError> {
-        let positions = match self.read_index().traces.get(trace_id) {
-            Some(t) => t.positions.clone(),
-            None => return Ok(Vec::new()),
-        };
         let io = |source| StoreError::Io { path: self.dir.display().to_string(), source };
-        let mut events = Vec::with_capacity(positions.len());
-        let mut files: HashMap<u32, File> = HashMap::new();
-        let mut buf = Vec::new();
-        for p in positions {
-            let file = match files.entry(p.segment) {
-                std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-                std::collections::hash_map::Entry::Vacant(v) => {
-                    v.insert(File::open(segment_path(&self.dir, p.segment)).map_err(io)?)
+        let key = trace_key(trace_id);
+        // under the lock only cheap copies; reads happen after it is released
+        let mut by_segment: Vec<(u32, Vec<Pos>)> = Vec::new();
+        let mut sealed = Vec::new();
+        {
+            let index = self.read_index();
+            let Some(entry) = index.traces.get(&key) else { return Ok(Vec::new()) };
+            for loc in &entry.sealed {
+                if let Some(idx) = index.sealed.get(&loc.segment) {
+                    sealed.push((*loc, idx.clone()));
                 }
-            };
-            buf.resize(p.len as usize, 0);
-            file.seek(SeekFrom::Start(p.offset)).map_err(io)?;
-            file.read_exact(&mut buf).map_err(io)?;
-            if let Ok(e) = serde_json::from_slice::<Event>(&buf[8..]) {
-                events.push(e);
             }
+            for (segment, traces) in &index.live {
+                if let Some(ps) = traces.get(&key) {
+                    by_segment.push((*segment, ps.clone()));
+                }
+            }
+        }
+        for (loc, idx) in sealed {
+            by_segment.push((loc.segment, idx.read(loc.first, loc.count).map_err(io)?));
+        }
+        let mut events = Vec::with_capacity(by_segment.iter().map(|(_, p)| p.len()).sum());
+        for (segment, mut positions) in by_segment {
+            positions.sort_unstable_by_key(|p| p.offset);
+            let file = File::open(segment_path(&self.dir, segment)).map_err(io)?;
+            read_records(&file, &positions, &mut events).map_err(io)?;
         }
         events.sort_by(|a, b| {
             a.start_unix_nanos.cmp(&b.start_unix_nanos).then_with(|| a.span_id.cmp(&b.span_id))
@@ -495,20 +986,30 @@ impl EventStore for LogStore {
 
     fn traces(&self, filter: &TraceFilter, after: Option<(u64, String)>, limit: usize) -> Vec<TraceSummary> {
         let index = self.read_index();
-        let mut hits: Vec<(&String, &TraceEntry)> = index
+        let after = after.map(|(s, id)| (s, trace_key(&id)));
+        let mut hits: Vec<(&TraceKey, &TraceEntry)> = index
             .traces
             .iter()
-            .filter(|(_, t)| filter.project.as_ref().is_none_or(|p| t.project.as_ref() == Some(p)))
-            .filter(|(_, t)| filter.phase.as_ref().is_none_or(|p| t.phases.contains(p)))
+            .filter(|(_, t)| filter.project.as_ref().is_none_or(|p| t.project.as_deref() == Some(p.as_str())))
+            .filter(|(_, t)| filter.phase.as_ref().is_none_or(|p| t.phases.iter().any(|x| **x == **p)))
             .filter(|(_, t)| filter.status.is_none_or(|s| t.status == s))
             .filter(|(_, t)| filter.since_unix_nanos.is_none_or(|s| t.end >= s))
             .filter(|(_, t)| filter.until_unix_nanos.is_none_or(|u| t.start < u))
-            .filter(|(id, t)| {
-                after.as_ref().is_none_or(|(s, aid)| (t.start, id.as_str()) < (*s, aid.as_str()))
-            })
+            .filter(|(id, t)| after.is_none_or(|a| (t.start, **id) < a))
             .collect();
-        hits.sort_by(|a, b| (b.1.start, b.0).cmp(&(a.1.start, a.0)));
-        hits.into_iter().take(limit).map(|(id, t)| t.summary(id)).collect()
+        let newest_first = |a: &(&TraceKey, &TraceEntry), b: &(&TraceKey, &TraceEntry)| {
+            (b.1.start, b.0).cmp(&(a.1.start, a.0))
+        };
+        // only the page is sorted: selecting it is linear in the number of traces
+        if limit == 0 {
+            return Vec::new();
+        }
+        if hits.len() > limit {
+            hits.select_nth_unstable_by(limit - 1, newest_first);
+            hits.truncate(limit);
+        }
+        hits.sort_by(newest_first);
+        hits.into_iter().take(limit).map(|(id, t)| t.summary(*id)).collect()
     }
 
     fn costs(
@@ -526,11 +1027,15 @@ impl EventStore for LogStore {
     }
 
     fn summary(&self, trace_id: &str) -> Option<TraceSummary> {
-        self.read_index().traces.get(trace_id).map(|t| t.summary(trace_id))
+        self.read_index().traces.get(&trace_key(trace_id)).map(|t| t.summary(trace_key(trace_id)))
     }
 
     fn len(&self) -> u64 {
         self.read_index().events
+    }
+
+    fn end(&self) -> (u32, u64) {
+        LogStore::end(self)
     }
 }
 
@@ -601,7 +1106,12 @@ mod tests {
     #[test]
     fn retention_removes_old_and_excess_segments_but_never_the_current_one() {
         let dir = tempfile::tempdir().expect("tmp");
-        let s = LogStore::open_with(dir.path(), 2048, &mut |_| {}).expect("open");
+        let s = LogStore::open_with(
+            dir.path(),
+            LogOptions { segment_bytes: 2048, ..LogOptions::default() },
+            &mut |_| {},
+        )
+        .expect("open");
         for t in 1..=20u32 {
             // one trace per batch, times growing with t; each batch ~600 bytes
             s.append(vec![
@@ -630,6 +1140,140 @@ mod tests {
         drop(s);
         let reopened = LogStore::open(dir.path()).expect("reopen");
         assert_eq!(reopened.trace(&format!("{:032x}", 20)).expect("trace").len(), 2);
+    }
+
+    #[test]
+    fn sealed_segments_keep_positions_on_disk_and_a_damaged_index_is_rebuilt() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let id = |t: u32| format!("{t:032x}");
+        let spans_of = |s: &LogStore, t: u32| {
+            s.trace(&id(t)).expect("trace").iter().map(|e| e.span_id.clone()).collect::<Vec<_>>()
+        };
+        let expected: Vec<Vec<String>>;
+        {
+            let s = LogStore::open_with(
+                dir.path(),
+                LogOptions { segment_bytes: 4096, ..LogOptions::default() },
+                &mut |_| {},
+            )
+            .expect("open");
+            // three long traces interleaved over many segments
+            for i in 0..60u32 {
+                let batch = (1..=3).map(|t| event(t, i + 2, Some(1), u64::from(1000 + i))).collect();
+                s.append(batch).expect("append");
+            }
+            s.append(vec![event(1, 1, None, 1), event(2, 1, None, 1), event(3, 1, None, 1)]).expect("root");
+            let index = s.read_index();
+            assert!(index.sealed.len() >= 3, "{} sealed segments", index.sealed.len());
+            assert_eq!(index.live.len(), 1, "only the segment being written keeps positions in memory");
+            drop(index);
+            expected = (1..=3).map(|t| spans_of(&s, t)).collect();
+            assert_eq!(expected[0].len(), 61);
+            assert_eq!(s.summary(&id(2)).expect("summary").spans, 61);
+        }
+        let idx = index_path(dir.path(), 1);
+        assert!(idx.exists());
+        // damage one index: it is rebuilt from its segment at open, reads stay the same
+        let mut bytes = std::fs::read(&idx).expect("read idx");
+        bytes[20] ^= 0xff;
+        std::fs::write(&idx, &bytes).expect("damage idx");
+        let s = LogStore::open_with(
+            dir.path(),
+            LogOptions { segment_bytes: 4096, ..LogOptions::default() },
+            &mut |_| {},
+        )
+        .expect("reopen");
+        for t in 1..=3 {
+            assert_eq!(spans_of(&s, t), expected[t as usize - 1]);
+        }
+        assert_ne!(std::fs::read(&idx).expect("read idx"), bytes, "the damaged index was rewritten");
+        assert_eq!(s.read_index().live.len(), 1);
+    }
+
+    #[test]
+    fn a_slow_disk_refuses_appends_beyond_the_queue_bound_and_keeps_what_it_acknowledged() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let options = LogOptions {
+            queue_bytes: 8 * 1024,
+            commit_delay: std::time::Duration::from_millis(150),
+            ..LogOptions::default()
+        };
+        let s = Arc::new(LogStore::open_with(dir.path(), options, &mut |_| {}).expect("open"));
+        let peak = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let threads: Vec<_> = (0..16u32)
+            .map(|t| {
+                let (s, peak) = (s.clone(), peak.clone());
+                std::thread::spawn(move || {
+                    let batch: Vec<Event> =
+                        (0..10).map(|i| event(t + 1, i + 1, None, u64::from(i))).collect();
+                    let r = s.append(batch);
+                    peak.fetch_max(
+                        s.queued.load(std::sync::atomic::Ordering::Acquire),
+                        std::sync::atomic::Ordering::AcqRel,
+                    );
+                    r
+                })
+            })
+            .collect();
+        let results: Vec<_> = threads.into_iter().map(|t| t.join().expect("join")).collect();
+        let accepted = results.iter().filter(|r| r.is_ok()).count();
+        let busy = results.iter().filter(|r| matches!(r, Err(StoreError::Busy))).count();
+        assert_eq!(accepted + busy, 16, "{results:?}");
+        assert!(busy > 0, "a slow disk must push back");
+        assert!(accepted > 0);
+        // one batch is ~3.5 KiB: the queue never held much more than its bound
+        assert!(peak.load(std::sync::atomic::Ordering::Acquire) <= 8 * 1024 + 4096);
+        assert_eq!(s.len(), accepted as u64 * 10);
+        drop(s);
+        assert_eq!(
+            LogStore::open(dir.path()).expect("reopen").len(),
+            accepted as u64 * 10,
+            "acknowledged = durable"
+        );
+    }
+
+    #[test]
+    fn reopening_reads_sealed_summaries_instead_of_replaying_and_agrees_with_a_full_replay() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let small = LogOptions { segment_bytes: 4096, ..LogOptions::default() };
+        let end;
+        {
+            let s = LogStore::open_with(dir.path(), small, &mut |_| {}).expect("open");
+            for i in 0..40u32 {
+                let batch = (1..=4).map(|t| event(t, i + 2, Some(1), u64::from(1000 + i))).collect();
+                s.append(batch).expect("append");
+            }
+            s.append((1..=4).map(|t| event(t, 1, None, 5)).collect()).expect("roots");
+            end = s.end();
+        }
+        let view = |s: &LogStore| {
+            let list = s.traces(&TraceFilter::default(), None, 100);
+            let costs = s.costs(crate::costs::GroupBy::Project, None, None, None);
+            let spans: Vec<usize> =
+                (1..=4).map(|t| s.trace(&format!("{t:032x}")).expect("trace").len()).collect();
+            (list, costs, spans, s.len())
+        };
+        // a full replay (no summaries) is the reference
+        let mut observed = 0;
+        let full = {
+            let s = LogStore::open_with(dir.path(), small, &mut |_| observed += 1).expect("replay");
+            view(&s)
+        };
+        assert_eq!(observed, 164);
+        assert_eq!(full.2, [41, 41, 41, 41]);
+        // from the saved end: sealed segments come from their summaries, nothing is observed
+        let mut observed = 0;
+        let fast =
+            LogStore::open_observed_from(dir.path(), small, Some(end), &mut |_| observed += 1).expect("open");
+        assert_eq!(observed, 0, "nothing stored after the saved position");
+        assert_eq!(view(&fast), full);
+        drop(fast);
+        // a damaged summary is ignored and rebuilt
+        let sum = sum_path(dir.path(), 2);
+        std::fs::write(&sum, b"{not json").expect("damage");
+        let again = LogStore::open_observed_from(dir.path(), small, Some(end), &mut |_| {}).expect("open");
+        assert_eq!(view(&again), full);
+        assert!(SegmentSummary::read(dir.path(), 2).is_some(), "rewritten");
     }
 
     #[test]

@@ -74,6 +74,9 @@ pub trait EventStore: Send + Sync + std::fmt::Debug {
     /// Removes the oldest data: events that ended before `min_end`, and more while the store is
     /// larger than `max_bytes`. Returns how many storage units (segments) were removed.
     fn enforce_retention(&self, min_end: Option<u64>, max_bytes: Option<u64>) -> Result<usize, StoreError>;
+    /// The position after everything stored so far (saved with state rebuilt from events, so
+    /// that a restart replays only what came after it).
+    fn end(&self) -> (u32, u64);
     /// Number of events stored.
     fn len(&self) -> u64;
     fn is_empty(&self) -> bool {
