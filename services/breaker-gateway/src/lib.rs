@@ -4,8 +4,10 @@
 //! Today it serves the shared operational routes and owns `<data_dir>/breaker-gateway`, where
 //! usage and cost records will live.
 
+pub mod accounting;
 pub mod breaker;
 pub mod protocol;
+pub mod proxy;
 
 use std::path::PathBuf;
 use std::sync::Arc;
