@@ -8,7 +8,7 @@ use helix_core::ServiceKind;
 use helix_tests::{Helix, client};
 use serde_json::json;
 
-fn chromium() -> String {
+pub(super) fn chromium() -> String {
     for c in ["chromium", "chromium-browser", "/usr/bin/chromium"] {
         if Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success()) {
             return c.to_owned();

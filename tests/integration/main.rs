@@ -3,6 +3,7 @@
 mod collector;
 mod config_files;
 mod dashboard;
+mod dashboard_live;
 mod errors;
 mod healer;
 mod openapi;
