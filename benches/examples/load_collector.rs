@@ -44,7 +44,7 @@ fn span(trace: u64, span: u64, start: u64) -> Event {
         "kind": if span == 0 { "run" } else { kind },
         "start_unix_nanos": start,
         "end_unix_nanos": start + 1_500_000_000 + (span % 7) * 100_000_000,
-        "status": if span % 97 == 0 { "error" } else { "ok" },
+        "status": if span.is_multiple_of(97) { "error" } else { "ok" },
         "project": project,
         "phase": phase,
         "run": format!("run-{trace}"),
@@ -108,7 +108,7 @@ fn fill(dir: &std::path::Path, events: u64) -> Vec<String> {
             }
         }
         store.append(batch).expect("append");
-        if b % 1000 == 999 {
+        if (b + 1).is_multiple_of(1000) {
             println!(
                 "  {} events, {:.0} events/s",
                 (b + 1) * 1000,

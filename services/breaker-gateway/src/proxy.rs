@@ -42,8 +42,15 @@ const DROP_REQUEST_HEADERS: &[&str] = &[
 ];
 
 /// Response headers not passed back: framing is the gateway's own.
-const DROP_RESPONSE_HEADERS: &[&str] =
-    &["connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding", "date", "server"];
+const DROP_RESPONSE_HEADERS: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "content-length",
+    "content-encoding",
+    "date",
+    "server",
+];
 
 /// A deployment ready to call.
 #[derive(Clone)]
@@ -56,7 +63,10 @@ pub struct Deployment {
 
 impl std::fmt::Debug for Deployment {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Deployment").field("id", &self.cfg.id).field("has_key", &self.api_key.is_some()).finish()
+        f.debug_struct("Deployment")
+            .field("id", &self.cfg.id)
+            .field("has_key", &self.api_key.is_some())
+            .finish()
     }
 }
 
@@ -120,7 +130,9 @@ impl RetryBudget {
 
     fn earn(&self) {
         let add = (self.share * 1000.0) as u64;
-        let _ = self.milli.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| Some((v + add).min(Self::CAP_MILLI)));
+        let _ = self
+            .milli
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| Some((v + add).min(Self::CAP_MILLI)));
     }
 
     fn spend(&self) -> bool {
@@ -139,7 +151,10 @@ pub struct Proxy {
 }
 
 /// Maps the configuration onto a breaker's settings.
-pub fn breaker_settings(c: &helix_core::gateway_config::BreakerConfig, total_timeout: Duration) -> BreakerSettings {
+pub fn breaker_settings(
+    c: &helix_core::gateway_config::BreakerConfig,
+    total_timeout: Duration,
+) -> BreakerSettings {
     BreakerSettings {
         window: match c.window {
             WindowConfig::Count => WindowKind::Count(c.window_size),
@@ -191,11 +206,19 @@ impl Proxy {
             .build()
             .map_err(|e| format!("cannot build the upstream client: {e}"))?;
         let breakers = Breakers::new(settings, cfg.redis_url.clone(), cfg.redis_key_prefix.clone());
-        let budget = RetryBudget { share: cfg.retry_budget, milli: AtomicU64::new(RetryBudget::CAP_MILLI / 2) };
+        let budget =
+            RetryBudget { share: cfg.retry_budget, milli: AtomicU64::new(RetryBudget::CAP_MILLI / 2) };
         Ok(Proxy { cfg, deployments, breakers, http, budget })
     }
 
-    fn error(&self, protocol: Protocol, status: u16, code: &str, message: &str, extra: Vec<(String, String)>) -> ProxyResponse {
+    fn error(
+        &self,
+        protocol: Protocol,
+        status: u16,
+        code: &str,
+        message: &str,
+        extra: Vec<(String, String)>,
+    ) -> ProxyResponse {
         let body = protocol::error_body(protocol, status, code, message);
         let mut headers = vec![("content-type".to_owned(), "application/json".to_owned())];
         headers.extend(extra);
@@ -207,14 +230,18 @@ impl Proxy {
         let mut report = CallReport::default();
         let Some(model) = protocol::request_model(&req.body).map(str::to_owned) else {
             report.status = 400;
-            return (self.error(req.protocol, 400, "invalid_request", "the request has no model", vec![]), report);
+            return (
+                self.error(req.protocol, 400, "invalid_request", "the request has no model", vec![]),
+                report,
+            );
         };
         let Some(chain) = self.cfg.chain(&model) else {
             report.status = 404;
             let msg = format!("model {model:?} is not configured on this gateway");
             return (self.error(req.protocol, 404, "model_not_found", &msg, vec![]), report);
         };
-        let chain: Vec<Deployment> = chain.iter().filter_map(|d| self.deployments.get(&d.id).cloned()).collect();
+        let chain: Vec<Deployment> =
+            chain.iter().filter_map(|d| self.deployments.get(&d.id).cloned()).collect();
         let stream = protocol::is_stream(&req.body);
         self.budget.earn();
         let started = Instant::now();
@@ -242,7 +269,9 @@ impl Proxy {
                     Ok(b) => b,
                     Err(e) => {
                         // the request cannot be expressed for this deployment: try the next one
-                        self.breakers.record(&dep.cfg.id, probe, Outcome { failure: false, duration: Duration::ZERO }).await;
+                        self.breakers
+                            .record(&dep.cfg.id, probe, Outcome { failure: false, duration: Duration::ZERO })
+                            .await;
                         last_failure = Some((dep.clone(), Failure::Transport(e)));
                         break;
                     }
@@ -271,14 +300,26 @@ impl Proxy {
                                     return (ProxyResponse::Stream { status, headers: h, body: rx }, report);
                                 }
                                 Err(f) => {
-                                    self.breakers.record(&dep.cfg.id, probe, Outcome { failure: true, duration: t.elapsed() }).await;
+                                    self.breakers
+                                        .record(
+                                            &dep.cfg.id,
+                                            probe,
+                                            Outcome { failure: true, duration: t.elapsed() },
+                                        )
+                                        .await;
                                     f
                                 }
                             }
                         } else {
                             match self.read_full(&req, dep, &model, res, deadline).await {
                                 Ok((body, usage)) => {
-                                    self.breakers.record(&dep.cfg.id, probe, Outcome { failure: false, duration: t.elapsed() }).await;
+                                    self.breakers
+                                        .record(
+                                            &dep.cfg.id,
+                                            probe,
+                                            Outcome { failure: false, duration: t.elapsed() },
+                                        )
+                                        .await;
                                     report.usage = usage;
                                     let mut h = helix_headers(dep, fallback_from.as_deref(), started, None);
                                     h.extend(headers.into_iter().filter(|(k, _)| k != "content-type"));
@@ -286,7 +327,13 @@ impl Proxy {
                                     return (ProxyResponse::Full { status, headers: h, body }, report);
                                 }
                                 Err(f) => {
-                                    self.breakers.record(&dep.cfg.id, probe, Outcome { failure: true, duration: t.elapsed() }).await;
+                                    self.breakers
+                                        .record(
+                                            &dep.cfg.id,
+                                            probe,
+                                            Outcome { failure: true, duration: t.elapsed() },
+                                        )
+                                        .await;
                                     f
                                 }
                             }
@@ -295,9 +342,15 @@ impl Proxy {
                     Ok(res) => {
                         let status = res.status().as_u16();
                         let headers = pass_headers(res.headers());
-                        let body = tokio::time::timeout(remaining(deadline), res.bytes()).await.ok().and_then(Result::ok).unwrap_or_default();
+                        let body = tokio::time::timeout(remaining(deadline), res.bytes())
+                            .await
+                            .ok()
+                            .and_then(Result::ok)
+                            .unwrap_or_default();
                         let counts = self.cfg.breaker_of(&dep.cfg).failure_statuses.contains(&status);
-                        self.breakers.record(&dep.cfg.id, probe, Outcome { failure: counts, duration: t.elapsed() }).await;
+                        self.breakers
+                            .record(&dep.cfg.id, probe, Outcome { failure: counts, duration: t.elapsed() })
+                            .await;
                         if !counts {
                             // the client's own error (or one we do not retry): its answer, in its protocol
                             report.deployment = Some(dep.cfg.id.clone());
@@ -311,7 +364,9 @@ impl Proxy {
                         Failure::Status(status, headers, body)
                     }
                     Err(e) => {
-                        self.breakers.record(&dep.cfg.id, probe, Outcome { failure: true, duration: t.elapsed() }).await;
+                        self.breakers
+                            .record(&dep.cfg.id, probe, Outcome { failure: true, duration: t.elapsed() })
+                            .await;
                         Failure::Transport(e)
                     }
                 };
@@ -347,9 +402,20 @@ impl Proxy {
             None => {
                 // every breaker of the chain is open: fail fast
                 report.status = 503;
-                let secs = soonest_retry.unwrap_or(Duration::from_secs(1)).as_secs_f64().ceil().max(1.0) as u64;
-                let msg = format!("every deployment of {model:?} is unavailable (circuit open); retry in {secs}s");
-                (self.error(req.protocol, 503, "circuit_open", &msg, vec![("retry-after".to_owned(), secs.to_string())]), report)
+                let secs =
+                    soonest_retry.unwrap_or(Duration::from_secs(1)).as_secs_f64().ceil().max(1.0) as u64;
+                let msg =
+                    format!("every deployment of {model:?} is unavailable (circuit open); retry in {secs}s");
+                (
+                    self.error(
+                        req.protocol,
+                        503,
+                        "circuit_open",
+                        &msg,
+                        vec![("retry-after".to_owned(), secs.to_string())],
+                    ),
+                    report,
+                )
             }
         }
     }
@@ -396,7 +462,9 @@ impl Proxy {
                 if let Some(k) = &dep.api_key {
                     r = r.header("x-api-key", k);
                 }
-                if req.protocol != Protocol::Anthropic || !req.headers.iter().any(|(k, _)| k == "anthropic-version") {
+                if req.protocol != Protocol::Anthropic
+                    || !req.headers.iter().any(|(k, _)| k == "anthropic-version")
+                {
                     r = r.header("anthropic-version", "2023-06-01");
                 }
             }
@@ -405,7 +473,11 @@ impl Proxy {
         match tokio::time::timeout(first_byte, r.body(body.to_string()).send()).await {
             Ok(Ok(res)) => Ok(res),
             // reqwest errors can carry the URL but never headers: no key leaks through them
-            Ok(Err(e)) => Err(format!("{}: {}", dep.cfg.id, if e.is_connect() { "connection failed".to_owned() } else { e.without_url().to_string() })),
+            Ok(Err(e)) => Err(format!(
+                "{}: {}",
+                dep.cfg.id,
+                if e.is_connect() { "connection failed".to_owned() } else { e.without_url().to_string() }
+            )),
             Err(_) => Err(format!("{}: no response within {} ms", dep.cfg.id, first_byte.as_millis())),
         }
     }
@@ -421,7 +493,9 @@ impl Proxy {
     ) -> Result<(Bytes, Option<Usage>), Failure> {
         let bytes = match tokio::time::timeout(remaining(deadline), res.bytes()).await {
             Ok(Ok(b)) => b,
-            Ok(Err(e)) => return Err(Failure::Transport(format!("{}: body: {}", dep.cfg.id, e.without_url()))),
+            Ok(Err(e)) => {
+                return Err(Failure::Transport(format!("{}: body: {}", dep.cfg.id, e.without_url())));
+            }
             Err(_) => return Err(Failure::Transport(format!("{}: body timed out", dep.cfg.id))),
         };
         let Ok(json) = serde_json::from_slice::<Value>(&bytes) else {
@@ -459,7 +533,8 @@ impl Proxy {
         probe: bool,
         started: Instant,
         deadline: Instant,
-    ) -> Result<(tokio::sync::mpsc::Receiver<Bytes>, tokio::sync::oneshot::Receiver<Option<Usage>>), Failure> {
+    ) -> Result<(tokio::sync::mpsc::Receiver<Bytes>, tokio::sync::oneshot::Receiver<Option<Usage>>), Failure>
+    {
         let mut upstream = res.bytes_stream();
         let mut parser = SseParser::default();
         let idle = Duration::from_millis(self.cfg.idle_timeout_ms);
@@ -473,9 +548,22 @@ impl Proxy {
                     Ok(events) => pending.extend(events),
                     Err(e) => return Err(Failure::Transport(format!("{}: {e}", dep.cfg.id))),
                 },
-                Ok(Some(Err(e))) => return Err(Failure::Transport(format!("{}: stream: {}", dep.cfg.id, e.without_url()))),
-                Ok(None) => return Err(Failure::Transport(format!("{}: the stream ended before any event", dep.cfg.id))),
-                Err(_) => return Err(Failure::Transport(format!("{}: no event within {} ms", dep.cfg.id, first_wait.as_millis()))),
+                Ok(Some(Err(e))) => {
+                    return Err(Failure::Transport(format!("{}: stream: {}", dep.cfg.id, e.without_url())));
+                }
+                Ok(None) => {
+                    return Err(Failure::Transport(format!(
+                        "{}: the stream ended before any event",
+                        dep.cfg.id
+                    )));
+                }
+                Err(_) => {
+                    return Err(Failure::Transport(format!(
+                        "{}: no event within {} ms",
+                        dep.cfg.id,
+                        first_wait.as_millis()
+                    )));
+                }
             }
         }
         let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
@@ -537,7 +625,8 @@ impl Proxy {
                                 break;
                             }
                             if last.elapsed() >= idle {
-                                failure = Some(format!("the upstream stream stalled for {} ms", idle.as_millis()));
+                                failure =
+                                    Some(format!("the upstream stream stalled for {} ms", idle.as_millis()));
                                 break;
                             }
                             if tx.send(Bytes::from(protocol::sse::comment("keep-alive"))).await.is_err() {
@@ -549,7 +638,14 @@ impl Proxy {
                 }
                 if let Some(f) = &failure {
                     tracing::warn!(deployment = %id, error = %f, "stream failed after it started");
-                    let _ = tx.send(Bytes::from(protocol::stream_error(pipe.client, 502, "upstream_stream_failed", f))).await;
+                    let _ = tx
+                        .send(Bytes::from(protocol::stream_error(
+                            pipe.client,
+                            502,
+                            "upstream_stream_failed",
+                            f,
+                        )))
+                        .await;
                 } else {
                     for out in pipe.finish() {
                         let _ = tx.send(out).await;
@@ -609,14 +705,20 @@ impl StreamPipe {
         if self.upstream == Protocol::OpenAi && ev.is_openai_done() {
             self.done = true;
             if let Some(t) = &mut self.to_anthropic {
-                return t.finish().into_iter().map(|(name, v)| Bytes::from(encode_json(Some(&name), &v))).collect();
+                return t
+                    .finish()
+                    .into_iter()
+                    .map(|(name, v)| Bytes::from(encode_json(Some(&name), &v)))
+                    .collect();
             }
             return vec![Bytes::from_static(OPENAI_DONE.as_bytes())];
         }
         let Ok(mut data) = ev.json() else { return Vec::new() };
         self.usage.push(&data);
         let name = ev.event_name().to_owned();
-        if self.upstream == Protocol::Anthropic && (name == "message_stop" || data.get("type").and_then(Value::as_str) == Some("message_stop")) {
+        if self.upstream == Protocol::Anthropic
+            && (name == "message_stop" || data.get("type").and_then(Value::as_str) == Some("message_stop"))
+        {
             self.done = true;
         }
         match (self.client, self.upstream) {
@@ -626,15 +728,20 @@ impl StreamPipe {
                 }
                 vec![Bytes::from(encode_json(None, &data))]
             }
-            (Protocol::Anthropic, Protocol::Anthropic) => vec![Bytes::from(encode_json(ev.event.as_deref(), &data))],
+            (Protocol::Anthropic, Protocol::Anthropic) => {
+                vec![Bytes::from(encode_json(ev.event.as_deref(), &data))]
+            }
             (Protocol::Anthropic, Protocol::OpenAi) => match &mut self.to_anthropic {
-                Some(t) => t.push(&data).into_iter().map(|(n, v)| Bytes::from(encode_json(Some(&n), &v))).collect(),
+                Some(t) => {
+                    t.push(&data).into_iter().map(|(n, v)| Bytes::from(encode_json(Some(&n), &v))).collect()
+                }
                 None => Vec::new(),
             },
             (Protocol::OpenAi, Protocol::Anthropic) => match &mut self.to_openai {
                 Some(t) => match t.push(&name, &data) {
                     Ok(chunks) => {
-                        let mut out: Vec<Bytes> = chunks.iter().map(|c| Bytes::from(encode_json(None, c))).collect();
+                        let mut out: Vec<Bytes> =
+                            chunks.iter().map(|c| Bytes::from(encode_json(None, c))).collect();
                         if self.done {
                             out.push(Bytes::from_static(OPENAI_DONE.as_bytes()));
                         }
@@ -642,7 +749,12 @@ impl StreamPipe {
                     }
                     Err(e) => {
                         self.done = true;
-                        vec![Bytes::from(protocol::stream_error(Protocol::OpenAi, e.status(), &e.error_type, &e.message))]
+                        vec![Bytes::from(protocol::stream_error(
+                            Protocol::OpenAi,
+                            e.status(),
+                            &e.error_type,
+                            &e.message,
+                        ))]
                     }
                 },
                 None => Vec::new(),
@@ -667,7 +779,12 @@ fn pass_headers(h: &reqwest::header::HeaderMap) -> Vec<(String, String)> {
         .collect()
 }
 
-fn helix_headers(dep: &Deployment, fallback_from: Option<&str>, started: Instant, cost: Option<f64>) -> Vec<(String, String)> {
+fn helix_headers(
+    dep: &Deployment,
+    fallback_from: Option<&str>,
+    started: Instant,
+    cost: Option<f64>,
+) -> Vec<(String, String)> {
     let mut h = vec![
         ("x-helix-deployment".to_owned(), dep.cfg.id.clone()),
         ("x-helix-overhead-ms".to_owned(), format!("{}", started.elapsed().as_millis())),
@@ -752,11 +869,19 @@ mod tests {
     fn retry_waits_honour_hints_then_back_off_with_jitter() {
         let cfg = BreakerGatewayConfig::default();
         let status = |h: &[(&str, &str)]| {
-            Failure::Status(429, h.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(), Bytes::new())
+            Failure::Status(
+                429,
+                h.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+                Bytes::new(),
+            )
         };
         assert_eq!(retry_wait(&status(&[("retry-after-ms", "250")]), 1, &cfg), Duration::from_millis(250));
         assert_eq!(retry_wait(&status(&[("retry-after", "2")]), 1, &cfg), Duration::from_secs(2));
-        assert_eq!(retry_wait(&status(&[("retry-after", "3600")]), 1, &cfg), Duration::from_millis(10_000), "capped");
+        assert_eq!(
+            retry_wait(&status(&[("retry-after", "3600")]), 1, &cfg),
+            Duration::from_millis(10_000),
+            "capped"
+        );
         for attempt in 1..6 {
             let w = retry_wait(&Failure::Transport(String::new()), attempt, &cfg);
             assert!(w <= Duration::from_millis(200 << (attempt - 1)), "{w:?}");

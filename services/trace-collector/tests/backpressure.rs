@@ -46,7 +46,7 @@ async fn a_slow_disk_answers_503_with_retry_after_and_keeps_what_it_acknowledged
     let mut refused = 0;
     for res in responses {
         match res.status().as_u16() {
-            200 | 201 | 202 => accepted += 1,
+            200..=202 => accepted += 1,
             503 => {
                 refused += 1;
                 assert_eq!(res.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
