@@ -57,7 +57,7 @@ def check(service, compression):
     assert llm["attributes"]["gen_ai.usage.input_tokens"] == 1234, llm
     assert kids["execute_tool bash"]["kind"] == "tool_call"
     assert kids["execute_tool bash"]["status"] == "error"
-    with urllib.request.urlopen(f"{base}/v1/traces?project=otel-sdk-check") as res:
+    with urllib.request.urlopen(f"{base}/v1/traces?project={service}") as res:
         listing = json.load(res)
     assert any(t["trace_id"] == trace_id for t in listing["traces"]), listing
 
