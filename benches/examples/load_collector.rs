@@ -162,6 +162,27 @@ async fn main() {
     let root = std::env::var_os("HELIX_LOAD_DIR").map(std::path::PathBuf::from).unwrap_or(tmp.path().into());
     let big = fill(&root.join("trace-collector/events"), events);
 
+    {
+        // the same read without HTTP: where the time goes
+        let store = LogStore::open(&root.join("trace-collector/events")).expect("open");
+        let (mut read, mut build) = (Vec::new(), Vec::new());
+        for i in 0..20 {
+            let t = Instant::now();
+            let records = store.trace_records(&big[i % big.len()]).expect("read");
+            read.push(t.elapsed());
+            let t = Instant::now();
+            let json = helix_trace_collector::routes::traces::tree_json(&records);
+            build.push(t.elapsed());
+            assert!(json.len() > 1000);
+        }
+        read.sort();
+        build.sort();
+        println!(
+            "in-process, 10k-span trace: read records p50 {:.2} ms, assemble tree JSON p50 {:.2} ms",
+            read[10].as_secs_f64() * 1e3,
+            build[10].as_secs_f64() * 1e3
+        );
+    }
     println!("before start: {}", rss());
     let cfg = helix_core::HelixConfig {
         trace_collector_port: 0,

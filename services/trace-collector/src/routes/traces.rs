@@ -130,33 +130,56 @@ pub struct TraceTree {
     pub spans: Vec<SpanNode>,
 }
 
-/// Builds the span tree; spans whose parent is missing become roots.
-pub fn tree(events: Vec<Event>) -> Vec<SpanNode> {
-    let start = events.iter().map(|e| e.start_unix_nanos).min().unwrap_or(0);
-    let ids: std::collections::HashSet<String> = events.iter().map(|e| e.span_id.clone()).collect();
-    let mut children: std::collections::HashMap<String, Vec<Event>> = std::collections::HashMap::new();
+/// The `spans` array of a [`TraceTree`] written straight from the stored JSON of each span: the
+/// same document as decoding every span into [`SpanNode`]s and encoding them, without decoding
+/// and encoding megabytes of JSON (the ids and times the tree needs come from the index).
+pub fn tree_json(records: &[crate::store::SpanRecord]) -> Vec<u8> {
+    use std::io::Write;
+    let mut order: Vec<usize> = (0..records.len()).collect();
+    order.sort_by_key(|i| (records[*i].start_unix_nanos, records[*i].span_id));
+    let start = records.iter().map(|r| r.start_unix_nanos).min().unwrap_or(0);
+    let ids: std::collections::HashSet<u64> = records.iter().map(|r| r.span_id).collect();
+    let mut children: std::collections::HashMap<u64, Vec<usize>> = std::collections::HashMap::new();
     let mut roots = Vec::new();
-    for e in events {
-        match e.parent_span_id.clone().filter(|p| ids.contains(p)) {
-            Some(p) => children.entry(p).or_default().push(e),
-            None => roots.push(e),
+    for &i in &order {
+        match records[i].parent_span_id.filter(|p| ids.contains(p)) {
+            Some(p) => children.entry(p).or_default().push(i),
+            None => roots.push(i),
         }
     }
-    fn build(
-        e: Event,
+    fn write(
+        out: &mut Vec<u8>,
+        i: usize,
+        records: &[crate::store::SpanRecord],
+        children: &mut std::collections::HashMap<u64, Vec<usize>>,
         start: u64,
-        children: &mut std::collections::HashMap<String, Vec<Event>>,
         depth: usize,
-    ) -> SpanNode {
-        let kids = if depth < 512 { children.remove(&e.span_id).unwrap_or_default() } else { Vec::new() };
-        SpanNode {
-            offset_nanos: e.start_unix_nanos.saturating_sub(start),
-            duration_nanos: e.duration_nanos(),
-            children: kids.into_iter().map(|k| build(k, start, children, depth + 1)).collect(),
-            span: e,
+    ) {
+        let r = &records[i];
+        out.extend_from_slice(b"{\"span\":");
+        out.extend_from_slice(&r.json);
+        let offset = r.start_unix_nanos.saturating_sub(start);
+        let duration = r.end_unix_nanos.saturating_sub(r.start_unix_nanos);
+        let _ = write!(out, ",\"offset_nanos\":{offset},\"duration_nanos\":{duration},\"children\":[");
+        let kids = if depth < 512 { children.remove(&r.span_id).unwrap_or_default() } else { Vec::new() };
+        for (n, k) in kids.into_iter().enumerate() {
+            if n > 0 {
+                out.push(b',');
+            }
+            write(out, k, records, children, start, depth + 1);
         }
+        out.extend_from_slice(b"]}");
     }
-    roots.into_iter().map(|r| build(r, start, &mut children, 0)).collect()
+    let mut out = Vec::with_capacity(records.iter().map(|r| r.json.len() + 96).sum::<usize>() + 2);
+    out.push(b'[');
+    for (n, r) in roots.into_iter().enumerate() {
+        if n > 0 {
+            out.push(b',');
+        }
+        write(&mut out, r, records, &mut children, start, 0);
+    }
+    out.push(b']');
+    out
 }
 
 /// A trace id in a path must be 32 lowercase hex digits.
@@ -195,10 +218,93 @@ pub async fn get(
     check_trace_id(&id)?;
     let store = state.store.clone();
     let lookup = id.clone();
-    let events = web::block(move || store.trace(&lookup)).await??;
-    if events.is_empty() {
-        return Err(CollectorError::TraceNotFound(id));
+    // reading and assembling megabytes of JSON is blocking work
+    let body = web::block(move || -> Result<Option<Vec<u8>>, crate::store::StoreError> {
+        let records = store.trace_records(&lookup)?;
+        let Some(summary) = store.summary(&lookup).filter(|_| !records.is_empty()) else { return Ok(None) };
+        let mut body = b"{\"summary\":".to_vec();
+        serde_json::to_writer(&mut body, &summary)?;
+        body.extend_from_slice(b",\"spans\":");
+        body.extend_from_slice(&tree_json(&records));
+        body.push(b'}');
+        Ok(Some(body))
+    })
+    .await??;
+    let body = body.ok_or(CollectorError::TraceNotFound(id))?;
+    Ok(HttpResponse::Ok().content_type("application/json").body(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The reference: the span tree built from decoded events (spans whose parent is missing
+    /// become roots).
+    fn tree(events: Vec<Event>) -> Vec<SpanNode> {
+        let start = events.iter().map(|e| e.start_unix_nanos).min().unwrap_or(0);
+        let ids: std::collections::HashSet<String> = events.iter().map(|e| e.span_id.clone()).collect();
+        let mut children: std::collections::HashMap<String, Vec<Event>> = std::collections::HashMap::new();
+        let mut roots = Vec::new();
+        for e in events {
+            match e.parent_span_id.clone().filter(|p| ids.contains(p)) {
+                Some(p) => children.entry(p).or_default().push(e),
+                None => roots.push(e),
+            }
+        }
+        fn build(
+            e: Event,
+            start: u64,
+            children: &mut std::collections::HashMap<String, Vec<Event>>,
+            depth: usize,
+        ) -> SpanNode {
+            let kids = if depth < 512 { children.remove(&e.span_id).unwrap_or_default() } else { Vec::new() };
+            SpanNode {
+                offset_nanos: e.start_unix_nanos.saturating_sub(start),
+                duration_nanos: e.duration_nanos(),
+                children: kids.into_iter().map(|k| build(k, start, children, depth + 1)).collect(),
+                span: e,
+            }
+        }
+        roots.into_iter().map(|r| build(r, start, &mut children, 0)).collect()
     }
-    let summary = state.store.summary(&id).ok_or_else(|| CollectorError::TraceNotFound(id.clone()))?;
-    Ok(HttpResponse::Ok().json(TraceTree { summary, spans: tree(events) }))
+
+    #[test]
+    fn the_tree_written_from_stored_json_equals_the_decoded_tree() {
+        let mut events = Vec::new();
+        // a root, children out of order, a grandchild, an orphan whose parent never arrived
+        for (span, parent, start) in [
+            (1u32, None, 100u64),
+            (3, Some(1u32), 300),
+            (2, Some(1), 200),
+            (4, Some(2), 250),
+            (5, Some(9), 50),
+        ] {
+            events.push(
+                serde_json::from_value::<Event>(serde_json::json!({
+                    "trace_id": format!("{:032x}", 7), "span_id": format!("{span:016x}"),
+                    "parent_span_id": parent.map(|p| format!("{p:016x}")), "name": format!("s{span}"),
+                    "kind": "tool_call", "start_unix_nanos": start, "end_unix_nanos": start + 10 + u64::from(span),
+                    "attributes": {"gen_ai.tool.name": "Bash", "x": [1, {"y": "z"}]}
+                }))
+                .expect("event"),
+            );
+        }
+        let id = |s: &str| u64::from_str_radix(s, 16).expect("hex");
+        let records: Vec<crate::store::SpanRecord> = events
+            .iter()
+            .map(|e| crate::store::SpanRecord {
+                span_id: id(&e.span_id),
+                parent_span_id: e.parent_span_id.as_deref().map(id),
+                start_unix_nanos: e.start_unix_nanos,
+                end_unix_nanos: e.end_unix_nanos,
+                json: serde_json::to_vec(e).expect("json"),
+            })
+            .collect();
+        let fast: serde_json::Value = serde_json::from_slice(&tree_json(&records)).expect("valid json");
+        // the decoded path: spans in start order, as `EventStore::trace` returns them
+        events.sort_by_key(|e| e.start_unix_nanos);
+        let slow = serde_json::to_value(tree(events)).expect("json");
+        assert_eq!(fast, slow);
+        assert_eq!(fast.as_array().map(Vec::len), Some(2), "the orphan is a root");
+    }
 }

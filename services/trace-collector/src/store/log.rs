@@ -49,10 +49,31 @@ impl Default for LogOptions {
 /// Largest record accepted when reading (a corrupt length must not allocate gigabytes).
 const MAX_RECORD: u32 = 16 * 1024 * 1024;
 
+/// Where a span's record is, and what a span tree needs of it (so a trace read assembles its
+/// tree without decoding any span).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Pos {
     offset: u64,
     len: u32,
+    span: u64,
+    /// 0: no parent.
+    parent: u64,
+    start: u64,
+    end: u64,
+}
+
+impl Pos {
+    fn of(e: &Event, offset: u64, len: u32) -> Pos {
+        let id = |s: &str| u64::from_str_radix(s, 16).unwrap_or(0);
+        Pos {
+            offset,
+            len,
+            span: id(&e.span_id),
+            parent: e.parent_span_id.as_deref().map_or(0, id),
+            start: e.start_unix_nanos,
+            end: e.end_unix_nanos,
+        }
+    }
 }
 
 /// A trace id as a number: 16 bytes instead of a 32-byte string and its allocation.
@@ -332,8 +353,9 @@ impl Index {
 
 /// The `.idx` file of a sealed segment: every span position of the segment grouped by trace.
 ///
-/// Layout: `HXIDX001 | n_positions: u64 | (offset: u64, len: u32) * n | crc32: u32`, all little
-/// endian; a trace's positions are one run, in offset order. It is derived data: a missing or
+/// Layout: `HXIDX002 | n_positions: u64 | (offset: u64, len: u32, span: u64, parent: u64,
+/// start: u64, end: u64) * n | crc32: u32`, all little endian; a trace's positions are one run,
+/// in offset order. It is derived data: a missing or
 /// damaged file is rebuilt from its segment at open.
 #[derive(Debug)]
 struct SegmentIndex {
@@ -342,9 +364,9 @@ struct SegmentIndex {
     runs: Vec<(TraceKey, u32, u32)>,
 }
 
-const IDX_MAGIC: &[u8; 8] = b"HXIDX001";
+const IDX_MAGIC: &[u8; 8] = b"HXIDX002";
 const IDX_HEADER: u64 = 16;
-const IDX_ENTRY: u64 = 12;
+const IDX_ENTRY: u64 = 44;
 
 fn index_path(dir: &Path, n: u32) -> PathBuf {
     dir.join(format!("{n:08}.idx"))
@@ -369,6 +391,9 @@ impl SegmentIndex {
             for p in ps {
                 buf.extend_from_slice(&p.offset.to_le_bytes());
                 buf.extend_from_slice(&p.len.to_le_bytes());
+                for v in [p.span, p.parent, p.start, p.end] {
+                    buf.extend_from_slice(&v.to_le_bytes());
+                }
             }
         }
         let runs = SegmentIndex::runs(positions);
@@ -417,11 +442,20 @@ impl SegmentIndex {
         use std::os::unix::fs::FileExt;
         let mut buf = vec![0u8; count as usize * IDX_ENTRY as usize];
         self.file.read_exact_at(&mut buf, IDX_HEADER + u64::from(first) * IDX_ENTRY)?;
+        let u64_at = |c: &[u8], at: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&c[at..at + 8]);
+            u64::from_le_bytes(b)
+        };
         Ok(buf
             .chunks_exact(IDX_ENTRY as usize)
             .map(|c| Pos {
-                offset: u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]),
+                offset: u64_at(c, 0),
                 len: u32::from_le_bytes([c[8], c[9], c[10], c[11]]),
+                span: u64_at(c, 12),
+                parent: u64_at(c, 20),
+                start: u64_at(c, 28),
+                end: u64_at(c, 36),
             })
             .collect())
     }
@@ -487,7 +521,7 @@ fn replay(
             break;
         }
         let Ok(event) = serde_json::from_slice::<Event>(&data[at + 8..end]) else { break };
-        index.add(&event, segment, Pos { offset: at as u64, len: len + 8 });
+        index.add(&event, segment, Pos::of(&event, at as u64, len + 8));
         if (segment, at as u64) >= observe_from {
             observe(&event);
         }
@@ -503,8 +537,9 @@ fn pack_end(segment: u32, offset: u64) -> u64 {
 /// Records closer than this are read with one read call (reading the gap is cheaper than a call).
 const COALESCE_GAP: u64 = 64 * 1024;
 
-/// Reads the records at `positions` (sorted by offset) of one segment, coalescing nearby ones.
-fn read_records(file: &File, positions: &[Pos], out: &mut Vec<Event>) -> std::io::Result<()> {
+/// Reads the JSON of the records at `positions` (sorted by offset) of one segment, coalescing
+/// nearby ones into one read.
+fn read_records(file: &File, positions: &[Pos], out: &mut Vec<super::SpanRecord>) -> std::io::Result<()> {
     use std::os::unix::fs::FileExt;
     let mut buf = Vec::new();
     let mut i = 0;
@@ -520,10 +555,14 @@ fn read_records(file: &File, positions: &[Pos], out: &mut Vec<Event>) -> std::io
         file.read_exact_at(&mut buf, from)?;
         for p in &positions[i..j] {
             let at = usize::try_from(p.offset - from).unwrap_or(0);
-            if let Some(json) = buf.get(at + 8..at + p.len as usize)
-                && let Ok(e) = serde_json::from_slice::<Event>(json)
-            {
-                out.push(e);
+            if let Some(json) = buf.get(at + 8..at + p.len as usize) {
+                out.push(super::SpanRecord {
+                    span_id: p.span,
+                    parent_span_id: (p.parent != 0).then_some(p.parent),
+                    start_unix_nanos: p.start,
+                    end_unix_nanos: p.end,
+                    json: json.to_vec(),
+                });
             }
         }
         i = j;
@@ -853,7 +892,7 @@ impl Writer {
         let mut base = start;
         for b in batches {
             for (rel, len, e) in &b.records {
-                index.add(e, self.segment, Pos { offset: base + rel, len: *len });
+                index.add(e, self.segment, Pos::of(e, base + rel, *len));
             }
             base += b.bytes.len() as u64;
         }
@@ -949,7 +988,7 @@ impl EventStore for LogStore {
         }
     }
 
-    fn trace(&self, trace_id: &str) -> Result<Vec<Event>, StoreError> {
+    fn trace_records(&self, trace_id: &str) -> Result<Vec<super::SpanRecord>, StoreError> {
         let io = |source| StoreError::Io { path: self.dir.display().to_string(), source };
         let key = trace_key(trace_id);
         // under the lock only cheap copies; reads happen after it is released
@@ -972,16 +1011,13 @@ impl EventStore for LogStore {
         for (loc, idx) in sealed {
             by_segment.push((loc.segment, idx.read(loc.first, loc.count).map_err(io)?));
         }
-        let mut events = Vec::with_capacity(by_segment.iter().map(|(_, p)| p.len()).sum());
+        let mut records = Vec::with_capacity(by_segment.iter().map(|(_, p)| p.len()).sum());
         for (segment, mut positions) in by_segment {
             positions.sort_unstable_by_key(|p| p.offset);
             let file = File::open(segment_path(&self.dir, segment)).map_err(io)?;
-            read_records(&file, &positions, &mut events).map_err(io)?;
+            read_records(&file, &positions, &mut records).map_err(io)?;
         }
-        events.sort_by(|a, b| {
-            a.start_unix_nanos.cmp(&b.start_unix_nanos).then_with(|| a.span_id.cmp(&b.span_id))
-        });
-        Ok(events)
+        Ok(records)
     }
 
     fn traces(&self, filter: &TraceFilter, after: Option<(u64, String)>, limit: usize) -> Vec<TraceSummary> {

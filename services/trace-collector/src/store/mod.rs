@@ -22,6 +22,18 @@ pub enum StoreError {
     Encode(#[from] serde_json::Error),
 }
 
+/// A stored span as its JSON (an [`Event`]) and what a span tree needs of it, read from the
+/// index rather than decoded.
+#[derive(Debug, Clone)]
+pub struct SpanRecord {
+    /// The span id's 16 hex digits as a number.
+    pub span_id: u64,
+    pub parent_span_id: Option<u64>,
+    pub start_unix_nanos: u64,
+    pub end_unix_nanos: u64,
+    pub json: Vec<u8>,
+}
+
 /// One trace in a listing.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct TraceSummary {
@@ -58,7 +70,20 @@ pub trait EventStore: Send + Sync + std::fmt::Debug {
     /// Appends valid events; returns once they are on disk (fsynced).
     fn append(&self, events: Vec<Event>) -> Result<(), StoreError>;
     /// Every stored span of a trace, in start order.
-    fn trace(&self, trace_id: &str) -> Result<Vec<Event>, StoreError>;
+    fn trace(&self, trace_id: &str) -> Result<Vec<Event>, StoreError> {
+        let mut events: Vec<Event> = self
+            .trace_records(trace_id)?
+            .iter()
+            .filter_map(|r| serde_json::from_slice::<Event>(&r.json).ok())
+            .collect();
+        events.sort_by(|a, b| {
+            a.start_unix_nanos.cmp(&b.start_unix_nanos).then_with(|| a.span_id.cmp(&b.span_id))
+        });
+        Ok(events)
+    }
+    /// Every stored span of a trace as its stored JSON (an [`Event`]), in no particular order:
+    /// for answers that pass spans through without decoding them.
+    fn trace_records(&self, trace_id: &str) -> Result<Vec<SpanRecord>, StoreError>;
     /// Cost attribution over events starting in `[from, to)`.
     fn costs(
         &self,
