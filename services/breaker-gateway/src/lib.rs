@@ -1,50 +1,261 @@
 //! The breaker-gateway: an OpenAI- and Anthropic-compatible LLM proxy with circuit breakers,
-//! retries, fallbacks, bulkheads and cost metering (see ARCHITECTURE.md for what is built so far).
+//! retries, fallbacks, bulkheads and cost metering.
 //!
-//! Today it serves the shared operational routes and owns `<data_dir>/breaker-gateway`, where
-//! usage and cost records will live.
+//! Clients point the official SDKs' `base_url` at it and call `POST /v1/chat/completions` or
+//! `POST /v1/messages` as usual; [`proxy`] walks the model's chain of deployments, [`breaker`]
+//! keeps failing deployments out of it (shared between replicas through Redis), [`protocol`]
+//! translates when a deployment speaks the other protocol, and [`accounting`] knows who calls,
+//! what they may spend and what each call cost. [`calls`] puts those around one call; the
+//! [`routes`] are thin. Operators see and steer the breakers at `/v1/circuits` and scrape
+//! `/metrics`. Usage, budgets (`budgets.json`) live under `<data_dir>/breaker-gateway`.
 
 pub mod accounting;
 pub mod breaker;
+pub mod calls;
+pub mod error;
 pub mod protocol;
 pub mod proxy;
+pub mod routes;
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::web;
 use futures_util::future::BoxFuture;
-use helix_core::{Check, HelixConfig, ServiceKind};
+use helix_core::{Check, CheckStatus, HelixConfig, ServiceKind};
 use utoipa::OpenApi;
+
+use accounting::{Budgets, Emitter, EmitterStats, KeyRing, Metrics, Prices, circuit_event};
+use breaker::{Change, RedisStatus, Snapshot, State, Transition};
+use proxy::Proxy;
+
+/// Trace events waiting for the collector at most (older ones are dropped and counted).
+const EMITTER_CAPACITY: usize = 10_000;
+/// How long shutdown waits for queued trace events to reach the collector.
+const FLUSH_AT_SHUTDOWN: Duration = Duration::from_secs(2);
 
 /// Shared state of the gateway's handlers.
 #[derive(Debug)]
 pub struct GatewayState {
     data_dir: PathBuf,
+    pub proxy: Arc<Proxy>,
+    pub keys: KeyRing,
+    pub budgets: Budgets,
+    pub prices: Prices,
+    pub emitter: Arc<Emitter>,
+    /// Where the emitter sends events (for readiness).
+    pub collector_url: String,
+    /// When the gateway started (the `created` of the model list).
+    pub started_unix_ms: i64,
+}
+
+/// The trace-collector this configuration places next to the gateway: same host (a wildcard bind
+/// address reached over loopback), `trace_collector_port`.
+pub fn default_collector_url(cfg: &HelixConfig) -> String {
+    let host = match cfg.host.as_str() {
+        "0.0.0.0" | "::" | "[::]" => "127.0.0.1",
+        h => h,
+    };
+    format!("http://{host}:{}", cfg.trace_collector_port)
 }
 
 impl GatewayState {
+    /// Opens the gateway with upstream and gateway keys from the process environment and events
+    /// going to `[breaker_gateway] collector_url`, else to [`default_collector_url`].
     pub fn open(cfg: &HelixConfig) -> std::io::Result<GatewayState> {
+        GatewayState::open_with(cfg, None, |name| std::env::var(name).ok())
+    }
+
+    /// [`GatewayState::open`] with the trace-collector's actual URL when the caller knows it (a
+    /// stack started on port 0) and keys from `env`. A configured `collector_url` still wins.
+    /// Fails with a message naming the variable when a key's environment variable is missing.
+    pub fn open_with(
+        cfg: &HelixConfig,
+        collector: Option<&str>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> std::io::Result<GatewayState> {
+        let gw = &cfg.breaker_gateway;
         let data_dir =
             helix_http::storage::prepare_data_dir(&cfg.service_data_dir(ServiceKind::BreakerGateway))?;
-        Ok(GatewayState { data_dir })
+        let invalid = |m: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, m);
+        let keys = KeyRing::from_config(&gw.keys, &env).map_err(|e| invalid(format!("breaker_gateway: {e}")))?;
+        let proxy = Proxy::new(gw.clone(), &env).map_err(|e| invalid(format!("breaker_gateway: {e}")))?;
+        let budgets = Budgets::open(&data_dir.join("budgets.json"))?;
+        let collector_url = if gw.collector_url.trim().is_empty() {
+            collector.map_or_else(|| default_collector_url(cfg), str::to_owned)
+        } else {
+            gw.collector_url.trim().to_owned()
+        };
+        let emitter = Arc::new(Emitter::spawn(collector_url.clone(), EMITTER_CAPACITY));
+        let proxy = Arc::new(proxy);
+        report_transitions(&proxy, &emitter);
+        Ok(GatewayState {
+            data_dir,
+            proxy,
+            keys,
+            budgets,
+            prices: Prices::from_config(&gw.prices),
+            emitter,
+            collector_url,
+            started_unix_ms: helix_core::time::now_ms(),
+        })
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.proxy.metrics
+    }
+
+    /// The Prometheus text, with gauges brought up to date (breaker states, calls in flight).
+    pub async fn render_metrics(&self) -> String {
+        let metrics = self.metrics();
+        for s in self.proxy.breakers.snapshots().await {
+            metrics.set_breaker_state(&s.id, s.state);
+        }
+        for (key, n) in self.proxy.bulkheads.snapshot() {
+            metrics.set_in_flight(&key, n);
+        }
+        metrics.render_with(Some(&self.emitter.stats()))
+    }
+
+    /// The checks of `GET /ready`. Only the data directory can make the gateway unready: with
+    /// Redis away it serves on local breaker state, open breakers are what fallbacks are for, and
+    /// trace events wait in their queue.
+    pub async fn checks(&self) -> Vec<Check> {
+        let mut checks = vec![helix_http::storage::data_dir_check(self.data_dir.clone()).await];
+        checks.push(redis_check(&self.proxy.breakers.redis_status()));
+        for s in self.proxy.breakers.snapshots().await {
+            checks.push(breaker_check(&s));
+        }
+        checks.push(collector_check(&self.collector_url, &self.emitter.stats()));
+        checks
+    }
+}
+
+fn redis_check(s: &RedisStatus) -> Check {
+    let name = "redis";
+    match (s.configured, s.connected) {
+        (false, _) => Check::new(name, CheckStatus::Disabled, "not configured: breaker state is per replica"),
+        (true, true) => Check::new(name, CheckStatus::Ok, "connected: breaker state is shared"),
+        (true, false) => Check::new(
+            name,
+            CheckStatus::Degraded,
+            format!(
+                "unreachable, serving on local breaker state: {}",
+                s.last_error.as_deref().unwrap_or("not connected yet")
+            ),
+        ),
+    }
+}
+
+fn breaker_check(s: &Snapshot) -> Check {
+    let name = format!("breaker:{}", s.id);
+    match s.state {
+        State::Closed | State::HalfOpen => Check::new(name, CheckStatus::Ok, s.state.as_str()),
+        State::Disabled => Check::new(name, CheckStatus::Ok, "disabled by an operator: every call passes"),
+        State::Open | State::ForcedOpen => Check::new(
+            name,
+            CheckStatus::Degraded,
+            format!("{}: calls fall back to the next deployment of their chain", s.state),
+        ),
+    }
+}
+
+fn collector_check(url: &str, s: &EmitterStats) -> Check {
+    let name = "trace_collector";
+    match (&s.last_error, s.connected) {
+        (Some(e), false) => {
+            Check::new(name, CheckStatus::Degraded, format!("{url}: {e} ({} events waiting)", s.queued))
+        }
+        _ => Check::new(name, CheckStatus::Ok, format!("{url}: {} events sent", s.sent)),
+    }
+}
+
+/// Sends every breaker transition caused here to the trace-collector (a span of kind `circuit`)
+/// and into the breaker-state gauge. A plain thread: it needs no runtime and ends when the
+/// breakers are dropped.
+fn report_transitions(proxy: &Arc<Proxy>, emitter: &Arc<Emitter>) {
+    let mut rx = proxy.breakers.subscribe();
+    let proxy = Arc::downgrade(proxy);
+    let emitter = Arc::downgrade(emitter);
+    let spawned = std::thread::Builder::new().name("circuit-events".to_owned()).spawn(move || {
+        loop {
+            let t: Transition = match rx.blocking_recv() {
+                Ok(t) => t,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "circuit transitions not reported");
+                    continue;
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            };
+            let (Some(proxy), Some(emitter)) = (proxy.upgrade(), emitter.upgrade()) else { return };
+            proxy.metrics.set_breaker_state(&t.id, t.to);
+            let change = Change { from: t.from, to: t.to, reason: t.reason.clone() };
+            emitter.emit(circuit_event(&t.id, &change, t.at_unix_ms.saturating_mul(1_000_000), None));
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the circuit event reporter");
     }
 }
 
 /// Registers the gateway's routes on `cfg`.
 pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<GatewayState>) {
-    cfg.app_data(state);
+    use helix_http::routes::{get, post};
+    cfg.app_data(state)
+        .service(post("/v1/chat/completions", routes::llm::chat_completions))
+        .service(post("/v1/messages", routes::llm::messages))
+        .service(get("/v1/models", routes::llm::models))
+        .service(get("/v1/circuits", routes::circuits::list))
+        .service(post("/v1/circuits/{id}/reset", routes::circuits::reset))
+        .service(post("/v1/circuits/{id}/force-open", routes::circuits::force_open))
+        .service(post("/v1/circuits/{id}/disable", routes::circuits::disable))
+        .service(get("/metrics", routes::circuits::metrics));
 }
 
 #[derive(OpenApi)]
-#[openapi()]
+#[openapi(
+    paths(
+        routes::llm::chat_completions,
+        routes::llm::messages,
+        routes::llm::models,
+        routes::circuits::list,
+        routes::circuits::reset,
+        routes::circuits::force_open,
+        routes::circuits::disable,
+        routes::circuits::metrics
+    ),
+    components(schemas(
+        routes::llm::ChatRequest,
+        routes::llm::OpenAiError,
+        routes::llm::OpenAiErrorDetail,
+        routes::llm::AnthropicError,
+        routes::llm::AnthropicErrorDetail,
+        routes::llm::ProviderError,
+        routes::llm::ModelList,
+        routes::llm::OpenAiModelList,
+        routes::llm::OpenAiModel,
+        routes::llm::AnthropicModelList,
+        routes::llm::AnthropicModel,
+        routes::circuits::CircuitList,
+        Snapshot,
+        State,
+        RedisStatus,
+    )),
+    tags(
+        (name = "llm", description = "the OpenAI- and Anthropic-compatible proxy (point an SDK's base_url here)"),
+        (name = "circuits", description = "circuit breakers per deployment, and metrics")
+    )
+)]
 struct ApiDoc;
 
 /// The gateway's complete OpenAPI document.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     helix_http::openapi::finish(
         ServiceKind::BreakerGateway,
-        "An OpenAI- and Anthropic-compatible LLM proxy with circuit breakers and fallbacks.",
+        "An OpenAI- and Anthropic-compatible LLM proxy with circuit breakers and fallbacks. Errors of \
+         the proxy routes (`/v1/chat/completions`, `/v1/messages`, `/v1/models`) are in the shape of \
+         the provider the route stands in for, so the official SDKs can read them.",
         ApiDoc::openapi(),
     )
 }
@@ -57,6 +268,17 @@ pub struct GatewayService {
 impl GatewayService {
     pub fn new(cfg: &HelixConfig) -> std::io::Result<GatewayService> {
         Ok(GatewayService { state: web::Data::new(GatewayState::open(cfg)?) })
+    }
+
+    /// As [`GatewayService::new`], sending events to the trace-collector at `collector_url`
+    /// (the URL it actually listens on, when the stack bound it to port 0).
+    pub fn with_collector(cfg: &HelixConfig, collector_url: &str) -> std::io::Result<GatewayService> {
+        let state = GatewayState::open_with(cfg, Some(collector_url), |name| std::env::var(name).ok())?;
+        Ok(GatewayService { state: web::Data::new(state) })
+    }
+
+    pub fn state(&self) -> &web::Data<GatewayState> {
+        &self.state
     }
 
     pub fn into_service(self) -> Arc<dyn helix_http::Service> {
@@ -78,7 +300,23 @@ impl helix_http::Service for GatewayService {
     }
 
     fn readiness(&self) -> BoxFuture<'static, Vec<Check>> {
-        let dir = self.state.data_dir.clone();
-        Box::pin(async move { vec![helix_http::storage::data_dir_check(dir).await] })
+        let state = self.state.clone();
+        Box::pin(async move { state.checks().await })
+    }
+
+    fn shutdown(&self) -> BoxFuture<'static, ()> {
+        let state = self.state.clone();
+        Box::pin(async move {
+            if !state.emitter.flush(FLUSH_AT_SHUTDOWN).await {
+                tracing::warn!("trace events still queued at shutdown are lost");
+            }
+            // blocking file IO, off the runtime
+            let ledger = state.clone();
+            match tokio::task::spawn_blocking(move || ledger.budgets.persist()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "cannot persist the budget ledger"),
+                Err(e) => tracing::error!(error = %e, "cannot persist the budget ledger"),
+            }
+        })
     }
 }

@@ -1,12 +1,23 @@
 //! The proxy: one client call through a chain of deployments.
 //!
-//! For each deployment of the model's chain, in order: ask its breaker, send (translating when the
-//! deployment speaks the other protocol), classify the outcome for the breaker, retry the same
-//! deployment with backoff while the error is retryable and the retry budget allows, then fall
-//! back to the next. Client errors (400, 401, 403, 404, 422) are the client's answer and end the
-//! call. Falling back is only possible before anything was sent to the client: a non-streaming
-//! answer is complete before it is sent; a stream is committed when its first event arrived, and a
-//! failure after that ends it with a well-formed error event in the client's protocol.
+//! For each deployment of the model's chain, in order: skip it when its bulkhead is full or its
+//! breaker rejects, send (translating when the deployment speaks the other protocol), classify the
+//! outcome for the breaker, retry the same deployment with backoff while the error is retryable
+//! and the retry budget allows, then fall back to the next. Client errors (400, 401, 403, 404,
+//! 422) are the client's answer and end the call. Falling back is only possible before anything
+//! was sent to the client: a non-streaming answer is complete before it is sent; a stream is
+//! committed when its first event arrived, and a failure after that ends it with a well-formed
+//! error event in the client's protocol.
+//!
+//! A streaming client also needs to hear something while the chain is still being walked (a slow
+//! first byte, retries with backoff): when no first event came within `keepalive_ms`, the head
+//! (200, `text/event-stream`) is sent with a keep-alive comment and the walk goes on behind it.
+//! Comments carry no content, so falling back is still possible; only the deployment headers are
+//! then unknown and left out, and a final failure becomes an error event instead of an error
+//! status.
+//!
+//! Usage of a stream is known only at its end: a [`ProxyResponse::Stream`] carries a receiver for
+//! the final [`CallReport`], which the caller meters from.
 //!
 //! No actix types here: the routes turn a [`ProxyResponse`] into an HTTP response.
 
@@ -17,11 +28,16 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
+use helix_core::ErrorCode;
 use helix_core::gateway_config::{BreakerGatewayConfig, DeploymentConfig, ProviderKind, WindowConfig};
 use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
 
+use crate::accounting::metrics::status_class;
+use crate::accounting::{Bulkheads, Metrics, Permit};
 use crate::breaker::{Admission, BreakerSettings, Breakers, Outcome, WindowKind};
-use crate::protocol::{self, Protocol, SseParser, Usage};
+use crate::protocol::{self, Protocol, SseEvent, SseParser, Usage};
 
 /// Request headers never forwarded upstream: hop-by-hop, framing, and the client's credentials
 /// (the upstream gets the deployment's key instead).
@@ -30,6 +46,7 @@ const DROP_REQUEST_HEADERS: &[&str] = &[
     "connection",
     "keep-alive",
     "proxy-connection",
+    "proxy-authorization",
     "transfer-encoding",
     "te",
     "trailer",
@@ -37,11 +54,13 @@ const DROP_REQUEST_HEADERS: &[&str] = &[
     "content-length",
     "authorization",
     "x-api-key",
+    "cookie",
     "accept-encoding",
     "x-request-id",
 ];
 
-/// Response headers not passed back: framing is the gateway's own.
+/// Response headers not passed back: framing is the gateway's own, and the upstream's cookies
+/// belong to the gateway's connection, not to the client.
 const DROP_RESPONSE_HEADERS: &[&str] = &[
     "connection",
     "keep-alive",
@@ -50,7 +69,11 @@ const DROP_RESPONSE_HEADERS: &[&str] = &[
     "content-encoding",
     "date",
     "server",
+    "set-cookie",
 ];
+
+/// Chunks buffered between the stream task and a slow client.
+const STREAM_BUFFER: usize = 64;
 
 /// A deployment ready to call.
 #[derive(Clone)]
@@ -79,6 +102,10 @@ impl Deployment {
             Protocol::Anthropic => format!("{base}/v1/messages"),
         }
     }
+
+    fn bulkhead_key(&self) -> String {
+        format!("deployment:{}", self.cfg.id)
+    }
 }
 
 /// A call as the client made it.
@@ -92,8 +119,19 @@ pub struct ProxyRequest {
 
 /// What the client gets.
 pub enum ProxyResponse {
-    Full { status: u16, headers: Vec<(String, String)>, body: Bytes },
-    Stream { status: u16, headers: Vec<(String, String)>, body: tokio::sync::mpsc::Receiver<Bytes> },
+    Full {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Bytes,
+    },
+    /// An SSE stream: `body` yields encoded events and comments; `done` the final report once the
+    /// stream has ended (usage included), also when the client went away.
+    Stream {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: mpsc::Receiver<Bytes>,
+        done: oneshot::Receiver<CallReport>,
+    },
 }
 
 impl std::fmt::Debug for ProxyResponse {
@@ -105,15 +143,41 @@ impl std::fmt::Debug for ProxyResponse {
     }
 }
 
-/// The outcome of one call, for metering (usage and cost of what was served).
+/// The outcome of one call, for metering (usage and cost of what was served) and tracing.
 #[derive(Debug, Clone, Default)]
 pub struct CallReport {
+    /// The deployment that answered, or was tried last; for a call every breaker refused, the
+    /// first of the chain.
     pub deployment: Option<String>,
+    pub provider: Option<ProviderKind>,
+    /// The model the deployment calls (what prices apply to).
     pub upstream_model: Option<String>,
+    /// The first deployment of the chain, when another one answered.
     pub fallback_from: Option<String>,
+    /// Attempts on `deployment` (1 without retries).
     pub attempts: u32,
+    /// The status the client got (200 for a stream whose head was sent).
     pub status: u16,
+    /// The upstream's status; `None` when no answer came (connect error, timeout, all open).
+    pub upstream_status: Option<u16>,
     pub usage: Option<Usage>,
+    /// Why the call failed, briefly (no prompt, no key, no upstream body); for a stream also a
+    /// failure after it started.
+    pub error: Option<String>,
+    pub streaming: bool,
+    /// Time spent waiting for upstreams and between retries, up to the answer's head: the rest
+    /// is the gateway's own overhead.
+    pub upstream_time: Duration,
+}
+
+impl CallReport {
+    fn served_by(&mut self, dep: &Deployment, attempts: u32, fallback_from: Option<String>) {
+        self.deployment = Some(dep.cfg.id.clone());
+        self.provider = Some(dep.cfg.provider);
+        self.upstream_model = Some(dep.cfg.model.clone());
+        self.fallback_from = fallback_from;
+        self.attempts = attempts;
+    }
 }
 
 /// Retries may add at most `share` of the traffic: every call earns `share` tokens, a retry
@@ -146,6 +210,11 @@ pub struct Proxy {
     pub cfg: BreakerGatewayConfig,
     pub deployments: HashMap<String, Deployment>,
     pub breakers: Breakers,
+    /// Calls in flight per deployment (`deployment:ID`); the routes add projects (`project:NAME`)
+    /// to the same structure.
+    pub bulkheads: Arc<Bulkheads>,
+    /// Upstream calls, retries, fallbacks and refusals are counted here.
+    pub metrics: Arc<Metrics>,
     http: reqwest::Client,
     budget: RetryBudget,
 }
@@ -174,22 +243,60 @@ pub fn breaker_settings(
 
 /// Why one attempt failed.
 enum Failure {
-    /// The upstream answered with an error status: (status, headers, body).
+    /// The upstream answered with an error status (or a stream began with an error event):
+    /// (status, headers, body).
     Status(u16, Vec<(String, String)>, Bytes),
     /// No usable answer (connect error, timeout, invalid body).
     Transport(String),
+    /// The request cannot be expressed in the deployment's protocol; not the deployment's fault.
+    Untranslatable(String),
+}
+
+/// Where the walk along the chain ended.
+enum Walked {
+    /// A complete answer: the upstream's (success or client error) or the gateway's own error.
+    Answer { status: u16, headers: Vec<(String, String)>, body: Bytes },
+    /// A stream whose first event arrived: committed to its deployment.
+    Stream(StreamStart),
+}
+
+/// A stream committed to a deployment, before its events are piped to the client.
+struct StreamStart {
+    dep: Deployment,
+    status: u16,
+    headers: Vec<(String, String)>,
+    upstream: BoxStream<'static, reqwest::Result<Bytes>>,
+    parser: SseParser,
+    /// Events read while waiting for the first one (at least one).
+    pending: Vec<SseEvent>,
+    probe: bool,
+    /// When the attempt began (the breaker judges its whole duration).
+    started: Instant,
+    /// The deployment's bulkhead slot, held until the stream ends.
+    _permit: Permit,
+}
+
+/// What one call needs along the way.
+struct Call {
+    req: ProxyRequest,
+    /// The model the client asked for.
+    model: String,
+    chain: Vec<Deployment>,
+    stream: bool,
+    deadline: Instant,
 }
 
 impl Proxy {
     /// Builds the proxy; `env` gives the upstream keys (by the variable names in the config).
+    /// Errors name the deployment and the variable, never a value.
     pub fn new(cfg: BreakerGatewayConfig, env: impl Fn(&str) -> Option<String>) -> Result<Proxy, String> {
         let total = Duration::from_millis(cfg.total_timeout_ms);
         let mut deployments = HashMap::new();
         let mut settings = Vec::new();
         for d in &cfg.deployments {
             let api_key = match &d.api_key_env {
-                Some(var) => Some(env(var).filter(|v| !v.is_empty()).ok_or_else(|| {
-                    format!("deployment {:?}: environment variable {var} is not set", d.id)
+                Some(var) => Some(env(var).filter(|v| !v.trim().is_empty()).ok_or_else(|| {
+                    format!("deployment {:?}: environment variable {var} (its api key) is not set", d.id)
                 })?),
                 None => None,
             };
@@ -208,51 +315,171 @@ impl Proxy {
         let breakers = Breakers::new(settings, cfg.redis_url.clone(), cfg.redis_key_prefix.clone());
         let budget =
             RetryBudget { share: cfg.retry_budget, milli: AtomicU64::new(RetryBudget::CAP_MILLI / 2) };
-        Ok(Proxy { cfg, deployments, breakers, http, budget })
+        Ok(Proxy {
+            cfg,
+            deployments,
+            breakers,
+            bulkheads: Arc::new(Bulkheads::new()),
+            metrics: Arc::new(Metrics::new()),
+            http,
+            budget,
+        })
     }
 
-    fn error(
-        &self,
-        protocol: Protocol,
-        status: u16,
-        code: &str,
-        message: &str,
-        extra: Vec<(String, String)>,
-    ) -> ProxyResponse {
-        let body = protocol::error_body(protocol, status, code, message);
+    /// An error the gateway produces itself, in the client's protocol, with `code`'s status.
+    fn error(protocol: Protocol, code: ErrorCode, message: &str, extra: Vec<(String, String)>) -> Walked {
+        let body = protocol::error_body(protocol, code.status(), code.as_str(), message);
         let mut headers = vec![("content-type".to_owned(), "application/json".to_owned())];
         headers.extend(extra);
-        ProxyResponse::Full { status, headers, body: Bytes::from(body.to_string()) }
+        Walked::Answer { status: code.status(), headers, body: Bytes::from(body.to_string()) }
     }
 
-    /// Serves one client call; the report says what was served (for metering).
+    fn keepalive(&self) -> Duration {
+        Duration::from_millis(self.cfg.keepalive_ms.max(10))
+    }
+
+    /// Serves one client call. The report says what was served (for metering); for a
+    /// [`ProxyResponse::Stream`] it is what was known when the head was sent, and the final one
+    /// (usage, failures after the start, and the deployment when the head had to be sent early)
+    /// arrives on the stream's `done` receiver.
     pub async fn handle(self: &Arc<Self>, req: ProxyRequest) -> (ProxyResponse, CallReport) {
-        let mut report = CallReport::default();
+        let protocol = req.protocol;
+        let stream = protocol::is_stream(&req.body);
+        let report = CallReport { streaming: stream, ..CallReport::default() };
         let Some(model) = protocol::request_model(&req.body).map(str::to_owned) else {
-            report.status = 400;
-            return (
-                self.error(req.protocol, 400, "invalid_request", "the request has no model", vec![]),
-                report,
-            );
+            let answer = Proxy::error(protocol, ErrorCode::InvalidRequest, "the request has no model", vec![]);
+            return (full(answer), CallReport { status: 400, ..report });
         };
         let Some(chain) = self.cfg.chain(&model) else {
-            report.status = 404;
             let msg = format!("model {model:?} is not configured on this gateway");
-            return (self.error(req.protocol, 404, "model_not_found", &msg, vec![]), report);
+            let answer = Proxy::error(protocol, ErrorCode::NotFound, &msg, vec![]);
+            return (full(answer), CallReport { status: 404, ..report });
         };
         let chain: Vec<Deployment> =
             chain.iter().filter_map(|d| self.deployments.get(&d.id).cloned()).collect();
-        let stream = protocol::is_stream(&req.body);
         self.budget.earn();
-        let started = Instant::now();
-        let deadline = started + Duration::from_millis(self.cfg.total_timeout_ms);
-        let mut soonest_retry: Option<Duration> = None;
-        let mut last_failure: Option<(Deployment, Failure)> = None;
-        let mut first_tried: Option<String> = None;
+        let deadline = Instant::now() + Duration::from_millis(self.cfg.total_timeout_ms);
+        let call = Arc::new(Call { req, model, chain, stream, deadline });
 
-        for dep in &chain {
+        if !stream {
+            let (walked, report) = self.clone().walk(call.clone(), report).await;
+            return match walked {
+                Walked::Answer { .. } => (full(walked), report),
+                // a stream is only started for a streaming request
+                Walked::Stream(_) => {
+                    let answer =
+                        Proxy::error(protocol, ErrorCode::Internal, "unexpected stream", Vec::new());
+                    (full(answer), CallReport { status: 500, ..report })
+                }
+            };
+        }
+
+        let mut walk = Box::pin(self.clone().walk(call.clone(), report));
+        tokio::select! {
+            (walked, report) = &mut walk => match walked {
+                Walked::Answer { .. } => (full(walked), report),
+                Walked::Stream(start) => {
+                    let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+                    let (done_tx, done_rx) = oneshot::channel();
+                    let mut headers =
+                        helix_headers(&start.dep.cfg.id, report.fallback_from.as_deref());
+                    headers.extend(start.headers.iter().filter(|(k, _)| k != "content-type").cloned());
+                    headers.extend(stream_headers());
+                    let status = start.status;
+                    tokio::spawn(self.clone().pipe(start, call, tx, report.clone(), done_tx));
+                    (ProxyResponse::Stream { status, headers, body: rx, done: done_rx }, report)
+                }
+            },
+            () = tokio::time::sleep(self.keepalive()) => {
+                // nothing to send yet: commit the head and keep the client company
+                let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+                let (done_tx, done_rx) = oneshot::channel();
+                tokio::spawn(self.clone().walk_behind_head(walk, call, tx, done_tx));
+                let report = CallReport { streaming: true, status: 200, ..CallReport::default() };
+                (ProxyResponse::Stream { status: 200, headers: stream_headers(), body: rx, done: done_rx }, report)
+            }
+        }
+    }
+
+    /// Finishes a walk whose stream head was already sent: keep-alives until it ends, then the
+    /// stream, or its failure as an error event.
+    async fn walk_behind_head(
+        self: Arc<Self>,
+        mut walk: std::pin::Pin<Box<impl Future<Output = (Walked, CallReport)> + Send>>,
+        call: Arc<Call>,
+        tx: mpsc::Sender<Bytes>,
+        done: oneshot::Sender<CallReport>,
+    ) {
+        let keepalive = self.keepalive();
+        let comment = || Bytes::from(protocol::sse::comment("keep-alive"));
+        let gone = || CallReport {
+            streaming: true,
+            status: 200,
+            error: Some("the client went away before the answer started".to_owned()),
+            ..CallReport::default()
+        };
+        if tx.send(comment()).await.is_err() {
+            let _ = done.send(gone());
+            return;
+        }
+        let (walked, mut report) = loop {
+            tokio::select! {
+                out = &mut walk => break out,
+                () = tokio::time::sleep(keepalive) => {
+                    if tx.send(comment()).await.is_err() {
+                        // dropping the walk cancels it
+                        let _ = done.send(gone());
+                        return;
+                    }
+                }
+            }
+        };
+        match walked {
+            Walked::Stream(start) => self.pipe(start, call, tx, report, done).await,
+            Walked::Answer { status, body, .. } => {
+                let json = serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null);
+                let message = protocol::error_message(&json)
+                    .map_or_else(|| format!("upstream returned status {status}"), str::to_owned);
+                let error = json.get("error");
+                let code = error
+                    .and_then(|e| e.get("code").or_else(|| e.get("type")))
+                    .and_then(Value::as_str)
+                    .unwrap_or(ErrorCode::UpstreamFailed.as_str());
+                let _ = tx.send(Bytes::from(protocol::stream_error(call.req.protocol, status, code, &message))).await;
+                report.status = 200;
+                report.error.get_or_insert(message);
+                let _ = done.send(report);
+            }
+        }
+    }
+
+    /// Walks the chain until a deployment answers (see the module docs).
+    async fn walk(self: Arc<Self>, call: Arc<Call>, mut report: CallReport) -> (Walked, CallReport) {
+        let req = &call.req;
+        let first = call.chain.first().map(|d| d.cfg.id.clone());
+        let mut soonest_retry: Option<Duration> = None;
+        let mut full = false;
+        let mut last_failure: Option<(Deployment, u32, Failure)> = None;
+
+        for (index, dep) in call.chain.iter().enumerate() {
+            let upstream_body = match self.upstream_body(req, dep) {
+                Ok(b) => b,
+                Err(e) => {
+                    // a failure of another deployment says more than this one
+                    if last_failure.is_none() {
+                        last_failure = Some((dep.clone(), 0, Failure::Untranslatable(e)));
+                    }
+                    continue;
+                }
+            };
+            let fallback_from = first.clone().filter(|f| *f != dep.cfg.id);
             let mut attempt = 0u32;
             loop {
+                let limit = dep.cfg.max_in_flight.unwrap_or(self.cfg.max_in_flight_per_deployment);
+                let Some(permit) = self.bulkheads.try_enter(&dep.bulkhead_key(), limit) else {
+                    full = true;
+                    break;
+                };
                 let probe = match self.breakers.acquire(&dep.cfg.id).await {
                     Admission::Allowed { probe } => probe,
                     Admission::Rejected { retry_after } => {
@@ -260,164 +487,175 @@ impl Proxy {
                         break;
                     }
                 };
-                if first_tried.is_none() {
-                    first_tried = Some(dep.cfg.id.clone());
+                if attempt == 0 && index > 0 {
+                    self.metrics.fallback(&call.chain[index - 1].cfg.id, &dep.cfg.id);
                 }
                 attempt += 1;
-                report.attempts += 1;
-                let upstream_body = match self.upstream_body(&req, dep) {
-                    Ok(b) => b,
-                    Err(e) => {
-                        // the request cannot be expressed for this deployment: try the next one
-                        self.breakers
-                            .record(&dep.cfg.id, probe, Outcome { failure: false, duration: Duration::ZERO })
-                            .await;
-                        last_failure = Some((dep.clone(), Failure::Transport(e)));
-                        break;
-                    }
-                };
                 let t = Instant::now();
-                let sent = self.send(&req, dep, &upstream_body, deadline).await;
-                let fallback_from = first_tried.as_ref().filter(|f| **f != dep.cfg.id).cloned();
+                let sent = self.send(req, dep, &upstream_body, call.deadline).await;
                 let failure = match sent {
                     Ok(res) if res.status().is_success() => {
                         let status = res.status().as_u16();
                         let headers = pass_headers(res.headers());
-                        report.deployment = Some(dep.cfg.id.clone());
-                        report.upstream_model = Some(dep.cfg.model.clone());
-                        report.fallback_from = fallback_from.clone();
-                        report.status = status;
-                        if stream {
-                            match self.start_stream(&req, dep, &model, res, probe, t, deadline).await {
-                                Ok((rx, usage_rx)) => {
-                                    let mut h = helix_headers(dep, fallback_from.as_deref(), started, None);
-                                    h.extend(headers.into_iter().filter(|(k, _)| k != "content-type"));
-                                    h.push(("content-type".to_owned(), "text/event-stream".to_owned()));
-                                    h.push(("cache-control".to_owned(), "no-cache".to_owned()));
-                                    report.usage = None;
-                                    // usage of a stream is known at its end: the stream task reports it
-                                    drop(usage_rx);
-                                    return (ProxyResponse::Stream { status, headers: h, body: rx }, report);
-                                }
-                                Err(f) => {
-                                    self.breakers
-                                        .record(
-                                            &dep.cfg.id,
-                                            probe,
-                                            Outcome { failure: true, duration: t.elapsed() },
-                                        )
-                                        .await;
-                                    f
-                                }
-                            }
+                        let read = if call.stream {
+                            self.first_event(dep, res, call.deadline).await.map(|(upstream, parser, pending)| {
+                                Walked::Stream(StreamStart {
+                                    dep: dep.clone(),
+                                    status,
+                                    headers,
+                                    upstream,
+                                    parser,
+                                    pending,
+                                    probe,
+                                    started: t,
+                                    _permit: permit,
+                                })
+                            })
                         } else {
-                            match self.read_full(&req, dep, &model, res, deadline).await {
-                                Ok((body, usage)) => {
-                                    self.breakers
-                                        .record(
-                                            &dep.cfg.id,
-                                            probe,
-                                            Outcome { failure: false, duration: t.elapsed() },
-                                        )
-                                        .await;
-                                    report.usage = usage;
-                                    let mut h = helix_headers(dep, fallback_from.as_deref(), started, None);
-                                    h.extend(headers.into_iter().filter(|(k, _)| k != "content-type"));
-                                    h.push(("content-type".to_owned(), "application/json".to_owned()));
-                                    return (ProxyResponse::Full { status, headers: h, body }, report);
+                            self.read_full(req, dep, &call.model, res, call.deadline).await.map(|(body, usage)| {
+                                report.usage = usage;
+                                let mut h = helix_headers(&dep.cfg.id, fallback_from.as_deref());
+                                h.extend(headers.into_iter().filter(|(k, _)| k != "content-type"));
+                                h.push(("content-type".to_owned(), "application/json".to_owned()));
+                                Walked::Answer { status, headers: h, body }
+                            })
+                        };
+                        report.upstream_time += t.elapsed();
+                        match read {
+                            Ok(walked) => {
+                                if !call.stream {
+                                    // a stream's outcome is recorded when it ends
+                                    self.record(dep, probe, false, t.elapsed(), Some(status)).await;
                                 }
-                                Err(f) => {
-                                    self.breakers
-                                        .record(
-                                            &dep.cfg.id,
-                                            probe,
-                                            Outcome { failure: true, duration: t.elapsed() },
-                                        )
-                                        .await;
-                                    f
-                                }
+                                report.served_by(dep, attempt, fallback_from);
+                                report.status = status;
+                                report.upstream_status = Some(status);
+                                return (walked, report);
+                            }
+                            Err(f) => {
+                                self.record(dep, probe, true, t.elapsed(), None).await;
+                                f
                             }
                         }
                     }
                     Ok(res) => {
                         let status = res.status().as_u16();
                         let headers = pass_headers(res.headers());
-                        let body = tokio::time::timeout(remaining(deadline), res.bytes())
+                        let body = tokio::time::timeout(remaining(call.deadline), res.bytes())
                             .await
                             .ok()
                             .and_then(Result::ok)
                             .unwrap_or_default();
+                        report.upstream_time += t.elapsed();
                         let counts = self.cfg.breaker_of(&dep.cfg).failure_statuses.contains(&status);
-                        self.breakers
-                            .record(&dep.cfg.id, probe, Outcome { failure: counts, duration: t.elapsed() })
-                            .await;
+                        self.record(dep, probe, counts, t.elapsed(), Some(status)).await;
                         if !counts {
                             // the client's own error (or one we do not retry): its answer, in its protocol
-                            report.deployment = Some(dep.cfg.id.clone());
+                            let mut h = helix_headers(&dep.cfg.id, fallback_from.as_deref());
+                            report.served_by(dep, attempt, fallback_from);
                             report.status = status;
-                            let body = self.client_error_body(&req, dep, status, &body);
-                            let mut h = helix_headers(dep, fallback_from.as_deref(), started, None);
+                            report.upstream_status = Some(status);
+                            report.error = Some(format!("upstream answered {status}"));
+                            let body = client_error_body(req, dep, status, &body);
                             h.extend(headers.into_iter().filter(|(k, _)| k != "content-type"));
                             h.push(("content-type".to_owned(), "application/json".to_owned()));
-                            return (ProxyResponse::Full { status, headers: h, body }, report);
+                            return (Walked::Answer { status, headers: h, body }, report);
                         }
                         Failure::Status(status, headers, body)
                     }
                     Err(e) => {
-                        self.breakers
-                            .record(&dep.cfg.id, probe, Outcome { failure: true, duration: t.elapsed() })
-                            .await;
+                        report.upstream_time += t.elapsed();
+                        self.record(dep, probe, true, t.elapsed(), None).await;
                         Failure::Transport(e)
                     }
                 };
                 let wait = retry_wait(&failure, attempt, &self.cfg);
-                last_failure = Some((dep.clone(), failure));
+                last_failure = Some((dep.clone(), attempt, failure));
                 let retry = attempt <= self.cfg.max_retries
-                    && Instant::now() + wait < deadline
+                    && Instant::now() + wait < call.deadline
                     && self.budget.spend();
                 if !retry {
                     break;
                 }
+                self.metrics.retry(&dep.cfg.id);
                 tracing::debug!(deployment = %dep.cfg.id, attempt, wait_ms = wait.as_millis() as u64, "retrying");
                 tokio::time::sleep(wait).await;
+                report.upstream_time += wait;
             }
         }
 
-        match last_failure {
-            Some((dep, Failure::Status(status, headers, body))) => {
+        let model = &call.model;
+        let walked = match last_failure {
+            Some((dep, attempts, Failure::Status(status, headers, body))) => {
                 // every deployment failed: the last upstream answer, in the client's protocol
+                report.served_by(&dep, attempts, first.clone().filter(|f| *f != dep.cfg.id));
                 report.status = status;
-                report.deployment = Some(dep.cfg.id.clone());
-                let body = self.client_error_body(&req, &dep, status, &body);
-                let mut h = helix_headers(&dep, None, started, None);
+                report.upstream_status = Some(status);
+                report.error = Some(format!("upstream answered {status}"));
+                let body = client_error_body(req, &dep, status, &body);
+                let mut h = helix_headers(&dep.cfg.id, None);
                 h.extend(headers.into_iter().filter(|(k, _)| k != "content-type"));
                 h.push(("content-type".to_owned(), "application/json".to_owned()));
-                (ProxyResponse::Full { status, headers: h, body }, report)
+                Walked::Answer { status, headers: h, body }
             }
-            Some((_, Failure::Transport(e))) => {
-                report.status = 502;
+            Some((dep, attempts, Failure::Transport(e))) => {
+                report.served_by(&dep, attempts, first.clone().filter(|f| *f != dep.cfg.id));
                 let msg = format!("no deployment of {model:?} answered: {e}");
-                (self.error(req.protocol, 502, "upstream_unavailable", &msg, vec![]), report)
+                report.error = Some(msg.clone());
+                Proxy::error(req.protocol, ErrorCode::UpstreamFailed, &msg, vec![])
+            }
+            Some((dep, _, Failure::Untranslatable(e))) => {
+                report.served_by(&dep, 0, None);
+                let msg = format!("the request cannot be served by deployment {:?}: {e}", dep.cfg.id);
+                report.error = Some(msg.clone());
+                Proxy::error(req.protocol, ErrorCode::InvalidRequest, &msg, vec![])
             }
             None => {
-                // every breaker of the chain is open: fail fast
-                report.status = 503;
-                let secs =
-                    soonest_retry.unwrap_or(Duration::from_secs(1)).as_secs_f64().ceil().max(1.0) as u64;
-                let msg =
-                    format!("every deployment of {model:?} is unavailable (circuit open); retry in {secs}s");
-                (
-                    self.error(
+                if let Some(dep) = call.chain.first() {
+                    report.served_by(dep, 0, None);
+                }
+                if full {
+                    // a bulkhead frees up as soon as one call ends
+                    self.metrics.rejected("bulkhead");
+                    let msg = format!(
+                        "every deployment of {model:?} has as many calls in flight as it allows; retry in 1s"
+                    );
+                    report.error = Some(msg.clone());
+                    Proxy::error(
                         req.protocol,
-                        503,
-                        "circuit_open",
+                        ErrorCode::ConcurrencyLimit,
+                        &msg,
+                        vec![("retry-after".to_owned(), "1".to_owned())],
+                    )
+                } else {
+                    // every breaker of the chain is open: fail fast
+                    self.metrics.rejected("breaker_open");
+                    let secs = soonest_retry.unwrap_or(Duration::from_secs(1)).as_secs_f64().ceil().max(1.0)
+                        as u64;
+                    let msg = format!(
+                        "every deployment of {model:?} is unavailable (circuit open); retry in {secs}s"
+                    );
+                    report.error = Some(msg.clone());
+                    Proxy::error(
+                        req.protocol,
+                        ErrorCode::CircuitOpen,
                         &msg,
                         vec![("retry-after".to_owned(), secs.to_string())],
-                    ),
-                    report,
-                )
+                    )
+                }
             }
+        };
+        if let Walked::Answer { status, .. } = &walked {
+            report.status = *status;
         }
+        (walked, report)
+    }
+
+    /// Reports an attempt's outcome to the breaker and the metrics.
+    async fn record(&self, dep: &Deployment, probe: bool, failure: bool, took: Duration, status: Option<u16>) {
+        self.breakers.record(&dep.cfg.id, probe, Outcome { failure, duration: took }).await;
+        let class = if failure && status.is_none_or(|s| s < 400) { "error" } else { status_class(status) };
+        self.metrics.upstream_call(&dep.cfg.id, class, took.as_secs_f64());
     }
 
     /// The body for `dep`: the client's own with the model replaced, or translated.
@@ -450,6 +688,9 @@ impl Proxy {
                     r = r.header(k, v);
                 }
             }
+        } else if let Some((_, tp)) = req.headers.iter().find(|(k, _)| k == "traceparent") {
+            // the trace context is protocol-neutral
+            r = r.header("traceparent", tp);
         }
         r = r.header("content-type", "application/json");
         match dep.protocol {
@@ -512,34 +753,18 @@ impl Proxy {
         Ok((Bytes::from(out.to_string()), usage))
     }
 
-    fn client_error_body(&self, req: &ProxyRequest, dep: &Deployment, status: u16, body: &Bytes) -> Bytes {
-        if req.protocol == dep.protocol {
-            return body.clone();
-        }
-        let json = serde_json::from_slice::<Value>(body).unwrap_or(Value::Null);
-        Bytes::from(protocol::translate_error_body(req.protocol, status, &json).to_string())
-    }
-
-    /// Waits for the first upstream event (so a stream that fails before any content can still
-    /// fall back), then pipes the rest through a task: translated when needed, keep-alive comments
-    /// while the upstream is silent, cut with an error event when it stalls or breaks.
-    #[allow(clippy::too_many_arguments)]
-    async fn start_stream(
-        self: &Arc<Self>,
-        req: &ProxyRequest,
+    /// Waits for the first upstream event, within the first-byte budget, so that a stream that
+    /// fails before any content (including one that opens with an error event) can still fall
+    /// back.
+    async fn first_event(
+        &self,
         dep: &Deployment,
-        model: &str,
         res: reqwest::Response,
-        probe: bool,
-        started: Instant,
         deadline: Instant,
-    ) -> Result<(tokio::sync::mpsc::Receiver<Bytes>, tokio::sync::oneshot::Receiver<Option<Usage>>), Failure>
-    {
-        let mut upstream = res.bytes_stream();
+    ) -> Result<(BoxStream<'static, reqwest::Result<Bytes>>, SseParser, Vec<SseEvent>), Failure> {
+        let mut upstream = res.bytes_stream().boxed();
         let mut parser = SseParser::default();
-        let idle = Duration::from_millis(self.cfg.idle_timeout_ms);
         let mut pending = Vec::new();
-        // before committing: the first complete event, within the first-byte budget
         let first_wait = Duration::from_millis(self.cfg.first_byte_timeout_ms).min(remaining(deadline));
         let until = Instant::now() + first_wait;
         while pending.is_empty() {
@@ -551,12 +776,15 @@ impl Proxy {
                 Ok(Some(Err(e))) => {
                     return Err(Failure::Transport(format!("{}: stream: {}", dep.cfg.id, e.without_url())));
                 }
-                Ok(None) => {
-                    return Err(Failure::Transport(format!(
-                        "{}: the stream ended before any event",
-                        dep.cfg.id
-                    )));
-                }
+                Ok(None) => match parser.finish() {
+                    Some(ev) => pending.push(ev),
+                    None => {
+                        return Err(Failure::Transport(format!(
+                            "{}: the stream ended before any event",
+                            dep.cfg.id
+                        )));
+                    }
+                },
                 Err(_) => {
                     return Err(Failure::Transport(format!(
                         "{}: no event within {} ms",
@@ -566,101 +794,186 @@ impl Proxy {
                 }
             }
         }
-        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
-        let (usage_tx, usage_rx) = tokio::sync::oneshot::channel();
-        let mut pipe = StreamPipe::new(req, dep, model);
-        let this = self.clone();
-        let id = dep.cfg.id.clone();
-        let keepalive = Duration::from_millis(self.cfg.keepalive_ms.max(100));
-        tokio::spawn(async move {
-            let mut failure: Option<String> = None;
-            let mut client_gone = false;
-            'outer: {
-                for ev in pending {
-                    for out in pipe.event(ev) {
-                        if tx.send(out).await.is_err() {
+        if let Some((status, _)) = pending.first().and_then(|ev| upstream_error(dep.protocol, ev)) {
+            let body = pending.first().map(|ev| Bytes::from(ev.data.clone())).unwrap_or_default();
+            return Err(Failure::Status(status, Vec::new(), body));
+        }
+        Ok((upstream, parser, pending))
+    }
+
+    /// Pipes a committed stream to the client: translated when needed, keep-alive comments while
+    /// the upstream is silent, cut with an error event when it stalls or breaks. Reports the
+    /// outcome to the breaker and the final report (usage included) on `done`.
+    async fn pipe(
+        self: Arc<Self>,
+        start: StreamStart,
+        call: Arc<Call>,
+        tx: mpsc::Sender<Bytes>,
+        mut report: CallReport,
+        done: oneshot::Sender<CallReport>,
+    ) {
+        let StreamStart { dep, status, mut upstream, mut parser, pending, probe, started, _permit, .. } = start;
+        let mut pipe = StreamPipe::new(&call.req, &dep, &call.model);
+        let idle = Duration::from_millis(self.cfg.idle_timeout_ms);
+        let keepalive = self.keepalive();
+        let deadline = call.deadline;
+        let mut failure: Option<String> = None;
+        let mut client_gone = false;
+        'outer: {
+            for ev in pending {
+                for out in pipe.event(ev) {
+                    if tx.send(out).await.is_err() {
+                        client_gone = true;
+                        break 'outer;
+                    }
+                }
+            }
+            let mut last = Instant::now();
+            loop {
+                if pipe.done {
+                    break;
+                }
+                let wait = keepalive.min(remaining(deadline));
+                match tokio::time::timeout(wait, upstream.next()).await {
+                    Ok(Some(Ok(chunk))) => {
+                        last = Instant::now();
+                        let events = match parser.feed(&chunk) {
+                            Ok(ev) => ev,
+                            Err(e) => {
+                                failure = Some(e.to_string());
+                                break;
+                            }
+                        };
+                        for ev in events {
+                            for out in pipe.event(ev) {
+                                if tx.send(out).await.is_err() {
+                                    client_gone = true;
+                                    break 'outer;
+                                }
+                            }
+                        }
+                    }
+                    Ok(Some(Err(e))) => {
+                        failure = Some(format!("the upstream stream broke: {}", e.without_url()));
+                        break;
+                    }
+                    Ok(None) => {
+                        // an upstream that omits the final blank line still ends its last event
+                        if let Some(ev) = parser.finish() {
+                            for out in pipe.event(ev) {
+                                if tx.send(out).await.is_err() {
+                                    client_gone = true;
+                                    break 'outer;
+                                }
+                            }
+                        }
+                        if !pipe.done {
+                            failure = Some("the upstream stream ended early".to_owned());
+                        }
+                        break;
+                    }
+                    Err(_) => {
+                        if Instant::now() >= deadline {
+                            failure = Some("the call took longer than the total timeout".to_owned());
+                            break;
+                        }
+                        if last.elapsed() >= idle {
+                            failure = Some(format!("the upstream stream stalled for {} ms", idle.as_millis()));
+                            break;
+                        }
+                        if tx.send(Bytes::from(protocol::sse::comment("keep-alive"))).await.is_err() {
                             client_gone = true;
                             break 'outer;
                         }
                     }
                 }
-                let mut last = Instant::now();
-                loop {
-                    if pipe.done {
-                        break;
-                    }
-                    let wait = keepalive.min(remaining(deadline));
-                    match tokio::time::timeout(wait, upstream.next()).await {
-                        Ok(Some(Ok(chunk))) => {
-                            last = Instant::now();
-                            let events = match parser.feed(&chunk) {
-                                Ok(ev) => ev,
-                                Err(e) => {
-                                    failure = Some(e.to_string());
-                                    break;
-                                }
-                            };
-                            for ev in events {
-                                for out in pipe.event(ev) {
-                                    if tx.send(out).await.is_err() {
-                                        client_gone = true;
-                                        break 'outer;
-                                    }
-                                }
-                            }
-                        }
-                        Ok(Some(Err(e))) => {
-                            failure = Some(format!("the upstream stream broke: {}", e.without_url()));
-                            break;
-                        }
-                        Ok(None) => {
-                            if !pipe.done {
-                                failure = Some("the upstream stream ended early".to_owned());
-                            }
-                            break;
-                        }
-                        Err(_) => {
-                            if Instant::now() >= deadline {
-                                failure = Some("the call took longer than the total timeout".to_owned());
-                                break;
-                            }
-                            if last.elapsed() >= idle {
-                                failure =
-                                    Some(format!("the upstream stream stalled for {} ms", idle.as_millis()));
-                                break;
-                            }
-                            if tx.send(Bytes::from(protocol::sse::comment("keep-alive"))).await.is_err() {
-                                client_gone = true;
-                                break 'outer;
-                            }
-                        }
-                    }
-                }
-                if let Some(f) = &failure {
-                    tracing::warn!(deployment = %id, error = %f, "stream failed after it started");
-                    let _ = tx
-                        .send(Bytes::from(protocol::stream_error(
-                            pipe.client,
-                            502,
-                            "upstream_stream_failed",
-                            f,
-                        )))
-                        .await;
-                } else {
-                    for out in pipe.finish() {
-                        let _ = tx.send(out).await;
-                    }
-                }
             }
-            // a client that went away says nothing about the deployment
-            if !client_gone {
-                let outcome = Outcome { failure: failure.is_some(), duration: started.elapsed() };
-                this.breakers.record(&id, probe, outcome).await;
+            if let Some(f) = &failure {
+                tracing::warn!(deployment = %dep.cfg.id, error = %f, "stream failed after it started");
+                let _ = tx
+                    .send(Bytes::from(protocol::stream_error(
+                        pipe.client,
+                        502,
+                        ErrorCode::UpstreamFailed.as_str(),
+                        f,
+                    )))
+                    .await;
             }
-            let _ = usage_tx.send(pipe.usage());
+        }
+        // the client's end of the stream closes now, whatever the accounting below takes
+        drop(tx);
+        let failed = failure.is_some() || pipe.upstream_error.is_some();
+        // a client that went away says nothing about the deployment (a probe's lease then
+        // expires, see the breaker docs)
+        if !client_gone {
+            self.record(&dep, probe, failed, started.elapsed(), Some(status)).await;
+        }
+        report.usage = pipe.usage();
+        report.error = failure.or(pipe.upstream_error).or_else(|| {
+            client_gone.then(|| "the client went away before the stream ended".to_owned())
         });
-        Ok((rx, usage_rx))
+        let _ = done.send(report);
     }
+}
+
+/// The status and message of an error event an upstream sent inside its stream, if `ev` is one:
+/// Anthropic's `event: error`, or an OpenAI chunk holding an `error` object.
+fn upstream_error(protocol: Protocol, ev: &SseEvent) -> Option<(u16, String)> {
+    if protocol == Protocol::OpenAi && ev.is_openai_done() {
+        return None;
+    }
+    let data = ev.json().ok()?;
+    let error = data.get("error").filter(|e| e.is_object())?;
+    let is_error = match protocol {
+        Protocol::Anthropic => {
+            ev.event_name() == "error" || data.get("type").and_then(Value::as_str) == Some("error")
+        }
+        Protocol::OpenAi => true,
+    };
+    if !is_error {
+        return None;
+    }
+    let message = error.get("message").and_then(Value::as_str).unwrap_or("upstream stream failed").to_owned();
+    let status = match protocol {
+        Protocol::Anthropic => protocol::error::anthropic_error_status(
+            error.get("type").and_then(Value::as_str).unwrap_or("api_error"),
+        ),
+        Protocol::OpenAi => 500,
+    };
+    Some((status, message))
+}
+
+fn client_error_body(req: &ProxyRequest, dep: &Deployment, status: u16, body: &Bytes) -> Bytes {
+    if req.protocol == dep.protocol {
+        return body.clone();
+    }
+    let json = serde_json::from_slice::<Value>(body).unwrap_or(Value::Null);
+    Bytes::from(protocol::translate_error_body(req.protocol, status, &json).to_string())
+}
+
+fn full(walked: Walked) -> ProxyResponse {
+    match walked {
+        Walked::Answer { status, headers, body } => ProxyResponse::Full { status, headers, body },
+        // callers only pass answers
+        Walked::Stream(start) => ProxyResponse::Full {
+            status: 500,
+            headers: vec![("content-type".to_owned(), "application/json".to_owned())],
+            body: Bytes::from(
+                protocol::error_body(start.dep.protocol, 500, ErrorCode::Internal.as_str(), "unexpected stream")
+                    .to_string(),
+            ),
+        },
+    }
+}
+
+/// The head of every SSE answer (`x-accel-buffering: no` keeps nginx-style proxies from holding
+/// events back).
+fn stream_headers() -> Vec<(String, String)> {
+    vec![
+        ("content-type".to_owned(), "text/event-stream".to_owned()),
+        ("cache-control".to_owned(), "no-cache".to_owned()),
+        ("x-accel-buffering".to_owned(), "no".to_owned()),
+    ]
 }
 
 /// Turns upstream SSE events into what the client's protocol expects.
@@ -673,6 +986,8 @@ struct StreamPipe {
     to_openai: Option<protocol::AnthropicToOpenAiStream>,
     usage: protocol::UsageAccumulator,
     done: bool,
+    /// The upstream ended its stream with an error event (already passed on to the client).
+    upstream_error: Option<String>,
 }
 
 impl StreamPipe {
@@ -693,6 +1008,7 @@ impl StreamPipe {
                 .then(|| protocol::AnthropicToOpenAiStream::new(model, asked)),
             usage: protocol::UsageAccumulator::new(dep.protocol),
             done: false,
+            upstream_error: None,
         }
     }
 
@@ -702,6 +1018,9 @@ impl StreamPipe {
 
     fn event(&mut self, ev: protocol::SseEvent) -> Vec<Bytes> {
         use protocol::sse::{OPENAI_DONE, encode_json};
+        if self.done {
+            return Vec::new();
+        }
         if self.upstream == Protocol::OpenAi && ev.is_openai_done() {
             self.done = true;
             if let Some(t) = &mut self.to_anthropic {
@@ -712,6 +1031,11 @@ impl StreamPipe {
                     .collect();
             }
             return vec![Bytes::from_static(OPENAI_DONE.as_bytes())];
+        }
+        if let Some((_, message)) = upstream_error(self.upstream, &ev) {
+            // the stream ends here; the translators below turn the error into the client's kind
+            self.done = true;
+            self.upstream_error = Some(format!("the upstream sent an error event: {message}"));
         }
         let Ok(mut data) = ev.json() else { return Vec::new() };
         self.usage.push(&data);
@@ -761,11 +1085,6 @@ impl StreamPipe {
             },
         }
     }
-
-    /// What to send when the upstream ended cleanly (nothing more for same-protocol streams).
-    fn finish(&mut self) -> Vec<Bytes> {
-        Vec::new()
-    }
 }
 
 fn remaining(deadline: Instant) -> Duration {
@@ -779,21 +1098,11 @@ fn pass_headers(h: &reqwest::header::HeaderMap) -> Vec<(String, String)> {
         .collect()
 }
 
-fn helix_headers(
-    dep: &Deployment,
-    fallback_from: Option<&str>,
-    started: Instant,
-    cost: Option<f64>,
-) -> Vec<(String, String)> {
-    let mut h = vec![
-        ("x-helix-deployment".to_owned(), dep.cfg.id.clone()),
-        ("x-helix-overhead-ms".to_owned(), format!("{}", started.elapsed().as_millis())),
-    ];
+/// `x-helix-deployment` and `x-helix-fallback-from`; the routes add cost and overhead.
+fn helix_headers(deployment: &str, fallback_from: Option<&str>) -> Vec<(String, String)> {
+    let mut h = vec![("x-helix-deployment".to_owned(), deployment.to_owned())];
     if let Some(f) = fallback_from {
         h.push(("x-helix-fallback-from".to_owned(), f.to_owned()));
-    }
-    if let Some(c) = cost {
-        h.push(("x-helix-cost-usd".to_owned(), format!("{c:.6}")));
     }
     h
 }

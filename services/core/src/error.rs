@@ -37,11 +37,24 @@ pub enum ErrorCode {
     Unavailable,
     /// The service is not ready (see `GET /ready`).
     NotReady,
+    /// No API key was sent, or not a known one (the breaker-gateway's `Authorization: Bearer` or
+    /// `x-api-key`).
+    Unauthorized,
+    /// The project's daily budget is spent; it resets at the next UTC midnight.
+    BudgetExceeded,
+    /// Too many calls of a project or to a model's deployments are in flight; retry after
+    /// `Retry-After` seconds.
+    ConcurrencyLimit,
+    /// Every deployment that serves the model has its circuit breaker open; retry after
+    /// `Retry-After` seconds.
+    CircuitOpen,
+    /// No upstream deployment gave a usable answer (connection failed, timed out, invalid body).
+    UpstreamFailed,
 }
 
 impl ErrorCode {
     /// All codes, for documentation and tests.
-    pub const ALL: [ErrorCode; 11] = [
+    pub const ALL: [ErrorCode; 16] = [
         ErrorCode::InvalidJson,
         ErrorCode::InvalidRequest,
         ErrorCode::InvalidQuery,
@@ -53,6 +66,11 @@ impl ErrorCode {
         ErrorCode::Internal,
         ErrorCode::Unavailable,
         ErrorCode::NotReady,
+        ErrorCode::Unauthorized,
+        ErrorCode::BudgetExceeded,
+        ErrorCode::ConcurrencyLimit,
+        ErrorCode::CircuitOpen,
+        ErrorCode::UpstreamFailed,
     ];
 
     /// The code as it appears in problem bodies.
@@ -69,6 +87,11 @@ impl ErrorCode {
             ErrorCode::Internal => "internal",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::NotReady => "not_ready",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::BudgetExceeded => "budget_exceeded",
+            ErrorCode::ConcurrencyLimit => "concurrency_limit",
+            ErrorCode::CircuitOpen => "circuit_open",
+            ErrorCode::UpstreamFailed => "upstream_failed",
         }
     }
 
@@ -79,12 +102,15 @@ impl ErrorCode {
             | ErrorCode::InvalidRequest
             | ErrorCode::InvalidQuery
             | ErrorCode::BadRequest => 400,
+            ErrorCode::Unauthorized => 401,
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
+            ErrorCode::BudgetExceeded | ErrorCode::ConcurrencyLimit => 429,
             ErrorCode::Internal => 500,
-            ErrorCode::Unavailable | ErrorCode::NotReady => 503,
+            ErrorCode::UpstreamFailed => 502,
+            ErrorCode::Unavailable | ErrorCode::NotReady | ErrorCode::CircuitOpen => 503,
         }
     }
 
@@ -102,6 +128,11 @@ impl ErrorCode {
             ErrorCode::Internal => "internal error",
             ErrorCode::Unavailable => "service unavailable",
             ErrorCode::NotReady => "service not ready",
+            ErrorCode::Unauthorized => "missing or invalid api key",
+            ErrorCode::BudgetExceeded => "daily budget spent",
+            ErrorCode::ConcurrencyLimit => "too many calls in flight",
+            ErrorCode::CircuitOpen => "every deployment is unavailable",
+            ErrorCode::UpstreamFailed => "no upstream answered",
         }
     }
 
@@ -114,6 +145,7 @@ impl ErrorCode {
     /// judged by its status alone.
     pub fn from_status(status: u16) -> ErrorCode {
         match status {
+            401 => ErrorCode::Unauthorized,
             404 => ErrorCode::NotFound,
             405 => ErrorCode::MethodNotAllowed,
             413 => ErrorCode::PayloadTooLarge,
@@ -210,6 +242,7 @@ mod tests {
     fn status_fallback() {
         assert_eq!(ErrorCode::from_status(404), ErrorCode::NotFound);
         assert_eq!(ErrorCode::from_status(418), ErrorCode::BadRequest);
+        assert_eq!(ErrorCode::from_status(401), ErrorCode::Unauthorized);
         assert_eq!(ErrorCode::from_status(502), ErrorCode::Internal);
     }
 }

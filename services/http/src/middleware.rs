@@ -177,11 +177,17 @@ fn problem_for_status(status: actix_web::http::StatusCode, detail: String) -> Pr
     problem
 }
 
+/// Marks an error response whose body is deliberately not a problem, so the safety net leaves it
+/// alone: the breaker-gateway's proxy routes answer in the shape of the LLM provider they stand in
+/// for, because the official SDKs parse that shape. Insert it into the response's extensions.
+#[derive(Debug, Clone, Copy)]
+pub struct OwnErrorShape;
+
 /// Rewrites an error response that is not problem+json (a framework 404, 405, 413, an extractor
 /// error rendered as text) into the problem shape, keeping its status and text as the detail.
 async fn ensure_problem(res: ServiceResponse<BoxBody>) -> ServiceResponse<BoxBody> {
     let status = res.status();
-    if status.as_u16() < 400 {
+    if status.as_u16() < 400 || res.response().extensions().contains::<OwnErrorShape>() {
         return res;
     }
     let is_problem = res
