@@ -5,6 +5,7 @@ mod config_files;
 mod dashboard;
 mod dashboard_live;
 mod errors;
+mod gateway;
 mod healer;
 mod openapi;
 mod panics;

@@ -7,7 +7,7 @@
 //! translates when a deployment speaks the other protocol, and [`accounting`] knows who calls,
 //! what they may spend and what each call cost. [`calls`] puts those around one call; the
 //! [`routes`] are thin. Operators see and steer the breakers at `/v1/circuits` and scrape
-//! `/metrics`. Usage, budgets (`budgets.json`) live under `<data_dir>/breaker-gateway`.
+//! `/metrics`. The budget ledger (`budgets.json`) lives under `<data_dir>/breaker-gateway`.
 
 pub mod accounting;
 pub mod breaker;
@@ -79,7 +79,8 @@ impl GatewayState {
         let data_dir =
             helix_http::storage::prepare_data_dir(&cfg.service_data_dir(ServiceKind::BreakerGateway))?;
         let invalid = |m: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, m);
-        let keys = KeyRing::from_config(&gw.keys, &env).map_err(|e| invalid(format!("breaker_gateway: {e}")))?;
+        let keys =
+            KeyRing::from_config(&gw.keys, &env).map_err(|e| invalid(format!("breaker_gateway: {e}")))?;
         let proxy = Proxy::new(gw.clone(), &env).map_err(|e| invalid(format!("breaker_gateway: {e}")))?;
         let budgets = Budgets::open(&data_dir.join("budgets.json"))?;
         let collector_url = if gw.collector_url.trim().is_empty() {
@@ -318,5 +319,102 @@ impl helix_http::Service for GatewayService {
                 Err(e) => tracing::error!(error = %e, "cannot persist the budget ledger"),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use helix_core::gateway_config::{DeploymentConfig, GatewayKeyConfig, ProviderKind};
+
+    use super::*;
+
+    fn config(dir: &std::path::Path) -> HelixConfig {
+        let mut cfg = HelixConfig { data_dir: dir.to_path_buf(), ..HelixConfig::default() };
+        cfg.breaker_gateway.deployments = vec![DeploymentConfig {
+            id: "oa".to_owned(),
+            provider: ProviderKind::Openai,
+            base_url: "http://127.0.0.1:9".to_owned(),
+            model: "gpt-4o".to_owned(),
+            api_key_env: Some("UPSTREAM_KEY".to_owned()),
+            max_in_flight: None,
+            breaker: None,
+        }];
+        cfg.breaker_gateway.keys = vec![GatewayKeyConfig {
+            key_env: "GATEWAY_KEY".to_owned(),
+            project: "shop".to_owned(),
+            daily_budget_usd: None,
+            max_in_flight: None,
+        }];
+        cfg
+    }
+
+    #[test]
+    fn keys_come_from_the_environment_and_a_missing_one_is_named() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let cfg = config(dir.path());
+        let env = |name: &str| match name {
+            "UPSTREAM_KEY" => Some("sk-upstream-secret".to_owned()),
+            "GATEWAY_KEY" => Some("sk-gateway-secret".to_owned()),
+            _ => None,
+        };
+        let state = GatewayState::open_with(&cfg, Some("http://127.0.0.1:1"), env).expect("opens");
+        assert_eq!(&*state.keys.authenticate(None, Some("sk-gateway-secret")).expect("known").name, "shop");
+        assert_eq!(state.collector_url, "http://127.0.0.1:1", "the peer's url when none is configured");
+        let debug = format!("{state:?}");
+        assert!(!debug.contains("sk-upstream-secret") && !debug.contains("sk-gateway-secret"), "{debug}");
+
+        for (missing, keep) in [("UPSTREAM_KEY", "GATEWAY_KEY"), ("GATEWAY_KEY", "UPSTREAM_KEY")] {
+            let only = |name: &str| (name == keep).then(|| "sk-present-secret".to_owned());
+            let e = GatewayState::open_with(&cfg, None, only).expect_err("a key is missing");
+            let m = e.to_string();
+            assert!(m.contains(missing) && !m.contains("sk-present-secret"), "{m}");
+        }
+    }
+
+    #[test]
+    fn a_configured_collector_wins_and_the_default_is_this_configurations() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut cfg = config(dir.path());
+        cfg.breaker_gateway.deployments.clear();
+        cfg.breaker_gateway.keys.clear();
+        cfg.host = "0.0.0.0".to_owned();
+        cfg.trace_collector_port = 7701;
+        assert_eq!(default_collector_url(&cfg), "http://127.0.0.1:7701");
+        cfg.breaker_gateway.collector_url = "http://collector.internal:4000/".to_owned();
+        let state = GatewayState::open_with(&cfg, Some("http://127.0.0.1:1"), |_| None).expect("opens");
+        assert_eq!(state.collector_url, "http://collector.internal:4000/");
+    }
+
+    #[test]
+    fn only_the_data_dir_can_make_the_gateway_unready() {
+        let away = RedisStatus { configured: true, connected: false, last_error: Some("refused".to_owned()) };
+        assert_eq!(redis_check(&away).status, CheckStatus::Degraded);
+        let off = RedisStatus { configured: false, connected: false, last_error: None };
+        assert_eq!(redis_check(&off).status, CheckStatus::Disabled);
+        let stats = EmitterStats { last_error: Some("refused".to_owned()), ..EmitterStats::default() };
+        assert_eq!(collector_check("http://x", &stats).status, CheckStatus::Degraded);
+        assert_eq!(collector_check("http://x", &EmitterStats::default()).status, CheckStatus::Ok);
+        let snapshot = |state| Snapshot {
+            id: "oa".to_owned(),
+            state,
+            calls: 0,
+            failures: 0,
+            slow_calls: 0,
+            failure_rate: 0.0,
+            slow_call_rate: 0.0,
+            consecutive_trips: 0,
+            next_half_open_unix_ms: None,
+            probes_admitted: 0,
+            shared: false,
+        };
+        for (state, status) in [
+            (State::Closed, CheckStatus::Ok),
+            (State::HalfOpen, CheckStatus::Ok),
+            (State::Disabled, CheckStatus::Ok),
+            (State::Open, CheckStatus::Degraded),
+            (State::ForcedOpen, CheckStatus::Degraded),
+        ] {
+            assert_eq!(breaker_check(&snapshot(state)).status, status, "{state}");
+        }
     }
 }

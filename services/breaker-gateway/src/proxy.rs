@@ -257,7 +257,7 @@ enum Walked {
     /// A complete answer: the upstream's (success or client error) or the gateway's own error.
     Answer { status: u16, headers: Vec<(String, String)>, body: Bytes },
     /// A stream whose first event arrived: committed to its deployment.
-    Stream(StreamStart),
+    Stream(Box<StreamStart>),
 }
 
 /// A stream committed to a deployment, before its events are piped to the client.
@@ -347,7 +347,8 @@ impl Proxy {
         let stream = protocol::is_stream(&req.body);
         let report = CallReport { streaming: stream, ..CallReport::default() };
         let Some(model) = protocol::request_model(&req.body).map(str::to_owned) else {
-            let answer = Proxy::error(protocol, ErrorCode::InvalidRequest, "the request has no model", vec![]);
+            let answer =
+                Proxy::error(protocol, ErrorCode::InvalidRequest, "the request has no model", vec![]);
             return (full(answer), CallReport { status: 400, ..report });
         };
         let Some(chain) = self.cfg.chain(&model) else {
@@ -367,15 +368,16 @@ impl Proxy {
                 Walked::Answer { .. } => (full(walked), report),
                 // a stream is only started for a streaming request
                 Walked::Stream(_) => {
-                    let answer =
-                        Proxy::error(protocol, ErrorCode::Internal, "unexpected stream", Vec::new());
+                    let answer = Proxy::error(protocol, ErrorCode::Internal, "unexpected stream", Vec::new());
                     (full(answer), CallReport { status: 500, ..report })
                 }
             };
         }
 
+        let began = Instant::now();
         let mut walk = Box::pin(self.clone().walk(call.clone(), report));
         tokio::select! {
+            biased;
             (walked, report) = &mut walk => match walked {
                 Walked::Answer { .. } => (full(walked), report),
                 Walked::Stream(start) => {
@@ -383,8 +385,11 @@ impl Proxy {
                     let (done_tx, done_rx) = oneshot::channel();
                     let mut headers =
                         helix_headers(&start.dep.cfg.id, report.fallback_from.as_deref());
-                    headers.extend(start.headers.iter().filter(|(k, _)| k != "content-type").cloned());
-                    headers.extend(stream_headers());
+                    let own = stream_headers();
+                    headers.extend(
+                        start.headers.iter().filter(|(k, _)| own.iter().all(|(o, _)| o != k)).cloned(),
+                    );
+                    headers.extend(own);
                     let status = start.status;
                     tokio::spawn(self.clone().pipe(start, call, tx, report.clone(), done_tx));
                     (ProxyResponse::Stream { status, headers, body: rx, done: done_rx }, report)
@@ -395,8 +400,15 @@ impl Proxy {
                 let (tx, rx) = mpsc::channel(STREAM_BUFFER);
                 let (done_tx, done_rx) = oneshot::channel();
                 tokio::spawn(self.clone().walk_behind_head(walk, call, tx, done_tx));
-                let report = CallReport { streaming: true, status: 200, ..CallReport::default() };
-                (ProxyResponse::Stream { status: 200, headers: stream_headers(), body: rx, done: done_rx }, report)
+                // all of the time so far was spent waiting for upstreams
+                let report = CallReport {
+                    streaming: true,
+                    status: 200,
+                    upstream_time: began.elapsed(),
+                    ..CallReport::default()
+                };
+                let head = stream_headers();
+                (ProxyResponse::Stream { status: 200, headers: head, body: rx, done: done_rx }, report)
             }
         }
     }
@@ -445,7 +457,9 @@ impl Proxy {
                     .and_then(|e| e.get("code").or_else(|| e.get("type")))
                     .and_then(Value::as_str)
                     .unwrap_or(ErrorCode::UpstreamFailed.as_str());
-                let _ = tx.send(Bytes::from(protocol::stream_error(call.req.protocol, status, code, &message))).await;
+                let _ = tx
+                    .send(Bytes::from(protocol::stream_error(call.req.protocol, status, code, &message)))
+                    .await;
                 report.status = 200;
                 report.error.get_or_insert(message);
                 let _ = done.send(report);
@@ -498,27 +512,31 @@ impl Proxy {
                         let status = res.status().as_u16();
                         let headers = pass_headers(res.headers());
                         let read = if call.stream {
-                            self.first_event(dep, res, call.deadline).await.map(|(upstream, parser, pending)| {
-                                Walked::Stream(StreamStart {
-                                    dep: dep.clone(),
-                                    status,
-                                    headers,
-                                    upstream,
-                                    parser,
-                                    pending,
-                                    probe,
-                                    started: t,
-                                    _permit: permit,
-                                })
-                            })
+                            self.first_event(dep, res, call.deadline).await.map(
+                                |(upstream, parser, pending)| {
+                                    Walked::Stream(Box::new(StreamStart {
+                                        dep: dep.clone(),
+                                        status,
+                                        headers,
+                                        upstream,
+                                        parser,
+                                        pending,
+                                        probe,
+                                        started: t,
+                                        _permit: permit,
+                                    }))
+                                },
+                            )
                         } else {
-                            self.read_full(req, dep, &call.model, res, call.deadline).await.map(|(body, usage)| {
-                                report.usage = usage;
-                                let mut h = helix_headers(&dep.cfg.id, fallback_from.as_deref());
-                                h.extend(headers.into_iter().filter(|(k, _)| k != "content-type"));
-                                h.push(("content-type".to_owned(), "application/json".to_owned()));
-                                Walked::Answer { status, headers: h, body }
-                            })
+                            self.read_full(req, dep, &call.model, res, call.deadline).await.map(
+                                |(body, usage)| {
+                                    report.usage = usage;
+                                    let mut h = helix_headers(&dep.cfg.id, fallback_from.as_deref());
+                                    h.extend(headers.into_iter().filter(|(k, _)| k != "content-type"));
+                                    h.push(("content-type".to_owned(), "application/json".to_owned()));
+                                    Walked::Answer { status, headers: h, body }
+                                },
+                            )
                         };
                         report.upstream_time += t.elapsed();
                         match read {
@@ -630,8 +648,8 @@ impl Proxy {
                 } else {
                     // every breaker of the chain is open: fail fast
                     self.metrics.rejected("breaker_open");
-                    let secs = soonest_retry.unwrap_or(Duration::from_secs(1)).as_secs_f64().ceil().max(1.0)
-                        as u64;
+                    let secs =
+                        soonest_retry.unwrap_or(Duration::from_secs(1)).as_secs_f64().ceil().max(1.0) as u64;
                     let msg = format!(
                         "every deployment of {model:?} is unavailable (circuit open); retry in {secs}s"
                     );
@@ -652,7 +670,14 @@ impl Proxy {
     }
 
     /// Reports an attempt's outcome to the breaker and the metrics.
-    async fn record(&self, dep: &Deployment, probe: bool, failure: bool, took: Duration, status: Option<u16>) {
+    async fn record(
+        &self,
+        dep: &Deployment,
+        probe: bool,
+        failure: bool,
+        took: Duration,
+        status: Option<u16>,
+    ) {
         self.breakers.record(&dep.cfg.id, probe, Outcome { failure, duration: took }).await;
         let class = if failure && status.is_none_or(|s| s < 400) { "error" } else { status_class(status) };
         self.metrics.upstream_call(&dep.cfg.id, class, took.as_secs_f64());
@@ -806,13 +831,14 @@ impl Proxy {
     /// outcome to the breaker and the final report (usage included) on `done`.
     async fn pipe(
         self: Arc<Self>,
-        start: StreamStart,
+        start: Box<StreamStart>,
         call: Arc<Call>,
         tx: mpsc::Sender<Bytes>,
         mut report: CallReport,
         done: oneshot::Sender<CallReport>,
     ) {
-        let StreamStart { dep, status, mut upstream, mut parser, pending, probe, started, _permit, .. } = start;
+        let StreamStart { dep, status, mut upstream, mut parser, pending, probe, started, _permit, .. } =
+            *start;
         let mut pipe = StreamPipe::new(&call.req, &dep, &call.model);
         let idle = Duration::from_millis(self.cfg.idle_timeout_ms);
         let keepalive = self.keepalive();
@@ -878,7 +904,8 @@ impl Proxy {
                             break;
                         }
                         if last.elapsed() >= idle {
-                            failure = Some(format!("the upstream stream stalled for {} ms", idle.as_millis()));
+                            failure =
+                                Some(format!("the upstream stream stalled for {} ms", idle.as_millis()));
                             break;
                         }
                         if tx.send(Bytes::from(protocol::sse::comment("keep-alive"))).await.is_err() {
@@ -909,9 +936,9 @@ impl Proxy {
             self.record(&dep, probe, failed, started.elapsed(), Some(status)).await;
         }
         report.usage = pipe.usage();
-        report.error = failure.or(pipe.upstream_error).or_else(|| {
-            client_gone.then(|| "the client went away before the stream ended".to_owned())
-        });
+        report.error = failure
+            .or(pipe.upstream_error)
+            .or_else(|| client_gone.then(|| "the client went away before the stream ended".to_owned()));
         let _ = done.send(report);
     }
 }
@@ -959,8 +986,13 @@ fn full(walked: Walked) -> ProxyResponse {
             status: 500,
             headers: vec![("content-type".to_owned(), "application/json".to_owned())],
             body: Bytes::from(
-                protocol::error_body(start.dep.protocol, 500, ErrorCode::Internal.as_str(), "unexpected stream")
-                    .to_string(),
+                protocol::error_body(
+                    start.dep.protocol,
+                    500,
+                    ErrorCode::Internal.as_str(),
+                    "unexpected stream",
+                )
+                .to_string(),
             ),
         },
     }
@@ -1195,6 +1227,25 @@ mod tests {
             let w = retry_wait(&Failure::Transport(String::new()), attempt, &cfg);
             assert!(w <= Duration::from_millis(200 << (attempt - 1)), "{w:?}");
         }
+    }
+
+    #[test]
+    fn error_events_are_recognised_in_both_protocols() {
+        let ev = |event: Option<&str>, data: &str| SseEvent {
+            event: event.map(str::to_owned),
+            data: data.to_owned(),
+            ..SseEvent::default()
+        };
+        let overloaded = r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#;
+        assert_eq!(
+            upstream_error(Protocol::Anthropic, &ev(Some("error"), overloaded)),
+            Some((529, "Overloaded".to_owned()))
+        );
+        let boom = r#"{"error":{"message":"boom","type":"server_error"}}"#;
+        assert_eq!(upstream_error(Protocol::OpenAi, &ev(None, boom)), Some((500, "boom".to_owned())));
+        assert_eq!(upstream_error(Protocol::OpenAi, &ev(None, "[DONE]")), None);
+        let delta = r#"{"type":"content_block_delta","delta":{"type":"text_delta","text":"x"}}"#;
+        assert_eq!(upstream_error(Protocol::Anthropic, &ev(Some("content_block_delta"), delta)), None);
     }
 
     #[test]

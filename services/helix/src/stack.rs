@@ -83,7 +83,9 @@ fn build(
     Ok(match kind {
         ServiceKind::Healer => helix_healer::HealerService::new(cfg)?.into_service(),
         ServiceKind::TraceCollector => helix_trace_collector::CollectorService::new(cfg)?.into_service(),
-        ServiceKind::BreakerGateway => helix_breaker_gateway::GatewayService::new(cfg)?.into_service(),
+        ServiceKind::BreakerGateway => {
+            helix_breaker_gateway::GatewayService::with_collector(cfg, &peers.trace_collector)?.into_service()
+        }
         ServiceKind::Orchestrator => {
             helix_orchestrator::OrchestratorService::new(cfg, peers.clone())?.into_service()
         }

@@ -1,0 +1,136 @@
+//! One proxied call around the proxy: who is calling and whether they may (key, budget,
+//! bulkhead), then what the call cost and what is reported about it (budget charge, metrics, one
+//! trace span).
+//!
+//! Kept out of the routes so that they stay thin and the order of the checks is in one place;
+//! no actix types here.
+
+use std::time::Instant;
+
+use crate::GatewayState;
+use crate::accounting::{LlmCall, Permit, Project, TraceContext, llm_call_event};
+use crate::error::GatewayError;
+use crate::protocol::Protocol;
+use crate::proxy::CallReport;
+
+/// A call that passed the gateway's own checks.
+#[derive(Debug)]
+pub struct Admitted {
+    pub project: Project,
+    pub protocol: Protocol,
+    /// The call's place in the client's trace (a new trace without `traceparent`).
+    pub trace: TraceContext,
+    pub start_unix_nanos: u64,
+    /// The project's bulkhead slot, freed when the call (its stream included) has ended.
+    _permit: Permit,
+}
+
+fn now_unix_ms() -> u64 {
+    u64::try_from(helix_core::time::now_ms()).unwrap_or(0)
+}
+
+fn now_unix_nanos() -> u64 {
+    now_unix_ms().saturating_mul(1_000_000)
+}
+
+impl GatewayState {
+    /// The project of a call from its `Authorization` and `x-api-key` headers.
+    pub fn authenticate(
+        &self,
+        authorization: Option<&str>,
+        x_api_key: Option<&str>,
+    ) -> Result<Project, GatewayError> {
+        self.keys.authenticate(authorization, x_api_key).map_err(|e| {
+            self.metrics().rejected("auth");
+            GatewayError::from(e)
+        })
+    }
+
+    /// Checks the project's budget and takes a slot of its bulkhead.
+    pub fn admit(
+        &self,
+        project: Project,
+        protocol: Protocol,
+        traceparent: Option<&str>,
+    ) -> Result<Admitted, GatewayError> {
+        if let Err(source) = self.budgets.check(&project, now_unix_ms()) {
+            self.metrics().rejected("budget");
+            return Err(GatewayError::Budget { project: project.name.to_string(), source });
+        }
+        let limit = project.max_in_flight.unwrap_or(self.proxy.cfg.max_in_flight_per_key);
+        let Some(permit) = self.proxy.bulkheads.try_enter(&format!("project:{}", project.name), limit) else {
+            self.metrics().rejected("bulkhead");
+            return Err(GatewayError::ProjectBusy { project: project.name.to_string(), limit });
+        };
+        Ok(Admitted {
+            project,
+            protocol,
+            trace: TraceContext::from_traceparent(traceparent),
+            start_unix_nanos: now_unix_nanos(),
+            _permit: permit,
+        })
+    }
+
+    /// The label a client's model gets in metrics: a configured name, or `unknown` (clients
+    /// must not be able to grow the metrics with invented names).
+    pub fn model_label<'a>(&self, model: &'a str) -> &'a str {
+        let cfg = &self.proxy.cfg;
+        let known =
+            cfg.models.iter().any(|m| m.name == model) || cfg.deployments.iter().any(|d| d.id == model);
+        if known { model } else { "unknown" }
+    }
+
+    /// Counts a request the gateway answered itself, before any upstream was involved.
+    pub fn count_refused(&self, protocol: Protocol, model: &str, status: u16) {
+        self.metrics().request(protocol.as_str(), self.model_label(model), status);
+    }
+
+    /// Meters a finished call: its cost (when its usage and its model's price are known) is
+    /// charged to the project's budget, counted in the metrics and reported with one trace span.
+    /// Returns the cost in USD.
+    pub fn settle(&self, call: &Admitted, request_model: &str, report: &CallReport) -> Option<f64> {
+        let metrics = self.metrics();
+        metrics.request(call.protocol.as_str(), self.model_label(request_model), report.status);
+        let project = &*call.project.name;
+        let cost = match (&report.upstream_model, &report.usage) {
+            (Some(model), Some(usage)) => {
+                metrics.usage(project, model, usage);
+                let cost = self.prices.cost(model, usage);
+                if let Some(c) = cost {
+                    self.budgets.charge(project, c, now_unix_ms());
+                    metrics.cost(project, model, c);
+                }
+                cost
+            }
+            _ => None,
+        };
+        if let (Some(deployment), Some(provider)) = (&report.deployment, report.provider) {
+            let event = llm_call_event(&LlmCall {
+                trace: &call.trace,
+                project,
+                client_protocol: call.protocol,
+                request_model,
+                provider,
+                response_model: report.upstream_model.as_deref(),
+                deployment_id: deployment,
+                fallback_from: report.fallback_from.as_deref(),
+                attempts: report.attempts,
+                status_code: report.upstream_status,
+                error: report.error.as_deref(),
+                streaming: report.streaming,
+                usage: report.usage,
+                cost_usd: cost,
+                start_unix_nanos: call.start_unix_nanos,
+                end_unix_nanos: now_unix_nanos(),
+            });
+            self.emitter.emit(event);
+        }
+        cost
+    }
+}
+
+/// A clock reading for the gateway's own overhead: time of the call minus time spent on
+/// upstreams.
+pub fn overhead_ms(started: Instant, report: &CallReport) -> f64 {
+    started.elapsed().saturating_sub(report.upstream_time).as_secs_f64() * 1000.0
+}

@@ -1,0 +1,356 @@
+//! `POST /v1/chat/completions`, `POST /v1/messages` and `GET /v1/models`: the routes an official
+//! SDK calls once its `base_url` points at the gateway.
+
+use std::time::Instant;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use futures_util::stream;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use crate::GatewayState;
+use crate::calls::overhead_ms;
+use crate::error::GatewayError;
+use crate::protocol::{self, Protocol};
+use crate::proxy::{ProxyRequest, ProxyResponse};
+
+/// The body of a generation request: the provider's own, passed on untouched when the deployment
+/// speaks the same protocol (unknown fields included). The gateway only needs `model`; the
+/// upstream validates the rest.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ChatRequest {
+    /// A model name configured on the gateway (`[[breaker_gateway.models]]`) or a deployment id.
+    #[schema(example = "claude-sonnet")]
+    pub model: String,
+    /// Server-sent events instead of one JSON answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<bool>,
+}
+
+/// An error in OpenAI's shape.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OpenAiError {
+    pub error: OpenAiErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OpenAiErrorDetail {
+    pub message: String,
+    /// `invalid_request_error`, `authentication_error`, `rate_limit_error`, `server_error`, ...
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[schema(required = true)]
+    pub param: Option<String>,
+    /// For errors of the gateway itself, its error code (`circuit_open`, `budget_exceeded`, ...).
+    #[schema(required = true)]
+    pub code: Option<String>,
+}
+
+/// An error in Anthropic's shape.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AnthropicError {
+    /// Always `error`.
+    #[serde(rename = "type")]
+    #[schema(example = "error")]
+    pub kind: String,
+    pub error: AnthropicErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AnthropicErrorDetail {
+    /// `invalid_request_error`, `authentication_error`, `rate_limit_error`, `overloaded_error`, ...
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub message: String,
+}
+
+/// Either provider's error, by the protocol the request looked like.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum ProviderError {
+    OpenAi(OpenAiError),
+    Anthropic(AnthropicError),
+}
+
+/// `GET /v1/models` in either provider's shape.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum ModelList {
+    OpenAi(OpenAiModelList),
+    Anthropic(AnthropicModelList),
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OpenAiModelList {
+    /// Always `list`.
+    pub object: String,
+    pub data: Vec<OpenAiModel>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OpenAiModel {
+    pub id: String,
+    /// Always `model`.
+    pub object: String,
+    /// Unix seconds (when the gateway started).
+    pub created: i64,
+    pub owned_by: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AnthropicModelList {
+    pub data: Vec<AnthropicModel>,
+    pub has_more: bool,
+    pub first_id: Option<String>,
+    pub last_id: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AnthropicModel {
+    /// Always `model`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub id: String,
+    pub display_name: String,
+    /// RFC 3339 (when the gateway started).
+    pub created_at: String,
+}
+
+fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
+    req.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Create a chat completion (OpenAI)
+///
+/// OpenAI's Chat Completions API: point the OpenAI SDK's `base_url` at `<gateway>/v1`. The model
+/// is a chain configured on the gateway (or a deployment id); the request is served by the first
+/// deployment of the chain whose breaker and bulkhead admit it, translated when that deployment
+/// speaks Anthropic's protocol, retried and falling back as configured. With gateway keys
+/// configured, send one as `Authorization: Bearer <key>`. Errors are in OpenAI's shape; upstream
+/// errors other than those listed are passed on with their status. `x-helix-deployment` names the
+/// deployment that answered (absent when a stream's head had to be sent before any deployment
+/// answered), `x-helix-fallback-from` the first of the chain when another one answered,
+/// `x-helix-cost-usd` the cost of a non-streaming answer.
+#[utoipa::path(
+    post,
+    path = "/v1/chat/completions",
+    tag = "llm",
+    operation_id = "chat_completions",
+    request_body(content = ChatRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "the completion, or with `stream: true` server-sent `chat.completion.chunk` events ending with `data: [DONE]`",
+            content((Object = "application/json"), (String = "text/event-stream")),
+            headers(
+                ("x-helix-deployment" = String, description = "the deployment that answered"),
+                ("x-helix-fallback-from" = String, description = "the first deployment of the chain, when another one answered"),
+                ("x-helix-cost-usd" = String, description = "the cost of the call in USD (non-streaming, priced models)"),
+                ("x-helix-overhead-ms" = String, description = "time spent in the gateway itself")
+            )),
+        (status = 400, description = "the body is not a JSON object with a `model`, or the upstream rejected it", body = OpenAiError, content_type = "application/json"),
+        (status = 401, description = "missing or unknown gateway key", body = OpenAiError, content_type = "application/json"),
+        (status = 404, description = "the model is not configured on the gateway", body = OpenAiError, content_type = "application/json"),
+        (status = 413, description = "body larger than `max_body_bytes`", body = OpenAiError, content_type = "application/json"),
+        (status = 429, description = "the project's daily budget is spent, or too many calls in flight (see `Retry-After`)", body = OpenAiError, content_type = "application/json",
+            headers(("retry-after" = String, description = "seconds until a retry can succeed"))),
+        (status = 502, description = "no deployment gave a usable answer", body = OpenAiError, content_type = "application/json"),
+        (status = 503, description = "every deployment of the model has its circuit open (see `Retry-After`)", body = OpenAiError, content_type = "application/json",
+            headers(("retry-after" = String, description = "seconds until a breaker admits a probe"))),
+        (status = "4XX", description = "an upstream client error, passed on", body = OpenAiError, content_type = "application/json"),
+        (status = "5XX", description = "an upstream error after retries and fallbacks, passed on", body = OpenAiError, content_type = "application/json")
+    )
+)]
+pub async fn chat_completions(
+    state: web::Data<GatewayState>,
+    req: HttpRequest,
+    body: Result<web::Bytes, actix_web::Error>,
+) -> HttpResponse {
+    proxy_call(state, req, body, Protocol::OpenAi).await
+}
+
+/// Create a message (Anthropic)
+///
+/// Anthropic's Messages API: point the Anthropic SDK's `base_url` at the gateway. Served like
+/// `/v1/chat/completions` (chains, breakers, retries, fallbacks, translation to OpenAI-compatible
+/// deployments and back); with gateway keys configured, send one as `x-api-key`. Errors are in
+/// Anthropic's shape; streams are Anthropic's server-sent events.
+#[utoipa::path(
+    post,
+    path = "/v1/messages",
+    tag = "llm",
+    operation_id = "messages",
+    request_body(content = ChatRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "the message, or with `stream: true` Anthropic's server-sent events ending with `message_stop`",
+            content((Object = "application/json"), (String = "text/event-stream")),
+            headers(
+                ("x-helix-deployment" = String, description = "the deployment that answered"),
+                ("x-helix-fallback-from" = String, description = "the first deployment of the chain, when another one answered"),
+                ("x-helix-cost-usd" = String, description = "the cost of the call in USD (non-streaming, priced models)"),
+                ("x-helix-overhead-ms" = String, description = "time spent in the gateway itself")
+            )),
+        (status = 400, description = "the body is not a JSON object with a `model`, or the upstream rejected it", body = AnthropicError, content_type = "application/json"),
+        (status = 401, description = "missing or unknown gateway key", body = AnthropicError, content_type = "application/json"),
+        (status = 404, description = "the model is not configured on the gateway", body = AnthropicError, content_type = "application/json"),
+        (status = 413, description = "body larger than `max_body_bytes`", body = AnthropicError, content_type = "application/json"),
+        (status = 429, description = "the project's daily budget is spent, or too many calls in flight (see `Retry-After`)", body = AnthropicError, content_type = "application/json",
+            headers(("retry-after" = String, description = "seconds until a retry can succeed"))),
+        (status = 502, description = "no deployment gave a usable answer", body = AnthropicError, content_type = "application/json"),
+        (status = 503, description = "every deployment of the model has its circuit open (see `Retry-After`)", body = AnthropicError, content_type = "application/json",
+            headers(("retry-after" = String, description = "seconds until a breaker admits a probe"))),
+        (status = "4XX", description = "an upstream client error, passed on", body = AnthropicError, content_type = "application/json"),
+        (status = "5XX", description = "an upstream error after retries and fallbacks, passed on", body = AnthropicError, content_type = "application/json")
+    )
+)]
+pub async fn messages(
+    state: web::Data<GatewayState>,
+    req: HttpRequest,
+    body: Result<web::Bytes, actix_web::Error>,
+) -> HttpResponse {
+    proxy_call(state, req, body, Protocol::Anthropic).await
+}
+
+/// Body, key, JSON, budget and bulkhead, then the proxy; see the module docs of `calls`.
+async fn proxy_call(
+    state: web::Data<GatewayState>,
+    req: HttpRequest,
+    body: Result<web::Bytes, actix_web::Error>,
+    protocol: Protocol,
+) -> HttpResponse {
+    let started = Instant::now();
+    let refuse = |e: GatewayError, model: &str| {
+        state.count_refused(protocol, model, e.code().status());
+        e.provider_response(protocol)
+    };
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return refuse(GatewayError::from_payload(&e), ""),
+    };
+    // the key first: a caller without one learns nothing about its request
+    let project = match state.authenticate(header(&req, "authorization"), header(&req, "x-api-key")) {
+        Ok(p) => p,
+        Err(e) => return refuse(e, ""),
+    };
+    let json: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return refuse(GatewayError::InvalidJson(e.to_string()), ""),
+    };
+    if !json.is_object() {
+        return refuse(GatewayError::InvalidRequest("the body must be a JSON object".to_owned()), "");
+    }
+    let model = protocol::request_model(&json).unwrap_or_default().to_owned();
+    let admitted = match state.admit(project, protocol, header(&req, "traceparent")) {
+        Ok(a) => a,
+        Err(e) => return refuse(e, &model),
+    };
+    let mut headers: Vec<(String, String)> = req
+        .headers()
+        .iter()
+        .filter(|(k, _)| k.as_str() != "traceparent")
+        .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+        .collect();
+    // the upstream call is a child of the gateway's span
+    headers.push(("traceparent".to_owned(), admitted.trace.traceparent()));
+
+    let (response, report) = state.proxy.handle(ProxyRequest { protocol, body: json, headers }).await;
+    match response {
+        ProxyResponse::Full { status, headers, body } => {
+            let cost = state.settle(&admitted, &model, &report);
+            let mut res =
+                HttpResponse::build(StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY));
+            for (k, v) in &headers {
+                res.append_header((k.as_str(), v.as_str()));
+            }
+            if let Some(c) = cost.filter(|_| (200..300).contains(&status)) {
+                res.insert_header(("x-helix-cost-usd", c.to_string()));
+            }
+            res.insert_header(("x-helix-overhead-ms", format!("{:.3}", overhead_ms(started, &report))));
+            let mut res = res.body(body);
+            if status >= 400 {
+                res.extensions_mut().insert(helix_http::middleware::OwnErrorShape);
+            }
+            res
+        }
+        ProxyResponse::Stream { status, headers, body, done } => {
+            let mut res = HttpResponse::build(StatusCode::from_u16(status).unwrap_or(StatusCode::OK));
+            for (k, v) in &headers {
+                res.append_header((k.as_str(), v.as_str()));
+            }
+            res.insert_header(("x-helix-overhead-ms", format!("{:.3}", overhead_ms(started, &report))));
+            // usage is known when the stream ends; the permit in `admitted` is held until then
+            let accounting = state.clone();
+            tokio::spawn(async move {
+                let report = done.await.unwrap_or(report);
+                accounting.settle(&admitted, &model, &report);
+            });
+            let events = stream::unfold(body, |mut rx| async move {
+                rx.recv().await.map(|chunk| (Ok::<_, actix_web::Error>(chunk), rx))
+            });
+            res.streaming(events)
+        }
+    }
+}
+
+/// List models
+///
+/// The model names configured on the gateway, then the deployment ids not already listed (a
+/// deployment id is a chain of one). OpenAI's list shape, or Anthropic's when the request has an
+/// `anthropic-version` header. With gateway keys configured, a key is required.
+#[utoipa::path(
+    get,
+    path = "/v1/models",
+    tag = "llm",
+    operation_id = "list_models",
+    params(("anthropic-version" = Option<String>, Header, description = "present: answer in Anthropic's shape")),
+    responses(
+        (status = 200, description = "the models, in the shape of the client's provider", body = ModelList),
+        (status = 401, description = "missing or unknown gateway key", body = ProviderError, content_type = "application/json")
+    )
+)]
+pub async fn models(state: web::Data<GatewayState>, req: HttpRequest) -> HttpResponse {
+    let protocol =
+        if req.headers().contains_key("anthropic-version") { Protocol::Anthropic } else { Protocol::OpenAi };
+    if let Err(e) = state.authenticate(header(&req, "authorization"), header(&req, "x-api-key")) {
+        return e.provider_response(protocol);
+    }
+    let cfg = &state.proxy.cfg;
+    let mut ids: Vec<&str> = cfg.models.iter().map(|m| m.name.as_str()).collect();
+    for d in &cfg.deployments {
+        if !ids.contains(&d.id.as_str()) {
+            ids.push(&d.id);
+        }
+    }
+    let list = match protocol {
+        Protocol::OpenAi => ModelList::OpenAi(OpenAiModelList {
+            object: "list".to_owned(),
+            data: ids
+                .iter()
+                .map(|id| OpenAiModel {
+                    id: (*id).to_owned(),
+                    object: "model".to_owned(),
+                    created: state.started_unix_ms / 1000,
+                    owned_by: "helix".to_owned(),
+                })
+                .collect(),
+        }),
+        Protocol::Anthropic => {
+            let created_at = helix_core::time::rfc3339_ms(state.started_unix_ms);
+            ModelList::Anthropic(AnthropicModelList {
+                data: ids
+                    .iter()
+                    .map(|id| AnthropicModel {
+                        kind: "model".to_owned(),
+                        id: (*id).to_owned(),
+                        display_name: (*id).to_owned(),
+                        created_at: created_at.clone(),
+                    })
+                    .collect(),
+                has_more: false,
+                first_id: ids.first().map(|s| (*s).to_owned()),
+                last_id: ids.last().map(|s| (*s).to_owned()),
+            })
+        }
+    };
+    HttpResponse::Ok().json(list)
+}

@@ -1,0 +1,5 @@
+//! Thin HTTP handlers: the provider-compatible proxy routes ([`llm`]) and the operator routes
+//! ([`circuits`]).
+
+pub mod circuits;
+pub mod llm;
