@@ -6,6 +6,7 @@ mod dashboard;
 mod dashboard_live;
 mod errors;
 mod gateway;
+mod gateway_redis;
 mod healer;
 mod openapi;
 mod panics;
