@@ -404,7 +404,12 @@ async fn acknowledged_events_survive_kill_9_under_load() {
             }
         }));
     }
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // kill while the load runs: once a fair number of batches were acknowledged (waiting for a
+    // count, not a fixed time, keeps this meaningful on a slow or busy machine)
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while acked.lock().expect("lock").len() < 20 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     child.kill().expect("kill -9");
     child.wait().expect("reap");
     for w in writers {
