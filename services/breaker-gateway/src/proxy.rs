@@ -531,9 +531,8 @@ impl Proxy {
                             self.read_full(req, dep, &call.model, res, call.deadline).await.map(
                                 |(body, usage)| {
                                     report.usage = usage;
-                                    let mut h = helix_headers(&dep.cfg.id, fallback_from.as_deref());
-                                    h.extend(headers.into_iter().filter(|(k, _)| k != "content-type"));
-                                    h.push(("content-type".to_owned(), "application/json".to_owned()));
+                                    let h =
+                                        json_answer_headers(&dep.cfg.id, fallback_from.as_deref(), headers);
                                     Walked::Answer { status, headers: h, body }
                                 },
                             )
@@ -569,14 +568,12 @@ impl Proxy {
                         self.record(dep, probe, counts, t.elapsed(), Some(status)).await;
                         if !counts {
                             // the client's own error (or one we do not retry): its answer, in its protocol
-                            let mut h = helix_headers(&dep.cfg.id, fallback_from.as_deref());
+                            let h = json_answer_headers(&dep.cfg.id, fallback_from.as_deref(), headers);
                             report.served_by(dep, attempt, fallback_from);
                             report.status = status;
                             report.upstream_status = Some(status);
                             report.error = Some(format!("upstream answered {status}"));
                             let body = client_error_body(req, dep, status, &body);
-                            h.extend(headers.into_iter().filter(|(k, _)| k != "content-type"));
-                            h.push(("content-type".to_owned(), "application/json".to_owned()));
                             return (Walked::Answer { status, headers: h, body }, report);
                         }
                         Failure::Status(status, headers, body)
@@ -611,9 +608,7 @@ impl Proxy {
                 report.upstream_status = Some(status);
                 report.error = Some(format!("upstream answered {status}"));
                 let body = client_error_body(req, &dep, status, &body);
-                let mut h = helix_headers(&dep.cfg.id, None);
-                h.extend(headers.into_iter().filter(|(k, _)| k != "content-type"));
-                h.push(("content-type".to_owned(), "application/json".to_owned()));
+                let h = json_answer_headers(&dep.cfg.id, None, headers);
                 Walked::Answer { status, headers: h, body }
             }
             Some((dep, attempts, Failure::Transport(e))) => {
@@ -1136,6 +1131,19 @@ fn helix_headers(deployment: &str, fallback_from: Option<&str>) -> Vec<(String, 
     if let Some(f) = fallback_from {
         h.push(("x-helix-fallback-from".to_owned(), f.to_owned()));
     }
+    h
+}
+
+/// The headers of a JSON answer: ours, then the upstream's own (its content type replaced, the
+/// body may have been translated).
+fn json_answer_headers(
+    deployment: &str,
+    fallback_from: Option<&str>,
+    upstream: Vec<(String, String)>,
+) -> Vec<(String, String)> {
+    let mut h = helix_headers(deployment, fallback_from);
+    h.extend(upstream.into_iter().filter(|(k, _)| k != "content-type"));
+    h.push(("content-type".to_owned(), "application/json".to_owned()));
     h
 }
 

@@ -335,19 +335,19 @@ impl Index {
         self.costs.merge(crate::costs::CostIndex::from_cells(sum.costs));
         self.events += sum.events;
         self.segment_newest.insert(segment, sum.newest_end);
-        self.sealed.insert(segment, Arc::new(SegmentIndex { file, runs: Vec::new() }));
+        self.sealed.insert(segment, Arc::new(SegmentIndex { file }));
     }
 
     /// Moves a segment's positions from memory to its written `.idx` file.
-    fn seal(&mut self, segment: u32, idx: SegmentIndex) {
+    fn seal(&mut self, segment: u32, file: File) {
         self.live_sums.remove(&segment);
-        for (key, first, count) in &idx.runs {
-            if let Some(t) = self.traces.get_mut(key) {
-                t.sealed.push(Loc { segment, first: *first, count: *count });
+        let positions = self.live.remove(&segment).unwrap_or_default();
+        for (key, first, count) in SegmentIndex::runs(&positions) {
+            if let Some(t) = self.traces.get_mut(&key) {
+                t.sealed.push(Loc { segment, first, count });
             }
         }
-        self.live.remove(&segment);
-        self.sealed.insert(segment, Arc::new(SegmentIndex { runs: Vec::new(), ..idx }));
+        self.sealed.insert(segment, Arc::new(SegmentIndex { file }));
     }
 }
 
@@ -360,8 +360,6 @@ impl Index {
 #[derive(Debug)]
 struct SegmentIndex {
     file: File,
-    /// (trace, first position, count) of each run; emptied once sealed into the index.
-    runs: Vec<(TraceKey, u32, u32)>,
 }
 
 const IDX_MAGIC: &[u8; 8] = b"HXIDX002";
@@ -374,11 +372,7 @@ fn index_path(dir: &Path, n: u32) -> PathBuf {
 
 impl SegmentIndex {
     /// Writes the `.idx` file of `segment` atomically (temp file, fsync, rename).
-    fn write(
-        dir: &Path,
-        segment: u32,
-        positions: &HashMap<TraceKey, Vec<Pos>>,
-    ) -> std::io::Result<SegmentIndex> {
+    fn write(dir: &Path, segment: u32, positions: &HashMap<TraceKey, Vec<Pos>>) -> std::io::Result<File> {
         let mut keys: Vec<&TraceKey> = positions.keys().collect();
         keys.sort_unstable();
         let total: usize = positions.values().map(Vec::len).sum();
@@ -396,7 +390,6 @@ impl SegmentIndex {
                 }
             }
         }
-        let runs = SegmentIndex::runs(positions);
         buf.extend_from_slice(&crc32fast::hash(&buf).to_le_bytes());
         let path = index_path(dir, segment);
         let tmp = path.with_extension("idx.tmp");
@@ -406,7 +399,7 @@ impl SegmentIndex {
             f.sync_all()?;
         }
         std::fs::rename(&tmp, &path)?;
-        Ok(SegmentIndex { file: File::open(&path)?, runs })
+        File::open(&path)
     }
 
     /// The runs of the file [`SegmentIndex::write`] writes for `positions`: traces in key order.
@@ -576,13 +569,8 @@ impl LogStore {
         LogStore::open_observed_from(dir, LogOptions::default(), Some((u32::MAX, 0)), &mut |_| {})
     }
 
-    /// [`LogStore::open`], showing every stored event to `observe` in storage order (to rebuild
-    /// state kept outside the log, such as baselines).
-    pub fn open_observed(dir: &Path, observe: &mut dyn FnMut(&Event)) -> Result<LogStore, StoreError> {
-        LogStore::open_with(dir, LogOptions::default(), observe)
-    }
-
-    /// [`LogStore::open_observed`] with other options (tests use small segments, slow disks).
+    /// Opens the log with `options`, showing every stored event to `observe` in storage order (to
+    /// rebuild state kept outside the log); tests use small segments and slow disks.
     pub fn open_with(
         dir: &Path,
         options: LogOptions,
@@ -910,15 +898,15 @@ impl Writer {
                 sums.map(|s| SegmentSummary::of(s, segment)),
             )
         };
-        let written = SegmentIndex::write(&self.dir, segment, &positions).and_then(|idx| {
+        let written = SegmentIndex::write(&self.dir, segment, &positions).and_then(|file| {
             if let Some(summary) = summary {
                 summary.write(&self.dir, segment)?;
             }
-            Ok(idx)
+            Ok(file)
         });
         match written {
-            Ok(idx) => {
-                self.index.write().unwrap_or_else(std::sync::PoisonError::into_inner).seal(segment, idx)
+            Ok(file) => {
+                self.index.write().unwrap_or_else(std::sync::PoisonError::into_inner).seal(segment, file)
             }
             Err(e) => {
                 tracing::error!(segment, error = %e, "cannot write a segment index; keeping it in memory")
@@ -929,16 +917,17 @@ impl Writer {
 
 /// Seals a segment replayed at open: reuses its `.idx` file when intact, else writes it again.
 fn seal_at_open(dir: &Path, segment: u32, index: &mut Index) -> std::io::Result<()> {
-    let positions = index.live.get(&segment).cloned().unwrap_or_default();
+    let empty = HashMap::new();
+    let positions = index.live.get(&segment).unwrap_or(&empty);
     let expected: u64 = positions.values().map(|v| v.len() as u64).sum();
-    let idx = match SegmentIndex::open(dir, segment, expected) {
-        Some(file) => SegmentIndex { file, runs: SegmentIndex::runs(&positions) },
-        None => SegmentIndex::write(dir, segment, &positions)?,
+    let file = match SegmentIndex::open(dir, segment, expected) {
+        Some(file) => file,
+        None => SegmentIndex::write(dir, segment, positions)?,
     };
     if let Some(sums) = index.live_sums.get(&segment) {
         SegmentSummary::of(sums, segment).write(dir, segment)?;
     }
-    index.seal(segment, idx);
+    index.seal(segment, file);
     Ok(())
 }
 
@@ -1063,7 +1052,8 @@ impl EventStore for LogStore {
     }
 
     fn summary(&self, trace_id: &str) -> Option<TraceSummary> {
-        self.read_index().traces.get(&trace_key(trace_id)).map(|t| t.summary(trace_key(trace_id)))
+        let key = trace_key(trace_id);
+        self.read_index().traces.get(&key).map(|t| t.summary(key))
     }
 
     fn len(&self) -> u64 {
