@@ -57,7 +57,7 @@ impl CostRow {
 }
 
 /// What one event contributes.
-fn contribution(e: &Event) -> CostRow {
+pub fn contribution(e: &Event) -> CostRow {
     let n = |k: &str| e.number(k).filter(|v| v.is_finite() && *v >= 0.0).unwrap_or(0.0);
     let work = matches!(e.kind, SpanKind::LlmCall | SpanKind::ToolCall);
     CostRow {
@@ -73,16 +73,32 @@ fn contribution(e: &Event) -> CostRow {
     }
 }
 
+/// A cell's key borrowed from an event: looks a cell up without allocating its key (this runs
+/// five times per ingested event). Hashes exactly as the owned `(GroupBy, String, u64)` does.
+#[derive(Hash)]
+struct CellRef<'a>(GroupBy, &'a str, u64);
+
+impl hashbrown::Equivalent<(GroupBy, String, u64)> for CellRef<'_> {
+    fn equivalent(&self, key: &(GroupBy, String, u64)) -> bool {
+        self.0 == key.0 && self.1 == key.1 && self.2 == key.2
+    }
+}
+
 /// Running aggregates: (dimension, key, day number) → sums.
 #[derive(Debug, Default)]
 pub struct CostIndex {
-    cells: HashMap<(GroupBy, String, u64), CostRow>,
+    cells: hashbrown::HashMap<(GroupBy, String, u64), CostRow>,
 }
 
 impl CostIndex {
     pub fn add(&mut self, e: &Event) {
-        let c = contribution(e);
-        if c == CostRow::default() {
+        self.add_contribution(e, &contribution(e));
+    }
+
+    /// Adds `c`, what [`contribution`] computed for `e` (computed once when several indexes
+    /// count the same event).
+    pub fn add_contribution(&mut self, e: &Event, c: &CostRow) {
+        if *c == CostRow::default() {
             return;
         }
         let day = e.start_unix_nanos / DAY_NANOS;
@@ -93,11 +109,16 @@ impl CostIndex {
             (GroupBy::Model, model),
             (GroupBy::Domain, e.domain.as_deref()),
         ];
-        for (dim, key) in keys {
-            self.cells.entry((dim, key.unwrap_or(NONE).to_owned(), day)).or_default().add(&c);
-        }
         // day and week groups are derived from the per-day cells of one dimension
-        self.cells.entry((GroupBy::Day, String::new(), day)).or_default().add(&c);
+        for (dim, key) in keys.into_iter().chain([(GroupBy::Day, Some(""))]) {
+            let key = key.unwrap_or(NONE);
+            match self.cells.get_mut(&CellRef(dim, key, day)) {
+                Some(cell) => cell.add(c),
+                None => {
+                    self.cells.insert((dim, key.to_owned(), day), c.clone());
+                }
+            }
+        }
     }
 
     /// Adds what `other` counted (a sealed segment's sums loaded at open).
