@@ -136,10 +136,10 @@ pub struct TraceTree {
 pub fn tree_json(records: &[crate::store::SpanRecord]) -> Vec<u8> {
     use std::io::Write;
     let mut order: Vec<usize> = (0..records.len()).collect();
-    order.sort_by_key(|i| (records[*i].start_unix_nanos, records[*i].span_id));
+    order.sort_unstable_by_key(|i| (records[*i].start_unix_nanos, records[*i].span_id, *i));
     let start = records.iter().map(|r| r.start_unix_nanos).min().unwrap_or(0);
-    let ids: std::collections::HashSet<u64> = records.iter().map(|r| r.span_id).collect();
-    let mut children: std::collections::HashMap<u64, Vec<usize>> = std::collections::HashMap::new();
+    let ids: hashbrown::HashSet<u64> = records.iter().map(|r| r.span_id).collect();
+    let mut children: hashbrown::HashMap<u64, Vec<usize>> = hashbrown::HashMap::new();
     let mut roots = Vec::new();
     for &i in &order {
         match records[i].parent_span_id.filter(|p| ids.contains(p)) {
@@ -151,7 +151,7 @@ pub fn tree_json(records: &[crate::store::SpanRecord]) -> Vec<u8> {
         out: &mut Vec<u8>,
         i: usize,
         records: &[crate::store::SpanRecord],
-        children: &mut std::collections::HashMap<u64, Vec<usize>>,
+        children: &mut hashbrown::HashMap<u64, Vec<usize>>,
         start: u64,
         depth: usize,
     ) {
@@ -297,7 +297,7 @@ mod tests {
                 parent_span_id: e.parent_span_id.as_deref().map(id),
                 start_unix_nanos: e.start_unix_nanos,
                 end_unix_nanos: e.end_unix_nanos,
-                json: serde_json::to_vec(e).expect("json"),
+                json: serde_json::to_vec(e).expect("json").into(),
             })
             .collect();
         let fast: serde_json::Value = serde_json::from_slice(&tree_json(&records)).expect("valid json");

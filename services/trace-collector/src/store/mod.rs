@@ -31,7 +31,8 @@ pub struct SpanRecord {
     pub parent_span_id: Option<u64>,
     pub start_unix_nanos: u64,
     pub end_unix_nanos: u64,
-    pub json: Vec<u8>,
+    /// A slice of the buffer the span was read with (a trace read makes no copy per span).
+    pub json: bytes::Bytes,
 }
 
 /// One trace in a listing.
