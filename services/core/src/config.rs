@@ -17,7 +17,8 @@ use serde::{Deserialize, Serialize};
 use crate::service::ServiceKind;
 
 /// Environment variables with the `HELIX_` prefix that are not configuration keys.
-const NON_CONFIG_ENV: &[&str] = &["HELIX_CONFIG", "HELIX_HINTS"];
+const NON_CONFIG_ENV: &[&str] =
+    &["HELIX_CONFIG", "HELIX_HINTS", "HELIX_GATEWAY_KEY", "HELIX_RUN_ID", "HELIX_PHASE", "HELIX_ATTEMPT"];
 
 /// How logs are written to stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -55,6 +56,47 @@ pub struct HelixConfig {
     pub healer: HealerConfig,
     pub trace_collector: TraceCollectorConfig,
     pub breaker_gateway: crate::gateway_config::BreakerGatewayConfig,
+    pub orchestrator: OrchestratorConfig,
+}
+
+/// `[orchestrator]`: how pipelines run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OrchestratorConfig {
+    /// Runs of one project executing at once; more are refused with 429 (a bulkhead).
+    pub max_runs_per_project: usize,
+    /// First wait before retrying a transient failure; doubles with each attempt.
+    pub retry_backoff_ms: u64,
+    /// Called with a JSON body when a run needs a human or is escalated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub escalation_webhook: Option<String>,
+    /// Name of the environment variable holding the gateway key LLM phases use (the key itself
+    /// never goes into a file).
+    pub gateway_key_env: String,
+    /// Longest an LLM phase waits for one answer from the gateway.
+    pub llm_timeout_secs: u64,
+    /// Files and directories never copied into checkpoints (gitignore-like, no `**`).
+    pub exclude: Vec<String>,
+}
+
+impl Default for OrchestratorConfig {
+    fn default() -> Self {
+        OrchestratorConfig {
+            max_runs_per_project: 4,
+            retry_backoff_ms: 1000,
+            escalation_webhook: None,
+            gateway_key_env: "HELIX_GATEWAY_KEY".to_owned(),
+            llm_timeout_secs: 300,
+            exclude: vec![
+                ".git/".to_owned(),
+                ".helix/".to_owned(),
+                "__pycache__/".to_owned(),
+                "node_modules/".to_owned(),
+                "target/".to_owned(),
+                ".venv/".to_owned(),
+            ],
+        }
+    }
 }
 
 /// `[trace_collector]`: storage of traces.
@@ -108,6 +150,7 @@ impl Default for HelixConfig {
             healer: HealerConfig::default(),
             trace_collector: TraceCollectorConfig::default(),
             breaker_gateway: crate::gateway_config::BreakerGatewayConfig::default(),
+            orchestrator: OrchestratorConfig::default(),
         }
     }
 }

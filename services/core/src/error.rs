@@ -50,11 +50,16 @@ pub enum ErrorCode {
     CircuitOpen,
     /// No upstream deployment gave a usable answer (connection failed, timed out, invalid body).
     UpstreamFailed,
+    /// The resource's state does not allow the operation now (a run that is already running,
+    /// or not running).
+    Conflict,
+    /// A pipeline file is invalid; the detail names the line and the key.
+    InvalidPipeline,
 }
 
 impl ErrorCode {
     /// All codes, for documentation and tests.
-    pub const ALL: [ErrorCode; 16] = [
+    pub const ALL: [ErrorCode; 18] = [
         ErrorCode::InvalidJson,
         ErrorCode::InvalidRequest,
         ErrorCode::InvalidQuery,
@@ -71,6 +76,8 @@ impl ErrorCode {
         ErrorCode::ConcurrencyLimit,
         ErrorCode::CircuitOpen,
         ErrorCode::UpstreamFailed,
+        ErrorCode::Conflict,
+        ErrorCode::InvalidPipeline,
     ];
 
     /// The code as it appears in problem bodies.
@@ -92,6 +99,8 @@ impl ErrorCode {
             ErrorCode::ConcurrencyLimit => "concurrency_limit",
             ErrorCode::CircuitOpen => "circuit_open",
             ErrorCode::UpstreamFailed => "upstream_failed",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::InvalidPipeline => "invalid_pipeline",
         }
     }
 
@@ -101,7 +110,9 @@ impl ErrorCode {
             ErrorCode::InvalidJson
             | ErrorCode::InvalidRequest
             | ErrorCode::InvalidQuery
-            | ErrorCode::BadRequest => 400,
+            | ErrorCode::BadRequest
+            | ErrorCode::InvalidPipeline => 400,
+            ErrorCode::Conflict => 409,
             ErrorCode::Unauthorized => 401,
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
@@ -133,6 +144,8 @@ impl ErrorCode {
             ErrorCode::ConcurrencyLimit => "too many calls in flight",
             ErrorCode::CircuitOpen => "every deployment is unavailable",
             ErrorCode::UpstreamFailed => "no upstream answered",
+            ErrorCode::Conflict => "conflicts with the resource's state",
+            ErrorCode::InvalidPipeline => "invalid pipeline",
         }
     }
 

@@ -10,13 +10,16 @@ pub mod config;
 pub mod error;
 pub mod gateway_config;
 pub mod health;
+pub mod ids;
 pub mod json;
 pub mod service;
 pub mod telemetry;
 pub mod time;
 pub mod trace;
 
-pub use config::{ConfigError, HealerConfig, HelixConfig, LoadedConfig, LogFormat, TraceCollectorConfig};
+pub use config::{
+    ConfigError, HealerConfig, HelixConfig, LoadedConfig, LogFormat, OrchestratorConfig, TraceCollectorConfig,
+};
 pub use error::{ErrorCode, Problem};
 pub use gateway_config::{BreakerGatewayConfig, DeploymentConfig, ProviderKind};
 pub use health::{Check, CheckStatus, Health, Readiness, ReadyStatus};

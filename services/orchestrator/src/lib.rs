@@ -4,6 +4,24 @@
 //! It is the one service that depends on the others, and only over HTTP: [`Peers`] holds their
 //! base URLs, and `/ready` reports whether each answers. A peer that is down degrades the
 //! orchestrator; it does not make it unready, since runs that need no peer still work.
+//!
+//! Layout: [`pipeline`] (the `pipeline.toml` format), [`exec`] (running commands safely),
+//! [`gates`] and [`testsummary`] (quality gates), [`checkpoint`] and [`token`] (durable state),
+//! [`patch`] (applying the healer's fixes), [`emit`] (trace events to the collector),
+//! [`engine`] (runs: phases, attempts, healing, resume, replay, plans), [`routes`] (thin
+//! handlers).
+
+pub mod checkpoint;
+pub mod emit;
+pub mod engine;
+pub mod error;
+pub mod exec;
+pub mod gates;
+pub mod patch;
+pub mod pipeline;
+pub mod routes;
+pub mod testsummary;
+pub mod token;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -43,36 +61,101 @@ impl Peers {
     }
 }
 
+/// Calls to the healer and the collector during a run: short, a run never waits long on them.
+const PEER_CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Trace events buffered while the collector is away; more are dropped and counted.
+const EMIT_CAPACITY: usize = 10_000;
+
 /// Shared state of the orchestrator's handlers.
 #[derive(Debug)]
 pub struct OrchestratorState {
     data_dir: PathBuf,
     peers: Vec<(ServiceKind, ServiceClient)>,
+    pub engine: Arc<engine::Engine>,
 }
 
 impl OrchestratorState {
+    /// Opens the state; must run inside a tokio runtime (the trace emitter is a task).
     pub fn open(cfg: &HelixConfig, peers: Peers) -> std::io::Result<OrchestratorState> {
         let data_dir =
             helix_http::storage::prepare_data_dir(&cfg.service_data_dir(ServiceKind::Orchestrator))?;
-        let client = |url: &str| {
-            ServiceClient::new(url, PEER_PROBE_TIMEOUT).map_err(|e| std::io::Error::other(e.to_string()))
+        let client = |url: &str, timeout| {
+            ServiceClient::new(url, timeout).map_err(|e| std::io::Error::other(e.to_string()))
         };
-        let peers = vec![
-            (ServiceKind::Healer, client(&peers.healer)?),
-            (ServiceKind::TraceCollector, client(&peers.trace_collector)?),
-            (ServiceKind::BreakerGateway, client(&peers.breaker_gateway)?),
+        let probes = vec![
+            (ServiceKind::Healer, client(&peers.healer, PEER_PROBE_TIMEOUT)?),
+            (ServiceKind::TraceCollector, client(&peers.trace_collector, PEER_PROBE_TIMEOUT)?),
+            (ServiceKind::BreakerGateway, client(&peers.breaker_gateway, PEER_PROBE_TIMEOUT)?),
         ];
-        Ok(OrchestratorState { data_dir, peers })
+        let o = &cfg.orchestrator;
+        let clients = engine::Clients {
+            healer: client(&peers.healer, PEER_CALL_TIMEOUT)?,
+            collector: client(&peers.trace_collector, PEER_CALL_TIMEOUT)?,
+            gateway: client(&peers.breaker_gateway, Duration::from_secs(o.llm_timeout_secs.max(1)))?,
+        };
+        let (emitter, _task) = emit::Emitter::start(clients.collector.clone(), EMIT_CAPACITY);
+        let settings = engine::EngineSettings {
+            max_runs_per_project: o.max_runs_per_project.max(1),
+            retry_backoff: Duration::from_millis(o.retry_backoff_ms),
+            escalation_webhook: o.escalation_webhook.clone(),
+            // the key itself lives only in the environment
+            gateway_key: std::env::var(&o.gateway_key_env).ok().filter(|k| !k.is_empty()),
+            exclude: o.exclude.clone(),
+        };
+        let engine = engine::Engine::open(&data_dir, clients, emitter, settings)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        Ok(OrchestratorState { data_dir, peers: probes, engine: Arc::new(engine) })
     }
 }
 
 /// Registers the orchestrator's routes on `cfg`.
 pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<OrchestratorState>) {
-    cfg.app_data(state);
+    cfg.app_data(state)
+        .service(
+            web::resource("/v1/runs")
+                .route(web::get().to(routes::list))
+                .route(web::post().to(routes::start))
+                .default_service(web::to(helix_http::routes::method_not_allowed("GET, POST"))),
+        )
+        .service(helix_http::routes::get("/v1/runs/{id}", routes::get))
+        .service(helix_http::routes::get("/v1/runs/{id}/events", routes::events))
+        .service(helix_http::routes::post("/v1/runs/{id}/cancel", routes::cancel))
+        .service(helix_http::routes::post("/v1/runs/{id}/resume", routes::resume))
+        .service(helix_http::routes::post("/v1/runs/{id}/phases/{phase}/replay", routes::replay));
 }
 
 #[derive(OpenApi)]
-#[openapi()]
+#[openapi(
+    paths(
+        routes::start,
+        routes::list,
+        routes::get,
+        routes::events,
+        routes::cancel,
+        routes::resume,
+        routes::replay
+    ),
+    components(schemas(
+        routes::StartRun,
+        routes::RunList,
+        routes::ResumeRun,
+        routes::Accepted,
+        engine::RunView,
+        engine::RunStatus,
+        engine::PhaseStatus,
+        engine::PhaseRecord,
+        engine::Attempt,
+        engine::HealRecord,
+        engine::AppliedFix,
+        engine::LlmExchange,
+        engine::RunEvent,
+        engine::Plan,
+        engine::PlannedPhase,
+        engine::ReplayReport,
+        engine::FileChange
+    )),
+    tags((name = "runs", description = "Pipelines: start, follow, cancel, resume, replay, plan"))
+)]
 struct ApiDoc;
 
 /// The orchestrator's complete OpenAPI document.
@@ -117,6 +200,11 @@ impl helix_http::Service for OrchestratorService {
 
     fn openapi(&self) -> utoipa::openapi::OpenApi {
         openapi()
+    }
+
+    fn shutdown(&self) -> BoxFuture<'static, ()> {
+        let engine = self.state.engine.clone();
+        Box::pin(async move { engine.shutdown(Duration::from_secs(10)).await })
     }
 
     fn readiness(&self) -> BoxFuture<'static, Vec<Check>> {

@@ -134,7 +134,13 @@ pub struct TraceTree {
 /// same document as decoding every span into [`SpanNode`]s and encoding them, without decoding
 /// and encoding megabytes of JSON (the ids and times the tree needs come from the index).
 pub fn tree_json(records: &[crate::store::SpanRecord]) -> Vec<u8> {
-    use std::io::Write;
+    let mut out = Vec::with_capacity(records.iter().map(|r| r.json.len() + 96).sum::<usize>() + 2);
+    write_tree_json(records, &mut out);
+    out
+}
+
+/// [`tree_json`] appended to `out` (the answer's buffer: megabytes are not copied once more).
+pub fn write_tree_json(records: &[crate::store::SpanRecord], out: &mut Vec<u8>) {
     let mut order: Vec<usize> = (0..records.len()).collect();
     order.sort_unstable_by_key(|i| (records[*i].start_unix_nanos, records[*i].span_id, *i));
     let start = records.iter().map(|r| r.start_unix_nanos).min().unwrap_or(0);
@@ -160,7 +166,13 @@ pub fn tree_json(records: &[crate::store::SpanRecord]) -> Vec<u8> {
         out.extend_from_slice(&r.json);
         let offset = r.start_unix_nanos.saturating_sub(start);
         let duration = r.end_unix_nanos.saturating_sub(r.start_unix_nanos);
-        let _ = write!(out, ",\"offset_nanos\":{offset},\"duration_nanos\":{duration},\"children\":[");
+        // itoa, not `write!`: formatting machinery per number was a tenth of a 10k-span read
+        let mut n = itoa::Buffer::new();
+        out.extend_from_slice(b",\"offset_nanos\":");
+        out.extend_from_slice(n.format(offset).as_bytes());
+        out.extend_from_slice(b",\"duration_nanos\":");
+        out.extend_from_slice(n.format(duration).as_bytes());
+        out.extend_from_slice(b",\"children\":[");
         let kids = if depth < 512 { children.remove(&r.span_id).unwrap_or_default() } else { Vec::new() };
         for (n, k) in kids.into_iter().enumerate() {
             if n > 0 {
@@ -170,16 +182,15 @@ pub fn tree_json(records: &[crate::store::SpanRecord]) -> Vec<u8> {
         }
         out.extend_from_slice(b"]}");
     }
-    let mut out = Vec::with_capacity(records.iter().map(|r| r.json.len() + 96).sum::<usize>() + 2);
+    out.reserve(records.iter().map(|r| r.json.len() + 96).sum::<usize>() + 2);
     out.push(b'[');
     for (n, r) in roots.into_iter().enumerate() {
         if n > 0 {
             out.push(b',');
         }
-        write(&mut out, r, records, &mut children, start, 0);
+        write(out, r, records, &mut children, start, 0);
     }
     out.push(b']');
-    out
 }
 
 /// A trace id in a path must be 32 lowercase hex digits.
@@ -225,7 +236,7 @@ pub async fn get(
         let mut body = b"{\"summary\":".to_vec();
         serde_json::to_writer(&mut body, &summary)?;
         body.extend_from_slice(b",\"spans\":");
-        body.extend_from_slice(&tree_json(&records));
+        write_tree_json(&records, &mut body);
         body.push(b'}');
         Ok(Some(body))
     })

@@ -1,0 +1,976 @@
+//! Executing one run: phases in order, attempts within a phase, gates after each attempt, the
+//! healer consulted after each failure, a checkpoint after each phase.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use helix_core::client::{AnalyzeRequest, FixRequest, ProposeRequest, WorkspaceFile};
+use helix_core::trace::{Event, SpanKind, SpanStatus};
+
+use super::{
+    Active, AppliedFix, Attempt, Checkpoint, Engine, EngineError, HealRecord, PhaseRecord, PhaseStatus,
+    RunEvent, RunRecord, RunStatus, blocking, now_nanos, now_rfc3339,
+};
+use crate::checkpoint::{self, Manifest, RunLock};
+use crate::exec::{self, Limits, Outcome};
+use crate::gates::{self, GateCheck, GateContext, GateResult, PhaseGateStatus};
+use crate::pipeline::{Phase, PhaseKind};
+use crate::testsummary::TestSummary;
+
+/// Retries with the healer's hints per phase (the bound).
+const MAX_HINT_RETRIES: u32 = 2;
+/// Longest backoff between transient retries.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// Output of a phase kept as `phases.NAME.output` for later prompts.
+const OUTPUT_VAR_BYTES: usize = 16 * 1024;
+/// Manifests the healer may edit (sent with a fix proposal request when present).
+const MANIFESTS: &[&str] = &[
+    "requirements.txt",
+    "requirements-dev.txt",
+    "pyproject.toml",
+    "setup.py",
+    "setup.cfg",
+    "package.json",
+    "Cargo.toml",
+    "go.mod",
+    "Gemfile",
+    "pom.xml",
+    "build.gradle",
+];
+
+pub(super) struct Driver {
+    engine: Arc<Engine>,
+    record: RunRecord,
+    lock: Arc<RunLock>,
+    active: Arc<Active>,
+    fresh: bool,
+}
+
+/// What to do after a failed attempt.
+enum Next {
+    Retry { backoff: Duration, fix: Option<AppliedFix>, hints: Option<String> },
+    Stop(PhaseStatus),
+}
+
+impl Driver {
+    pub(super) fn new(
+        engine: Arc<Engine>,
+        record: RunRecord,
+        lock: RunLock,
+        active: Arc<Active>,
+        fresh: bool,
+    ) -> Driver {
+        Driver { engine, record, lock: Arc::new(lock), active, fresh }
+    }
+
+    fn dir(&self) -> PathBuf {
+        self.lock.dir().to_path_buf()
+    }
+
+    /// Records and broadcasts a progress event (fsynced when it marks a state change).
+    async fn event(&self, kind: &str, phase: Option<&str>, attempt: Option<u32>, message: String) {
+        self.event_with(kind, phase, attempt, message, None, None).await;
+    }
+
+    async fn event_with(
+        &self,
+        kind: &str,
+        phase: Option<&str>,
+        attempt: Option<u32>,
+        message: String,
+        cost_usd: Option<f64>,
+        status: Option<String>,
+    ) {
+        let ev = RunEvent {
+            run_id: self.record.id.clone(),
+            at: now_rfc3339(),
+            kind: kind.to_owned(),
+            phase: phase.map(str::to_owned),
+            attempt,
+            message,
+            cost_usd,
+            status,
+        };
+        let lock = self.lock.clone();
+        let sync = !matches!(kind, "attempt_started" | "gate");
+        let line = ev.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Err(e) = lock.append_event(&line, sync) {
+                tracing::warn!(error = %e, "cannot record a run event");
+            }
+        })
+        .await;
+        let _ = self.active.events.send(ev);
+    }
+
+    async fn write_checkpoint(&self, cp: &mut Checkpoint) -> Result<(), EngineError> {
+        let lock = self.lock.clone();
+        cp.written_at = now_rfc3339();
+        let mut value = cp.clone();
+        let seq = blocking(move || {
+            value.seq = lock.next_seq()?;
+            lock.write_checkpoint(value.seq, &value)?;
+            Ok(value.seq)
+        })
+        .await?;
+        cp.seq = seq;
+        Ok(())
+    }
+
+    pub(super) async fn drive(self, mut cp: Checkpoint) {
+        let pipeline = self.record.pipeline.clone();
+        let total = pipeline.phases.len();
+        let started = now_nanos();
+        let verb = if self.fresh { "run_started" } else { "run_resumed" };
+        self.event(
+            verb,
+            None,
+            None,
+            format!("{} of {} ({} phases) from checkpoint {}", self.record.id, pipeline.name, total, cp.seq),
+        )
+        .await;
+        while cp.next_phase < total && cp.status == RunStatus::Running {
+            if self.active.cancel.is_cancelled() {
+                cp.status = RunStatus::Cancelled;
+                cp.reason = Some("cancelled".to_owned());
+                break;
+            }
+            let index = cp.next_phase;
+            let rec = self.run_phase(index, &cp).await;
+            cp.cost_usd += rec.cost_usd;
+            match rec.status {
+                PhaseStatus::Passed | PhaseStatus::PassedWithWarnings => {
+                    if let Some(out) = &rec.output {
+                        cp.manifest = out.clone();
+                    }
+                    let text = rec.attempts.last().map(phase_output).unwrap_or_default();
+                    cp.outputs.insert(format!("phases.{}.output", rec.name), text);
+                    cp.next_phase += 1;
+                    cp.phases.push(rec);
+                }
+                other => {
+                    cp.status = match other {
+                        PhaseStatus::Escalated => RunStatus::Escalated,
+                        PhaseStatus::Cancelled => RunStatus::Cancelled,
+                        _ => RunStatus::NeedsHuman,
+                    };
+                    cp.reason = Some(failure_reason(&rec));
+                    cp.failed = Some(rec);
+                }
+            }
+            if cp.next_phase == total && cp.status == RunStatus::Running {
+                if let Err(e) = self.finish_workspace(&cp.manifest).await {
+                    tracing::error!(run = %self.record.id, error = %e, "cannot write the final workspace");
+                }
+                cp.status = RunStatus::Succeeded;
+            }
+            if let Err(e) = self.write_checkpoint(&mut cp).await {
+                // the phase ran but its checkpoint is not durable: stop; a resume redoes it
+                tracing::error!(run = %self.record.id, error = %e, "cannot write a checkpoint");
+                self.event("error", None, None, format!("cannot write a checkpoint: {e}")).await;
+                return;
+            }
+            self.event_with(
+                "checkpoint",
+                pipeline.phases.get(index).map(|p| p.name.as_str()),
+                None,
+                format!("checkpoint {} written", cp.seq),
+                Some(cp.cost_usd),
+                None,
+            )
+            .await;
+        }
+        if cp.status == RunStatus::Cancelled && cp.failed.is_none() {
+            let _ = self.write_checkpoint(&mut cp).await;
+        }
+        if matches!(cp.status, RunStatus::NeedsHuman | RunStatus::Escalated) {
+            self.escalate(&cp).await;
+        }
+        let status = cp.status;
+        self.emit_span(
+            &self.record.span_id,
+            None,
+            format!("run {}", pipeline.name),
+            SpanKind::Run,
+            parse_rfc3339_nanos(&self.record.created_at).unwrap_or(started),
+            now_nanos(),
+            if status == RunStatus::Succeeded { SpanStatus::Ok } else { SpanStatus::Error },
+            None,
+            serde_json::json!({
+                "helix.run.status": status,
+                "helix.cost_usd": cp.cost_usd,
+                "helix.run.checkpoint": cp.seq,
+            }),
+        );
+        let token = crate::token::ResumeToken::new(self.record.id.clone(), cp.seq).ok().map(|t| t.encode());
+        let message = match (status, token) {
+            (RunStatus::Succeeded, _) => format!("succeeded; cost ${:.4}", cp.cost_usd),
+            (_, Some(t)) => format!(
+                "{}: {}; resume with `helix resume {t}`",
+                serde_json::to_value(status)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
+                cp.reason.clone().unwrap_or_default()
+            ),
+            (_, None) => cp.reason.clone().unwrap_or_default(),
+        };
+        let status_name = serde_json::to_value(status).ok().and_then(|v| v.as_str().map(str::to_owned));
+        self.event_with("run_finished", None, None, message, Some(cp.cost_usd), status_name).await;
+    }
+
+    async fn finish_workspace(&self, manifest: &Manifest) -> Result<(), EngineError> {
+        let dest = self.dir().join("workspace");
+        let blobs = self.engine.blobs.clone();
+        let manifest = manifest.clone();
+        blocking(move || {
+            let _ = std::fs::remove_dir_all(&dest);
+            checkpoint::materialize(&manifest, &blobs, &dest)?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Calls the escalation webhook, if configured (best effort, bounded).
+    async fn escalate(&self, cp: &Checkpoint) {
+        let token = crate::token::ResumeToken::new(self.record.id.clone(), cp.seq).ok().map(|t| t.encode());
+        let body = serde_json::json!({
+            "run_id": self.record.id,
+            "project": self.record.project,
+            "pipeline": self.record.pipeline.name,
+            "status": cp.status,
+            "phase": cp.failed.as_ref().map(|f| f.name.clone()),
+            "reason": cp.reason,
+            "resume_token": token,
+            "trace_id": self.record.trace_id,
+        });
+        self.event_with(
+            "escalation",
+            cp.failed.as_ref().map(|f| f.name.as_str()),
+            None,
+            format!("needs a human: {}", cp.reason.clone().unwrap_or_default()),
+            None,
+            serde_json::to_value(cp.status).ok().and_then(|v| v.as_str().map(str::to_owned)),
+        )
+        .await;
+        self.emit_span(
+            &helix_core::ids::new_span_id(),
+            Some(&self.record.span_id),
+            "escalation".to_owned(),
+            SpanKind::Other,
+            now_nanos(),
+            now_nanos(),
+            SpanStatus::Error,
+            cp.failed.as_ref().map(|f| f.name.as_str()),
+            serde_json::json!({"helix.escalation.reason": cp.reason}),
+        );
+        let Some(url) = self.engine.settings.escalation_webhook.clone() else { return };
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build();
+        match client {
+            Ok(c) => match c.post(&url).json(&body).send().await {
+                Ok(r) if r.status().is_success() => {}
+                Ok(r) => tracing::warn!(status = r.status().as_u16(), "escalation webhook refused the call"),
+                Err(e) => tracing::warn!(error = %e, "escalation webhook unreachable"),
+            },
+            Err(e) => tracing::warn!(error = %e, "cannot build the webhook client"),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn emit_span(
+        &self,
+        span_id: &str,
+        parent: Option<&str>,
+        name: String,
+        kind: SpanKind,
+        start: u64,
+        end: u64,
+        status: SpanStatus,
+        phase: Option<&str>,
+        attributes: serde_json::Value,
+    ) {
+        let event = serde_json::json!({
+            "trace_id": self.record.trace_id,
+            "span_id": span_id,
+            "parent_span_id": parent,
+            "name": name,
+            "kind": kind,
+            "start_unix_nanos": start,
+            "end_unix_nanos": end.max(start),
+            "status": status,
+            "project": self.record.project,
+            "phase": phase,
+            "run": self.record.id,
+            "attributes": attributes,
+        });
+        match serde_json::from_value::<Event>(event) {
+            Ok(e) => self.engine.emitter.emit(e),
+            Err(e) => tracing::warn!(error = %e, "cannot build a trace event"),
+        }
+    }
+
+    /// Runs phase `index` from the checkpoint's workspace until it passes or healing gives up.
+    async fn run_phase(&self, index: usize, cp: &Checkpoint) -> PhaseRecord {
+        let phase = self.record.pipeline.phases[index].clone();
+        let started_at = now_rfc3339();
+        let started = Instant::now();
+        let start_ns = now_nanos();
+        let phase_span = helix_core::ids::new_span_id();
+        self.event(
+            "phase_started",
+            Some(&phase.name),
+            None,
+            format!("phase {} ({})", phase.name, phase.kind.name()),
+        )
+        .await;
+        let mut rec = PhaseRecord {
+            index,
+            name: phase.name.clone(),
+            kind: phase.kind.name().to_owned(),
+            status: PhaseStatus::Failed,
+            attempts: Vec::new(),
+            input: cp.manifest.clone(),
+            output: None,
+            started_at,
+            duration_ms: 0,
+            cost_usd: 0.0,
+        };
+        let mut patches: Vec<String> = Vec::new();
+        let mut hints: Option<String> = None;
+        let mut hint_retries = 0u32;
+        let mut pending_fix: Option<AppliedFix> = None;
+        let mut baselines: Option<BTreeMap<usize, TestSummary>> = None;
+        let max = phase.max_attempts().max(1);
+        let mut n = 0;
+        loop {
+            n += 1;
+            let (attempt, output) = self
+                .attempt(index, &phase, n, cp, &patches, hints.as_deref(), &mut baselines, &phase_span)
+                .await;
+            rec.cost_usd += attempt.llm.as_ref().map_or(0.0, |l| l.cost_usd);
+            let passed = matches!(attempt.status, PhaseStatus::Passed | PhaseStatus::PassedWithWarnings);
+            if let Some(fix) = pending_fix.take() {
+                self.report_fix(&fix, &phase.name, passed).await;
+            }
+            if passed {
+                rec.status = attempt.status;
+                rec.output = output;
+                rec.attempts.push(attempt);
+                break;
+            }
+            let mut attempt = attempt;
+            if attempt.status == PhaseStatus::Cancelled {
+                rec.status = PhaseStatus::Cancelled;
+                rec.attempts.push(attempt);
+                break;
+            }
+            let (heal, next) = self.heal(&phase, &attempt, n, max, hint_retries, &patches).await;
+            self.event_with(
+                "heal",
+                Some(&phase.name),
+                Some(n),
+                format!(
+                    "{} failure{}: {}",
+                    heal.failure_class,
+                    heal.message.as_deref().map(|m| format!(" ({m})")).unwrap_or_default(),
+                    heal.action
+                ),
+                None,
+                None,
+            )
+            .await;
+            self.emit_span(
+                &helix_core::ids::new_span_id(),
+                Some(&phase_span),
+                format!("heal {}", heal.action),
+                SpanKind::Heal,
+                now_nanos(),
+                now_nanos(),
+                if heal.action == "escalate" || heal.action == "give_up" {
+                    SpanStatus::Error
+                } else {
+                    SpanStatus::Ok
+                },
+                Some(&phase.name),
+                serde_json::json!({
+                    "helix.heal.class": heal.failure_class,
+                    "helix.heal.action": heal.action,
+                    "helix.heal.signature": heal.signature,
+                    "helix.heal.fix": heal.fix.as_ref().map(|f| f.description.clone()),
+                }),
+            );
+            attempt.heal = Some(heal);
+            rec.attempts.push(attempt);
+            match next {
+                Next::Stop(status) => {
+                    rec.status = status;
+                    break;
+                }
+                Next::Retry { backoff, fix, hints: h } => {
+                    if let Some(fix) = fix {
+                        self.event(
+                            "fix_applied",
+                            Some(&phase.name),
+                            Some(n),
+                            format!("applying {} ({})", fix.description, fix.source),
+                        )
+                        .await;
+                        patches.push(fix.patch.clone());
+                        pending_fix = Some(fix);
+                    }
+                    if let Some(h) = h {
+                        hints = Some(h);
+                        hint_retries += 1;
+                    }
+                    if !backoff.is_zero() {
+                        tokio::select! {
+                            () = tokio::time::sleep(backoff) => {}
+                            () = self.active.cancel.cancelled() => {}
+                        }
+                    }
+                }
+            }
+        }
+        rec.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let ok = matches!(rec.status, PhaseStatus::Passed | PhaseStatus::PassedWithWarnings);
+        self.emit_span(
+            &phase_span,
+            Some(&self.record.span_id),
+            format!("phase {}", phase.name),
+            SpanKind::Phase,
+            start_ns,
+            now_nanos(),
+            if ok { SpanStatus::Ok } else { SpanStatus::Error },
+            Some(&phase.name),
+            serde_json::json!({
+                "helix.phase.index": index,
+                "helix.phase.status": rec.status,
+                "helix.phase.attempts": rec.attempts.len(),
+                "helix.cost_usd": rec.cost_usd,
+            }),
+        );
+        let status = serde_json::to_value(rec.status).ok().and_then(|v| v.as_str().map(str::to_owned));
+        self.event_with(
+            "phase_finished",
+            Some(&phase.name),
+            Some(n),
+            format!("phase {} {} after {} attempt(s)", phase.name, status.clone().unwrap_or_default(), n),
+            Some(rec.cost_usd),
+            status,
+        )
+        .await;
+        if ok {
+            // the attempt directories are no longer needed: the checkpoint holds the result
+            let dir = self.dir().join("work").join(phase_dir_name(index, &phase.name));
+            let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
+        }
+        rec
+    }
+
+    /// One attempt: a fresh workspace from the input manifest plus the fixes so far, the phase's
+    /// command or LLM call, then its gates.
+    #[allow(clippy::too_many_arguments)]
+    async fn attempt(
+        &self,
+        index: usize,
+        phase: &Phase,
+        n: u32,
+        cp: &Checkpoint,
+        patches: &[String],
+        hints: Option<&str>,
+        baselines: &mut Option<BTreeMap<usize, TestSummary>>,
+        phase_span: &str,
+    ) -> (Attempt, Option<Manifest>) {
+        let started_at = now_rfc3339();
+        let started = Instant::now();
+        let start_ns = now_nanos();
+        let attempt_span = helix_core::ids::new_span_id();
+        self.event("attempt_started", Some(&phase.name), Some(n), format!("attempt {n} of {}", phase.name))
+            .await;
+        let mut env = self.record.pipeline.vars_for(index);
+        env.insert("HELIX_RUN_ID".to_owned(), self.record.id.clone());
+        env.insert("HELIX_PHASE".to_owned(), phase.name.clone());
+        env.insert("HELIX_ATTEMPT".to_owned(), n.to_string());
+        env.insert(
+            "TRACEPARENT".to_owned(),
+            helix_core::ids::traceparent(&self.record.trace_id, &attempt_span),
+        );
+        if let Some(h) = hints {
+            env.insert("HELIX_HINTS".to_owned(), h.to_owned());
+        }
+        let mut attempt = Attempt {
+            n,
+            started_at,
+            duration_ms: 0,
+            env: env.clone(),
+            command: None,
+            prompt: None,
+            outcome: None,
+            llm: None,
+            gates: Vec::new(),
+            status: PhaseStatus::Failed,
+            patches: patches.to_vec(),
+            heal: None,
+            error: None,
+        };
+        let workdir =
+            self.dir().join("work").join(phase_dir_name(index, &phase.name)).join(format!("attempt-{n}"));
+        let prepared = {
+            let blobs = self.engine.blobs.clone();
+            let manifest = cp.manifest.clone();
+            let patches = patches.to_vec();
+            let dir = workdir.clone();
+            blocking(move || {
+                let _ = std::fs::remove_dir_all(&dir);
+                checkpoint::materialize(&manifest, &blobs, &dir)?;
+                for p in &patches {
+                    crate::patch::apply(&dir, p)
+                        .map_err(|e| EngineError::Invalid(format!("a fix no longer applies: {e}")))?;
+                }
+                Ok(())
+            })
+            .await
+        };
+        if let Err(e) = prepared {
+            attempt.error = Some(e.to_string());
+            return (self.finish_attempt(attempt, started, start_ns, &attempt_span, phase_span, phase), None);
+        }
+        if baselines.is_none() {
+            let mut recorded = BTreeMap::new();
+            for (gi, gate) in phase.gates.iter().enumerate() {
+                if matches!(gate.check, GateCheck::Command { baseline: true, .. })
+                    && let Some(s) = gates::record_baseline(gate, &workdir, &env, &self.active.cancel).await
+                {
+                    recorded.insert(gi, s);
+                }
+            }
+            *baselines = Some(recorded);
+        }
+        let (outcome, llm) = match &phase.kind {
+            PhaseKind::Command { run } => {
+                let spec = match crate::pipeline::render_command(run, &env) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        attempt.error = Some(e.to_string());
+                        return (
+                            self.finish_attempt(attempt, started, start_ns, &attempt_span, phase_span, phase),
+                            None,
+                        );
+                    }
+                };
+                attempt.command = Some(spec.display());
+                let limits = Limits {
+                    timeout: phase.timeout,
+                    stall_timeout: phase.stall_timeout,
+                    ..Limits::default()
+                };
+                match exec::run(&spec, &workdir, &env, &limits, &self.active.cancel).await {
+                    Ok(o) => (o, None),
+                    Err(e) => {
+                        attempt.error = Some(e.to_string());
+                        (failed_outcome(e.to_string()), None)
+                    }
+                }
+            }
+            PhaseKind::Llm { .. } => {
+                let mut vars = env.clone();
+                vars.extend(cp.outputs.iter().map(|(k, v)| (k.clone(), v.clone())));
+                let call = super::llm::LlmCall {
+                    engine: &self.engine,
+                    phase,
+                    vars: &vars,
+                    hints,
+                    workspace: &workdir,
+                    traceparent: helix_core::ids::traceparent(&self.record.trace_id, &attempt_span),
+                    cancel: &self.active.cancel,
+                    recorded: None,
+                };
+                let (outcome, exchange, prompt) = call.run().await;
+                attempt.prompt = prompt;
+                (outcome, Some(exchange))
+            }
+        };
+        attempt.llm = llm;
+        let mut results: Vec<GateResult> = Vec::new();
+        if !outcome.cancelled {
+            let base = baselines.clone().unwrap_or_default();
+            for (gi, gate) in phase.gates.iter().enumerate() {
+                let ctx = GateContext {
+                    workspace: &workdir,
+                    output: &outcome.output,
+                    exit_code: outcome.exit_code,
+                    env: &env,
+                    baseline: base.get(&gi),
+                    cancel: &self.active.cancel,
+                };
+                let gate_start = now_nanos();
+                let r = gates::evaluate(gate, &ctx).await;
+                self.emit_span(
+                    &helix_core::ids::new_span_id(),
+                    Some(&attempt_span),
+                    format!("gate {}", r.name),
+                    SpanKind::Gate,
+                    gate_start,
+                    now_nanos(),
+                    if r.passed { SpanStatus::Ok } else { SpanStatus::Error },
+                    Some(&phase.name),
+                    serde_json::json!({"helix.gate.kind": r.kind, "helix.gate.detail": r.detail, "helix.gate.severity": r.severity}),
+                );
+                self.event(
+                    "gate",
+                    Some(&phase.name),
+                    Some(n),
+                    format!("gate {} {}: {}", r.name, if r.passed { "passed" } else { "failed" }, r.detail),
+                )
+                .await;
+                results.push(r);
+            }
+        }
+        attempt.status = if outcome.cancelled || self.active.cancel.is_cancelled() {
+            PhaseStatus::Cancelled
+        } else if attempt.error.is_some() {
+            PhaseStatus::Failed
+        } else {
+            match gates::phase_status(&results) {
+                PhaseGateStatus::Passed => PhaseStatus::Passed,
+                PhaseGateStatus::PassedWithWarnings => PhaseStatus::PassedWithWarnings,
+                PhaseGateStatus::Failed => PhaseStatus::Failed,
+            }
+        };
+        attempt.gates = results;
+        attempt.outcome = Some(outcome);
+        let mut output = None;
+        if matches!(attempt.status, PhaseStatus::Passed | PhaseStatus::PassedWithWarnings) {
+            let blobs = self.engine.blobs.clone();
+            let exclude = checkpoint::Exclude::new(&self.engine.settings.exclude);
+            let dir = workdir.clone();
+            let hint = cp.manifest.clone();
+            match blocking(move || {
+                Ok(checkpoint::manifest::snapshot_with_hint(&dir, &blobs, &exclude, Some(&hint))?)
+            })
+            .await
+            {
+                Ok(m) => output = Some(m),
+                Err(e) => {
+                    attempt.error = Some(format!("cannot record the workspace: {e}"));
+                    attempt.status = PhaseStatus::Failed;
+                }
+            }
+        }
+        (self.finish_attempt(attempt, started, start_ns, &attempt_span, phase_span, phase), output)
+    }
+
+    fn finish_attempt(
+        &self,
+        mut attempt: Attempt,
+        started: Instant,
+        start_ns: u64,
+        span: &str,
+        parent: &str,
+        phase: &Phase,
+    ) -> Attempt {
+        attempt.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let ok = matches!(attempt.status, PhaseStatus::Passed | PhaseStatus::PassedWithWarnings);
+        let (name, kind, attributes) = match &phase.kind {
+            PhaseKind::Command { run } => {
+                // the program as run (placeholders rendered), not as written
+                let program = attempt
+                    .command
+                    .as_deref()
+                    .and_then(|c| c.split_whitespace().next())
+                    .unwrap_or_else(|| run.program())
+                    .to_owned();
+                (
+                    format!("execute_tool {program}"),
+                    SpanKind::ToolCall,
+                    serde_json::json!({
+                        "gen_ai.tool.name": program,
+                        "helix.tool.arguments": attempt.command,
+                        "helix.tool.result": attempt.outcome.as_ref().map(|o| tail(&o.output, 2048)),
+                        "helix.attempt": attempt.n,
+                        "helix.exit_code": attempt.outcome.as_ref().and_then(|o| o.exit_code),
+                    }),
+                )
+            }
+            PhaseKind::Llm { model, .. } => (
+                format!("attempt {} {}", attempt.n, phase.name),
+                SpanKind::Other,
+                serde_json::json!({"gen_ai.request.model": model, "helix.attempt": attempt.n}),
+            ),
+        };
+        let kind = if attempt.n > 1 && kind == SpanKind::Other { SpanKind::Retry } else { kind };
+        self.emit_span(
+            span,
+            Some(parent),
+            name,
+            kind,
+            start_ns,
+            now_nanos(),
+            if ok { SpanStatus::Ok } else { SpanStatus::Error },
+            Some(&phase.name),
+            attributes,
+        );
+        attempt
+    }
+
+    /// Asks the healer what the failure is and decides the next step.
+    async fn heal(
+        &self,
+        phase: &Phase,
+        attempt: &Attempt,
+        n: u32,
+        max: u32,
+        hint_retries: u32,
+        patches: &[String],
+    ) -> (HealRecord, Next) {
+        let text = failure_text(attempt);
+        let outcome = attempt.outcome.as_ref();
+        let request = AnalyzeRequest {
+            output: text.clone(),
+            command: attempt.command.clone(),
+            exit_code: outcome.and_then(|o| o.exit_code),
+            project: Some(self.record.project.clone()),
+            tool: None,
+        };
+        let analysis = match self.engine.clients.healer.analyze(&request).await {
+            Ok(a) => Some(a),
+            Err(e) => {
+                tracing::warn!(error = %e, "healer unavailable; retrying without analysis");
+                None
+            }
+        };
+        let primary = analysis.as_ref().and_then(|a| a.primary_diagnostic().cloned());
+        let mut class =
+            primary.as_ref().map(|d| d.failure_class.clone()).unwrap_or_else(|| "unknown".to_owned());
+        if primary.is_none() && outcome.is_some_and(|o| o.timed_out || o.stalled) {
+            class = "transient".to_owned();
+        }
+        let mut heal = HealRecord {
+            failure_class: class.clone(),
+            signature: primary.as_ref().map(|d| d.signature.clone()),
+            message: primary.as_ref().map(|d| d.message.clone()).or_else(|| attempt.error.clone()),
+            ..HealRecord::default()
+        };
+        if class == "security" {
+            heal.action = "escalate".to_owned();
+            return (heal, Next::Stop(PhaseStatus::Escalated));
+        }
+        if n >= max {
+            heal.action = "give_up".to_owned();
+            return (heal, Next::Stop(PhaseStatus::NeedsHuman));
+        }
+        let backoff = || {
+            let base = self.engine.settings.retry_backoff;
+            base.saturating_mul(1u32 << (n - 1).min(16)).min(MAX_BACKOFF)
+        };
+        match class.as_str() {
+            "deterministic" | "environment" => {
+                let workdir = self
+                    .dir()
+                    .join("work")
+                    .join(phase_dir_name(attempt_phase_index(&self.record, phase), &phase.name))
+                    .join(format!("attempt-{n}"));
+                let (files, listing) = workspace_files(&workdir, &text).await;
+                let proposals = self
+                    .engine
+                    .clients
+                    .healer
+                    .propose(&ProposeRequest {
+                        analysis: analysis.as_ref().map(|a| a.raw.clone()),
+                        output: None,
+                        tool: None,
+                        files,
+                        listing,
+                    })
+                    .await;
+                let fixes = proposals.map(|p| p.fixes).unwrap_or_default();
+                let auto = fixes.iter().find(|f| {
+                    f.kind == "patch"
+                        && f.confidence == "auto"
+                        && f.patch.as_ref().is_some_and(|p| !p.is_empty() && !patches.contains(p))
+                });
+                if let Some(f) = auto {
+                    let fix = AppliedFix {
+                        signature: f.signature.clone(),
+                        description: f.description.clone(),
+                        source: f.source.clone(),
+                        patch: f.patch.clone().unwrap_or_default(),
+                        files: f.files.clone(),
+                    };
+                    heal.action = "fix_applied".to_owned();
+                    heal.fix = Some(fix.clone());
+                    return (heal, Next::Retry { backoff: Duration::ZERO, fix: Some(fix), hints: None });
+                }
+                if hint_retries >= MAX_HINT_RETRIES {
+                    heal.action = "give_up".to_owned();
+                    return (heal, Next::Stop(PhaseStatus::NeedsHuman));
+                }
+                let mut hint = Vec::new();
+                if let Some(sig) = &heal.signature
+                    && let Ok(Some(h)) = self.engine.clients.healer.hint(sig).await
+                {
+                    hint.push(h.hint);
+                }
+                if hint.is_empty()
+                    && let Some(m) = &heal.message
+                {
+                    hint.push(format!("The previous attempt failed with: {m}"));
+                }
+                for f in fixes.iter().filter(|f| f.kind != "retry").take(3) {
+                    hint.push(format!("Suggested fix ({}): {}", f.confidence, f.description));
+                }
+                let hints = hint.join("\n");
+                heal.action = "retry_with_hints".to_owned();
+                heal.hints = Some(hints.clone());
+                (heal, Next::Retry { backoff: Duration::ZERO, fix: None, hints: Some(hints) })
+            }
+            _ => {
+                let wait = match outcome.and_then(|o| o.output.strip_prefix("gateway-retry-after-ms:")) {
+                    Some(ms) => Duration::from_millis(
+                        ms.split_whitespace().next().and_then(|v| v.parse().ok()).unwrap_or(0),
+                    )
+                    .max(backoff()),
+                    None => backoff(),
+                };
+                heal.action = "retry_backoff".to_owned();
+                heal.backoff_ms = Some(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX));
+                (heal, Next::Retry { backoff: wait, fix: None, hints: None })
+            }
+        }
+    }
+
+    /// Tells the healer how a fix it proposed went, so it learns.
+    async fn report_fix(&self, fix: &AppliedFix, phase: &str, success: bool) {
+        let req = FixRequest {
+            signature: fix.signature.clone(),
+            description: fix.description.clone(),
+            outcome: if success { "success" } else { "failure" }.to_owned(),
+            patch: Some(fix.patch.clone()),
+            project: Some(self.record.project.clone()),
+            phase: Some(phase.to_owned()),
+        };
+        if let Err(e) = self.engine.clients.healer.record_fix(&req).await {
+            tracing::warn!(error = %e, "cannot report a fix outcome to the healer");
+        }
+    }
+}
+
+fn attempt_phase_index(record: &RunRecord, phase: &Phase) -> usize {
+    record.pipeline.phase(&phase.name).map_or(0, |(i, _)| i)
+}
+
+pub(super) fn phase_dir_name(index: usize, name: &str) -> String {
+    format!("{index:02}-{name}")
+}
+
+/// An outcome for an attempt that could not start.
+pub(super) fn failed_outcome(message: String) -> Outcome {
+    Outcome {
+        exit_code: None,
+        signal: None,
+        timed_out: false,
+        stalled: false,
+        cancelled: false,
+        output: message,
+        output_truncated: 0,
+        duration: Duration::ZERO,
+    }
+}
+
+/// What the healer reads of a failed attempt: the output, then each failed gate's detail and
+/// output (a test gate's failures are in its own output).
+fn failure_text(attempt: &Attempt) -> String {
+    let mut text = attempt.outcome.as_ref().map(|o| o.output.clone()).unwrap_or_default();
+    if let Some(e) = &attempt.error {
+        text.push_str(&format!("\n{e}\n"));
+    }
+    for g in attempt.gates.iter().filter(|g| !g.passed) {
+        text.push_str(&format!("\ngate {} failed: {}\n", g.name, g.detail));
+        if let Some(o) = &g.output {
+            text.push_str(o);
+        }
+    }
+    text
+}
+
+fn failure_reason(rec: &PhaseRecord) -> String {
+    let last = rec.attempts.last();
+    let why = last
+        .and_then(|a| a.heal.as_ref().and_then(|h| h.message.clone()))
+        .or_else(|| {
+            last.and_then(|a| {
+                a.gates.iter().find(|g| !g.passed).map(|g| format!("gate {}: {}", g.name, g.detail))
+            })
+        })
+        .or_else(|| last.and_then(|a| a.error.clone()))
+        .or_else(|| last.and_then(|a| a.outcome.as_ref().map(Outcome::describe)))
+        .unwrap_or_else(|| "failed".to_owned());
+    format!("phase {} failed after {} attempt(s): {why}", rec.name, rec.attempts.len())
+}
+
+/// The text a later prompt sees as `{{phases.NAME.output}}`.
+fn phase_output(a: &Attempt) -> String {
+    let text = match &a.llm {
+        Some(l) => l.answers.last().cloned().unwrap_or_default(),
+        None => a.outcome.as_ref().map(|o| o.output.clone()).unwrap_or_default(),
+    };
+    tail(&text, OUTPUT_VAR_BYTES)
+}
+
+pub(super) fn tail(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut start = text.len() - max;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    text[start..].to_owned()
+}
+
+/// The files the healer may edit (manifests, and small files the failure names) and the listing.
+async fn workspace_files(dir: &Path, failure: &str) -> (Vec<WorkspaceFile>, Vec<String>) {
+    let dir = dir.to_path_buf();
+    let failure = failure.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut listing = Vec::new();
+        let mut stack = vec![(dir.clone(), String::new())];
+        while let Some((d, prefix)) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&d) else { continue };
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let rel = if prefix.is_empty() { name.clone() } else { format!("{prefix}/{name}") };
+                match e.file_type() {
+                    Ok(t) if t.is_dir() && listing.len() < 5000 => stack.push((e.path(), rel)),
+                    Ok(t) if t.is_file() => listing.push(rel),
+                    _ => {}
+                }
+            }
+        }
+        listing.sort();
+        let mut files = Vec::new();
+        for rel in &listing {
+            let base = rel.rsplit('/').next().unwrap_or(rel);
+            let wanted = MANIFESTS.contains(&base) || failure.contains(rel.as_str());
+            if !wanted || files.len() >= 50 {
+                continue;
+            }
+            if let Ok(meta) = std::fs::metadata(dir.join(rel))
+                && meta.len() <= 256 * 1024
+                && let Ok(content) = std::fs::read_to_string(dir.join(rel))
+            {
+                files.push(WorkspaceFile { path: rel.clone(), content });
+            }
+        }
+        listing.truncate(1000);
+        (files, listing)
+    })
+    .await
+    .unwrap_or_default()
+}
+
+fn parse_rfc3339_nanos(s: &str) -> Option<u64> {
+    helix_core::time::parse_rfc3339_nanos(s)
+}

@@ -1,0 +1,655 @@
+//! The run engine: executes pipelines phase by phase, writes a checkpoint after every phase,
+//! resumes interrupted runs, replays phases, plans dry runs, and heals failed attempts through
+//! the healer.
+//!
+//! Why it is shaped like this:
+//! - **A checkpoint is the only truth.** Everything a later step needs (the workspace as a
+//!   manifest, phase records with their exact inputs, variables, attempt counters) is in the
+//!   latest checkpoint; memory only mirrors it. A `kill -9` at any moment therefore loses at most
+//!   the phase in progress, which restarts from its input checkpoint on resume.
+//! - **A phase never runs in the state it could corrupt.** Each attempt gets a fresh directory
+//!   materialised from the input manifest (plus the healer's patches applied so far), so a
+//!   retry, a resume or a replay starts from exactly the same files.
+//! - **One owner per run.** A process owns a run through its file lock ([`RunLock`]) for as
+//!   long as it executes it; a second process (or a second resume) is refused, not interleaved.
+//! - **Degrade, do not stop.** Without a healer, failures are retried plainly; without a
+//!   collector, trace events are dropped and counted; an open circuit at the gateway is waited
+//!   out instead of retried into.
+
+mod drive;
+mod llm;
+mod plan;
+mod replay;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use helix_core::client::ServiceClient;
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+
+use crate::checkpoint::{self, Blobs, Manifest, RunLock, StateError};
+use crate::emit::Emitter;
+use crate::exec::{Cancel, Outcome};
+use crate::gates::GateResult;
+use crate::pipeline::{Pipeline, PipelineError};
+use crate::token::ResumeToken;
+
+pub use plan::{Plan, PlannedPhase};
+pub use replay::{FileChange, ReplayReport};
+
+/// Settings of the engine (from `[orchestrator]` in the configuration).
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// Runs of one project executing at once; more are refused (429).
+    pub max_runs_per_project: usize,
+    /// First backoff before retrying a transient failure; doubles per attempt.
+    pub retry_backoff: Duration,
+    /// Called (POST, JSON) when a run needs a human or is escalated.
+    pub escalation_webhook: Option<String>,
+    /// Gateway key sent with LLM phases (`Authorization: Bearer`).
+    pub gateway_key: Option<String>,
+    /// Files and directories never copied into checkpoints (`.git/`, `node_modules/`, ...).
+    pub exclude: Vec<String>,
+}
+
+impl Default for EngineSettings {
+    fn default() -> EngineSettings {
+        EngineSettings {
+            max_runs_per_project: 4,
+            retry_backoff: Duration::from_secs(1),
+            escalation_webhook: None,
+            gateway_key: None,
+            exclude: vec![".git/".to_owned(), ".helix/".to_owned(), "__pycache__/".to_owned()],
+        }
+    }
+}
+
+/// The services the engine calls.
+#[derive(Debug, Clone)]
+pub struct Clients {
+    pub healer: ServiceClient,
+    pub collector: ServiceClient,
+    /// With a timeout long enough for LLM answers.
+    pub gateway: ServiceClient,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Running,
+    Succeeded,
+    /// A phase failed for good: attempts exhausted and no healing left.
+    NeedsHuman,
+    /// A security failure: stopped at once.
+    Escalated,
+    Cancelled,
+    /// Its owner stopped (crash, kill, shutdown) while it was running; resumable.
+    Interrupted,
+}
+
+impl RunStatus {
+    pub fn is_final(self) -> bool {
+        !matches!(self, RunStatus::Running | RunStatus::Interrupted)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PhaseStatus {
+    Passed,
+    PassedWithWarnings,
+    Failed,
+    NeedsHuman,
+    Escalated,
+    Cancelled,
+}
+
+/// The run's descriptor (`run.json`): what does not change while it runs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub id: String,
+    pub project: String,
+    pub pipeline: Pipeline,
+    pub pipeline_fingerprint: String,
+    /// The directory the initial workspace was taken from.
+    pub source_dir: Option<String>,
+    pub trace_id: String,
+    /// The run span's id: every phase span is its child.
+    pub span_id: String,
+    pub created_at: String,
+}
+
+/// What the healer made of a failed attempt, and what was done about it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct HealRecord {
+    /// `transient`, `deterministic`, `environment`, `security`, or `unknown` (no healer).
+    pub failure_class: String,
+    pub signature: Option<String>,
+    pub message: Option<String>,
+    /// `retry_backoff`, `retry_with_hints`, `fix_applied`, `escalate`, `give_up`.
+    pub action: String,
+    pub backoff_ms: Option<u64>,
+    pub hints: Option<String>,
+    /// The fix applied before the next attempt.
+    pub fix: Option<AppliedFix>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AppliedFix {
+    pub signature: String,
+    pub description: String,
+    pub source: String,
+    pub patch: String,
+    pub files: Vec<String>,
+}
+
+/// An LLM phase's exchange: what was sent and answered, for replays from the recording.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct LlmExchange {
+    pub model: String,
+    /// The request bodies sent (one per ask).
+    #[schema(value_type = Vec<Object>)]
+    pub requests: Vec<serde_json::Value>,
+    /// The answers' texts, in order.
+    pub answers: Vec<String>,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cost_usd: f64,
+    pub deployment: Option<String>,
+    /// Schema validation errors of each rejected answer.
+    pub rejections: Vec<Vec<String>>,
+}
+
+/// One attempt of a phase.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Attempt {
+    pub n: u32,
+    pub started_at: String,
+    pub duration_ms: u64,
+    /// The environment the phase got (variables, env, `HELIX_HINTS`), recorded for replay.
+    pub env: BTreeMap<String, String>,
+    /// The command as run (rendered), for command phases.
+    pub command: Option<String>,
+    /// The rendered prompt, for LLM phases.
+    pub prompt: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub outcome: Option<Outcome>,
+    pub llm: Option<LlmExchange>,
+    #[schema(value_type = Vec<Object>)]
+    pub gates: Vec<GateResult>,
+    pub status: PhaseStatus,
+    /// Patches applied to the workspace before this attempt ran (healer fixes).
+    pub patches: Vec<String>,
+    pub heal: Option<HealRecord>,
+    /// Why it could not run at all (bad template, command not found, ...).
+    pub error: Option<String>,
+}
+
+/// A phase as it ended (or failed for good).
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PhaseRecord {
+    pub index: usize,
+    pub name: String,
+    pub kind: String,
+    pub status: PhaseStatus,
+    pub attempts: Vec<Attempt>,
+    /// The workspace the phase started from (its input checkpoint).
+    #[schema(value_type = Object)]
+    pub input: Manifest,
+    /// The workspace it left (for a passed phase).
+    #[schema(value_type = Option<Object>)]
+    pub output: Option<Manifest>,
+    pub started_at: String,
+    pub duration_ms: u64,
+    pub cost_usd: f64,
+}
+
+/// A checkpoint: the whole state of a run after a phase.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub seq: u32,
+    pub status: RunStatus,
+    /// The phase to run next (== number of phases when the run is complete).
+    pub next_phase: usize,
+    /// The workspace after the phases completed so far.
+    pub manifest: Manifest,
+    /// Completed phases, in order.
+    pub phases: Vec<PhaseRecord>,
+    /// The phase that ended the run unsuccessfully, if any.
+    pub failed: Option<PhaseRecord>,
+    /// `phases.NAME.output` values for later prompts.
+    pub outputs: BTreeMap<String, String>,
+    pub cost_usd: f64,
+    pub written_at: String,
+    /// Why the run stopped, for humans.
+    pub reason: Option<String>,
+}
+
+/// A progress event of a run (`events.ndjson`, `GET /v1/runs/{id}/events`).
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RunEvent {
+    pub run_id: String,
+    pub at: String,
+    /// `run_started`, `phase_started`, `attempt_started`, `attempt_finished`, `gate`, `heal`,
+    /// `fix_applied`, `phase_finished`, `checkpoint`, `escalation`, `run_finished`.
+    pub kind: String,
+    pub phase: Option<String>,
+    pub attempt: Option<u32>,
+    pub message: String,
+    pub cost_usd: Option<f64>,
+    pub status: Option<String>,
+}
+
+/// A run as the API shows it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct RunView {
+    pub id: String,
+    pub project: String,
+    pub pipeline: String,
+    pub status: RunStatus,
+    pub trace_id: String,
+    pub created_at: String,
+    /// Resumes the run from its latest checkpoint.
+    pub resume_token: Option<String>,
+    pub checkpoint: u32,
+    pub next_phase: usize,
+    pub phases_total: usize,
+    pub cost_usd: f64,
+    pub reason: Option<String>,
+    /// The final workspace, once the run succeeded.
+    pub workspace: Option<String>,
+    pub phases: Vec<PhaseRecord>,
+    pub failed: Option<PhaseRecord>,
+    /// Checkpoint numbers written so far.
+    pub checkpoints: Vec<u32>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("{0}")]
+    Pipeline(#[from] PipelineError),
+    #[error("{0}")]
+    State(#[from] StateError),
+    #[error("no run {0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("run {0} is already running")]
+    Busy(String),
+    #[error("project {project} already has {limit} runs executing")]
+    ProjectFull { project: String, limit: usize },
+    #[error("{0}")]
+    Token(#[from] crate::token::TokenError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// What starts a run.
+#[derive(Debug, Clone)]
+pub struct StartRequest {
+    pub pipeline: Pipeline,
+    pub project: String,
+    /// The initial workspace (copied into the run's first checkpoint); none: empty.
+    pub source_dir: Option<PathBuf>,
+}
+
+struct Active {
+    cancel: Cancel,
+    events: broadcast::Sender<RunEvent>,
+}
+
+/// See the module docs.
+pub struct Engine {
+    root: PathBuf,
+    blobs: Arc<Blobs>,
+    clients: Clients,
+    emitter: Emitter,
+    settings: EngineSettings,
+    active: Mutex<HashMap<String, Arc<Active>>>,
+    running_per_project: Mutex<HashMap<String, usize>>,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("root", &self.root).finish()
+    }
+}
+
+pub(crate) fn now_rfc3339() -> String {
+    helix_core::time::rfc3339_ms(helix_core::time::now_ms())
+}
+
+pub(crate) fn now_nanos() -> u64 {
+    u64::try_from(helix_core::time::now_ms()).unwrap_or(0) * 1_000_000
+}
+
+/// Runs blocking file work (fsync, hashing, copying) off the async runtime.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, EngineError> + Send + 'static,
+) -> Result<T, EngineError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| EngineError::Internal(format!("blocking task: {e}")))?
+}
+
+impl Engine {
+    /// Opens the engine's state under `root` (`<data_dir>/orchestrator`). Runs that were running
+    /// when their owner died are reported as interrupted until resumed.
+    pub fn open(
+        root: &Path,
+        clients: Clients,
+        emitter: Emitter,
+        settings: EngineSettings,
+    ) -> Result<Engine, EngineError> {
+        let blobs = Blobs::open(root)?;
+        std::fs::create_dir_all(root.join("runs"))
+            .map_err(|e| EngineError::Internal(format!("cannot create {}: {e}", root.display())))?;
+        Ok(Engine {
+            root: root.to_path_buf(),
+            blobs: Arc::new(blobs),
+            clients,
+            emitter,
+            settings,
+            active: Mutex::new(HashMap::new()),
+            running_per_project: Mutex::new(HashMap::new()),
+            tasks: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn emitter(&self) -> &Emitter {
+        &self.emitter
+    }
+
+    fn run_dir(&self, id: &str) -> Result<PathBuf, EngineError> {
+        if !crate::token::is_valid_run_id(id) {
+            return Err(EngineError::NotFound(id.to_owned()));
+        }
+        Ok(checkpoint::run::run_dir(&self.root, id)?)
+    }
+
+    /// Starts a run in the background; returns its view right after the first checkpoint.
+    pub async fn start(self: &Arc<Engine>, req: StartRequest) -> Result<RunView, EngineError> {
+        let id = uuid::Uuid::new_v4().to_string();
+        self.take_slot(&req.project)?;
+        let record = RunRecord {
+            id: id.clone(),
+            project: req.project.clone(),
+            pipeline_fingerprint: req.pipeline.fingerprint(),
+            pipeline: req.pipeline,
+            source_dir: req.source_dir.as_ref().map(|p| p.display().to_string()),
+            trace_id: helix_core::ids::new_trace_id(),
+            span_id: helix_core::ids::new_span_id(),
+            created_at: now_rfc3339(),
+        };
+        let dir = self.run_dir(&id)?;
+        let blobs = self.blobs.clone();
+        let exclude = checkpoint::Exclude::new(&self.settings.exclude);
+        let source = req.source_dir.clone();
+        let rec = record.clone();
+        let (lock, first) = blocking(move || {
+            let lock = RunLock::acquire(&dir)?;
+            lock.write_descriptor(&rec)?;
+            let manifest = match &source {
+                Some(src) => checkpoint::snapshot(src, &blobs, &exclude)?,
+                None => Manifest::default(),
+            };
+            let cp = Checkpoint {
+                seq: 1,
+                status: RunStatus::Running,
+                next_phase: 0,
+                manifest,
+                phases: Vec::new(),
+                failed: None,
+                outputs: BTreeMap::new(),
+                cost_usd: 0.0,
+                written_at: now_rfc3339(),
+                reason: None,
+            };
+            lock.write_checkpoint(1, &cp)?;
+            Ok((lock, cp))
+        })
+        .await
+        .inspect_err(|_| self.release_slot(&req.project))?;
+        self.spawn_drive(record, lock, first, true);
+        self.view(&id).await
+    }
+
+    /// Resumes a run from the checkpoint its token names (normally its latest): the phase that
+    /// was interrupted or failed starts again from its input checkpoint.
+    pub async fn resume(self: &Arc<Engine>, token: &str) -> Result<RunView, EngineError> {
+        let token = ResumeToken::parse(token)?;
+        self.resume_at(token.run_id(), Some(token.seq())).await
+    }
+
+    /// Resumes run `id` from its latest checkpoint (or `seq`).
+    pub async fn resume_at(self: &Arc<Engine>, id: &str, seq: Option<u32>) -> Result<RunView, EngineError> {
+        let dir = self.run_dir(id)?;
+        if !dir.join(checkpoint::run::RUN_FILE).exists() {
+            return Err(EngineError::NotFound(id.to_owned()));
+        }
+        if self.active_run(id).is_some() {
+            return Err(EngineError::Busy(id.to_owned()));
+        }
+        let record: RunRecord = checkpoint::read_json(&dir.join(checkpoint::run::RUN_FILE))?;
+        self.take_slot(&record.project)?;
+        let project = record.project.clone();
+        let id_owned = id.to_owned();
+        let (lock, cp) = blocking(move || {
+            let lock = RunLock::acquire(&dir).map_err(|e| match e {
+                StateError::Locked { .. } => EngineError::Busy(id_owned.clone()),
+                e => e.into(),
+            })?;
+            let latest = checkpoint::run::latest_checkpoint::<Checkpoint>(&dir)?
+                .ok_or_else(|| EngineError::Invalid(format!("run {id_owned} has no checkpoint")))?;
+            let mut cp = match seq {
+                Some(s) if s != latest.0 => checkpoint::run::read_checkpoint::<Checkpoint>(&dir, s)
+                    .map_err(|_| EngineError::Invalid(format!("run {id_owned} has no checkpoint {s}")))?,
+                _ => latest.1,
+            };
+            if cp.status == RunStatus::Succeeded {
+                return Err(EngineError::Invalid(format!(
+                    "run {id_owned} already succeeded; nothing to resume"
+                )));
+            }
+            cp.seq = lock.next_seq()?;
+            cp.status = RunStatus::Running;
+            cp.failed = None;
+            cp.reason = None;
+            cp.written_at = now_rfc3339();
+            lock.write_checkpoint(cp.seq, &cp)?;
+            Ok((lock, cp))
+        })
+        .await
+        .inspect_err(|_| self.release_slot(&project))?;
+        self.spawn_drive(record, lock, cp, false);
+        self.view(id).await
+    }
+
+    /// Cancels a running run: its command is killed, the run ends `cancelled` (resumable).
+    pub fn cancel(&self, id: &str) -> Result<(), EngineError> {
+        match self.active_run(id) {
+            Some(a) => {
+                a.cancel.cancel();
+                Ok(())
+            }
+            None => {
+                let dir = self.run_dir(id)?;
+                if dir.join(checkpoint::run::RUN_FILE).exists() {
+                    Err(EngineError::Invalid(format!("run {id} is not running")))
+                } else {
+                    Err(EngineError::NotFound(id.to_owned()))
+                }
+            }
+        }
+    }
+
+    fn active_run(&self, id: &str) -> Option<Arc<Active>> {
+        self.active.lock().unwrap_or_else(PoisonError::into_inner).get(id).cloned()
+    }
+
+    /// Live events of a running run (none when it is not running here).
+    pub fn subscribe(&self, id: &str) -> Option<broadcast::Receiver<RunEvent>> {
+        self.active_run(id).map(|a| a.events.subscribe())
+    }
+
+    /// Recorded events of run `id` from line `from`.
+    pub async fn events(&self, id: &str, from: usize) -> Result<(Vec<RunEvent>, usize), EngineError> {
+        let dir = self.run_dir(id)?;
+        if !dir.join(checkpoint::run::RUN_FILE).exists() {
+            return Err(EngineError::NotFound(id.to_owned()));
+        }
+        blocking(move || {
+            let ev = checkpoint::run::read_events::<RunEvent>(&dir, from)?;
+            Ok((ev.events, ev.next_line))
+        })
+        .await
+    }
+
+    /// Bulkhead: counts a run of `project` as executing, or refuses it; the drive task releases.
+    fn take_slot(&self, project: &str) -> Result<(), EngineError> {
+        let mut running = self.running_per_project.lock().unwrap_or_else(PoisonError::into_inner);
+        let n = running.entry(project.to_owned()).or_default();
+        if *n >= self.settings.max_runs_per_project {
+            return Err(EngineError::ProjectFull {
+                project: project.to_owned(),
+                limit: self.settings.max_runs_per_project,
+            });
+        }
+        *n += 1;
+        Ok(())
+    }
+
+    fn release_slot(&self, project: &str) {
+        let mut running = self.running_per_project.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = running.get_mut(project) {
+            *n = n.saturating_sub(1);
+        }
+    }
+
+    fn spawn_drive(self: &Arc<Engine>, record: RunRecord, lock: RunLock, cp: Checkpoint, fresh: bool) {
+        let (events, _) = broadcast::channel(1024);
+        let active = Arc::new(Active { cancel: Cancel::new(), events });
+        self.active.lock().unwrap_or_else(PoisonError::into_inner).insert(record.id.clone(), active.clone());
+        let engine = self.clone();
+        let handle = tokio::spawn(async move {
+            let id = record.id.clone();
+            let project = record.project.clone();
+            // a panic in one run must not take the service or other runs down
+            let run = drive::Driver::new(engine.clone(), record, lock, active.clone(), fresh);
+            let result = tokio::spawn(run.drive(cp)).await;
+            if let Err(e) = result {
+                tracing::error!(run = %id, error = %e, "run task failed; the run stays resumable");
+            }
+            engine.active.lock().unwrap_or_else(PoisonError::into_inner).remove(&id);
+            engine.release_slot(&project);
+        });
+        let mut tasks = self.tasks.lock().unwrap_or_else(PoisonError::into_inner);
+        tasks.retain(|t| !t.is_finished());
+        tasks.push(handle);
+    }
+
+    /// Waits until run `id` is no longer executing here (tests, the CLI's local mode).
+    pub async fn wait(&self, id: &str) {
+        while self.active_run(id).is_some() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Cancels every run and waits for them to write their checkpoints (shutdown).
+    pub async fn shutdown(&self, grace: Duration) {
+        let active: Vec<Arc<Active>> =
+            self.active.lock().unwrap_or_else(PoisonError::into_inner).values().cloned().collect();
+        for a in &active {
+            a.cancel.cancel();
+        }
+        let tasks: Vec<_> = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(PoisonError::into_inner));
+        let _ = tokio::time::timeout(grace, futures_util::future::join_all(tasks)).await;
+        self.emitter.flush(Duration::from_secs(2)).await;
+    }
+
+    /// One run as the API shows it.
+    pub async fn view(&self, id: &str) -> Result<RunView, EngineError> {
+        let dir = self.run_dir(id)?;
+        let running_here = self.active_run(id).is_some();
+        let id_owned = id.to_owned();
+        blocking(move || {
+            let Some(record) = checkpoint::run::read_descriptor::<RunRecord>(&dir)? else {
+                return Err(EngineError::NotFound(id_owned));
+            };
+            let checkpoints = checkpoint::run::list_checkpoints(&dir)?;
+            let (seq, cp) = checkpoint::run::latest_checkpoint::<Checkpoint>(&dir)?
+                .ok_or_else(|| EngineError::Invalid(format!("run {id_owned} has no checkpoint")))?;
+            let mut status = cp.status;
+            if status == RunStatus::Running && !running_here && !owned_elsewhere(&dir) {
+                status = RunStatus::Interrupted;
+            }
+            let resume_token = (status != RunStatus::Succeeded)
+                .then(|| ResumeToken::new(record.id.clone(), seq).ok().map(|t| t.encode()))
+                .flatten();
+            let workspace = dir.join("workspace");
+            Ok(RunView {
+                id: record.id,
+                project: record.project,
+                pipeline: record.pipeline.name.clone(),
+                status,
+                trace_id: record.trace_id,
+                created_at: record.created_at,
+                resume_token,
+                checkpoint: seq,
+                next_phase: cp.next_phase,
+                phases_total: record.pipeline.phases.len(),
+                cost_usd: cp.cost_usd,
+                reason: cp.reason,
+                workspace: (status == RunStatus::Succeeded && workspace.is_dir())
+                    .then(|| workspace.display().to_string()),
+                phases: cp.phases,
+                failed: cp.failed,
+                checkpoints,
+            })
+        })
+        .await
+    }
+
+    /// Every run, newest first, optionally of one project.
+    pub async fn list(&self, project: Option<&str>, limit: usize) -> Result<Vec<RunView>, EngineError> {
+        let root = self.root.clone();
+        let ids = blocking(move || Ok(checkpoint::run::list_runs(&root)?)).await?;
+        let mut views = Vec::new();
+        for id in ids {
+            match self.view(&id).await {
+                Ok(v) if project.is_none_or(|p| v.project == p) => views.push(v),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(run = %id, error = %e, "skipping an unreadable run"),
+            }
+        }
+        views.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| b.id.cmp(&a.id)));
+        views.truncate(limit);
+        Ok(views)
+    }
+
+    /// Plans `pipeline` without executing anything (dry run).
+    pub async fn plan(&self, pipeline: &Pipeline, project: &str) -> Plan {
+        plan::plan(self, pipeline, project).await
+    }
+
+    /// Re-runs phase `index` of run `id` with exactly its recorded inputs in a separate workspace
+    /// and reports how its outputs differ from the recorded run.
+    pub async fn replay(&self, id: &str, index: usize, recorded: bool) -> Result<ReplayReport, EngineError> {
+        replay::replay(self, id, index, recorded).await
+    }
+}
+
+/// Whether another process holds the run's lock (a run it is executing).
+fn owned_elsewhere(dir: &Path) -> bool {
+    match RunLock::acquire(dir) {
+        Ok(_lock) => false,
+        Err(StateError::Locked { .. }) => true,
+        Err(_) => false,
+    }
+}

@@ -1,0 +1,226 @@
+//! Replay: one phase of a recorded run again, with exactly its recorded inputs (the input
+//! workspace, the environment and fixes of its last attempt, the prompt variables), in its own
+//! directory, and how the outputs differ from what the run recorded.
+
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::drive::{failed_outcome, phase_dir_name};
+use super::{Checkpoint, Engine, EngineError, PhaseRecord, RunRecord, blocking};
+use crate::checkpoint::{self, ChangeKind, Manifest};
+use crate::exec::{self, Limits};
+use crate::gates::{self, GateContext, GateResult};
+use crate::pipeline::{PhaseKind, render_command};
+
+/// Text files up to this size get a line diff in a replay report.
+const DIFF_MAX_BYTES: u64 = 256 * 1024;
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct FileChange {
+    pub path: String,
+    /// `added`, `removed` or `modified`.
+    pub change: String,
+    /// Unified diff for text files.
+    pub diff: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ReplayReport {
+    pub run_id: String,
+    pub phase: String,
+    pub index: usize,
+    /// Where the replay ran (kept for inspection).
+    pub workspace: String,
+    /// LLM answers came from the recording.
+    pub recorded: bool,
+    pub passed: bool,
+    pub exit_code: Option<i32>,
+    #[schema(value_type = Vec<Object>)]
+    pub gates: Vec<GateResult>,
+    /// Output files that differ from the recorded run (empty: identical).
+    pub changes: Vec<FileChange>,
+    /// Whether the phase's output (stdout+stderr or the answer) equals the recorded one.
+    pub same_output: bool,
+    pub duration_ms: u64,
+}
+
+/// The phase record of `index` in the run's latest checkpoint (a completed phase, or the one
+/// that failed).
+fn recorded_phase(cp: &Checkpoint, index: usize) -> Option<PhaseRecord> {
+    cp.phases
+        .iter()
+        .find(|p| p.index == index)
+        .cloned()
+        .or_else(|| cp.failed.clone().filter(|f| f.index == index))
+}
+
+pub(super) async fn replay(
+    engine: &Engine,
+    id: &str,
+    index: usize,
+    recorded: bool,
+) -> Result<ReplayReport, EngineError> {
+    let dir = engine.run_dir(id)?;
+    let id_owned = id.to_owned();
+    let load_dir = dir.clone();
+    let (record, rec) = blocking(move || {
+        let Some(record) = checkpoint::run::read_descriptor::<RunRecord>(&load_dir)? else {
+            return Err(EngineError::NotFound(id_owned));
+        };
+        let (_, cp) = checkpoint::run::latest_checkpoint::<Checkpoint>(&load_dir)?
+            .ok_or_else(|| EngineError::Invalid(format!("run {id_owned} has no checkpoint")))?;
+        let rec = recorded_phase(&cp, index).ok_or_else(|| {
+            EngineError::Invalid(format!("phase {index} of run {id_owned} has not run yet"))
+        })?;
+        Ok((record, rec))
+    })
+    .await?;
+    let phase = record
+        .pipeline
+        .phases
+        .get(index)
+        .cloned()
+        .ok_or_else(|| EngineError::Invalid(format!("the pipeline has no phase {index}")))?;
+    let attempt = rec
+        .attempts
+        .last()
+        .cloned()
+        .ok_or_else(|| EngineError::Invalid(format!("phase {} has no recorded attempt", rec.name)))?;
+    // a fresh directory per replay, next to the run
+    let n = std::fs::read_dir(dir.join("replays")).map_or(0, |d| d.count()) + 1;
+    let workdir = dir.join("replays").join(format!("{}-{n}", phase_dir_name(index, &phase.name)));
+    {
+        let blobs = engine.blobs.clone();
+        let input = rec.input.clone();
+        let patches = attempt.patches.clone();
+        let wd = workdir.clone();
+        blocking(move || {
+            checkpoint::materialize(&input, &blobs, &wd)?;
+            for p in &patches {
+                crate::patch::apply(&wd, p)
+                    .map_err(|e| EngineError::Invalid(format!("a recorded fix no longer applies: {e}")))?;
+            }
+            Ok(())
+        })
+        .await?;
+    }
+    let started = Instant::now();
+    let cancel = exec::Cancel::new();
+    let env = attempt.env.clone();
+    let outcome = match &phase.kind {
+        PhaseKind::Command { run } => match render_command(run, &env) {
+            Ok(spec) => {
+                let limits = Limits {
+                    timeout: phase.timeout,
+                    stall_timeout: phase.stall_timeout,
+                    ..Limits::default()
+                };
+                exec::run(&spec, &workdir, &env, &limits, &cancel)
+                    .await
+                    .unwrap_or_else(|e| failed_outcome(e.to_string()))
+            }
+            Err(e) => failed_outcome(e.to_string()),
+        },
+        PhaseKind::Llm { .. } => {
+            // the variables the prompt saw: the environment plus earlier phases' outputs, as
+            // recorded in the checkpoint before this phase
+            let mut vars = env.clone();
+            let before = blocking({
+                let dir = dir.clone();
+                move || {
+                    let mut outputs = std::collections::BTreeMap::new();
+                    for seq in checkpoint::run::list_checkpoints(&dir)? {
+                        if let Ok(cp) = checkpoint::run::read_checkpoint::<Checkpoint>(&dir, seq)
+                            && cp.next_phase == index
+                        {
+                            outputs = cp.outputs;
+                        }
+                    }
+                    Ok(outputs)
+                }
+            })
+            .await?;
+            vars.extend(before);
+            let hints = env.get("HELIX_HINTS").cloned();
+            let call = super::llm::LlmCall {
+                engine,
+                phase: &phase,
+                vars: &vars,
+                hints: hints.as_deref(),
+                workspace: &workdir,
+                traceparent: helix_core::ids::traceparent(&record.trace_id, &helix_core::ids::new_span_id()),
+                cancel: &cancel,
+                recorded: if recorded { attempt.llm.as_ref() } else { None },
+            };
+            call.run().await.0
+        }
+    };
+    let mut results = Vec::new();
+    for gate in &phase.gates {
+        let ctx = GateContext {
+            workspace: &workdir,
+            output: &outcome.output,
+            exit_code: outcome.exit_code,
+            env: &env,
+            baseline: None,
+            cancel: &cancel,
+        };
+        results.push(gates::evaluate(gate, &ctx).await);
+    }
+    let passed = !outcome.cancelled && gates::phase_status(&results) != gates::PhaseGateStatus::Failed;
+    let recorded_out = attempt
+        .llm
+        .as_ref()
+        .and_then(|l| l.answers.last().cloned())
+        .or_else(|| attempt.outcome.as_ref().map(|o| o.output.clone()))
+        .unwrap_or_default();
+    let same_output = recorded_out == outcome.output;
+    // compare with what the run recorded: its output manifest, or (a failed phase) its input
+    let reference = rec.output.clone().unwrap_or_else(|| rec.input.clone());
+    let blobs = engine.blobs.clone();
+    let exclude = checkpoint::Exclude::new(&engine.settings.exclude);
+    let wd = workdir.clone();
+    let changes = blocking(move || {
+        let now: Manifest = checkpoint::snapshot(&wd, &blobs, &exclude)?;
+        let mut out = Vec::new();
+        for c in reference.diff(&now) {
+            let old = reference.files.get(&c.path);
+            let new = now.files.get(&c.path);
+            let text = |e: Option<&checkpoint::FileEntry>| -> Option<String> {
+                match e {
+                    Some(e) if e.size <= DIFF_MAX_BYTES => {
+                        blobs.read_text(&e.sha256, DIFF_MAX_BYTES).ok().flatten()
+                    }
+                    Some(_) => None,
+                    None => Some(String::new()),
+                }
+            };
+            let diff = match (text(old), text(new)) {
+                (Some(a), Some(b)) => Some(checkpoint::file_diff(&c.path, &a, &b)),
+                _ => None,
+            };
+            let change = match c.kind {
+                ChangeKind::Added => "added",
+                ChangeKind::Removed => "removed",
+                ChangeKind::Modified => "modified",
+            };
+            out.push(FileChange { path: c.path, change: change.to_owned(), diff });
+        }
+        Ok(out)
+    })
+    .await?;
+    Ok(ReplayReport {
+        run_id: id.to_owned(),
+        phase: phase.name.clone(),
+        index,
+        workspace: workdir.display().to_string(),
+        recorded: recorded && matches!(phase.kind, PhaseKind::Llm { .. }),
+        passed,
+        exit_code: outcome.exit_code,
+        gates: results,
+        changes,
+        same_output,
+        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    })
+}

@@ -1,0 +1,47 @@
+//! The orchestrator's errors and their codes.
+
+use actix_web::{HttpResponse, ResponseError};
+use helix_core::ErrorCode;
+
+use crate::engine::EngineError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OrchestratorError {
+    #[error("{0}")]
+    Engine(#[from] EngineError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl OrchestratorError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            OrchestratorError::Invalid(_) => ErrorCode::InvalidRequest,
+            OrchestratorError::Engine(e) => match e {
+                EngineError::Pipeline(_) => ErrorCode::InvalidPipeline,
+                EngineError::NotFound(_) => ErrorCode::NotFound,
+                EngineError::Invalid(_) | EngineError::Token(_) => ErrorCode::BadRequest,
+                EngineError::Busy(_) => ErrorCode::Conflict,
+                EngineError::ProjectFull { .. } => ErrorCode::ConcurrencyLimit,
+                EngineError::State(_) | EngineError::Internal(_) => ErrorCode::Internal,
+            },
+        }
+    }
+}
+
+impl ResponseError for OrchestratorError {
+    fn status_code(&self) -> actix_web::http::StatusCode {
+        helix_http::problem::status_of(self.code())
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut res = helix_http::problem_response(self.code(), self.to_string());
+        if self.code() == ErrorCode::ConcurrencyLimit {
+            res.headers_mut().insert(
+                actix_web::http::header::RETRY_AFTER,
+                actix_web::http::header::HeaderValue::from_static("5"),
+            );
+        }
+        res
+    }
+}

@@ -1,0 +1,1435 @@
+//! The pipeline definition (`pipeline.toml`): what runs, in which order, judged by which gates.
+//!
+//! A pipeline is validated whole before anything runs, because a typo found in phase 5 after
+//! four phases of work is exactly the unpredictability the orchestrator exists to remove. The
+//! file is read through toml's spanned document rather than plain serde so that *every* error,
+//! structural or semantic (a duplicate phase name, an invalid regex, a prompt naming a phase that
+//! runs later), names its line and key: `line 7: phase[1].timout: unknown field ...`.
+//!
+//! The parsed [`Pipeline`] is the resolved form the runner, checkpoints and `helix plan` share:
+//! defaults are filled in (including the implicit `exit_code = 0` gate of command phases), schema
+//! files are read and inlined, so [`Pipeline::fingerprint`] covers everything a replay depends on.
+//!
+//! # Format
+//!
+//! ```toml
+//! name = "calc"                       # required
+//! description = "Fix and test the calculator"
+//!
+//! [variables]                         # template variables, also exported to commands as env
+//! module = "calc"
+//! python = "python3"
+//!
+//! [env]                               # environment of every phase
+//! PYTHONDONTWRITEBYTECODE = "1"
+//!
+//! [[phase]]
+//! name = "install"                    # [A-Za-z0-9_-], unique
+//! kind = "command"
+//! run = ["{{python}}", "-m", "pip", "install", "-r", "requirements.txt"]  # argv, no shell
+//! timeout = "10m"                     # "500ms", "30s", "10m", "1h", "1h30m" or seconds (600)
+//! stall_timeout = "2m"                # no output for this long: killed, reported as a stall
+//! retries = 2                         # retries after the first attempt (default 2: 3 attempts)
+//!
+//! [[phase]]
+//! name = "test"
+//! kind = "command"
+//! run = "$python -m pytest -q tests/test_$module.py"   # a string needs shell = true; the
+//! shell = true                        # variables reach the script as environment variables
+//! inputs = ["src/**", "tests/**"]
+//! outputs = ["report.json"]
+//!
+//! [phase.env]
+//! PYTEST_ADDOPTS = "-p no:cacheprovider"
+//!
+//! [[phase.gate]]                      # without an exit_code gate, a command phase gets
+//! kind = "exit_code"                  # `exit_code`, expect = 0, as its first gate
+//! expect = 0
+//!
+//! [[phase.gate]]
+//! kind = "files_exist"
+//! paths = ["report.json"]
+//! non_empty = true
+//!
+//! [[phase.gate]]
+//! name = "no warnings"
+//! kind = "output_matches"
+//! regex = "(?i)warning"
+//! negate = true
+//! on_fail = "warn"                    # "fail" (default) or "warn": passed_with_warnings
+//!
+//! [[phase.gate]]
+//! kind = "json_schema"
+//! file = "report.json"
+//! schema = { type = "object", required = ["passed"] }   # or schema_file = "report.schema.json"
+//!
+//! [[phase.gate]]
+//! name = "whole suite"
+//! kind = "command"
+//! run = ["{{python}}", "-m", "pytest", "-q"]
+//! baseline = true                     # pass when no test fails that failed not before the phase
+//! timeout = "15m"
+//!
+//! [[phase]]
+//! name = "summary"
+//! kind = "llm"
+//! model = "claude-sonnet"
+//! system = "You are a terse release engineer."
+//! prompt = """Summarise the test run of {{module}} as JSON.
+//! {{phases.test.output}}"""           # {{var}}: variables, env, outputs of earlier phases
+//! schema = { type = "object", required = ["summary"], properties = { summary = { type = "string" } } }
+//! max_reasks = 2                      # re-asks with the validation error (default 2)
+//! max_tokens = 800
+//! output = "summary.json"             # the answer is written to this workspace file
+//! ```
+//!
+//! Paths (`inputs`, `outputs`, gate `paths` and `file`, `output`) are relative to the phase
+//! workspace and may not contain `..`. A placeholder is `{{name}}` (spaces inside the braces
+//! allowed) with a name made of letters, digits, `_` and dotted parts; other text in braces is
+//! left alone. Placeholders are rendered in argv elements and LLM prompts, never in shell scripts.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use crate::exec::CommandSpec;
+use crate::gates::{self, Gate, GateCheck, Severity};
+
+/// Retries after the first attempt when a phase does not set `retries` (3 attempts in all).
+pub const DEFAULT_RETRIES: u32 = 2;
+/// Re-asks of an LLM phase whose answer fails its schema, when `max_reasks` is not set.
+pub const DEFAULT_MAX_REASKS: u32 = 2;
+const MAX_RETRIES: u32 = 10;
+const MAX_REASKS: u32 = 10;
+const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// A validated pipeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pipeline {
+    pub name: String,
+    pub description: Option<String>,
+    /// Environment of every phase.
+    pub env: BTreeMap<String, String>,
+    /// Template variables (also exported to commands as environment variables).
+    pub variables: BTreeMap<String, String>,
+    pub phases: Vec<Phase>,
+}
+
+/// One phase of a pipeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Phase {
+    pub name: String,
+    pub kind: PhaseKind,
+    /// Files or globs the phase reads, relative to its workspace.
+    pub inputs: Vec<String>,
+    /// Files or globs the phase produces, relative to its workspace.
+    pub outputs: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    #[serde(rename = "timeout_ms", with = "crate::exec::duration_ms::option")]
+    pub timeout: Option<Duration>,
+    #[serde(rename = "stall_timeout_ms", with = "crate::exec::duration_ms::option")]
+    pub stall_timeout: Option<Duration>,
+    /// Retries after the first attempt; see [`Phase::max_attempts`].
+    pub retries: u32,
+    pub gates: Vec<Gate>,
+}
+
+impl Phase {
+    /// Attempts before the phase is given up (`needs_human`): `retries + 1`.
+    pub fn max_attempts(&self) -> u32 {
+        self.retries.saturating_add(1)
+    }
+}
+
+/// What a phase does.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum PhaseKind {
+    /// A program (argv elements may hold `{{var}}` placeholders) or a shell script.
+    Command { run: CommandSpec },
+    /// A prompt sent through the breaker-gateway.
+    Llm {
+        model: String,
+        /// Template with `{{var}}` and `{{phases.NAME.output}}` placeholders.
+        prompt: String,
+        system: Option<String>,
+        /// JSON Schema the answer must satisfy (inline or read from `schema_file`).
+        schema: Option<Value>,
+        /// Re-asks with the validation error when the answer does not satisfy `schema`.
+        max_reasks: u32,
+        max_tokens: Option<u32>,
+        /// Workspace file the answer is written to.
+        output: Option<String>,
+    },
+}
+
+impl PhaseKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            PhaseKind::Command { .. } => "command",
+            PhaseKind::Llm { .. } => "llm",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// A key is unknown, missing, of the wrong type or has an invalid value.
+    #[error("line {line}: {key}: {message}")]
+    Invalid { line: usize, key: String, message: String },
+    /// The text is not TOML.
+    #[error("line {line}, column {column}: {message}")]
+    Syntax { line: usize, column: usize, message: String },
+    #[error("cannot read pipeline {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// An error in a pipeline file, with the file's path.
+    #[error("{path}: {inner}")]
+    File { path: String, inner: Box<PipelineError> },
+}
+
+impl PipelineError {
+    /// The line the error is on, when it has one.
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            PipelineError::Invalid { line, .. } | PipelineError::Syntax { line, .. } => Some(*line),
+            PipelineError::Read { .. } => None,
+            PipelineError::File { inner, .. } => inner.line(),
+        }
+    }
+}
+
+impl Pipeline {
+    /// Parses and validates a pipeline given as text. `schema_file` keys are refused (there is no
+    /// directory to read them from); use [`Pipeline::parse_in`] or [`Pipeline::load`].
+    pub fn parse(text: &str) -> Result<Pipeline, PipelineError> {
+        parse(text, None)
+    }
+
+    /// Parses and validates a pipeline whose `schema_file` paths are relative to `base_dir`.
+    pub fn parse_in(text: &str, base_dir: &Path) -> Result<Pipeline, PipelineError> {
+        parse(text, Some(base_dir))
+    }
+
+    /// Reads, parses and validates a pipeline file; errors name the file.
+    pub fn load(path: &Path) -> Result<Pipeline, PipelineError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| PipelineError::Read { path: shown.clone(), source })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        parse(&text, Some(base)).map_err(|e| PipelineError::File { path: shown, inner: Box::new(e) })
+    }
+
+    /// SHA-256 (hex) of the pipeline's canonical JSON form: equal for equal pipelines whatever the
+    /// formatting, key order or comments of their files.
+    pub fn fingerprint(&self) -> String {
+        let value = serde_json::to_value(self).unwrap_or(Value::Null);
+        let mut text = String::new();
+        canonical_json(&value, &mut text);
+        hex::encode(Sha256::digest(text.as_bytes()))
+    }
+
+    /// The phase named `name` and its index.
+    pub fn phase(&self, name: &str) -> Option<(usize, &Phase)> {
+        self.phases.iter().enumerate().find(|(_, p)| p.name == name)
+    }
+
+    /// Variables and environment of phase `index`: the pipeline's variables, overridden by its
+    /// `env`, overridden by the phase's `env`. This is both the environment given to the phase's
+    /// commands and the template variables (the runner adds `phases.NAME.output` entries for
+    /// prompts).
+    pub fn vars_for(&self, index: usize) -> BTreeMap<String, String> {
+        let mut vars = self.variables.clone();
+        vars.extend(self.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        if let Some(phase) = self.phases.get(index) {
+            vars.extend(phase.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        vars
+    }
+}
+
+/// A `{{name}}` with no value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown template variable {}", .names.iter().map(|n| format!("{{{{{n}}}}}")).collect::<Vec<_>>().join(", "))]
+pub struct TemplateError {
+    pub names: Vec<String>,
+}
+
+static PLACEHOLDER: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_-]+)*)\s*\}\}").expect("placeholder regex")
+});
+
+/// The names of the placeholders of `template`, in order of appearance.
+pub fn placeholders(template: &str) -> Vec<String> {
+    PLACEHOLDER.captures_iter(template).map(|c| c[1].to_owned()).collect()
+}
+
+/// Replaces every `{{name}}` of `template` with its value in `vars`. Values are inserted as they
+/// are (a value containing `{{x}}` is not expanded again). Any unknown name is an error.
+pub fn render(template: &str, vars: &BTreeMap<String, String>) -> Result<String, TemplateError> {
+    let mut unknown = Vec::new();
+    let out = PLACEHOLDER.replace_all(template, |c: &regex::Captures<'_>| match vars.get(&c[1]) {
+        Some(v) => v.clone(),
+        None => {
+            if !unknown.contains(&c[1].to_owned()) {
+                unknown.push(c[1].to_owned());
+            }
+            String::new()
+        }
+    });
+    if unknown.is_empty() { Ok(out.into_owned()) } else { Err(TemplateError { names: unknown }) }
+}
+
+/// `spec` with the placeholders of its argv elements rendered; shell scripts are returned as
+/// they are (their variables come from the environment).
+pub fn render_command(
+    spec: &CommandSpec,
+    vars: &BTreeMap<String, String>,
+) -> Result<CommandSpec, TemplateError> {
+    match spec {
+        CommandSpec::Argv(argv) => {
+            Ok(CommandSpec::Argv(argv.iter().map(|a| render(a, vars)).collect::<Result<_, _>>()?))
+        }
+        CommandSpec::Shell(script) => Ok(CommandSpec::Shell(script.clone())),
+    }
+}
+
+/// Parses `"500ms"`, `"30s"`, `"10m"`, `"1h"`, `"2d"` and sums like `"1h30m"`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    static PART: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"(\d+)(ms|s|m|h|d)").expect("duration regex"));
+    let expected = || {
+        format!(
+            "invalid duration {text:?}, expected e.g. \"30s\", \"10m\", \"1h30m\" or seconds as an integer"
+        )
+    };
+    let mut total = Duration::ZERO;
+    let mut end = 0;
+    for c in PART.captures_iter(text) {
+        let m = c.get(0).ok_or_else(expected)?;
+        if m.start() != end {
+            return Err(expected());
+        }
+        end = m.end();
+        let n: u64 = c[1].parse().map_err(|_| expected())?;
+        let unit = match &c[2] {
+            "ms" => Duration::from_millis(1),
+            "s" => Duration::from_secs(1),
+            "m" => Duration::from_secs(60),
+            "h" => Duration::from_secs(3600),
+            _ => Duration::from_secs(86400),
+        };
+        let part = unit.checked_mul(u32::try_from(n).map_err(|_| expected())?).ok_or_else(expected)?;
+        total = total.checked_add(part).ok_or_else(expected)?;
+    }
+    if end == 0 || end != text.len() {
+        return Err(expected());
+    }
+    Ok(total)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading the spanned document
+
+type Res<T> = Result<T, PipelineError>;
+
+fn invalid(line: usize, key: impl Into<String>, message: impl Into<String>) -> PipelineError {
+    PipelineError::Invalid { line, key: key.into(), message: message.into() }
+}
+
+/// Byte offsets of line starts, to turn spans into 1-based line numbers.
+struct Lines(Vec<usize>);
+
+impl Lines {
+    fn new(text: &str) -> Lines {
+        Lines(std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect())
+    }
+
+    fn line(&self, offset: usize) -> usize {
+        self.0.partition_point(|&start| start <= offset).max(1)
+    }
+
+    fn column(&self, offset: usize) -> usize {
+        offset - self.0[self.line(offset) - 1] + 1
+    }
+}
+
+/// A table of the document with its key path (`phase[1].gate[0]`).
+#[derive(Clone, Copy)]
+struct Tab<'a, 'i> {
+    lines: &'a Lines,
+    map: &'a DeTable<'i>,
+    path: &'a str,
+    /// Offset of the table's header (or inline table), for errors about missing keys.
+    start: usize,
+}
+
+type Entry<'a, 'i> = (&'a Spanned<std::borrow::Cow<'i, str>>, &'a Spanned<DeValue<'i>>);
+
+impl<'a, 'i> Tab<'a, 'i> {
+    fn key(&self, k: &str) -> String {
+        if self.path.is_empty() { k.to_owned() } else { format!("{}.{k}", self.path) }
+    }
+
+    fn line(&self) -> usize {
+        self.lines.line(self.start)
+    }
+
+    fn find(&self, k: &str) -> Option<Entry<'a, 'i>> {
+        self.map.iter().find(|(key, _)| key.get_ref() == k)
+    }
+
+    fn line_of(&self, k: &str) -> usize {
+        self.find(k).map_or_else(|| self.line(), |(key, _)| self.lines.line(key.span().start))
+    }
+
+    /// An error about key `k` (on its line, or the table's when it is missing).
+    fn err(&self, k: &str, message: impl Into<String>) -> PipelineError {
+        invalid(self.line_of(k), self.key(k), message)
+    }
+
+    fn missing(&self, k: &str, what: &str) -> PipelineError {
+        self.err(k, format!("missing required key `{k}` ({what})"))
+    }
+
+    /// Unknown keys are errors; `misplaced` explains keys that exist elsewhere.
+    fn check_keys(&self, allowed: &[&str], misplaced: impl Fn(&str) -> Option<String>) -> Res<()> {
+        let mut keys: Vec<_> = self.map.iter().map(|(k, _)| k).collect();
+        keys.sort_by_key(|k| k.span().start);
+        for k in keys {
+            let name = k.get_ref().as_ref();
+            if allowed.contains(&name) {
+                continue;
+            }
+            let message = misplaced(name).unwrap_or_else(|| {
+                let list = allowed.iter().map(|a| format!("`{a}`")).collect::<Vec<_>>().join(", ");
+                format!("unknown field `{name}`, expected one of {list}")
+            });
+            return Err(invalid(self.lines.line(k.span().start), self.key(name), message));
+        }
+        Ok(())
+    }
+
+    fn type_err(&self, k: &str, want: &str, got: &DeValue<'_>) -> PipelineError {
+        self.err(k, format!("expected {want}, found {}", got.type_str()))
+    }
+
+    fn str(&self, k: &str) -> Res<Option<String>> {
+        match self.find(k) {
+            None => Ok(None),
+            Some((_, v)) => match v.get_ref() {
+                DeValue::String(s) => Ok(Some(s.to_string())),
+                other => Err(self.type_err(k, "a string", other)),
+            },
+        }
+    }
+
+    fn req_str(&self, k: &str, what: &str) -> Res<String> {
+        let s = self.str(k)?.ok_or_else(|| self.missing(k, what))?;
+        if s.trim().is_empty() {
+            return Err(self.err(k, "must not be empty"));
+        }
+        Ok(s)
+    }
+
+    fn bool(&self, k: &str) -> Res<Option<bool>> {
+        match self.find(k) {
+            None => Ok(None),
+            Some((_, v)) => match v.get_ref() {
+                DeValue::Boolean(b) => Ok(Some(*b)),
+                other => Err(self.type_err(k, "true or false", other)),
+            },
+        }
+    }
+
+    fn int(&self, k: &str) -> Res<Option<i64>> {
+        match self.find(k) {
+            None => Ok(None),
+            Some((_, v)) => match v.get_ref() {
+                DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix())
+                    .map(Some)
+                    .map_err(|_| self.err(k, "integer out of range")),
+                other => Err(self.type_err(k, "an integer", other)),
+            },
+        }
+    }
+
+    fn bounded(&self, k: &str, min: i64, max: i64) -> Res<Option<u32>> {
+        match self.int(k)? {
+            None => Ok(None),
+            Some(n) if n < min || n > max => {
+                Err(self.err(k, format!("must be between {min} and {max}, got {n}")))
+            }
+            Some(n) => Ok(Some(u32::try_from(n).map_err(|_| self.err(k, "out of range"))?)),
+        }
+    }
+
+    /// An array of strings, each with its line.
+    fn str_list(&self, k: &str) -> Res<Option<Vec<(String, usize)>>> {
+        let Some((_, v)) = self.find(k) else { return Ok(None) };
+        let DeValue::Array(items) = v.get_ref() else {
+            return Err(self.type_err(k, "an array of strings", v.get_ref()));
+        };
+        let mut out = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            match item.get_ref() {
+                DeValue::String(s) => out.push((s.to_string(), self.lines.line(item.span().start))),
+                other => {
+                    let line = self.lines.line(item.span().start);
+                    return Err(invalid(
+                        line,
+                        format!("{}[{i}]", self.key(k)),
+                        format!("expected a string, found {}", other.type_str()),
+                    ));
+                }
+            }
+        }
+        Ok(Some(out))
+    }
+
+    /// Relative workspace paths (or globs).
+    fn paths(&self, k: &str) -> Res<Vec<String>> {
+        let list = self.str_list(k)?.unwrap_or_default();
+        for (i, (p, line)) in list.iter().enumerate() {
+            gates::check_relative_path(p)
+                .map_err(|e| invalid(*line, format!("{}[{i}]", self.key(k)), format!("{p:?}: {e}")))?;
+        }
+        Ok(list.into_iter().map(|(p, _)| p).collect())
+    }
+
+    fn sub(&self, k: &str) -> Res<Option<(&'a DeTable<'i>, usize)>> {
+        match self.find(k) {
+            None => Ok(None),
+            Some((_, v)) => match v.get_ref() {
+                DeValue::Table(t) => Ok(Some((t, v.span().start))),
+                other => Err(self.type_err(k, "a table", other)),
+            },
+        }
+    }
+
+    /// `[[k]]` tables (or an inline array of tables).
+    fn sub_array(&self, k: &str) -> Res<Vec<(&'a DeTable<'i>, usize)>> {
+        let Some((_, v)) = self.find(k) else { return Ok(Vec::new()) };
+        let DeValue::Array(items) = v.get_ref() else {
+            return Err(self.type_err(k, "an array of tables ([[...]])", v.get_ref()));
+        };
+        let mut out = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            match item.get_ref() {
+                DeValue::Table(t) => out.push((t, item.span().start)),
+                other => {
+                    let line = self.lines.line(item.span().start);
+                    return Err(invalid(
+                        line,
+                        format!("{}[{i}]", self.key(k)),
+                        format!("expected a table, found {}", other.type_str()),
+                    ));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// A table of environment-style names to string values (integers and booleans are written
+    /// as text).
+    fn name_map(&self, k: &str) -> Res<BTreeMap<String, String>> {
+        let Some((table, _)) = self.sub(k)? else { return Ok(BTreeMap::new()) };
+        let mut out = BTreeMap::new();
+        for (key, v) in table.iter() {
+            let name = key.get_ref().to_string();
+            let line = self.lines.line(key.span().start);
+            let path = format!("{}.{name}", self.key(k));
+            if !is_var_name(&name) {
+                return Err(invalid(
+                    line,
+                    path,
+                    "names are letters, digits and `_`, not starting with a digit",
+                ));
+            }
+            let value = match v.get_ref() {
+                DeValue::String(s) => s.to_string(),
+                DeValue::Integer(i) => i.to_string(),
+                DeValue::Boolean(b) => b.to_string(),
+                other => {
+                    return Err(invalid(
+                        line,
+                        path,
+                        format!("expected a string, found {}", other.type_str()),
+                    ));
+                }
+            };
+            out.insert(name, value);
+        }
+        Ok(out)
+    }
+
+    fn duration(&self, k: &str) -> Res<Option<Duration>> {
+        let Some((_, v)) = self.find(k) else { return Ok(None) };
+        let d = match v.get_ref() {
+            DeValue::Integer(_) => {
+                let secs = self.int(k)?.unwrap_or(0);
+                if secs <= 0 {
+                    return Err(self.err(k, "must be greater than 0"));
+                }
+                Duration::from_secs(secs.unsigned_abs())
+            }
+            DeValue::String(s) => parse_duration(s).map_err(|e| self.err(k, e))?,
+            other => return Err(self.type_err(k, "a duration such as \"30s\" or seconds", other)),
+        };
+        if d.is_zero() {
+            return Err(self.err(k, "must be greater than 0"));
+        }
+        if d > MAX_DURATION {
+            return Err(self.err(k, "must be at most 7 days"));
+        }
+        Ok(Some(d))
+    }
+
+    fn child<'b>(&self, map: &'b DeTable<'i>, start: usize, path: &'b str) -> Tab<'b, 'i>
+    where
+        'a: 'b,
+    {
+        Tab { lines: self.lines, map, path, start }
+    }
+}
+
+fn is_var_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn is_phase_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        && !s.starts_with(['-', '_'])
+}
+
+fn to_json(v: &DeValue<'_>) -> Result<Value, String> {
+    Ok(match v {
+        DeValue::String(s) => Value::String(s.to_string()),
+        DeValue::Integer(i) => Value::from(
+            i64::from_str_radix(i.as_str(), i.radix()).map_err(|_| "integer out of range".to_owned())?,
+        ),
+        DeValue::Float(f) => {
+            let x: f64 = f.as_str().parse().map_err(|_| format!("invalid number {}", f.as_str()))?;
+            serde_json::Number::from_f64(x)
+                .map(Value::Number)
+                .ok_or_else(|| format!("{x} is not a JSON number"))?
+        }
+        DeValue::Boolean(b) => Value::Bool(*b),
+        DeValue::Datetime(d) => Value::String(d.to_string()),
+        DeValue::Array(items) => {
+            Value::Array(items.iter().map(|i| to_json(i.get_ref())).collect::<Result<_, _>>()?)
+        }
+        DeValue::Table(t) => Value::Object(
+            t.iter()
+                .map(|(k, v)| Ok((k.get_ref().to_string(), to_json(v.get_ref())?)))
+                .collect::<Result<_, String>>()?,
+        ),
+    })
+}
+
+fn canonical_json(v: &Value, out: &mut String) {
+    match v {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(k.clone()).to_string());
+                out.push(':');
+                canonical_json(&map[k], out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                canonical_json(item, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The pipeline
+
+const TOP_KEYS: &[&str] = &["name", "description", "variables", "env", "phase"];
+const PHASE_KEYS: &[&str] =
+    &["name", "kind", "inputs", "outputs", "env", "timeout", "stall_timeout", "retries", "gate"];
+const COMMAND_KEYS: &[&str] = &["run", "shell"];
+const LLM_KEYS: &[&str] =
+    &["model", "prompt", "system", "schema", "schema_file", "max_reasks", "max_tokens", "output"];
+const GATE_KEYS: &[&str] = &["name", "kind", "on_fail"];
+const GATE_KINDS: &[(&str, &[&str])] = &[
+    ("exit_code", &["expect"]),
+    ("files_exist", &["paths", "non_empty"]),
+    ("output_matches", &["regex", "negate"]),
+    ("json_schema", &["file", "schema", "schema_file"]),
+    ("command", &["run", "shell", "baseline", "timeout"]),
+];
+
+/// What the templates of one phase may refer to.
+struct Scope<'s> {
+    vars: BTreeSet<String>,
+    phase_names: &'s [String],
+    index: usize,
+}
+
+fn parse(text: &str, base: Option<&Path>) -> Res<Pipeline> {
+    let lines = Lines::new(text);
+    let doc = DeTable::parse(text).map_err(|e| {
+        let offset = e.span().map_or(0, |s| s.start);
+        let line = lines.line(offset);
+        let source = text.lines().nth(line - 1).unwrap_or("").trim();
+        let message = format!("{} (in `{}`)", one_line(e.message()), source);
+        PipelineError::Syntax { line, column: lines.column(offset), message }
+    })?;
+    let root = Tab { lines: &lines, map: doc.get_ref(), path: "", start: 0 };
+    root.check_keys(TOP_KEYS, |k| {
+        (k == "phases" || k == "phases.gate")
+            .then(|| format!("unknown field `{k}`; phases are written as [[phase]] tables"))
+    })?;
+    let name = root.req_str("name", "the pipeline's name")?;
+    if name.contains('\n') || name.len() > 128 {
+        return Err(root.err("name", "must be a single line of at most 128 characters"));
+    }
+    let description = root.str("description")?;
+    let variables = root.name_map("variables")?;
+    let env = root.name_map("env")?;
+    let tables = root.sub_array("phase")?;
+    if tables.is_empty() {
+        return Err(invalid(1, "phase", "a pipeline needs at least one [[phase]]"));
+    }
+
+    // Names first, so that templates can tell a later phase from an unknown one.
+    let paths: Vec<String> = (0..tables.len()).map(|i| format!("phase[{i}]")).collect();
+    let mut names: Vec<String> = Vec::new();
+    for (i, (map, start)) in tables.iter().enumerate() {
+        let tab = root.child(map, *start, &paths[i]);
+        let name = tab.req_str("name", "the phase's name")?;
+        if !is_phase_name(&name) {
+            return Err(tab.err(
+                "name",
+                format!("invalid phase name {name:?}: use letters, digits, `_` and `-` (at most 64)"),
+            ));
+        }
+        if let Some(first) = names.iter().position(|n| *n == name) {
+            return Err(tab.err("name", format!("duplicate phase name {name:?} (also phase[{first}])")));
+        }
+        names.push(name);
+    }
+
+    let mut phases = Vec::new();
+    for (i, (map, start)) in tables.iter().enumerate() {
+        let tab = root.child(map, *start, &paths[i]);
+        phases.push(parse_phase(tab, &names, i, &variables, &env, base)?);
+    }
+    Ok(Pipeline { name, description, env, variables, phases })
+}
+
+fn parse_phase(
+    tab: Tab<'_, '_>,
+    names: &[String],
+    index: usize,
+    variables: &BTreeMap<String, String>,
+    pipeline_env: &BTreeMap<String, String>,
+    base: Option<&Path>,
+) -> Res<Phase> {
+    let kind = tab.req_str("kind", "\"command\" or \"llm\"")?;
+    let (own, other, other_kind): (&[&str], &[&str], &str) = match kind.as_str() {
+        "command" => (COMMAND_KEYS, LLM_KEYS, "llm"),
+        "llm" => (LLM_KEYS, COMMAND_KEYS, "command"),
+        _ => {
+            return Err(
+                tab.err("kind", format!("unknown phase kind {kind:?}, expected \"command\" or \"llm\""))
+            );
+        }
+    };
+    let allowed: Vec<&str> = PHASE_KEYS.iter().chain(own).copied().collect();
+    tab.check_keys(&allowed, |k| {
+        other
+            .contains(&k)
+            .then(|| format!("`{k}` belongs to {other_kind} phases, this phase is kind = {kind:?}"))
+    })?;
+
+    let env = tab.name_map("env")?;
+    let mut vars: BTreeSet<String> = variables.keys().cloned().collect();
+    vars.extend(pipeline_env.keys().cloned());
+    vars.extend(env.keys().cloned());
+    let scope = Scope { vars, phase_names: names, index };
+
+    let retries = tab.bounded("retries", 0, i64::from(MAX_RETRIES))?.unwrap_or(DEFAULT_RETRIES);
+    let kind = match kind.as_str() {
+        "command" => PhaseKind::Command {
+            run: parse_run(&tab, &scope)?.ok_or_else(|| tab.missing("run", "the command"))?,
+        },
+        _ => parse_llm(&tab, &scope, base)?,
+    };
+
+    let gate_paths: Vec<String> =
+        (0..tab.sub_array("gate")?.len()).map(|j| tab.key(&format!("gate[{j}]"))).collect();
+    let mut gates = Vec::new();
+    let mut gate_names: Vec<String> = Vec::new();
+    for (j, (map, start)) in tab.sub_array("gate")?.into_iter().enumerate() {
+        let gtab = tab.child(map, start, &gate_paths[j]);
+        let gate = parse_gate(&gtab, &scope, matches!(kind, PhaseKind::Command { .. }), base)?;
+        if let Some(name) = &gate.name {
+            if gate_names.contains(name) {
+                return Err(gtab.err("name", format!("duplicate gate name {name:?} in this phase")));
+            }
+            gate_names.push(name.clone());
+        }
+        gates.push(gate);
+    }
+    if matches!(kind, PhaseKind::Command { .. })
+        && !gates.iter().any(|g| matches!(g.check, GateCheck::ExitCode { .. }))
+    {
+        gates.insert(0, Gate::default_exit_code());
+    }
+
+    Ok(Phase {
+        name: names[index].clone(),
+        kind,
+        inputs: tab.paths("inputs")?,
+        outputs: tab.paths("outputs")?,
+        env,
+        timeout: tab.duration("timeout")?,
+        stall_timeout: tab.duration("stall_timeout")?,
+        retries,
+        gates,
+    })
+}
+
+/// `run` (+ `shell`) of a command phase or gate.
+fn parse_run(tab: &Tab<'_, '_>, scope: &Scope<'_>) -> Res<Option<CommandSpec>> {
+    let shell = tab.bool("shell")?.unwrap_or(false);
+    let Some((_, value)) = tab.find("run") else {
+        if tab.find("shell").is_some() {
+            return Err(tab.missing("run", "the script"));
+        }
+        return Ok(None);
+    };
+    match value.get_ref() {
+        DeValue::String(script) if shell => {
+            if script.trim().is_empty() {
+                return Err(tab.err("run", "the script is empty"));
+            }
+            Ok(Some(CommandSpec::Shell(script.to_string())))
+        }
+        DeValue::String(_) => Err(tab.err(
+            "run",
+            "a string runs through a shell only with `shell = true`; to run a program directly, give an array: \
+             run = [\"cargo\", \"test\"]",
+        )),
+        DeValue::Array(_) if shell => {
+            Err(tab.err("shell", "shell = true needs `run` to be the script as one string, not an array"))
+        }
+        DeValue::Array(_) => {
+            let argv: Vec<String> = tab.str_list("run")?.unwrap_or_default().into_iter().map(|(s, _)| s).collect();
+            match argv.first() {
+                None => return Err(tab.err("run", "the command is empty")),
+                Some(p) if p.trim().is_empty() => return Err(tab.err("run", "the program name (first element) is empty")),
+                Some(_) => {}
+            }
+            for arg in &argv {
+                check_template(tab, "run", arg, scope, false)?;
+            }
+            Ok(Some(CommandSpec::Argv(argv)))
+        }
+        other => Err(tab.type_err("run", "an array of strings (or a string with shell = true)", other)),
+    }
+}
+
+fn parse_llm(tab: &Tab<'_, '_>, scope: &Scope<'_>, base: Option<&Path>) -> Res<PhaseKind> {
+    let model = tab.req_str("model", "the model to call")?;
+    let prompt = tab.req_str("prompt", "the prompt template")?;
+    check_template(tab, "prompt", &prompt, scope, true)?;
+    let system = tab.str("system")?;
+    if let Some(system) = &system {
+        check_template(tab, "system", system, scope, true)?;
+    }
+    let schema = parse_schema(tab, base)?;
+    let output = tab.str("output")?;
+    if let Some(o) = &output {
+        gates::check_relative_path(o).map_err(|e| tab.err("output", e))?;
+    }
+    Ok(PhaseKind::Llm {
+        model,
+        prompt,
+        system,
+        schema,
+        max_reasks: tab.bounded("max_reasks", 0, i64::from(MAX_REASKS))?.unwrap_or(DEFAULT_MAX_REASKS),
+        max_tokens: tab.bounded("max_tokens", 1, i64::from(u32::MAX))?,
+        output,
+    })
+}
+
+/// `schema` (inline table, or JSON text) or `schema_file`, checked to be a valid JSON Schema.
+fn parse_schema(tab: &Tab<'_, '_>, base: Option<&Path>) -> Res<Option<Value>> {
+    let (key, schema) = match (tab.find("schema"), tab.str("schema_file")?) {
+        (Some(_), Some(_)) => {
+            return Err(tab.err("schema_file", "give either `schema` or `schema_file`, not both"));
+        }
+        (None, None) => return Ok(None),
+        (Some((_, v)), None) => {
+            let value = match v.get_ref() {
+                DeValue::String(s) => {
+                    serde_json::from_str(s).map_err(|e| tab.err("schema", format!("not valid JSON: {e}")))?
+                }
+                DeValue::Table(_) | DeValue::Boolean(_) => {
+                    to_json(v.get_ref()).map_err(|e| tab.err("schema", e))?
+                }
+                other => return Err(tab.type_err("schema", "a table (or JSON text)", other)),
+            };
+            ("schema", value)
+        }
+        (None, Some(file)) => {
+            let Some(base) = base else {
+                return Err(tab.err(
+                    "schema_file",
+                    "schema_file needs a pipeline read from a file; give the schema inline with `schema = {...}`",
+                ));
+            };
+            gates::check_relative_path(&file).map_err(|e| tab.err("schema_file", e))?;
+            let text = std::fs::read_to_string(base.join(&file))
+                .map_err(|e| tab.err("schema_file", format!("cannot read {file}: {e}")))?;
+            let value = serde_json::from_str(&text)
+                .map_err(|e| tab.err("schema_file", format!("{file} is not valid JSON: {e}")))?;
+            ("schema_file", value)
+        }
+    };
+    gates::check_schema(&schema).map_err(|e| tab.err(key, e.to_string()))?;
+    Ok(Some(schema))
+}
+
+fn parse_gate(tab: &Tab<'_, '_>, scope: &Scope<'_>, command_phase: bool, base: Option<&Path>) -> Res<Gate> {
+    let kinds = || GATE_KINDS.iter().map(|(k, _)| format!("\"{k}\"")).collect::<Vec<_>>().join(", ");
+    let kind = tab.req_str("kind", &format!("one of {}", kinds()))?;
+    let Some((_, own)) = GATE_KINDS.iter().find(|(k, _)| *k == kind) else {
+        return Err(tab.err("kind", format!("unknown gate kind {kind:?}, expected one of {}", kinds())));
+    };
+    let allowed: Vec<&str> = GATE_KEYS.iter().chain(own.iter()).copied().collect();
+    tab.check_keys(&allowed, |k| {
+        GATE_KINDS
+            .iter()
+            .find(|(_, keys)| keys.contains(&k))
+            .map(|(other, _)| format!("`{k}` belongs to {other} gates, this gate is kind = {kind:?}"))
+    })?;
+    let name = tab.str("name")?;
+    let on_fail = match tab.str("on_fail")?.as_deref() {
+        None | Some("fail") => Severity::Fail,
+        Some("warn") => Severity::Warn,
+        Some(other) => {
+            return Err(tab.err("on_fail", format!("expected \"fail\" or \"warn\", got {other:?}")));
+        }
+    };
+    let check = match kind.as_str() {
+        "exit_code" => {
+            if !command_phase {
+                return Err(tab.err("kind", "exit_code gates apply to command phases only"));
+            }
+            let expect = tab.int("expect")?.unwrap_or(0);
+            let expect = i32::try_from(expect).map_err(|_| tab.err("expect", "out of range"))?;
+            GateCheck::ExitCode { expect }
+        }
+        "files_exist" => {
+            if tab.find("paths").is_none() {
+                return Err(tab.missing("paths", "the files that must exist"));
+            }
+            let paths = tab.paths("paths")?;
+            if paths.is_empty() {
+                return Err(tab.err("paths", "list at least one path"));
+            }
+            GateCheck::FilesExist { paths, non_empty: tab.bool("non_empty")?.unwrap_or(false) }
+        }
+        "output_matches" => {
+            let regex = tab.req_str("regex", "the pattern")?;
+            regex::Regex::new(&regex)
+                .map_err(|e| tab.err("regex", format!("invalid regex: {}", one_line(&e.to_string()))))?;
+            GateCheck::OutputMatches { regex, negate: tab.bool("negate")?.unwrap_or(false) }
+        }
+        "json_schema" => {
+            let file = tab.req_str("file", "the JSON file to check")?;
+            gates::check_relative_path(&file).map_err(|e| tab.err("file", e))?;
+            let schema = parse_schema(tab, base)?.ok_or_else(|| tab.missing("schema", "or `schema_file`"))?;
+            GateCheck::JsonSchema { file, schema }
+        }
+        _ => {
+            let run = parse_run(tab, scope)?.ok_or_else(|| tab.missing("run", "the command"))?;
+            GateCheck::Command {
+                run,
+                baseline: tab.bool("baseline")?.unwrap_or(false),
+                timeout: tab.duration("timeout")?,
+            }
+        }
+    };
+    Ok(Gate { name, on_fail, check })
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Every placeholder of `template` must be a known variable, or (in prompts) the output of an
+/// earlier phase.
+fn check_template(tab: &Tab<'_, '_>, key: &str, template: &str, scope: &Scope<'_>, prompts: bool) -> Res<()> {
+    for name in placeholders(template) {
+        if let Some(rest) = name.strip_prefix("phases.") {
+            let Some(phase) = rest.strip_suffix(".output").filter(|p| !p.contains('.')) else {
+                return Err(tab.err(
+                    key,
+                    format!(
+                        "unknown placeholder {{{{{name}}}}}; a phase's output is {{{{phases.NAME.output}}}}"
+                    ),
+                ));
+            };
+            if !prompts {
+                return Err(
+                    tab.err(key, format!("{{{{{name}}}}}: phase outputs can be used in llm prompts only"))
+                );
+            }
+            match scope.phase_names.iter().position(|n| n == phase) {
+                None => return Err(tab.err(key, format!("{{{{{name}}}}}: no phase is named {phase:?}"))),
+                Some(i) if i == scope.index => {
+                    return Err(tab.err(key, format!("{{{{{name}}}}}: a phase cannot use its own output")));
+                }
+                Some(i) if i > scope.index => {
+                    return Err(tab.err(
+                        key,
+                        format!("{{{{{name}}}}}: phase {phase:?} (phase[{i}]) runs after this one"),
+                    ));
+                }
+                Some(_) => {}
+            }
+        } else if !scope.vars.contains(&name) {
+            return Err(tab.err(
+                key,
+                format!("unknown template variable {{{{{name}}}}}; declare it under [variables] or in an env table"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    /// The example of the module documentation, so that it stays valid.
+    fn doc_example() -> String {
+        let source = include_str!("pipeline.rs");
+        let mut lines =
+            source.lines().map_while(|l| l.strip_prefix("//!")).map(|l| l.strip_prefix(' ').unwrap_or(l));
+        let mut out = String::new();
+        for line in lines.by_ref() {
+            if line.trim() == "```toml" {
+                break;
+            }
+        }
+        for line in lines {
+            if line.trim() == "```" {
+                break;
+            }
+            out.push_str(line);
+            out.push('\n');
+        }
+        out
+    }
+
+    fn err(text: &str) -> String {
+        Pipeline::parse(text).expect_err("invalid pipeline").to_string()
+    }
+
+    const MINIMAL: &str =
+        "name = \"p\"\n\n[[phase]]\nname = \"build\"\nkind = \"command\"\nrun = [\"true\"]\n";
+
+    #[test]
+    fn the_documented_example_parses_to_what_it_says() {
+        let text = doc_example();
+        assert!(text.contains("[[phase.gate]]"), "{text}");
+        let p = Pipeline::parse(&text).expect("doc example");
+        assert_eq!(p.name, "calc");
+        assert_eq!(p.variables["module"], "calc");
+        assert_eq!(p.phases.len(), 3);
+
+        let install = &p.phases[0];
+        assert_eq!(install.timeout, Some(Duration::from_secs(600)));
+        assert_eq!(install.stall_timeout, Some(Duration::from_secs(120)));
+        assert_eq!(install.max_attempts(), 3);
+        assert_eq!(install.gates, [Gate::default_exit_code()], "implicit exit code gate");
+
+        let test = &p.phases[1];
+        assert_eq!(
+            test.kind,
+            PhaseKind::Command {
+                run: CommandSpec::Shell("$python -m pytest -q tests/test_$module.py".into())
+            }
+        );
+        assert_eq!(test.inputs, ["src/**", "tests/**"]);
+        assert_eq!(test.env["PYTEST_ADDOPTS"], "-p no:cacheprovider");
+        let kinds: Vec<_> = test.gates.iter().map(|g| g.check.kind()).collect();
+        assert_eq!(kinds, ["exit_code", "files_exist", "output_matches", "json_schema", "command"]);
+        assert_eq!(test.gates[2].on_fail, Severity::Warn);
+        assert_eq!(test.gates[2].display_name(), "no warnings");
+        assert_eq!(
+            test.gates[4].check,
+            GateCheck::Command {
+                run: CommandSpec::Argv(vec!["{{python}}".into(), "-m".into(), "pytest".into(), "-q".into()]),
+                baseline: true,
+                timeout: Some(Duration::from_secs(900)),
+            }
+        );
+        let GateCheck::JsonSchema { schema, .. } = &test.gates[3].check else { panic!("json_schema gate") };
+        assert_eq!(schema, &json!({"type": "object", "required": ["passed"]}));
+
+        let PhaseKind::Llm { model, prompt, schema, max_reasks, max_tokens, output, system } =
+            &p.phases[2].kind
+        else {
+            panic!("llm phase")
+        };
+        assert_eq!(model, "claude-sonnet");
+        assert!(prompt.ends_with("{{phases.test.output}}"));
+        assert_eq!(system.as_deref(), Some("You are a terse release engineer."));
+        assert_eq!(schema.as_ref().map(|s| &s["required"]), Some(&json!(["summary"])));
+        assert_eq!((*max_reasks, *max_tokens, output.as_deref()), (2, Some(800), Some("summary.json")));
+        assert!(p.phases[2].gates.is_empty(), "llm phases get no implicit gate");
+    }
+
+    #[test]
+    fn unknown_keys_name_line_and_path() {
+        let text = "name = \"p\"\n\n[[phase]]\nname = \"a\"\nkind = \"command\"\nrun = [\"true\"]\n\n\
+                    [[phase]]\nname = \"b\"\nkind = \"command\"\ntimout = \"10s\"\nrun = [\"true\"]\n";
+        let e = err(text);
+        assert!(
+            e.starts_with("line 11: phase[1].timout: unknown field `timout`, expected one of `name`, `kind`"),
+            "{e}"
+        );
+        assert!(e.contains("`timeout`"), "{e}");
+        assert_eq!(Pipeline::parse(text).expect_err("invalid").line(), Some(11));
+
+        let e = err("name = \"p\"\nverbose = true\n");
+        assert!(e.starts_with("line 2: verbose: unknown field `verbose`"), "{e}");
+        let e = err(&format!(
+            "{MINIMAL}\n[[phase.gate]]\nkind = \"files_exist\"\npaths = [\"a\"]\nnonempty = true\n"
+        ));
+        assert!(e.starts_with("line 11: phase[0].gate[0].nonempty: unknown field `nonempty`"), "{e}");
+        let e = err(&format!("{MINIMAL}model = \"x\"\n"));
+        assert_eq!(
+            e,
+            "line 7: phase[0].model: `model` belongs to llm phases, this phase is kind = \"command\""
+        );
+        let e = err(&format!("{MINIMAL}\n[[phase.gate]]\nkind = \"exit_code\"\nregex = \"x\"\n"));
+        assert_eq!(
+            e,
+            "line 10: phase[0].gate[0].regex: `regex` belongs to output_matches gates, this gate is kind = \"exit_code\""
+        );
+        let e = err("name = \"p\"\n[[phases]]\nname = \"a\"\n");
+        assert!(e.contains("[[phase]]"), "{e}");
+    }
+
+    #[test]
+    fn syntax_and_type_errors_name_the_line() {
+        let e = err("name = \"p\"\n[[phase]]\nrun = [\"a\",\nname = 2\n");
+        assert!(e.starts_with("line 4, column 6: unexpected `=`"), "{e}");
+        assert!(e.ends_with("(in `name = 2`)"), "{e}");
+        let e = err("name = \"p\"\nname = \"q\"\n");
+        assert_eq!(e, "line 2, column 1: duplicate key (in `name = \"q\"`)");
+        let e = err(&MINIMAL.replace("run = [\"true\"]", "run = [\"true\", 3]"));
+        assert_eq!(e, "line 6: phase[0].run[1]: expected a string, found integer");
+        let e = err(&format!("{MINIMAL}retries = \"many\"\n"));
+        assert_eq!(e, "line 7: phase[0].retries: expected an integer, found string");
+        let e = err(&format!("{MINIMAL}retries = 99\n"));
+        assert_eq!(e, "line 7: phase[0].retries: must be between 0 and 10, got 99");
+        let e = err("name = \"p\"\nphase = 3\n");
+        assert!(e.starts_with("line 2: phase: expected an array of tables"), "{e}");
+        let e = err(
+            "name = \"p\"\n[env]\nX = [1]\n[[phase]]\nname = \"a\"\nkind = \"command\"\nrun = [\"true\"]\n",
+        );
+        assert_eq!(e, "line 3: env.X: expected a string, found array");
+        let e = err("name = \"p\"\n[variables]\n\"my var\" = \"1\"\n");
+        assert!(e.starts_with("line 3: variables.my var: names are letters"), "{e}");
+    }
+
+    #[test]
+    fn missing_and_empty_things() {
+        assert_eq!(
+            err("description = \"x\"\n"),
+            "line 1: name: missing required key `name` (the pipeline's name)"
+        );
+        assert_eq!(err("name = \"p\"\n"), "line 1: phase: a pipeline needs at least one [[phase]]");
+        let e = err("name = \"p\"\n\n[[phase]]\nkind = \"command\"\n");
+        assert_eq!(e, "line 3: phase[0].name: missing required key `name` (the phase's name)");
+        let e = err("name = \"p\"\n\n[[phase]]\nname = \"a\"\n");
+        assert!(e.starts_with("line 3: phase[0].kind: missing required key `kind`"), "{e}");
+        let e = err("name = \"p\"\n\n[[phase]]\nname = \"a\"\nkind = \"command\"\n");
+        assert_eq!(e, "line 3: phase[0].run: missing required key `run` (the command)");
+        assert_eq!(err(&MINIMAL.replace("[\"true\"]", "[]")), "line 6: phase[0].run: the command is empty");
+        assert!(err(&MINIMAL.replace("[\"true\"]", "[\"\", \"x\"]")).contains("program name"));
+        let e = err("name = \"p\"\n[[phase]]\nname = \"a\"\nkind = \"llm\"\nmodel = \"m\"\n");
+        assert_eq!(e, "line 2: phase[0].prompt: missing required key `prompt` (the prompt template)");
+        let e = err("name = \"p\"\n[[phase]]\nname = \"a\"\nkind = \"agent\"\n");
+        assert!(e.starts_with("line 4: phase[0].kind: unknown phase kind \"agent\""), "{e}");
+    }
+
+    #[test]
+    fn shell_strings_need_shell_true() {
+        let e = err(&MINIMAL.replace("[\"true\"]", "\"cargo test\""));
+        assert!(
+            e.starts_with("line 6: phase[0].run: a string runs through a shell only with `shell = true`"),
+            "{e}"
+        );
+        let e = err(&format!("{MINIMAL}shell = true\n"));
+        assert!(e.starts_with("line 7: phase[0].shell: shell = true needs `run` to be the script"), "{e}");
+        let p = Pipeline::parse(&MINIMAL.replace("[\"true\"]", "\"echo $X\"\nshell = true")).expect("shell");
+        assert_eq!(p.phases[0].kind, PhaseKind::Command { run: CommandSpec::Shell("echo $X".into()) });
+        // Shell scripts are not templates: braces are left to the shell.
+        assert!(Pipeline::parse(&MINIMAL.replace("[\"true\"]", "\"echo {{nope}}\"\nshell = true")).is_ok());
+    }
+
+    #[test]
+    fn semantic_errors_name_line_and_key() {
+        let two = "name = \"p\"\n[[phase]]\nname = \"a\"\nkind = \"command\"\nrun = [\"true\"]\n\
+                   [[phase]]\nname = \"a\"\nkind = \"command\"\nrun = [\"true\"]\n";
+        assert_eq!(err(two), "line 7: phase[1].name: duplicate phase name \"a\" (also phase[0])");
+        assert!(
+            err(&MINIMAL.replace("\"build\"", "\"bad name\""))
+                .starts_with("line 4: phase[0].name: invalid phase name")
+        );
+        assert_eq!(
+            err(&format!("{MINIMAL}timeout = 0\n")),
+            "line 7: phase[0].timeout: must be greater than 0"
+        );
+        assert_eq!(
+            err(&format!("{MINIMAL}timeout = \"0s\"\n")),
+            "line 7: phase[0].timeout: must be greater than 0"
+        );
+        assert!(
+            err(&format!("{MINIMAL}stall_timeout = \"ten\"\n"))
+                .starts_with("line 7: phase[0].stall_timeout: invalid duration")
+        );
+        let e =
+            err(&format!("{MINIMAL}\n[[phase.gate]]\nkind = \"output_matches\"\nregex = \"(unclosed\"\n"));
+        assert!(e.starts_with("line 10: phase[0].gate[0].regex: invalid regex"), "{e}");
+        let e = err(&format!(
+            "{MINIMAL}\n[[phase.gate]]\nkind = \"json_schema\"\nfile = \"a.json\"\nschema = {{ type = \"objekt\" }}\n"
+        ));
+        assert!(e.starts_with("line 11: phase[0].gate[0].schema: invalid JSON Schema"), "{e}");
+        let e = err(&format!("{MINIMAL}outputs = [\"ok\", \"../escape\"]\n"));
+        assert!(e.starts_with("line 7: phase[0].outputs[1]: \"../escape\": `..` is not allowed"), "{e}");
+        let e = err(&format!("{MINIMAL}inputs = [\"/etc/passwd\"]\n"));
+        assert!(e.contains("absolute paths are not allowed"), "{e}");
+        let e = err(&format!("{MINIMAL}\n[[phase.gate]]\nkind = \"files_exist\"\npaths = []\n"));
+        assert_eq!(e, "line 10: phase[0].gate[0].paths: list at least one path");
+        let e = err(&format!("{MINIMAL}\n[[phase.gate]]\nkind = \"exit_code\"\non_fail = \"ignore\"\n"));
+        assert_eq!(e, "line 10: phase[0].gate[0].on_fail: expected \"fail\" or \"warn\", got \"ignore\"");
+        let dup = format!(
+            "{MINIMAL}\n[[phase.gate]]\nname = \"g\"\nkind = \"exit_code\"\n\n[[phase.gate]]\nname = \"g\"\nkind = \"exit_code\"\n"
+        );
+        assert_eq!(err(&dup), "line 13: phase[0].gate[1].name: duplicate gate name \"g\" in this phase");
+        let e = err(&format!("{MINIMAL}\n[[phase.gate]]\nkind = \"coverage\"\n"));
+        assert!(e.starts_with("line 9: phase[0].gate[0].kind: unknown gate kind \"coverage\""), "{e}");
+    }
+
+    const LLM_PIPELINE: &str = "name = \"p\"\n[variables]\nlang = \"rust\"\n\
+        [[phase]]\nname = \"first\"\nkind = \"command\"\nrun = [\"true\"]\n\
+        [[phase]]\nname = \"ask\"\nkind = \"llm\"\nmodel = \"m\"\nprompt = \"PROMPT\"\n\
+        [[phase]]\nname = \"last\"\nkind = \"command\"\nrun = [\"true\"]\n";
+
+    #[test]
+    fn prompts_may_only_use_known_variables_and_earlier_outputs() {
+        let with = |prompt: &str| Pipeline::parse(&LLM_PIPELINE.replace("PROMPT", prompt));
+        assert!(with("{{lang}} {{ phases.first.output }}").is_ok());
+        let e = |prompt: &str| with(prompt).expect_err("invalid prompt").to_string();
+        assert_eq!(
+            e("{{language}}"),
+            "line 12: phase[1].prompt: unknown template variable {{language}}; declare it under [variables] or in an env table"
+        );
+        assert_eq!(
+            e("{{phases.last.output}}"),
+            "line 12: phase[1].prompt: {{phases.last.output}}: phase \"last\" (phase[2]) runs after this one"
+        );
+        assert_eq!(
+            e("{{phases.ask.output}}"),
+            "line 12: phase[1].prompt: {{phases.ask.output}}: a phase cannot use its own output"
+        );
+        assert_eq!(
+            e("{{phases.nope.output}}"),
+            "line 12: phase[1].prompt: {{phases.nope.output}}: no phase is named \"nope\""
+        );
+        assert!(e("{{phases.first.stdout}}").contains("a phase's output is {{phases.NAME.output}}"));
+        // Not placeholders: left alone.
+        assert!(with("{json: {a: 1}} {{ not a name }} {{}}").is_ok());
+        // argv may use variables but not phase outputs.
+        let argv = LLM_PIPELINE.replace(
+            "run = [\"true\"]\n[[phase]]\nname = \"ask\"",
+            "run = [\"echo\", \"{{lang}}\"]\n[[phase]]\nname = \"ask\"",
+        );
+        assert!(Pipeline::parse(&argv.replace("PROMPT", "x")).is_ok());
+        let bad = LLM_PIPELINE.replace("PROMPT", "x").replace(
+            "name = \"last\"\nkind = \"command\"\nrun = [\"true\"]",
+            "name = \"last\"\nkind = \"command\"\nrun = [\"echo\", \"{{phases.ask.output}}\"]",
+        );
+        assert!(Pipeline::parse(&bad).expect_err("argv output").to_string().contains("llm prompts only"));
+    }
+
+    #[test]
+    fn llm_schema_inline_json_text_or_file() {
+        let inline = LLM_PIPELINE
+            .replace("PROMPT", "x")
+            .replace("model = \"m\"", "model = \"m\"\nschema = '{\"type\": \"array\"}'");
+        let p = Pipeline::parse(&inline).expect("json text schema");
+        let PhaseKind::Llm { schema, max_reasks, .. } = &p.phases[1].kind else { panic!("llm") };
+        assert_eq!(schema, &Some(json!({"type": "array"})));
+        assert_eq!(*max_reasks, DEFAULT_MAX_REASKS);
+
+        let by_file = LLM_PIPELINE
+            .replace("PROMPT", "x")
+            .replace("model = \"m\"", "model = \"m\"\nschema_file = \"s.json\"");
+        let e = Pipeline::parse(&by_file).expect_err("no base dir").to_string();
+        assert!(
+            e.starts_with("line 12: phase[1].schema_file: schema_file needs a pipeline read from a file"),
+            "{e}"
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("pipeline.toml"), &by_file).expect("write");
+        let e =
+            Pipeline::load(&dir.path().join("pipeline.toml")).expect_err("missing schema file").to_string();
+        assert!(e.contains("pipeline.toml: line 12: phase[1].schema_file: cannot read s.json"), "{e}");
+        std::fs::write(dir.path().join("s.json"), r#"{"type": "object", "required": ["a"]}"#).expect("write");
+        let p = Pipeline::load(&dir.path().join("pipeline.toml")).expect("load");
+        let PhaseKind::Llm { schema, .. } = &p.phases[1].kind else { panic!("llm") };
+        assert_eq!(schema, &Some(json!({"type": "object", "required": ["a"]})));
+
+        let both = by_file.replace("schema_file", "schema = { type = \"object\" }\nschema_file");
+        assert!(Pipeline::parse(&both).expect_err("both").to_string().contains("not both"));
+        let e = Pipeline::load(&dir.path().join("missing.toml")).expect_err("no file").to_string();
+        assert!(e.starts_with("cannot read pipeline"), "{e}");
+    }
+
+    #[test]
+    fn defaults_and_exit_code_gate() {
+        let p = Pipeline::parse(MINIMAL).expect("minimal");
+        let phase = &p.phases[0];
+        assert_eq!((phase.retries, phase.max_attempts(), phase.timeout), (DEFAULT_RETRIES, 3, None));
+        assert_eq!(phase.gates, [Gate::default_exit_code()]);
+        // An explicit exit_code gate replaces the implicit one.
+        let own = Pipeline::parse(&format!("{MINIMAL}\n[[phase.gate]]\nkind = \"exit_code\"\nexpect = 3\n"))
+            .expect("gate");
+        assert_eq!(own.phases[0].gates.len(), 1);
+        assert_eq!(own.phases[0].gates[0].check, GateCheck::ExitCode { expect: 3 });
+        // Other gates come after the implicit one.
+        let more =
+            Pipeline::parse(&format!("{MINIMAL}\n[[phase.gate]]\nkind = \"files_exist\"\npaths = [\"x\"]\n"))
+                .expect("gate");
+        assert_eq!(more.phases[0].gates[0], Gate::default_exit_code());
+        let e = err(&LLM_PIPELINE
+            .replace("prompt = \"PROMPT\"", "prompt = \"x\"\n[[phase.gate]]\nkind = \"exit_code\""));
+        assert!(e.contains("exit_code gates apply to command phases only"), "{e}");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(172_800)));
+        for bad in ["", "10", "1.5s", "10 m", "m", "5x", "1h 30m", "-1s", "99999999999s"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+        let p = Pipeline::parse(&format!("{MINIMAL}timeout = 90\nstall_timeout = \"1m30s\"\n"))
+            .expect("durations");
+        assert_eq!(p.phases[0].timeout, Some(Duration::from_secs(90)));
+        assert_eq!(p.phases[0].stall_timeout, Some(Duration::from_secs(90)));
+        assert!(err(&format!("{MINIMAL}timeout = \"8d\"\n")).contains("at most 7 days"));
+    }
+
+    #[test]
+    fn templates_render_once_and_name_unknown_variables() {
+        let vars: BTreeMap<String, String> = [
+            ("a".to_owned(), "$(rm -rf /) {{b}}".to_owned()),
+            ("phases.x.output".to_owned(), "out".to_owned()),
+        ]
+        .into();
+        assert_eq!(render("<{{a}}> {{ phases.x.output }}", &vars), Ok("<$(rm -rf /) {{b}}> out".to_owned()));
+        let e = render("{{a}} {{b}} {{c}} {{b}}", &vars).expect_err("unknown");
+        assert_eq!(e.names, ["b", "c"]);
+        assert_eq!(e.to_string(), "unknown template variable {{b}}, {{c}}");
+        assert_eq!(placeholders("{{a}} {x} {{ b.c }} {{1x}}"), ["a", "b.c"]);
+        let spec = CommandSpec::Argv(vec!["pytest".into(), "-k".into(), "{{a}}".into()]);
+        assert_eq!(
+            render_command(&spec, &vars),
+            Ok(CommandSpec::Argv(vec!["pytest".into(), "-k".into(), "$(rm -rf /) {{b}}".into()]))
+        );
+        let script = CommandSpec::Shell("echo {{a}}".into());
+        assert_eq!(render_command(&script, &vars), Ok(script.clone()));
+    }
+
+    #[test]
+    fn vars_for_layers_variables_pipeline_env_and_phase_env() {
+        let text = "name = \"p\"\n[variables]\nA = \"var\"\nB = \"var\"\nC = \"var\"\n[env]\nB = \"env\"\nC = \"env\"\nN = 1\n\
+                    [[phase]]\nname = \"a\"\nkind = \"command\"\nrun = [\"echo\", \"{{C}}\"]\n[phase.env]\nC = \"phase\"\n";
+        let p = Pipeline::parse(text).expect("pipeline");
+        let vars = p.vars_for(0);
+        assert_eq!(
+            (vars["A"].as_str(), vars["B"].as_str(), vars["C"].as_str(), vars["N"].as_str()),
+            ("var", "env", "phase", "1")
+        );
+        let PhaseKind::Command { run } = &p.phases[0].kind else { panic!("command") };
+        assert_eq!(render_command(run, &vars), Ok(CommandSpec::Argv(vec!["echo".into(), "phase".into()])));
+    }
+
+    #[test]
+    fn fingerprint_ignores_formatting_and_sees_changes() {
+        let a = Pipeline::parse(MINIMAL).expect("a");
+        let reformatted = "# comment\nname='p'\n[[phase]]\nrun=['true']\nkind='command'\nname='build'\n";
+        let b = Pipeline::parse(reformatted).expect("b");
+        assert_eq!(a.fingerprint(), b.fingerprint());
+        assert_eq!(a.fingerprint().len(), 64);
+        let c = Pipeline::parse(&MINIMAL.replace("true", "false")).expect("c");
+        assert_ne!(a.fingerprint(), c.fingerprint());
+        // Key order inside an inline schema does not matter either.
+        let s1 = format!(
+            "{MINIMAL}[[phase.gate]]\nkind = \"json_schema\"\nfile = \"a\"\nschema = {{ type = \"object\", required = [\"x\"] }}\n"
+        );
+        let s2 = s1.replace("type = \"object\", required = [\"x\"]", "required = [\"x\"], type = \"object\"");
+        let (p1, p2) = (Pipeline::parse(&s1).expect("s1"), Pipeline::parse(&s2).expect("s2"));
+        assert_eq!(p1.fingerprint(), p2.fingerprint());
+    }
+
+    #[test]
+    fn pipeline_round_trips_through_json() {
+        let p = Pipeline::parse(&doc_example()).expect("doc example");
+        let json = serde_json::to_value(&p).expect("json");
+        assert_eq!(json["phases"][0]["timeout_ms"], 600_000);
+        assert_eq!(json["phases"][2]["kind"]["type"], "llm");
+        let back: Pipeline = serde_json::from_value(json).expect("back");
+        assert_eq!(back, p);
+        assert_eq!(back.fingerprint(), p.fingerprint());
+        assert_eq!(p.phase("summary").map(|(i, _)| i), Some(2));
+    }
+}

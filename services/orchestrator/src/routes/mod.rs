@@ -1,0 +1,378 @@
+//! Thin HTTP handlers over the [`crate::engine`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use actix_web::{HttpResponse, web};
+use futures_util::{StreamExt, stream};
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::OrchestratorState;
+use crate::engine::{Plan, ReplayReport, RunEvent, RunStatus, RunView, StartRequest};
+use crate::error::OrchestratorError;
+use crate::pipeline::Pipeline;
+
+/// Keep-alive comment interval of the event stream.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// A run to start (or plan).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StartRun {
+    /// The pipeline as TOML text (`pipeline.toml`); or give `pipeline_path`.
+    #[schema(
+        example = "name = \"demo\"\n[[phase]]\nname = \"hello\"\nkind = \"command\"\nrun = [\"echo\", \"hello\"]\n"
+    )]
+    pub pipeline: Option<String>,
+    /// Path of a pipeline file on the orchestrator's machine.
+    pub pipeline_path: Option<String>,
+    /// The project the run belongs to (traces, costs, baselines, bulkheads).
+    #[serde(default)]
+    pub project: Option<String>,
+    /// The directory the initial workspace is copied from; default: the pipeline file's
+    /// directory, or an empty workspace for an inline pipeline.
+    pub workdir: Option<String>,
+    /// Resolve and describe the run without executing anything.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Only runs of this project.
+    pub project: Option<String>,
+    /// At most this many runs (default 50, at most 1000).
+    pub limit: Option<usize>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RunList {
+    pub runs: Vec<RunView>,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResumeRun {
+    /// Resume from the checkpoint this token names (default: the latest).
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayQuery {
+    /// LLM phases answer from the recorded responses instead of calling the gateway.
+    #[serde(default)]
+    pub recorded: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Accepted {
+    pub id: String,
+    pub status: String,
+}
+
+fn problem_of(e: crate::engine::EngineError) -> OrchestratorError {
+    OrchestratorError::Engine(e)
+}
+
+fn load_pipeline(body: &StartRun) -> Result<(Pipeline, Option<PathBuf>), OrchestratorError> {
+    match (&body.pipeline, &body.pipeline_path) {
+        (Some(text), None) => {
+            let base = body.workdir.as_ref().map(PathBuf::from);
+            let p = match &base {
+                Some(dir) => Pipeline::parse_in(text, dir),
+                None => Pipeline::parse(text),
+            }
+            .map_err(|e| problem_of(e.into()))?;
+            Ok((p, base))
+        }
+        (None, Some(path)) => {
+            let path = PathBuf::from(path);
+            let p = Pipeline::load(&path).map_err(|e| problem_of(e.into()))?;
+            let dir = body.workdir.as_ref().map(PathBuf::from).or_else(|| {
+                path.parent()
+                    .map(|d| if d.as_os_str().is_empty() { PathBuf::from(".") } else { d.to_path_buf() })
+            });
+            Ok((p, dir))
+        }
+        (Some(_), Some(_)) => {
+            Err(OrchestratorError::Invalid("give either pipeline or pipeline_path, not both".to_owned()))
+        }
+        (None, None) => {
+            Err(OrchestratorError::Invalid("missing pipeline (TOML text) or pipeline_path".to_owned()))
+        }
+    }
+}
+
+/// Start a run
+///
+/// Validates the pipeline (errors name the line and key), snapshots the initial workspace as
+/// checkpoint 1 and starts executing in the background; answers at once with the run and its
+/// resume token. With `dry_run: true` nothing is executed or written: the answer is the plan
+/// (every phase resolved, in order, with a cost estimate from the collector's baselines).
+#[utoipa::path(
+    post,
+    path = "/v1/runs",
+    tag = "runs",
+    operation_id = "start_run",
+    request_body = StartRun,
+    responses(
+        (status = 201, description = "the run, started", body = RunView),
+        (status = 200, description = "dry run: the plan", body = Plan),
+        (status = 400, description = "invalid pipeline or request", body = helix_core::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "the project has too many runs executing", body = helix_core::Problem, content_type = "application/problem+json")
+    )
+)]
+pub async fn start(
+    state: web::Data<OrchestratorState>,
+    body: web::Json<StartRun>,
+) -> Result<HttpResponse, OrchestratorError> {
+    let body = body.into_inner();
+    let (pipeline, dir) = load_pipeline(&body)?;
+    let project =
+        body.project.clone().filter(|p| !p.trim().is_empty()).unwrap_or_else(|| "default".to_owned());
+    if body.dry_run {
+        let plan = state.engine.plan(&pipeline, &project).await;
+        return Ok(HttpResponse::Ok().json(plan));
+    }
+    if let Some(d) = &dir
+        && !d.is_dir()
+    {
+        return Err(OrchestratorError::Invalid(format!("workdir {} is not a directory", d.display())));
+    }
+    let view =
+        state.engine.start(StartRequest { pipeline, project, source_dir: dir }).await.map_err(problem_of)?;
+    Ok(HttpResponse::Created().json(view))
+}
+
+/// List runs
+///
+/// Newest first, with their status (`interrupted`: its process stopped while it ran; resume
+/// it) and resume tokens.
+#[utoipa::path(
+    get,
+    path = "/v1/runs",
+    tag = "runs",
+    operation_id = "list_runs",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "runs", body = RunList),
+        (status = 400, description = "invalid query parameters", body = helix_core::Problem, content_type = "application/problem+json")
+    )
+)]
+pub async fn list(
+    state: web::Data<OrchestratorState>,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, OrchestratorError> {
+    let q = query.into_inner();
+    let limit = q.limit.unwrap_or(50).clamp(1, 1000);
+    let runs = state.engine.list(q.project.as_deref(), limit).await.map_err(problem_of)?;
+    Ok(HttpResponse::Ok().json(RunList { runs }))
+}
+
+/// One run
+///
+/// Its phases with every attempt (command, environment, outcome, gates, healing), its
+/// checkpoints and its resume token.
+#[utoipa::path(
+    get,
+    path = "/v1/runs/{id}",
+    tag = "runs",
+    operation_id = "get_run",
+    params(("id" = String, Path, description = "run id")),
+    responses(
+        (status = 200, description = "the run", body = RunView),
+        (status = 404, description = "no such run", body = helix_core::Problem, content_type = "application/problem+json")
+    )
+)]
+pub async fn get(
+    state: web::Data<OrchestratorState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, OrchestratorError> {
+    let view = state.engine.view(&path.into_inner()).await.map_err(problem_of)?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+/// Cancel a run
+///
+/// Kills the running command; the run ends `cancelled` with a checkpoint and can be resumed.
+#[utoipa::path(
+    post,
+    path = "/v1/runs/{id}/cancel",
+    tag = "runs",
+    operation_id = "cancel_run",
+    params(("id" = String, Path, description = "run id")),
+    responses(
+        (status = 202, description = "cancelling", body = Accepted),
+        (status = 400, description = "the run is not running", body = helix_core::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such run", body = helix_core::Problem, content_type = "application/problem+json")
+    )
+)]
+pub async fn cancel(
+    state: web::Data<OrchestratorState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, OrchestratorError> {
+    let id = path.into_inner();
+    state.engine.cancel(&id).map_err(problem_of)?;
+    Ok(HttpResponse::Accepted().json(Accepted { id, status: "cancelling".to_owned() }))
+}
+
+/// Resume a run
+///
+/// Continues from the latest checkpoint (or the one `token` names): the phase that was
+/// interrupted or failed starts again from its input checkpoint; completed phases are not redone.
+#[utoipa::path(
+    post,
+    path = "/v1/runs/{id}/resume",
+    tag = "runs",
+    operation_id = "resume_run",
+    params(("id" = String, Path, description = "run id")),
+    request_body(content = Option<ResumeRun>, description = "optional: a resume token"),
+    responses(
+        (status = 202, description = "resumed", body = RunView),
+        (status = 400, description = "bad token, or nothing to resume", body = helix_core::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such run", body = helix_core::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "the run is running", body = helix_core::Problem, content_type = "application/problem+json")
+    )
+)]
+pub async fn resume(
+    state: web::Data<OrchestratorState>,
+    path: web::Path<String>,
+    body: Option<web::Json<ResumeRun>>,
+) -> Result<HttpResponse, OrchestratorError> {
+    let id = path.into_inner();
+    let token = body.and_then(|b| b.into_inner().token);
+    let view = match token {
+        Some(t) => {
+            let parsed = crate::token::ResumeToken::parse(&t).map_err(|e| problem_of(e.into()))?;
+            if parsed.run_id() != id {
+                return Err(OrchestratorError::Invalid(format!(
+                    "the token is for run {}, not {id}",
+                    parsed.run_id()
+                )));
+            }
+            state.engine.resume(&t).await
+        }
+        None => state.engine.resume_at(&id, None).await,
+    }
+    .map_err(problem_of)?;
+    Ok(HttpResponse::Accepted().json(view))
+}
+
+/// Replay a phase
+///
+/// Re-runs phase `phase` (its name, or its 0-based index) of the run with exactly its recorded
+/// inputs in a separate workspace, and reports how its outputs differ from the recorded ones.
+#[utoipa::path(
+    post,
+    path = "/v1/runs/{id}/phases/{phase}/replay",
+    tag = "runs",
+    operation_id = "replay_phase",
+    params(("id" = String, Path, description = "run id"), ("phase" = String, Path, description = "phase name or 0-based index"), ReplayQuery),
+    responses(
+        (status = 200, description = "the replay", body = ReplayReport),
+        (status = 400, description = "the phase has not run", body = helix_core::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such run", body = helix_core::Problem, content_type = "application/problem+json")
+    )
+)]
+pub async fn replay(
+    state: web::Data<OrchestratorState>,
+    path: web::Path<(String, String)>,
+    query: web::Query<ReplayQuery>,
+) -> Result<HttpResponse, OrchestratorError> {
+    let (id, phase) = path.into_inner();
+    let view = state.engine.view(&id).await.map_err(problem_of)?;
+    let index = match phase.parse::<usize>() {
+        Ok(i) => i,
+        Err(_) => view
+            .phases
+            .iter()
+            .chain(view.failed.iter())
+            .find(|p| p.name == phase)
+            .map(|p| p.index)
+            .ok_or_else(|| OrchestratorError::Invalid(format!("run {id} has no recorded phase {phase:?}")))?,
+    };
+    let report = state.engine.replay(&id, index, query.recorded).await.map_err(problem_of)?;
+    Ok(HttpResponse::Ok().json(report))
+}
+
+fn sse(ev: &RunEvent) -> web::Bytes {
+    let data = serde_json::to_string(ev).unwrap_or_else(|_| "{}".to_owned());
+    web::Bytes::from(format!("event: {}\ndata: {data}\n\n", ev.kind))
+}
+
+/// Run events
+///
+/// Server-sent events: every recorded event of the run (`run_started`, `phase_started`,
+/// `attempt_started`, `gate`, `heal`, `fix_applied`, `phase_finished`, `checkpoint`,
+/// `escalation`, `run_finished`), then live ones while it runs; the stream ends after
+/// `run_finished` (or at once for a run not running).
+#[utoipa::path(
+    get,
+    path = "/v1/runs/{id}/events",
+    tag = "runs",
+    operation_id = "run_events",
+    params(("id" = String, Path, description = "run id")),
+    responses(
+        (status = 200, description = "an SSE stream of RunEvent JSON objects", content_type = "text/event-stream", body = String),
+        (status = 404, description = "no such run", body = helix_core::Problem, content_type = "application/problem+json")
+    )
+)]
+pub async fn events(
+    state: web::Data<OrchestratorState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, OrchestratorError> {
+    let id = path.into_inner();
+    // subscribe first, then read what is recorded: nothing falls between the two
+    let live = state.engine.subscribe(&id);
+    let (recorded, _) = state.engine.events(&id, 0).await.map_err(problem_of)?;
+    let finished = recorded.iter().rev().find(|e| e.kind == "run_finished" || e.kind.starts_with("run_"));
+    let already_done = live.is_none() || finished.is_some_and(|e| e.kind == "run_finished");
+    // an event written before the read and broadcast after the subscription comes twice
+    let seen: std::collections::HashSet<String> =
+        recorded.iter().rev().take(256).filter_map(|e| serde_json::to_string(e).ok()).collect();
+    let head: Vec<Result<web::Bytes, actix_web::Error>> =
+        std::iter::once(Ok(web::Bytes::from_static(b": helix run events\n\n")))
+            .chain(recorded.iter().map(|e| Ok(sse(e))))
+            .collect();
+    let tail = match (live, already_done) {
+        (Some(rx), false) => Some(rx),
+        _ => None,
+    };
+    let body = stream::iter(head).chain(stream::unfold((tail, seen), |(rx, seen)| async move {
+        let mut rx = rx?;
+        loop {
+            match tokio::time::timeout(KEEP_ALIVE, rx.recv()).await {
+                Err(_) => return Some((Ok(web::Bytes::from_static(b": keep-alive\n\n")), (Some(rx), seen))),
+                Ok(Ok(ev)) => {
+                    if serde_json::to_string(&ev).is_ok_and(|s| seen.contains(&s)) {
+                        continue;
+                    }
+                    let last = ev.kind == "run_finished";
+                    let bytes = sse(&ev);
+                    return Some((Ok(bytes), (if last { None } else { Some(rx) }, seen)));
+                }
+                Ok(Err(broadcast::error::RecvError::Lagged(n))) => {
+                    let note = format!("event: lagged\ndata: {{\"missed\": {n}}}\n\n");
+                    return Some((Ok(web::Bytes::from(note)), (Some(rx), seen)));
+                }
+                Ok(Err(broadcast::error::RecvError::Closed)) => return None,
+            }
+        }
+    }));
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(("cache-control", "no-cache"))
+        .insert_header(("x-accel-buffering", "no"))
+        .streaming(body))
+}
+
+/// Whether a status is final (used by the CLI's follow mode too).
+pub fn is_final(status: RunStatus) -> bool {
+    status.is_final()
+}
