@@ -17,8 +17,18 @@ use serde::{Deserialize, Serialize};
 use crate::service::ServiceKind;
 
 /// Environment variables with the `HELIX_` prefix that are not configuration keys.
-const NON_CONFIG_ENV: &[&str] =
-    &["HELIX_CONFIG", "HELIX_HINTS", "HELIX_GATEWAY_KEY", "HELIX_RUN_ID", "HELIX_PHASE", "HELIX_ATTEMPT"];
+/// (The CLI's service URLs, the gateway key of LLM phases, and what phases get from the
+/// orchestrator.)
+const NON_CONFIG_ENV: &[&str] = &[
+    "HELIX_CONFIG",
+    "HELIX_HINTS",
+    "HELIX_GATEWAY_KEY",
+    "HELIX_RUN_ID",
+    "HELIX_PHASE",
+    "HELIX_ATTEMPT",
+    "HELIX_ORCHESTRATOR_URL",
+    "HELIX_TRACE_COLLECTOR_URL",
+];
 
 /// How logs are written to stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

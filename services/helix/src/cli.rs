@@ -102,12 +102,107 @@ pub enum Command {
         #[arg(long, env = "HELIX_TRACE_COLLECTOR_URL", default_value = "http://127.0.0.1:7701")]
         url: String,
     },
+    /// Run a pipeline on the orchestrator (`helix up`) and follow it live
+    ///
+    /// One line per event (elapsed, phase, attempt, message), then the result: the final
+    /// workspace, or the reason and `helix resume TOKEN`. Exit 0 when the run succeeded, 1 when
+    /// it did not, 2 for an invalid pipeline or when the orchestrator went away mid-run.
+    Run {
+        /// The pipeline file (pipeline.toml)
+        #[arg(value_name = "PIPELINE.toml")]
+        pipeline: PathBuf,
+        /// The project the run belongs to (traces, costs, baselines, bulkheads)
+        #[arg(long)]
+        project: Option<String>,
+        /// The directory the initial workspace is copied from (default: the pipeline file's)
+        #[arg(long, value_name = "DIR")]
+        workdir: Option<PathBuf>,
+        /// Print the run id and resume token, and return without following the run
+        #[arg(long)]
+        detach: bool,
+        /// JSON lines: each event as the orchestrator sends it, then the final run
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        orchestrator: OrchestratorUrl,
+    },
+    /// Dry run: what a pipeline would run, in which order, with estimated cost and duration
+    Plan {
+        /// The pipeline file (pipeline.toml)
+        #[arg(value_name = "PIPELINE.toml")]
+        pipeline: PathBuf,
+        /// The project whose baselines estimate the cost
+        #[arg(long)]
+        project: Option<String>,
+        /// Print the orchestrator's JSON
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        orchestrator: OrchestratorUrl,
+    },
+    /// The orchestrator's runs, newest first, with resume tokens
+    Runs {
+        /// Only runs of this project
+        #[arg(long)]
+        project: Option<String>,
+        /// At most this many runs
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Print the orchestrator's JSON
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        orchestrator: OrchestratorUrl,
+    },
+    /// Continue a run from the checkpoint a resume token names, and follow it like `helix run`
+    Resume {
+        /// A resume token (hxr_...), or a run id to resume from its latest checkpoint
+        #[arg(value_name = "TOKEN")]
+        token: String,
+        /// JSON lines: each event as the orchestrator sends it, then the final run
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        orchestrator: OrchestratorUrl,
+    },
+    /// Re-run one phase of a run with exactly its recorded inputs and show how its outputs
+    /// differ (exit 0: identical to the recording; 1: different, or the phase failed)
+    Replay {
+        /// The run: its id, the start of its id, or a resume token
+        run: String,
+        /// The phase: its name or 0-based index
+        #[arg(long, value_name = "NAME_OR_INDEX")]
+        phase: String,
+        /// LLM phases answer from the recorded responses instead of calling the gateway again
+        #[arg(long)]
+        recorded: bool,
+        /// Print the orchestrator's JSON
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        orchestrator: OrchestratorUrl,
+    },
+    /// Cancel a running run (it stops with a checkpoint and can be resumed)
+    Cancel {
+        /// The run: its id, the start of its id, or a resume token
+        run: String,
+        #[command(flatten)]
+        orchestrator: OrchestratorUrl,
+    },
     /// Mine templates: one message per line in; per line "template id<TAB>template" out
     Mine {
         /// File with one message per line, or - for standard input
         #[arg(default_value = "-")]
         file: String,
     },
+}
+
+/// Where the orchestrator is, for the commands that talk to it.
+#[derive(Debug, Clone, Args)]
+pub struct OrchestratorUrl {
+    /// The orchestrator's URL
+    #[arg(long, env = "HELIX_ORCHESTRATOR_URL", default_value = "http://127.0.0.1:7700")]
+    pub url: String,
 }
 
 /// `helix trace ...`. Parsed by hand (see the `Subcommand` impl below) so that

@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod costs_view;
 pub mod heal;
+pub mod runs_view;
 pub mod stack;
 pub mod trace_view;
 

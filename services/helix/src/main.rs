@@ -94,6 +94,28 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Run { pipeline, project, workdir, detach, json, orchestrator } => Ok(helix::runs_view::run(
+            &orchestrator.url,
+            &pipeline,
+            project.as_deref(),
+            workdir.as_deref(),
+            detach,
+            json,
+        )
+        .await),
+        Command::Plan { pipeline, project, json, orchestrator } => {
+            Ok(helix::runs_view::plan(&orchestrator.url, &pipeline, project.as_deref(), json).await)
+        }
+        Command::Runs { project, limit, json, orchestrator } => {
+            helix::runs_view::runs(&orchestrator.url, project.as_deref(), limit, json).await
+        }
+        Command::Resume { token, json, orchestrator } => {
+            Ok(helix::runs_view::resume(&orchestrator.url, &token, json).await)
+        }
+        Command::Replay { run, phase, recorded, json, orchestrator } => {
+            helix::runs_view::replay(&orchestrator.url, &run, &phase, recorded, json).await
+        }
+        Command::Cancel { run, orchestrator } => helix::runs_view::cancel(&orchestrator.url, &run).await,
         Command::Mine { file } => heal::mine(&heal::read_input(&file)?),
         Command::Config(args) => {
             let loaded = args.load()?;

@@ -328,6 +328,11 @@ pub fn materialize(manifest: &Manifest, blobs: &Blobs, dest: &Path) -> Result<()
         }
         Err(e) => return Err(io_err("list", dest)(e)),
     }
+    write_entries(manifest, blobs, dest)
+}
+
+/// Writes every entry of `manifest` into `dest`, where none of them exists yet.
+fn write_entries(manifest: &Manifest, blobs: &Blobs, dest: &Path) -> Result<(), StateError> {
     let mut made_dir: Option<PathBuf> = None;
     let mut ensure_parent = |path: &Path| -> Result<(), StateError> {
         let parent = path.parent().unwrap_or(dest);
@@ -369,6 +374,80 @@ pub fn materialize(manifest: &Manifest, blobs: &Blobs, dest: &Path) -> Result<()
         }
     }
     Ok(())
+}
+
+/// Makes `dir`, a workspace that was just snapshotted as `manifest` (the directory of the phase
+/// that produced a checkpoint), hold exactly `manifest` again: paths the manifest lacks
+/// (excluded directories, special files) are removed, entries whose type, size, mode or mtime
+/// differ are rewritten from the store, missing ones written. The next phase then starts in
+/// that directory instead of a fresh copy of every file; the result is the same as
+/// [`materialize`]. Returns how many entries were (re)written.
+pub fn reconcile(manifest: &Manifest, blobs: &Blobs, dir: &Path) -> Result<usize, StateError> {
+    for rel in manifest.files.keys() {
+        check_rel_path(rel)?;
+    }
+    let mut intact: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    let mut pending = vec![(dir.to_path_buf(), String::new())];
+    while let Some((d, prefix)) = pending.pop() {
+        for item in fs::read_dir(&d).map_err(io_err("list", &d))? {
+            let item = item.map_err(io_err("list", &d))?;
+            let Some(name) = item.file_name().to_str().map(str::to_owned) else {
+                let p = item.path();
+                fs::remove_file(&p).or_else(|_| fs::remove_dir_all(&p)).map_err(io_err("remove", &p))?;
+                continue;
+            };
+            let rel = if prefix.is_empty() { name } else { format!("{prefix}/{name}") };
+            let path = item.path();
+            let kind = item.file_type().map_err(io_err("stat", &path))?;
+            if kind.is_dir() {
+                let below = format!("{rel}/");
+                if manifest.files.range(below.clone()..).next().is_some_and(|(k, _)| k.starts_with(&below)) {
+                    pending.push((path, rel));
+                } else {
+                    fs::remove_dir_all(&path).map_err(io_err("remove", &path))?;
+                }
+                continue;
+            }
+            let keep = match manifest.files.get_key_value(&rel) {
+                Some((key, e)) => {
+                    let same = match &e.link {
+                        Some(target) => {
+                            kind.is_symlink()
+                                && fs::read_link(&path).ok().and_then(|t| t.to_str().map(|t| t == target))
+                                    == Some(true)
+                        }
+                        None => {
+                            let meta = fs::symlink_metadata(&path).map_err(io_err("stat", &path))?;
+                            kind.is_file()
+                                && meta.len() == e.size
+                                && meta.permissions().mode() & 0o777 == e.mode & 0o777
+                                && e.mtime_ns.is_some()
+                                && meta.modified().ok().and_then(nanos_since_epoch) == e.mtime_ns
+                        }
+                    };
+                    same.then_some(key.as_str())
+                }
+                None => None,
+            };
+            match keep {
+                Some(key) => {
+                    intact.insert(key);
+                }
+                None => fs::remove_file(&path).map_err(io_err("remove", &path))?,
+            }
+        }
+    }
+    let missing = Manifest {
+        files: manifest
+            .files
+            .iter()
+            .filter(|(k, _)| !intact.contains(k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        taken_at_ns: manifest.taken_at_ns,
+    };
+    write_entries(&missing, blobs, dir)?;
+    Ok(missing.files.len())
 }
 
 /// Unified line diff (hunks with 3 lines of context, no file header) turning `old` into `new`;
@@ -471,6 +550,34 @@ mod tests {
         assert_eq!(m.total_size(), 7 + 19 + 12 + 6);
         let json = serde_json::to_string(&m).expect("json");
         assert_eq!(serde_json::from_str::<Manifest>(&json).expect("parse"), m);
+    }
+
+    #[test]
+    fn reconcile_turns_a_used_workspace_back_into_its_manifest() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ws = dir.path().join("ws");
+        sample_workspace(&ws);
+        let blobs = state(dir.path());
+        let m = snapshot(&ws, &blobs, &Exclude::new(&["cache/"])).expect("snapshot");
+        // what a phase or gate may leave behind: excluded and extra paths, a changed file
+        fs::create_dir_all(ws.join("cache/deep")).expect("mkdir");
+        fs::write(ws.join("cache/deep/x.pyc"), b"junk").expect("write");
+        fs::write(ws.join("stray.txt"), b"stray").expect("write");
+        let (changed, _) = m.files.iter().find(|(_, e)| e.link.is_none()).expect("a file");
+        fs::write(ws.join(changed), b"different content").expect("write");
+        let rewritten = reconcile(&m, &blobs, &ws).expect("reconcile");
+        assert_eq!(rewritten, 1, "only the changed file is written again");
+        assert!(!ws.join("cache").exists() && !ws.join("stray.txt").exists());
+        let again = snapshot(&ws, &blobs, &Exclude::none()).expect("snapshot");
+        assert!(m.diff(&again).is_empty(), "{:?}", m.diff(&again));
+        let fresh = dir.path().join("fresh");
+        materialize(&m, &blobs, &fresh).expect("materialize");
+        for rel in m.files.keys() {
+            assert_eq!(
+                fs::symlink_metadata(ws.join(rel)).is_ok(),
+                fs::symlink_metadata(fresh.join(rel)).is_ok()
+            );
+        }
     }
 
     #[test]

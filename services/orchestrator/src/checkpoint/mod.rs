@@ -38,8 +38,8 @@ use serde::de::DeserializeOwned;
 
 pub use blobs::{BlobStats, Blobs, Digest, GcReport};
 pub use manifest::{
-    Change, ChangeKind, Exclude, FileEntry, Manifest, file_diff, materialize, snapshot, snapshot_with_hint,
-    text_diff,
+    Change, ChangeKind, Exclude, FileEntry, Manifest, file_diff, materialize, reconcile, snapshot,
+    snapshot_with_hint, text_diff,
 };
 pub use run::{
     CHECKPOINTS_DIR, EVENTS_FILE, Events, LOCK_FILE, RUN_FILE, RunLock, latest_checkpoint, list_checkpoints,

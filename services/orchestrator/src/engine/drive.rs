@@ -46,6 +46,10 @@ pub(super) struct Driver {
     lock: Arc<RunLock>,
     active: Arc<Active>,
     fresh: bool,
+    /// The directory the last passed phase ran in: it holds the latest checkpoint's workspace,
+    /// so the next phase starts there (reconciled with the manifest) instead of in a fresh copy
+    /// of every file.
+    carry: std::sync::Mutex<Option<PathBuf>>,
 }
 
 /// What to do after a failed attempt.
@@ -62,14 +66,14 @@ impl Driver {
         active: Arc<Active>,
         fresh: bool,
     ) -> Driver {
-        Driver { engine, record, lock: Arc::new(lock), active, fresh }
+        Driver { engine, record, lock: Arc::new(lock), active, fresh, carry: std::sync::Mutex::new(None) }
     }
 
     fn dir(&self) -> PathBuf {
         self.lock.dir().to_path_buf()
     }
 
-    /// Records and broadcasts a progress event (fsynced when it marks a state change).
+    /// Records and broadcasts a progress event.
     async fn event(&self, kind: &str, phase: Option<&str>, attempt: Option<u32>, message: String) {
         self.event_with(kind, phase, attempt, message, None, None).await;
     }
@@ -92,9 +96,12 @@ impl Driver {
             message,
             cost_usd,
             status,
+            checkpoint: None,
+            resume_token: None,
         };
         let lock = self.lock.clone();
-        let sync = !matches!(kind, "attempt_started" | "gate");
+        // the checkpoint is the durable record; events are progress, fsynced only at the end
+        let sync = matches!(kind, "run_finished" | "escalation");
         let line = ev.clone();
         let _ = tokio::task::spawn_blocking(move || {
             if let Err(e) = lock.append_event(&line, sync) {
@@ -102,6 +109,27 @@ impl Driver {
             }
         })
         .await;
+        let _ = self.active.events.send(ev);
+    }
+
+    async fn checkpoint_event(&self, phase: Option<&str>, cp: &Checkpoint) {
+        let ev = RunEvent {
+            run_id: self.record.id.clone(),
+            at: now_rfc3339(),
+            kind: "checkpoint".to_owned(),
+            phase: phase.map(str::to_owned),
+            attempt: None,
+            message: format!("checkpoint {} written", cp.seq),
+            cost_usd: Some(cp.cost_usd),
+            status: None,
+            checkpoint: Some(cp.seq),
+            resume_token: crate::token::ResumeToken::new(self.record.id.clone(), cp.seq)
+                .ok()
+                .map(|t| t.encode()),
+        };
+        let lock = self.lock.clone();
+        let line = ev.clone();
+        let _ = tokio::task::spawn_blocking(move || lock.append_event(&line, false)).await;
         let _ = self.active.events.send(ev);
     }
 
@@ -138,12 +166,19 @@ impl Driver {
                 break;
             }
             let index = cp.next_phase;
-            let rec = self.run_phase(index, &cp).await;
+            let (rec, output) = self.run_phase(index, &cp).await;
             cp.cost_usd += rec.cost_usd;
+            *cp.attempt_counters.entry(rec.name.clone()).or_default() +=
+                u32::try_from(rec.attempts.len()).unwrap_or(u32::MAX);
+            let mut rec = rec;
             match rec.status {
                 PhaseStatus::Passed | PhaseStatus::PassedWithWarnings => {
-                    if let Some(out) = &rec.output {
-                        cp.manifest = out.clone();
+                    if let Some(out) = output {
+                        cp.manifest = out;
+                        // the checkpoint written next holds it (this process is the run's only
+                        // writer: nothing takes that number meanwhile)
+                        let lock = self.lock.clone();
+                        rec.output_checkpoint = blocking(move || Ok(lock.next_seq()?)).await.ok();
                     }
                     let text = rec.attempts.last().map(phase_output).unwrap_or_default();
                     cp.outputs.insert(format!("phases.{}.output", rec.name), text);
@@ -172,15 +207,7 @@ impl Driver {
                 self.event("error", None, None, format!("cannot write a checkpoint: {e}")).await;
                 return;
             }
-            self.event_with(
-                "checkpoint",
-                pipeline.phases.get(index).map(|p| p.name.as_str()),
-                None,
-                format!("checkpoint {} written", cp.seq),
-                Some(cp.cost_usd),
-                None,
-            )
-            .await;
+            self.checkpoint_event(pipeline.phases.get(index).map(|p| p.name.as_str()), &cp).await;
         }
         if cp.status == RunStatus::Cancelled && cp.failed.is_none() {
             let _ = self.write_checkpoint(&mut cp).await;
@@ -223,11 +250,20 @@ impl Driver {
 
     async fn finish_workspace(&self, manifest: &Manifest) -> Result<(), EngineError> {
         let dest = self.dir().join("workspace");
+        let work = self.dir().join("work");
         let blobs = self.engine.blobs.clone();
         let manifest = manifest.clone();
+        let carried = self.carry.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
         blocking(move || {
             let _ = std::fs::remove_dir_all(&dest);
-            checkpoint::materialize(&manifest, &blobs, &dest)?;
+            let reused = carried.is_some_and(|c| {
+                std::fs::rename(&c, &dest).is_ok() && checkpoint::reconcile(&manifest, &blobs, &dest).is_ok()
+            });
+            if !reused {
+                let _ = std::fs::remove_dir_all(&dest);
+                checkpoint::materialize(&manifest, &blobs, &dest)?;
+            }
+            let _ = std::fs::remove_dir_all(&work);
             Ok(())
         })
         .await
@@ -312,7 +348,7 @@ impl Driver {
     }
 
     /// Runs phase `index` from the checkpoint's workspace until it passes or healing gives up.
-    async fn run_phase(&self, index: usize, cp: &Checkpoint) -> PhaseRecord {
+    async fn run_phase(&self, index: usize, cp: &Checkpoint) -> (PhaseRecord, Option<Manifest>) {
         let phase = self.record.pipeline.phases[index].clone();
         let started_at = now_rfc3339();
         let started = Instant::now();
@@ -331,12 +367,13 @@ impl Driver {
             kind: phase.kind.name().to_owned(),
             status: PhaseStatus::Failed,
             attempts: Vec::new(),
-            input: cp.manifest.clone(),
-            output: None,
+            input_checkpoint: cp.seq,
+            output_checkpoint: None,
             started_at,
             duration_ms: 0,
             cost_usd: 0.0,
         };
+        let mut output_manifest: Option<Manifest> = None;
         let mut patches: Vec<String> = Vec::new();
         let mut hints: Option<String> = None;
         let mut hint_retries = 0u32;
@@ -356,7 +393,7 @@ impl Driver {
             }
             if passed {
                 rec.status = attempt.status;
-                rec.output = output;
+                output_manifest = output;
                 rec.attempts.push(attempt);
                 break;
             }
@@ -462,11 +499,23 @@ impl Driver {
         )
         .await;
         if ok {
-            // the attempt directories are no longer needed: the checkpoint holds the result
+            // the passing attempt's directory holds the new checkpoint's workspace: the next phase
+            // starts from it; the other attempts' directories are no longer needed
             let dir = self.dir().join("work").join(phase_dir_name(index, &phase.name));
-            let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
+            let passed = dir.join(format!("attempt-{n}"));
+            let carry = self.dir().join("work").join("carry");
+            let moved = tokio::task::spawn_blocking(move || {
+                let _ = std::fs::remove_dir_all(&carry);
+                let moved = std::fs::rename(&passed, &carry).is_ok();
+                let _ = std::fs::remove_dir_all(&dir);
+                moved.then_some(carry)
+            })
+            .await
+            .ok()
+            .flatten();
+            *self.carry.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = moved;
         }
-        rec
+        (rec, output_manifest)
     }
 
     /// One attempt: a fresh workspace from the input manifest plus the fixes so far, the phase's
@@ -517,6 +566,11 @@ impl Driver {
         };
         let workdir =
             self.dir().join("work").join(phase_dir_name(index, &phase.name)).join(format!("attempt-{n}"));
+        let carried = if n == 1 && patches.is_empty() {
+            self.carry.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take()
+        } else {
+            None
+        };
         let prepared = {
             let blobs = self.engine.blobs.clone();
             let manifest = cp.manifest.clone();
@@ -524,7 +578,15 @@ impl Driver {
             let dir = workdir.clone();
             blocking(move || {
                 let _ = std::fs::remove_dir_all(&dir);
-                checkpoint::materialize(&manifest, &blobs, &dir)?;
+                let reused = carried.is_some_and(|c| {
+                    dir.parent().is_some_and(|p| std::fs::create_dir_all(p).is_ok())
+                        && std::fs::rename(&c, &dir).is_ok()
+                        && checkpoint::reconcile(&manifest, &blobs, &dir).is_ok()
+                });
+                if !reused {
+                    let _ = std::fs::remove_dir_all(&dir);
+                    checkpoint::materialize(&manifest, &blobs, &dir)?;
+                }
                 for p in &patches {
                     crate::patch::apply(&dir, p)
                         .map_err(|e| EngineError::Invalid(format!("a fix no longer applies: {e}")))?;

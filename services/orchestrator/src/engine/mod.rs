@@ -196,12 +196,10 @@ pub struct PhaseRecord {
     pub kind: String,
     pub status: PhaseStatus,
     pub attempts: Vec<Attempt>,
-    /// The workspace the phase started from (its input checkpoint).
-    #[schema(value_type = Object)]
-    pub input: Manifest,
-    /// The workspace it left (for a passed phase).
-    #[schema(value_type = Option<Object>)]
-    pub output: Option<Manifest>,
+    /// The checkpoint whose workspace the phase started from (its input checkpoint).
+    pub input_checkpoint: u32,
+    /// The checkpoint written with the workspace it left (for a passed phase).
+    pub output_checkpoint: Option<u32>,
     pub started_at: String,
     pub duration_ms: u64,
     pub cost_usd: f64,
@@ -222,6 +220,10 @@ pub struct Checkpoint {
     pub failed: Option<PhaseRecord>,
     /// `phases.NAME.output` values for later prompts.
     pub outputs: BTreeMap<String, String>,
+    /// Attempts made per phase name, over every session of the run (a resume starts a failed
+    /// phase's attempts afresh; this keeps the whole count).
+    #[serde(default)]
+    pub attempt_counters: BTreeMap<String, u32>,
     pub cost_usd: f64,
     pub written_at: String,
     /// Why the run stopped, for humans.
@@ -241,6 +243,10 @@ pub struct RunEvent {
     pub message: String,
     pub cost_usd: Option<f64>,
     pub status: Option<String>,
+    /// On `checkpoint` events: its number (with the run id, what a resume token names).
+    pub checkpoint: Option<u32>,
+    /// On `checkpoint` events: the token that resumes from it.
+    pub resume_token: Option<String>,
 }
 
 /// A run as the API shows it.
@@ -407,6 +413,7 @@ impl Engine {
                 phases: Vec::new(),
                 failed: None,
                 outputs: BTreeMap::new(),
+                attempt_counters: BTreeMap::new(),
                 cost_usd: 0.0,
                 written_at: now_rfc3339(),
                 reason: None,
@@ -447,12 +454,14 @@ impl Engine {
             })?;
             let latest = checkpoint::run::latest_checkpoint::<Checkpoint>(&dir)?
                 .ok_or_else(|| EngineError::Invalid(format!("run {id_owned} has no checkpoint")))?;
+            let latest_status = latest.1.status;
             let mut cp = match seq {
                 Some(s) if s != latest.0 => checkpoint::run::read_checkpoint::<Checkpoint>(&dir, s)
                     .map_err(|_| EngineError::Invalid(format!("run {id_owned} has no checkpoint {s}")))?,
                 _ => latest.1,
             };
-            if cp.status == RunStatus::Succeeded {
+            // a stale token must not reopen a run that has since succeeded
+            if cp.status == RunStatus::Succeeded || latest_status == RunStatus::Succeeded {
                 return Err(EngineError::Invalid(format!(
                     "run {id_owned} already succeeded; nothing to resume"
                 )));

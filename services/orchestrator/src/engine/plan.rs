@@ -128,8 +128,12 @@ pub(super) async fn plan(engine: &Engine, pipeline: &Pipeline, project: &str) ->
         pipeline: pipeline.name.clone(),
         project: project.to_owned(),
         fingerprint: pipeline.fingerprint(),
-        estimated_cost_usd: phases.iter().filter_map(|p| p.estimated_cost_usd).sum(),
-        estimated_duration_secs: phases.iter().filter_map(|p| p.estimated_duration_secs).sum(),
+        // folded from +0.0: an empty f64 sum is -0.0
+        estimated_cost_usd: phases.iter().filter_map(|p| p.estimated_cost_usd).fold(0.0, |a, b| a + b),
+        estimated_duration_secs: phases
+            .iter()
+            .filter_map(|p| p.estimated_duration_secs)
+            .fold(0.0, |a, b| a + b),
         phases,
         baselines_available: baselines.is_some(),
     }

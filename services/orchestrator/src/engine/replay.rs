@@ -92,10 +92,12 @@ pub(super) async fn replay(
     let workdir = dir.join("replays").join(format!("{}-{n}", phase_dir_name(index, &phase.name)));
     {
         let blobs = engine.blobs.clone();
-        let input = rec.input.clone();
+        let input = rec.input_checkpoint;
         let patches = attempt.patches.clone();
         let wd = workdir.clone();
+        let run = dir.clone();
         blocking(move || {
+            let input = checkpoint::run::read_checkpoint::<Checkpoint>(&run, input)?.manifest;
             checkpoint::materialize(&input, &blobs, &wd)?;
             for p in &patches {
                 crate::patch::apply(&wd, p)
@@ -176,12 +178,14 @@ pub(super) async fn replay(
         .or_else(|| attempt.outcome.as_ref().map(|o| o.output.clone()))
         .unwrap_or_default();
     let same_output = recorded_out == outcome.output;
-    // compare with what the run recorded: its output manifest, or (a failed phase) its input
-    let reference = rec.output.clone().unwrap_or_else(|| rec.input.clone());
+    // compare with what the run recorded: its output, or (a failed phase) its input
+    let reference = rec.output_checkpoint.unwrap_or(rec.input_checkpoint);
     let blobs = engine.blobs.clone();
     let exclude = checkpoint::Exclude::new(&engine.settings.exclude);
     let wd = workdir.clone();
+    let run = dir.clone();
     let changes = blocking(move || {
+        let reference = checkpoint::run::read_checkpoint::<Checkpoint>(&run, reference)?.manifest;
         let now: Manifest = checkpoint::snapshot(&wd, &blobs, &exclude)?;
         let mut out = Vec::new();
         for c in reference.diff(&now) {
