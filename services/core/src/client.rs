@@ -258,6 +258,29 @@ impl ServiceClient {
         Self::json_answer(url, res).await
     }
 
+    /// `POST {path}` with a JSON body (or none) answered as untyped JSON (the CLI's runs
+    /// commands); `timeout` overrides the client's for this call.
+    pub async fn post_json_value(
+        &self,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        timeout: Option<Duration>,
+    ) -> Result<serde_json::Value, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let mut req = self.http.post(&url);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        if let Some(t) = timeout {
+            req = req.timeout(t);
+        }
+        let res = req
+            .send()
+            .await
+            .map_err(|e| ClientError::Transport { url: url.clone(), message: e.to_string() })?;
+        Self::json_answer(url, res).await
+    }
+
     /// `GET {path_and_query}` (e.g. `/v1/traces?project=p&limit=1`) answered as untyped JSON, for
     /// callers that print or pass on the answer rather than interpret all of it (`helix trace`).
     pub async fn get_json_value(&self, path_and_query: &str) -> Result<serde_json::Value, ClientError> {

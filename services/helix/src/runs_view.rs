@@ -31,7 +31,6 @@ use helix_core::client::{ClientError, ServiceClient, encode_query};
 use helix_orchestrator::token::{PREFIX, ResumeToken};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 /// Bound of quick calls (start, list, resume, cancel).
 const QUICK: Duration = Duration::from_secs(60);
@@ -158,7 +157,7 @@ impl Orchestrator {
     }
 
     async fn post(&self, path: &str, body: Option<&Value>, timeout: Duration) -> Result<Value, ClientError> {
-        post_json(&self.url, path, body, timeout).await
+        self.client.post_json_value(path, body, Some(timeout)).await
     }
 
     /// One run, by its full id.
@@ -217,146 +216,6 @@ fn is_token(s: &str) -> bool {
     s.trim().get(..PREFIX.len()).is_some_and(|p| p.eq_ignore_ascii_case(PREFIX))
 }
 
-/// `POST {path}` with a JSON body (or none), answered as JSON; a non-2xx answer is the
-/// [`ClientError`] [`ServiceClient`] would give (the problem's detail and code).
-///
-/// HTTP/1.1 over one `Connection: close` exchange, because [`ServiceClient`] has no generic
-/// POST and this crate links no HTTP client of its own; plain `http://` only, which is what the
-/// services serve. Replace with `ServiceClient::post_json_value` once helix-core has it.
-async fn post_json(
-    base: &str,
-    path: &str,
-    body: Option<&Value>,
-    timeout: Duration,
-) -> Result<Value, ClientError> {
-    let url = format!("{base}{path}");
-    let transport = |message: String| ClientError::Transport { url: url.clone(), message };
-    let rest = base
-        .strip_prefix("http://")
-        .ok_or_else(|| transport("only http:// URLs are supported".to_owned()))?;
-    let (authority, prefix) = match rest.find('/') {
-        Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
-        None => (rest, ""),
-    };
-    let has_port = authority.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok());
-    let addr = if has_port { authority.to_owned() } else { format!("{authority}:80") };
-    let payload = match body {
-        Some(b) => serde_json::to_vec(b).map_err(|e| transport(e.to_string()))?,
-        None => Vec::new(),
-    };
-    let head = format!(
-        "POST {prefix}{path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: helix/{}\r\n\
-         Accept: application/json\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
-         Connection: close\r\n\r\n",
-        helix_core::VERSION,
-        payload.len()
-    );
-    let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(&addr).await.map_err(|e| transport(e.to_string()))?;
-        stream.write_all(head.as_bytes()).await.map_err(|e| transport(e.to_string()))?;
-        stream.write_all(&payload).await.map_err(|e| transport(e.to_string()))?;
-        let mut raw = Vec::new();
-        let mut chunk = [0u8; 16 * 1024];
-        loop {
-            let n = stream.read(&mut chunk).await.map_err(|e| transport(e.to_string()))?;
-            if n > 0 {
-                raw.extend_from_slice(&chunk[..n]);
-            }
-            match parse_response(&raw, n == 0) {
-                Ok(Some(answer)) => return Ok(answer),
-                Ok(None) if n == 0 => return Err(transport("the connection closed mid-answer".to_owned())),
-                Ok(None) => {}
-                Err(message) => return Err(ClientError::Decode { url: url.clone(), message }),
-            }
-        }
-    };
-    let (status, bytes) = tokio::time::timeout(timeout, exchange)
-        .await
-        .map_err(|_| transport(format!("no answer within {}s", timeout.as_secs())))??;
-    if (200..300).contains(&status) {
-        return serde_json::from_slice(&bytes)
-            .map_err(|e| ClientError::Decode { url, message: e.to_string() });
-    }
-    let problem: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    let code = problem["code"].as_str().map(str::to_owned);
-    let detail = match (problem["detail"].as_str(), &code) {
-        (Some(d), Some(c)) => format!("{d} ({c})"),
-        (Some(d), None) => d.to_owned(),
-        _ => String::from_utf8_lossy(&bytes).chars().take(200).collect(),
-    };
-    Err(match status {
-        429 | 503 => ClientError::Busy { url, status, code, detail, retry_after: None },
-        _ => ClientError::Status { url, status, detail },
-    })
-}
-
-/// An HTTP/1.1 response: `Ok(None)` while incomplete, else its status and (de-chunked) body.
-/// `eof`: the server closed the connection, so a body without a length ends here.
-fn parse_response(raw: &[u8], eof: bool) -> Result<Option<(u16, Vec<u8>)>, String> {
-    let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
-        return Ok(None);
-    };
-    let head = std::str::from_utf8(&raw[..end]).map_err(|_| "response head is not UTF-8".to_owned())?;
-    let body = &raw[end + 4..];
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or_default();
-    let status = status_line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse::<u16>().ok())
-        .filter(|_| status_line.starts_with("HTTP/1."))
-        .ok_or_else(|| format!("not an HTTP response: {status_line:?}"))?;
-    if (100..200).contains(&status) {
-        // an interim answer (100 Continue): the real one follows it
-        return parse_response(body, eof);
-    }
-    let mut length = None;
-    let mut chunked = false;
-    for line in lines {
-        let Some((name, value)) = line.split_once(':') else { continue };
-        let value = value.trim();
-        if name.eq_ignore_ascii_case("content-length") {
-            length = Some(value.parse::<usize>().map_err(|_| format!("bad content-length {value:?}"))?);
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            chunked = value.to_ascii_lowercase().contains("chunked");
-        }
-    }
-    if chunked {
-        return Ok(dechunk(body)?.map(|b| (status, b)));
-    }
-    match length {
-        Some(n) if body.len() >= n => Ok(Some((status, body[..n].to_vec()))),
-        Some(_) => Ok(None),
-        None if status == 204 || status == 304 => Ok(Some((status, Vec::new()))),
-        None if eof => Ok(Some((status, body.to_vec()))),
-        None => Ok(None),
-    }
-}
-
-/// A chunked body: `Ok(None)` until its last chunk has arrived.
-fn dechunk(mut rest: &[u8]) -> Result<Option<Vec<u8>>, String> {
-    let mut out = Vec::new();
-    loop {
-        let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") else { return Ok(None) };
-        let line = std::str::from_utf8(&rest[..eol]).map_err(|_| "bad chunk size".to_owned())?;
-        let size = line.split(';').next().unwrap_or_default().trim();
-        let size = usize::from_str_radix(size, 16).map_err(|_| format!("bad chunk size {size:?}"))?;
-        rest = &rest[eol + 2..];
-        if size == 0 {
-            // trailers, if any, end with an empty line
-            return Ok(rest.windows(2).any(|w| w == b"\r\n").then_some(out));
-        }
-        if rest.len() < size + 2 {
-            return Ok(None);
-        }
-        out.extend_from_slice(&rest[..size]);
-        rest = &rest[size + 2..];
-    }
-}
-
-// --- commands ---
-
-/// Prints an error of a run-shaped command and answers exit 2.
 fn unknown(e: &anyhow::Error) -> ExitCode {
     eprintln!("error: {e:#}");
     ExitCode::from(EXIT_UNKNOWN)
@@ -1213,34 +1072,6 @@ mod tests {
         assert!(t.contains("    +2\n") && t.ends_with("result: differs from the recording\n"), "{t}");
         let same = ReplayView { changes: vec![], ..v };
         assert!(same.identical() && render_replay(&same).contains("files: identical to the recording"));
-    }
-
-    #[test]
-    fn http_answers_with_length_chunks_and_to_the_end() {
-        let ok = b"HTTP/1.1 201 Created\r\ncontent-length: 2\r\ncontent-type: application/json\r\n\r\n{}";
-        assert_eq!(parse_response(ok, false), Ok(Some((201, b"{}".to_vec()))));
-        assert_eq!(parse_response(&ok[..ok.len() - 1], false), Ok(None));
-        let chunked = b"HTTP/1.1 400 Bad Request\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=1\r\nde\r\n0\r\n\r\n";
-        assert_eq!(parse_response(chunked, false), Ok(Some((400, b"abcde".to_vec()))));
-        assert_eq!(parse_response(&chunked[..chunked.len() - 7], false), Ok(None));
-        let open = b"HTTP/1.1 200 OK\r\n\r\n[1]";
-        assert_eq!(parse_response(open, false), Ok(None));
-        assert_eq!(parse_response(open, true), Ok(Some((200, b"[1]".to_vec()))));
-        let cont = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n";
-        assert_eq!(parse_response(cont, false), Ok(Some((202, Vec::new()))));
-        assert!(parse_response(b"SSH-2.0\r\n\r\n", false).is_err());
-    }
-
-    #[tokio::test]
-    async fn post_to_nothing_is_a_transport_error() {
-        let port =
-            std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
-        let e = post_json(&format!("http://127.0.0.1:{port}"), "/v1/runs", None, QUICK)
-            .await
-            .expect_err("closed");
-        assert!(matches!(e, ClientError::Transport { .. }), "{e}");
-        let e = post_json("https://example.com", "/v1/runs", None, QUICK).await.expect_err("https");
-        assert!(e.to_string().contains("only http://"), "{e}");
     }
 
     #[test]
