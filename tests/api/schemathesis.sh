@@ -30,6 +30,9 @@ for _ in $(seq 1 100); do
 done
 grep -q "press Ctrl-C" "$work/up.out" || { echo "helix up did not start" >&2; cat "$work/up.err" >&2; exit 1; }
 
+# per-operation settings (schemathesis reads schemathesis.toml from its working directory)
+cp "$(dirname "$0")/schemathesis.toml" "$work/schemathesis.toml"
+
 failed=0
 passed=0
 while read -r name url _; do

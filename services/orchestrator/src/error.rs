@@ -11,17 +11,23 @@ pub enum OrchestratorError {
     Engine(#[from] EngineError),
     #[error("{0}")]
     Invalid(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    InvalidQuery(String),
 }
 
 impl OrchestratorError {
     pub fn code(&self) -> ErrorCode {
         match self {
             OrchestratorError::Invalid(_) => ErrorCode::InvalidRequest,
+            OrchestratorError::NotFound(_) => ErrorCode::NotFound,
+            OrchestratorError::InvalidQuery(_) => ErrorCode::InvalidQuery,
             OrchestratorError::Engine(e) => match e {
                 EngineError::Pipeline(_) => ErrorCode::InvalidPipeline,
                 EngineError::NotFound(_) => ErrorCode::NotFound,
                 EngineError::Invalid(_) | EngineError::Token(_) => ErrorCode::BadRequest,
-                EngineError::Busy(_) => ErrorCode::Conflict,
+                EngineError::Busy(_) | EngineError::Conflict(_) => ErrorCode::Conflict,
                 EngineError::ProjectFull { .. } => ErrorCode::ConcurrencyLimit,
                 EngineError::State(_) | EngineError::Internal(_) => ErrorCode::Internal,
             },

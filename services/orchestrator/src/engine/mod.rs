@@ -285,6 +285,9 @@ pub enum EngineError {
     Invalid(String),
     #[error("run {0} is already running")]
     Busy(String),
+    /// The run's state does not allow it (not running, already succeeded, not run that far).
+    #[error("{0}")]
+    Conflict(String),
     #[error("project {project} already has {limit} runs executing")]
     ProjectFull { project: String, limit: usize },
     #[error("{0}")]
@@ -457,12 +460,12 @@ impl Engine {
             let latest_status = latest.1.status;
             let mut cp = match seq {
                 Some(s) if s != latest.0 => checkpoint::run::read_checkpoint::<Checkpoint>(&dir, s)
-                    .map_err(|_| EngineError::Invalid(format!("run {id_owned} has no checkpoint {s}")))?,
+                    .map_err(|_| EngineError::NotFound(format!("checkpoint {s} of run {id_owned}")))?,
                 _ => latest.1,
             };
             // a stale token must not reopen a run that has since succeeded
             if cp.status == RunStatus::Succeeded || latest_status == RunStatus::Succeeded {
-                return Err(EngineError::Invalid(format!(
+                return Err(EngineError::Conflict(format!(
                     "run {id_owned} already succeeded; nothing to resume"
                 )));
             }
@@ -490,7 +493,7 @@ impl Engine {
             None => {
                 let dir = self.run_dir(id)?;
                 if dir.join(checkpoint::run::RUN_FILE).exists() {
-                    Err(EngineError::Invalid(format!("run {id} is not running")))
+                    Err(EngineError::Conflict(format!("run {id} is not running")))
                 } else {
                     Err(EngineError::NotFound(id.to_owned()))
                 }

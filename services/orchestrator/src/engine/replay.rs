@@ -71,7 +71,7 @@ pub(super) async fn replay(
         let (_, cp) = checkpoint::run::latest_checkpoint::<Checkpoint>(&load_dir)?
             .ok_or_else(|| EngineError::Invalid(format!("run {id_owned} has no checkpoint")))?;
         let rec = recorded_phase(&cp, index).ok_or_else(|| {
-            EngineError::Invalid(format!("phase {index} of run {id_owned} has not run yet"))
+            EngineError::Conflict(format!("phase {index} of run {id_owned} has not run yet"))
         })?;
         Ok((record, rec))
     })
@@ -81,7 +81,7 @@ pub(super) async fn replay(
         .phases
         .get(index)
         .cloned()
-        .ok_or_else(|| EngineError::Invalid(format!("the pipeline has no phase {index}")))?;
+        .ok_or_else(|| EngineError::NotFound(format!("phase {index} of run {id}")))?;
     let attempt = rec
         .attempts
         .last()

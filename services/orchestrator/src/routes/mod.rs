@@ -45,7 +45,8 @@ pub struct StartRun {
 pub struct ListQuery {
     /// Only runs of this project.
     pub project: Option<String>,
-    /// At most this many runs (default 50, at most 1000).
+    /// At most this many runs (default 50).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
 }
 
@@ -58,6 +59,7 @@ pub struct RunList {
 #[serde(deny_unknown_fields)]
 pub struct ResumeRun {
     /// Resume from the checkpoint this token names (default: the latest).
+    #[schema(pattern = "^\\s*[hH][xX][rR]_[a-zA-Z2-7]+\\s*$")]
     pub token: Option<String>,
 }
 
@@ -68,6 +70,14 @@ pub struct ReplayQuery {
     /// LLM phases answer from the recorded responses instead of calling the gateway.
     #[serde(default)]
     pub recorded: bool,
+}
+
+/// One server-sent event of `GET /v1/runs/{id}/events`: `event` is the RunEvent's kind, `data`
+/// the RunEvent as JSON.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SseEvent {
+    pub event: String,
+    pub data: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -93,6 +103,9 @@ fn load_pipeline(body: &StartRun) -> Result<(Pipeline, Option<PathBuf>), Orchest
         }
         (None, Some(path)) => {
             let path = PathBuf::from(path);
+            if !path.is_file() {
+                return Err(OrchestratorError::NotFound(format!("no pipeline file {}", path.display())));
+            }
             let p = Pipeline::load(&path).map_err(|e| problem_of(e.into()))?;
             let dir = body.workdir.as_ref().map(PathBuf::from).or_else(|| {
                 path.parent()
@@ -124,7 +137,10 @@ fn load_pipeline(body: &StartRun) -> Result<(Pipeline, Option<PathBuf>), Orchest
     responses(
         (status = 201, description = "the run, started", body = RunView),
         (status = 200, description = "dry run: the plan", body = Plan),
-        (status = 400, description = "invalid pipeline or request", body = helix_core::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "invalid pipeline (the detail names line and key) or request", body = helix_core::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "pipeline_path or workdir does not exist", body = helix_core::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "body too large", body = helix_core::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "not application/json", body = helix_core::Problem, content_type = "application/problem+json"),
         (status = 429, description = "the project has too many runs executing", body = helix_core::Problem, content_type = "application/problem+json")
     )
 )]
@@ -143,7 +159,7 @@ pub async fn start(
     if let Some(d) = &dir
         && !d.is_dir()
     {
-        return Err(OrchestratorError::Invalid(format!("workdir {} is not a directory", d.display())));
+        return Err(OrchestratorError::NotFound(format!("workdir {} is not a directory", d.display())));
     }
     let view =
         state.engine.start(StartRequest { pipeline, project, source_dir: dir }).await.map_err(problem_of)?;
@@ -170,7 +186,7 @@ pub async fn list(
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, OrchestratorError> {
     let q = query.into_inner();
-    let limit = q.limit.unwrap_or(50).clamp(1, 1000);
+    let limit = helix_http::routes::limit(q.limit, 50, 1000).map_err(OrchestratorError::InvalidQuery)?;
     let runs = state.engine.list(q.project.as_deref(), limit).await.map_err(problem_of)?;
     Ok(HttpResponse::Ok().json(RunList { runs }))
 }
@@ -209,7 +225,7 @@ pub async fn get(
     params(("id" = String, Path, description = "run id")),
     responses(
         (status = 202, description = "cancelling", body = Accepted),
-        (status = 400, description = "the run is not running", body = helix_core::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "the run is not running", body = helix_core::Problem, content_type = "application/problem+json"),
         (status = 404, description = "no such run", body = helix_core::Problem, content_type = "application/problem+json")
     )
 )]
@@ -235,9 +251,9 @@ pub async fn cancel(
     request_body(content = Option<ResumeRun>, description = "optional: a resume token"),
     responses(
         (status = 202, description = "resumed", body = RunView),
-        (status = 400, description = "bad token, or nothing to resume", body = helix_core::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "no such run", body = helix_core::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "the run is running", body = helix_core::Problem, content_type = "application/problem+json")
+        (status = 400, description = "invalid body", body = helix_core::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such run, or the token names no checkpoint of it (damaged, mistyped, another run's)", body = helix_core::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "the run is running, or already succeeded", body = helix_core::Problem, content_type = "application/problem+json")
     )
 )]
 pub async fn resume(
@@ -249,9 +265,11 @@ pub async fn resume(
     let token = body.and_then(|b| b.into_inner().token);
     let view = match token {
         Some(t) => {
-            let parsed = crate::token::ResumeToken::parse(&t).map_err(|e| problem_of(e.into()))?;
+            // a token that names no checkpoint of this run (damaged, mistyped, another run's)
+            let parsed = crate::token::ResumeToken::parse(&t)
+                .map_err(|e| OrchestratorError::NotFound(format!("no checkpoint for this token: {e}")))?;
             if parsed.run_id() != id {
-                return Err(OrchestratorError::Invalid(format!(
+                return Err(OrchestratorError::NotFound(format!(
                     "the token is for run {}, not {id}",
                     parsed.run_id()
                 )));
@@ -276,8 +294,9 @@ pub async fn resume(
     params(("id" = String, Path, description = "run id"), ("phase" = String, Path, description = "phase name or 0-based index"), ReplayQuery),
     responses(
         (status = 200, description = "the replay", body = ReplayReport),
-        (status = 400, description = "the phase has not run", body = helix_core::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "no such run", body = helix_core::Problem, content_type = "application/problem+json")
+        (status = 400, description = "invalid query parameters", body = helix_core::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such run or phase", body = helix_core::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "the phase has not run yet", body = helix_core::Problem, content_type = "application/problem+json")
     )
 )]
 pub async fn replay(
@@ -295,7 +314,9 @@ pub async fn replay(
             .chain(view.failed.iter())
             .find(|p| p.name == phase)
             .map(|p| p.index)
-            .ok_or_else(|| OrchestratorError::Invalid(format!("run {id} has no recorded phase {phase:?}")))?,
+            .ok_or_else(|| {
+                OrchestratorError::NotFound(format!("run {id} has no recorded phase {phase:?}"))
+            })?,
     };
     let report = state.engine.replay(&id, index, query.recorded).await.map_err(problem_of)?;
     Ok(HttpResponse::Ok().json(report))
@@ -319,7 +340,7 @@ fn sse(ev: &RunEvent) -> web::Bytes {
     operation_id = "run_events",
     params(("id" = String, Path, description = "run id")),
     responses(
-        (status = 200, description = "an SSE stream of RunEvent JSON objects", content_type = "text/event-stream", body = String),
+        (status = 200, description = "an SSE stream of RunEvent JSON objects", content_type = "text/event-stream", body = SseEvent),
         (status = 404, description = "no such run", body = helix_core::Problem, content_type = "application/problem+json")
     )
 )]
