@@ -9,6 +9,7 @@ mod gateway;
 mod gateway_redis;
 mod healer;
 mod openapi;
+mod orchestrator;
 mod panics;
 mod shutdown;
 mod startup;

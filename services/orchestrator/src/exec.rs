@@ -226,6 +226,61 @@ pub async fn run(
     limits: &Limits,
     cancel: &Cancel,
 ) -> Result<Outcome, ExecError> {
+    run_tracked(spec, cwd, env, limits, cancel, None).await
+}
+
+/// A running command's process group, as recorded in a file while it runs: if the orchestrator
+/// dies (`kill -9`), nothing kills the group, so the next owner of the run reads this and does
+/// ([`reap`]) before starting the phase again. The start time (clock ticks since boot, from
+/// `/proc/PID/stat`) tells the group's leader from a later process that reused its pid.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupRecord {
+    pub pgid: i32,
+    pub start_ticks: u64,
+}
+
+/// Field 22 of `/proc/PID/stat`: when the process started, in clock ticks since boot; None for
+/// no such process, or a zombie (dead, waiting for its parent to reap it).
+fn start_ticks(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // the command name (field 2) may hold spaces and parentheses: count after the last ')'
+    let mut rest = stat[stat.rfind(')')? + 1..].split_whitespace();
+    if rest.next()? == "Z" {
+        return None;
+    }
+    rest.nth(18)?.parse().ok()
+}
+
+/// Kills the process group recorded in `file` if its leader is still the process that was
+/// recorded, waits (bounded) until it is gone, and removes the file. Returns whether it killed.
+pub fn reap(file: &Path) -> bool {
+    let Some(rec) = std::fs::read(file).ok().and_then(|b| serde_json::from_slice::<GroupRecord>(&b).ok())
+    else {
+        let _ = std::fs::remove_file(file);
+        return false;
+    };
+    let alive = start_ticks(rec.pgid) == Some(rec.start_ticks);
+    if alive {
+        let _ = killpg(Pid::from_raw(rec.pgid), Signal::SIGKILL);
+        let until = Instant::now() + Duration::from_secs(2);
+        while start_ticks(rec.pgid) == Some(rec.start_ticks) && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    let _ = std::fs::remove_file(file);
+    alive
+}
+
+/// [`run`], recording the command's process group in `group_file` while it runs (see
+/// [`GroupRecord`]).
+pub async fn run_tracked(
+    spec: &CommandSpec,
+    cwd: &Path,
+    env: &BTreeMap<String, String>,
+    limits: &Limits,
+    cancel: &Cancel,
+    group_file: Option<&Path>,
+) -> Result<Outcome, ExecError> {
     let (program, args): (&str, Vec<&str>) = match spec {
         CommandSpec::Argv(argv) => match argv.split_first() {
             Some((p, rest)) if !p.is_empty() => (p, rest.iter().map(String::as_str).collect()),
@@ -253,6 +308,15 @@ pub async fn run(
         _ => ExecError::Spawn { program: program.to_owned(), source },
     })?;
     let pgid = child.id().map(|id| Pid::from_raw(id as i32));
+    if let (Some(file), Some(pid)) = (group_file, pgid) {
+        // best effort: without the record a crash leaves the group running, as before
+        if let Some(start_ticks) = start_ticks(pid.as_raw()) {
+            let rec = GroupRecord { pgid: pid.as_raw(), start_ticks };
+            if let Ok(bytes) = serde_json::to_vec(&rec) {
+                let _ = std::fs::write(file, bytes);
+            }
+        }
+    }
 
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(64);
     if let Some(out) = child.stdout.take() {
@@ -300,6 +364,9 @@ pub async fn run(
     let status = status.map_err(|source| ExecError::Wait { program: program.to_owned(), source })?;
     // Whatever the command left running in its group goes with it.
     kill_group(pgid);
+    if let Some(file) = group_file {
+        let _ = std::fs::remove_file(file);
+    }
     let drain_until = tokio::time::Instant::now() + DRAIN_GRACE;
     while pipes_open {
         match tokio::time::timeout_at(drain_until, rx.recv()).await {
@@ -437,6 +504,31 @@ pub(crate) mod duration_ms {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reap_kills_a_recorded_group_its_owner_left_behind_and_only_that() {
+        use std::os::unix::process::CommandExt;
+        let dir = tempfile::tempdir().expect("tmp");
+        let file = dir.path().join("running.group");
+        // what an orchestrator killed with -9 leaves: a phase's group still running, and its record
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "sleep 30 & sleep 30; wait"])
+            .process_group(0)
+            .spawn()
+            .expect("spawn");
+        let pgid = child.id() as i32;
+        let rec = GroupRecord { pgid, start_ticks: start_ticks(pgid).expect("stat") };
+        std::fs::write(&file, serde_json::to_vec(&rec).expect("json")).expect("write");
+        assert!(reap(&file), "the recorded group was alive");
+        let status = child.wait().expect("wait");
+        assert!(!status.success(), "killed, not finished: {status:?}");
+        assert!(!file.exists());
+        // a record whose process is gone (or whose pid was reused) kills nothing
+        let stale = GroupRecord { pgid, start_ticks: rec.start_ticks + 1 };
+        std::fs::write(&file, serde_json::to_vec(&stale).expect("json")).expect("write");
+        assert!(!reap(&file));
+        assert!(!file.exists());
+    }
 
     fn argv(args: &[&str]) -> CommandSpec {
         CommandSpec::Argv(args.iter().map(|s| s.to_string()).collect())

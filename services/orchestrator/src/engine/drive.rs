@@ -212,9 +212,11 @@ impl Driver {
         if cp.status == RunStatus::Cancelled && cp.failed.is_none() {
             let _ = self.write_checkpoint(&mut cp).await;
         }
-        if matches!(cp.status, RunStatus::NeedsHuman | RunStatus::Escalated) {
-            self.escalate(&cp).await;
-        }
+        let webhook = if matches!(cp.status, RunStatus::NeedsHuman | RunStatus::Escalated) {
+            Some(self.escalate(&cp).await)
+        } else {
+            None
+        };
         let status = cp.status;
         self.emit_span(
             &self.record.span_id,
@@ -246,6 +248,14 @@ impl Driver {
         };
         let status_name = serde_json::to_value(status).ok().and_then(|v| v.as_str().map(str::to_owned));
         self.event_with("run_finished", None, None, message, Some(cp.cost_usd), status_name).await;
+        // The run is over: give it up (its lock, its bulkhead slot) before anything slow, so it
+        // can be resumed the moment its final status shows.
+        self.engine.finish_run(&self.record.id, &self.record.project);
+        let url = self.engine.settings.escalation_webhook.clone();
+        drop(self);
+        if let (Some(url), Some(body)) = (url, webhook) {
+            call_webhook(&url, &body).await;
+        }
     }
 
     async fn finish_workspace(&self, manifest: &Manifest) -> Result<(), EngineError> {
@@ -269,8 +279,8 @@ impl Driver {
         .await
     }
 
-    /// Calls the escalation webhook, if configured (best effort, bounded).
-    async fn escalate(&self, cp: &Checkpoint) {
+    /// Records the escalation (event, span); returns the webhook's body.
+    async fn escalate(&self, cp: &Checkpoint) -> serde_json::Value {
         let token = crate::token::ResumeToken::new(self.record.id.clone(), cp.seq).ok().map(|t| t.encode());
         let body = serde_json::json!({
             "run_id": self.record.id,
@@ -302,16 +312,7 @@ impl Driver {
             cp.failed.as_ref().map(|f| f.name.as_str()),
             serde_json::json!({"helix.escalation.reason": cp.reason}),
         );
-        let Some(url) = self.engine.settings.escalation_webhook.clone() else { return };
-        let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build();
-        match client {
-            Ok(c) => match c.post(&url).json(&body).send().await {
-                Ok(r) if r.status().is_success() => {}
-                Ok(r) => tracing::warn!(status = r.status().as_u16(), "escalation webhook refused the call"),
-                Err(e) => tracing::warn!(error = %e, "escalation webhook unreachable"),
-            },
-            Err(e) => tracing::warn!(error = %e, "cannot build the webhook client"),
-        }
+        body
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -628,7 +629,10 @@ impl Driver {
                     stall_timeout: phase.stall_timeout,
                     ..Limits::default()
                 };
-                match exec::run(&spec, &workdir, &env, &limits, &self.active.cancel).await {
+                let group = self.dir().join(super::GROUP_FILE);
+                match exec::run_tracked(&spec, &workdir, &env, &limits, &self.active.cancel, Some(&group))
+                    .await
+                {
                     Ok(o) => (o, None),
                     Err(e) => {
                         attempt.error = Some(e.to_string());
@@ -916,6 +920,19 @@ impl Driver {
         if let Err(e) = self.engine.clients.healer.record_fix(&req).await {
             tracing::warn!(error = %e, "cannot report a fix outcome to the healer");
         }
+    }
+}
+
+/// Calls the escalation webhook (best effort, bounded).
+async fn call_webhook(url: &str, body: &serde_json::Value) {
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build();
+    match client {
+        Ok(c) => match c.post(url).json(body).send().await {
+            Ok(r) if r.status().is_success() => {}
+            Ok(r) => tracing::warn!(status = r.status().as_u16(), "escalation webhook refused the call"),
+            Err(e) => tracing::warn!(error = %e, "escalation webhook unreachable"),
+        },
+        Err(e) => tracing::warn!(error = %e, "cannot build the webhook client"),
     }
 }
 

@@ -40,6 +40,10 @@ use crate::token::ResumeToken;
 pub use plan::{Plan, PlannedPhase};
 pub use replay::{FileChange, ReplayReport};
 
+/// In a run's directory while a phase command runs: its process group (see
+/// [`crate::exec::GroupRecord`]).
+pub(crate) const GROUP_FILE: &str = "running.group";
+
 /// Settings of the engine (from `[orchestrator]` in the configuration).
 #[derive(Debug, Clone)]
 pub struct EngineSettings {
@@ -355,6 +359,17 @@ impl Engine {
         let blobs = Blobs::open(root)?;
         std::fs::create_dir_all(root.join("runs"))
             .map_err(|e| EngineError::Internal(format!("cannot create {}: {e}", root.display())))?;
+        // phase commands whose orchestrator died (kill -9) keep running until someone kills
+        // them: whoever opens the state next does, for every run nobody owns
+        for id in checkpoint::run::list_runs(root).unwrap_or_default() {
+            let Ok(dir) = checkpoint::run::run_dir(root, &id) else { continue };
+            if dir.join(GROUP_FILE).exists()
+                && let Ok(_lock) = RunLock::acquire(&dir)
+                && crate::exec::reap(&dir.join(GROUP_FILE))
+            {
+                tracing::warn!(run = %id, "killed the process group an interrupted attempt left running");
+            }
+        }
         Ok(Engine {
             root: root.to_path_buf(),
             blobs: Arc::new(blobs),
@@ -451,10 +466,24 @@ impl Engine {
         let project = record.project.clone();
         let id_owned = id.to_owned();
         let (lock, cp) = blocking(move || {
-            let lock = RunLock::acquire(&dir).map_err(|e| match e {
-                StateError::Locked { .. } => EngineError::Busy(id_owned.clone()),
-                e => e.into(),
-            })?;
+            // a reader (a view checking whether another process owns the run) may hold the lock
+            // for an instant: retry briefly before calling the run busy
+            let mut tries = 0;
+            let lock = loop {
+                match RunLock::acquire(&dir) {
+                    Ok(l) => break l,
+                    Err(StateError::Locked { .. }) if tries < 20 => {
+                        tries += 1;
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    Err(StateError::Locked { .. }) => return Err(EngineError::Busy(id_owned.clone())),
+                    Err(e) => return Err(e.into()),
+                }
+            };
+            // a phase command left running by an owner that died (kill -9) must not run twice
+            if crate::exec::reap(&dir.join(GROUP_FILE)) {
+                tracing::warn!(run = %id_owned, "killed the process group an interrupted attempt left running");
+            }
             let latest = checkpoint::run::latest_checkpoint::<Checkpoint>(&dir)?
                 .ok_or_else(|| EngineError::Invalid(format!("run {id_owned} has no checkpoint")))?;
             let latest_status = latest.1.status;
@@ -523,6 +552,15 @@ impl Engine {
         .await
     }
 
+    /// The run no longer executes here: forgets it and frees its bulkhead slot (once, whoever
+    /// calls first: the drive as it ends, or its task's cleanup after a panic).
+    pub(crate) fn finish_run(&self, id: &str, project: &str) {
+        let was_active = self.active.lock().unwrap_or_else(PoisonError::into_inner).remove(id).is_some();
+        if was_active {
+            self.release_slot(project);
+        }
+    }
+
     /// Bulkhead: counts a run of `project` as executing, or refuses it; the drive task releases.
     fn take_slot(&self, project: &str) -> Result<(), EngineError> {
         let mut running = self.running_per_project.lock().unwrap_or_else(PoisonError::into_inner);
@@ -558,8 +596,7 @@ impl Engine {
             if let Err(e) = result {
                 tracing::error!(run = %id, error = %e, "run task failed; the run stays resumable");
             }
-            engine.active.lock().unwrap_or_else(PoisonError::into_inner).remove(&id);
-            engine.release_slot(&project);
+            engine.finish_run(&id, &project);
         });
         let mut tasks = self.tasks.lock().unwrap_or_else(PoisonError::into_inner);
         tasks.retain(|t| !t.is_finished());
