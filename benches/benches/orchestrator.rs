@@ -77,10 +77,12 @@ fn bench(c: &mut Criterion) {
                     round += 1;
                     for i in 0..10 {
                         let path = ws.join(format!("pkg{:02}", i % 20)).join(format!("file{i:04}.py"));
-                        std::fs::write(&path, format!("changed in round {round}\n").repeat(40)).expect("change");
+                        std::fs::write(&path, format!("changed in round {round}\n").repeat(40))
+                            .expect("change");
                     }
                     let t = Instant::now();
-                    let m = checkpoint::snapshot_with_hint(&ws, &blobs, &exclude, Some(&base)).expect("snapshot");
+                    let m =
+                        checkpoint::snapshot_with_hint(&ws, &blobs, &exclude, Some(&base)).expect("snapshot");
                     lock.write_checkpoint(seq, &m).expect("checkpoint");
                     total += t.elapsed();
                     seq += 1;
@@ -171,8 +173,10 @@ fn bench(c: &mut Criterion) {
                         while !stamp_ready(&stamp) {
                             tokio::time::sleep(Duration::from_micros(500)).await;
                         }
-                        let started: u64 = std::fs::read_to_string(&stamp).expect("stamp").trim().parse().expect("ns");
-                        let t0_ns = t0.duration_since(SystemTime::UNIX_EPOCH).expect("epoch").as_nanos() as u64;
+                        let started: u64 =
+                            std::fs::read_to_string(&stamp).expect("stamp").trim().parse().expect("ns");
+                        let t0_ns =
+                            t0.duration_since(SystemTime::UNIX_EPOCH).expect("epoch").as_nanos() as u64;
                         total += Duration::from_nanos(started.saturating_sub(t0_ns));
                         let v = finish(&engine, &view.id).await;
                         assert_eq!(v.status, RunStatus::Succeeded);
