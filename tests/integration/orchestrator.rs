@@ -116,12 +116,11 @@ impl Orch {
     }
 
     /// POST right after a run reached a final status. The status comes from the run's last
-    /// checkpoint, but the engine keeps the run active (and its project slot taken) until its
-    /// task has recorded `run_finished` and exited, a few milliseconds later (seconds while an
-    /// escalation webhook is called: `a_run_that_shows_needs_human_can_be_resumed_at_once`). In
-    /// that window a resume answers 409, a cancel 202 and a new run of a full project 429. This
-    /// retries while the answer is `busy`, for at most 2 s; once a final status means the run
-    /// has let go, the first answer is taken.
+    /// checkpoint; the engine lets the run go (its lock and project slot) right after recording
+    /// `run_finished`, a few milliseconds later — before any escalation webhook is called
+    /// (`a_run_that_shows_needs_human_can_be_resumed_at_once`). In that window a resume answers
+    /// 409, a cancel 202 and a new run of a full project 429; this retries while the answer is
+    /// `busy`, for at most 2 s.
     async fn post_after_final(&self, path: &str, body: &Value, busy: u16) -> reqwest::Response {
         let start = Instant::now();
         loop {
@@ -705,6 +704,41 @@ schema = {{ type = "object" }}
         assert!(g["detail"].as_str().is_some_and(|d| d.contains("symbolic link")), "{g:#}");
     }
     assert_eq!(read(&outside), r#"{"secret": true}"#);
+    o.helix.stop().await;
+}
+
+#[tokio::test]
+async fn declared_outputs_must_be_produced_and_inputs_and_outputs_are_recorded() {
+    let o = Orch::start().await;
+    let src = tempfile::tempdir().expect("src");
+    std::fs::create_dir_all(src.path().join("src/pkg")).expect("mkdir");
+    std::fs::write(src.path().join("src/pkg/a.py"), "A = 1\n").expect("write");
+    std::fs::write(src.path().join("README"), "read me\n").expect("write");
+    let pipeline = r#"name = "outputs"
+[[phase]]
+name = "build"
+kind = "command"
+shell = true
+run = "mkdir -p out/sub && cp src/pkg/a.py out/sub/a.py"
+inputs = ["src/**"]
+outputs = ["out/**"]
+
+[[phase]]
+name = "forgetful"
+kind = "command"
+run = ["true"]
+retries = 0
+outputs = ["report.json"]
+"#;
+    let view = o.run_inline(pipeline, "outputs", Some(src.path())).await;
+    assert_eq!(view["status"], "needs_human", "{view:#}");
+    let build = &attempts(&view["phases"][0])[0];
+    assert_eq!(build["inputs"], json!(["src/pkg/a.py"]), "{build:#}");
+    assert_eq!(build["outputs"], json!(["out/sub/a.py"]), "{build:#}");
+    let forgot = &attempts(&view["failed"])[0];
+    let g = gate(forgot, "outputs");
+    assert_eq!(g["passed"], false);
+    assert!(g["detail"].as_str().is_some_and(|d| d.contains("report.json")), "{g:#}");
     o.helix.stop().await;
 }
 

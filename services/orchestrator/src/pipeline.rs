@@ -259,6 +259,34 @@ impl Pipeline {
     }
 }
 
+/// Whether a workspace path (`/`-separated) matches a glob of `inputs`/`outputs`: `*` and `?`
+/// within one path segment, `**` any number of whole segments (`src/**`, `**/*.py`); a plain
+/// path matches itself and, as a directory, everything below it.
+pub fn glob_matches(glob: &str, path: &str) -> bool {
+    fn segment(p: &[u8], s: &[u8]) -> bool {
+        match (p.first(), s.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => segment(&p[1..], s) || (!s.is_empty() && segment(p, &s[1..])),
+            (Some(b'?'), Some(_)) => segment(&p[1..], &s[1..]),
+            (Some(a), Some(b)) if a == b => segment(&p[1..], &s[1..]),
+            _ => false,
+        }
+    }
+    fn segments(g: &[&str], p: &[&str]) -> bool {
+        match (g.first(), p.first()) {
+            (None, None) => true,
+            (Some(&"**"), _) => segments(&g[1..], p) || (!p.is_empty() && segments(g, &p[1..])),
+            (Some(gs), Some(ps)) => segment(gs.as_bytes(), ps.as_bytes()) && segments(&g[1..], &p[1..]),
+            // a plain directory path covers what is below it
+            (None, Some(_)) => false,
+            (Some(_), None) => false,
+        }
+    }
+    let g: Vec<&str> = glob.trim_matches('/').split('/').filter(|s| !s.is_empty() && *s != ".").collect();
+    let p: Vec<&str> = path.split('/').collect();
+    segments(&g, &p) || (!glob.contains(['*', '?']) && p.len() > g.len() && segments(&g, &p[..g.len()]))
+}
+
 /// A `{{name}}` with no value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown template variable {}", .names.iter().map(|n| format!("{{{{{n}}}}}")).collect::<Vec<_>>().join(", "))]
@@ -1038,6 +1066,20 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn globs_match_paths_as_documented() {
+        assert!(glob_matches("src/**", "src/a.py") && glob_matches("src/**", "src/x/y/z.py"));
+        assert!(!glob_matches("src/**", "tests/a.py"));
+        assert!(glob_matches("**/*.py", "a.py") && glob_matches("**/*.py", "x/y/a.py"));
+        assert!(!glob_matches("**/*.py", "x/a.pyc"));
+        assert!(
+            glob_matches("report.json", "report.json") && !glob_matches("report.json", "report.json.bak")
+        );
+        assert!(glob_matches("out", "out/a/b.txt"), "a plain directory covers its files");
+        assert!(glob_matches("data/?.csv", "data/1.csv") && !glob_matches("data/?.csv", "data/10.csv"));
+        assert!(glob_matches("./build/*.o", "build/main.o"));
+    }
 
     /// The example of the module documentation, so that it stays valid.
     fn doc_example() -> String {

@@ -564,6 +564,8 @@ impl Driver {
             patches: patches.to_vec(),
             heal: None,
             error: None,
+            inputs: matching(&cp.manifest, &phase.inputs),
+            outputs: Vec::new(),
         };
         let workdir =
             self.dir().join("work").join(phase_dir_name(index, &phase.name)).join(format!("attempt-{n}"));
@@ -718,7 +720,33 @@ impl Driver {
             })
             .await
             {
-                Ok(m) => output = Some(m),
+                Ok(m) => {
+                    // declared outputs are a promise: each glob must match a file, as a build
+                    // tool fails a step that did not produce what it declared
+                    let missing: Vec<&String> = phase
+                        .outputs
+                        .iter()
+                        .filter(|g| !m.files.keys().any(|p| crate::pipeline::glob_matches(g, p)))
+                        .collect();
+                    if missing.is_empty() {
+                        attempt.outputs = matching(&m, &phase.outputs);
+                        output = Some(m);
+                    } else {
+                        attempt.gates.push(GateResult {
+                            name: "outputs".to_owned(),
+                            kind: "outputs".to_owned(),
+                            passed: false,
+                            severity: gates::Severity::Fail,
+                            detail: format!(
+                                "declared outputs not produced: {}",
+                                missing.iter().map(|g| g.as_str()).collect::<Vec<_>>().join(", ")
+                            ),
+                            summary: None,
+                            output: None,
+                        });
+                        attempt.status = PhaseStatus::Failed;
+                    }
+                }
                 Err(e) => {
                     attempt.error = Some(format!("cannot record the workspace: {e}"));
                     attempt.status = PhaseStatus::Failed;
@@ -934,6 +962,16 @@ async fn call_webhook(url: &str, body: &serde_json::Value) {
         },
         Err(e) => tracing::warn!(error = %e, "cannot build the webhook client"),
     }
+}
+
+/// The files of `manifest` that match any of `globs`.
+fn matching(manifest: &Manifest, globs: &[String]) -> Vec<String> {
+    manifest
+        .files
+        .keys()
+        .filter(|p| globs.iter().any(|g| crate::pipeline::glob_matches(g, p)))
+        .cloned()
+        .collect()
 }
 
 fn attempt_phase_index(record: &RunRecord, phase: &Phase) -> usize {

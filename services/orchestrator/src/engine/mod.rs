@@ -190,6 +190,12 @@ pub struct Attempt {
     pub heal: Option<HealRecord>,
     /// Why it could not run at all (bad template, command not found, ...).
     pub error: Option<String>,
+    /// Workspace files matching the phase's `inputs` when it started.
+    #[serde(default)]
+    pub inputs: Vec<String>,
+    /// Workspace files matching its `outputs` when it passed (each declared glob must match).
+    #[serde(default)]
+    pub outputs: Vec<String>,
 }
 
 /// A phase as it ended (or failed for good).
