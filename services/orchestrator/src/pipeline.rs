@@ -87,6 +87,11 @@
 //! workspace and may not contain `..`. A placeholder is `{{name}}` (spaces inside the braces
 //! allowed) with a name made of letters, digits, `_` and dotted parts; other text in braces is
 //! left alone. Placeholders are rendered in argv elements and LLM prompts, never in shell scripts.
+//!
+//! `inputs` and `outputs` are globs ([`glob_matches`]: `*`, `?`, `**`). The files matching them
+//! are recorded with each attempt; every `outputs` glob must match a file once the phase ran,
+//! or the attempt fails (an implicit `outputs` gate), as a build tool fails a step that did not
+//! produce what it declared.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
