@@ -1080,6 +1080,57 @@ async fn an_llm_answer_is_reasked_until_it_fits_the_schema_and_replays_from_the_
 }
 
 #[tokio::test]
+async fn an_open_circuit_at_the_gateway_is_waited_out_not_retried_into() {
+    let fake = FakeProvider::start().await;
+    let fake_url = fake.url();
+    let o = Orch::start_with(|c| {
+        let gw = &mut c.breaker_gateway;
+        gw.max_retries = 0;
+        gw.breaker.open_secs = 1;
+        gw.deployments.push(DeploymentConfig {
+            id: "fake-openai".to_owned(),
+            provider: ProviderKind::Openai,
+            base_url: fake_url,
+            model: "gpt-4o".to_owned(),
+            api_key_env: None,
+            max_in_flight: None,
+            breaker: None,
+        });
+        gw.models.push(ModelChainConfig { name: "smart".to_owned(), chain: vec!["fake-openai".to_owned()] });
+    })
+    .await;
+    let gateway = o.helix.url(ServiceKind::BreakerGateway);
+    let res =
+        o.http.post(format!("{gateway}/v1/circuits/fake-openai/force-open")).send().await.expect("send");
+    assert!(res.status().is_success(), "{}", res.status());
+    let started = Instant::now();
+    let view = o.start_run(json!({"pipeline": LLM_PIPELINE, "project": "circuits"})).await;
+    // the first call is refused (503 circuit_open, Retry-After 1 s); close the circuit meanwhile
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let res = o.http.post(format!("{gateway}/v1/circuits/fake-openai/reset")).send().await.expect("send");
+    assert!(res.status().is_success());
+    let done = o.wait_final(id_of(&view)).await;
+    assert_eq!(done["status"], "succeeded", "{done:#}");
+    assert_eq!(attempts(&done["phases"][0]).len(), 1, "the open circuit was waited out within the attempt");
+    assert!(started.elapsed() >= Duration::from_millis(900), "it waited for Retry-After");
+    assert_eq!(
+        fake.requests_to("/v1/chat/completions").len(),
+        2,
+        "the provider saw only the calls after the reset"
+    );
+    let metrics =
+        o.http.get(format!("{gateway}/metrics")).send().await.expect("send").text().await.expect("text");
+    let refused: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("helix_gateway_rejected_total") && l.contains("breaker_open"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    assert_eq!(refused, 1.0, "one refused call, no retry storm:\n{metrics}");
+    o.helix.stop().await;
+}
+
+#[tokio::test]
 async fn bad_requests_are_problems_that_say_what_is_wrong() {
     let o = Orch::start().await;
     let ok = "name = \"p\"\n\n[[phase]]\nname = \"a\"\nkind = \"command\"\nrun = [\"true\"]\n";
