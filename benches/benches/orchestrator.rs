@@ -93,38 +93,48 @@ fn bench(c: &mut Criterion) {
         });
     }
 
-    // overhead per phase: 10 phases of `true`; run time minus the commands' own time
+    // overhead per phase: what one more phase adds to a run (runs of 1 and of 11 phases of
+    // `true`, the commands' own time taken out); the run's own start (snapshotting the source
+    // directory) and end (the final workspace) are not per phase
     for files in [10usize, 1000] {
         let root = tmp.path().join(format!("overhead-{files}"));
         let src = tmp.path().join(format!("src-{files}"));
         workspace(&src, files);
         let engine = engine(&root, &rt);
-        let phases: String = (0..10)
-            .map(|i| format!("[[phase]]\nname = \"p{i}\"\nkind = \"command\"\nrun = [\"true\"]\n"))
-            .collect();
-        let p = pipeline(&format!("name = \"overhead\"\n{phases}"));
+        let pipeline_of = |n: usize| {
+            let phases: String = (0..n)
+                .map(|i| format!("[[phase]]\nname = \"p{i}\"\nkind = \"command\"\nrun = [\"true\"]\n"))
+                .collect();
+            pipeline(&format!("name = \"overhead\"\n{phases}"))
+        };
+        let (one, eleven) = (pipeline_of(1), pipeline_of(11));
+        let run = |p: Pipeline| {
+            let engine = engine.clone();
+            let src = src.clone();
+            async move {
+                let t = Instant::now();
+                let req = StartRequest { pipeline: p, project: "bench".to_owned(), source_dir: Some(src) };
+                let view = engine.start(req).await.expect("start");
+                let view = finish(&engine, &view.id).await;
+                let elapsed = t.elapsed();
+                assert_eq!(view.status, RunStatus::Succeeded);
+                let own: Duration = view
+                    .phases
+                    .iter()
+                    .flat_map(|ph| &ph.attempts)
+                    .filter_map(|a| a.outcome.as_ref().map(|o| o.duration))
+                    .sum();
+                elapsed.saturating_sub(own)
+            }
+        };
         c.bench_function(&format!("orchestrator/overhead_per_phase_{files}_files"), |b| {
             b.iter_custom(|iters| {
                 rt.block_on(async {
                     let mut total = Duration::ZERO;
                     for _ in 0..iters {
-                        let t = Instant::now();
-                        let req = StartRequest {
-                            pipeline: p.clone(),
-                            project: "bench".to_owned(),
-                            source_dir: Some(src.clone()),
-                        };
-                        let view = engine.start(req).await.expect("start");
-                        let view = finish(&engine, &view.id).await;
-                        let elapsed = t.elapsed();
-                        assert_eq!(view.status, RunStatus::Succeeded);
-                        let own: Duration = view
-                            .phases
-                            .iter()
-                            .flat_map(|ph| &ph.attempts)
-                            .filter_map(|a| a.outcome.as_ref().map(|o| o.duration))
-                            .sum();
-                        total += elapsed.saturating_sub(own) / 10;
+                        let short = run(one.clone()).await;
+                        let long = run(eleven.clone()).await;
+                        total += long.saturating_sub(short) / 10;
                     }
                     total
                 })
