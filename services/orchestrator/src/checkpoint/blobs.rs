@@ -112,6 +112,10 @@ pub struct Blobs {
     blobs_written: AtomicU64,
     bytes_written: AtomicU64,
     bytes_hashed: AtomicU64,
+    /// Digests seen stored by this process: a snapshot checks every trusted file's blob, and a
+    /// stat per file per phase was a third of a phase's overhead in a 1,000-file workspace.
+    /// Only [`Blobs::gc`] removes blobs, and it forgets them here too.
+    known: std::sync::Mutex<HashSet<Digest>>,
 }
 
 impl Blobs {
@@ -129,6 +133,7 @@ impl Blobs {
             blobs_written: AtomicU64::new(0),
             bytes_written: AtomicU64::new(0),
             bytes_hashed: AtomicU64::new(0),
+            known: std::sync::Mutex::new(HashSet::new()),
         })
     }
 
@@ -153,7 +158,15 @@ impl Blobs {
     }
 
     pub fn contains(&self, digest: &Digest) -> bool {
-        self.path_of(digest).is_file()
+        let mut known = self.known.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if known.contains(digest) {
+            return true;
+        }
+        let stored = self.path_of(digest).is_file();
+        if stored {
+            known.insert(*digest);
+        }
+        stored
     }
 
     /// The path of a stored blob, or [`StateError::MissingBlob`].
@@ -221,6 +234,7 @@ impl Blobs {
     /// no snapshot runs meanwhile: a snapshot may rely on a blob it saw before it is removed.
     pub fn gc(&self, live: impl IntoIterator<Item = Digest>) -> Result<GcReport, StateError> {
         let live: HashSet<Digest> = live.into_iter().collect();
+        self.known.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
         let mut report = GcReport::default();
         for fan in fs::read_dir(&self.dir).map_err(io_err("list", &self.dir))? {
             let fan = fan.map_err(io_err("list", &self.dir))?;
