@@ -82,7 +82,8 @@ async fn served_document_equals_the_committed_file_and_every_path_is_routed() {
             let path = template
                 .replace("{signature}", &"0".repeat(64))
                 .replace("{trace_id}", &"0".repeat(32))
-                .replace("{id}", "python.module-not-found");
+                .replace("{id}", "python.module-not-found")
+                .replace("{phase}", "0");
             assert!(!path.contains('{'), "add a sample value for the parameters of {template}");
             let documented: BTreeSet<&str> =
                 item.as_object().expect("item").keys().map(String::as_str).collect();
