@@ -8,16 +8,23 @@
 # (a) latency at a paced rate below saturation: with `oha` (if installed) a true constant rate
 #     (`oha -q RATE -c CONC -z DURATION`); otherwise wrk with a Lua `delay()` per connection, which
 #     paces each connection to RATE/CONC req/s but is closed-loop: a slow answer delays the next
-#     request (coordinated omission), so its p99 is optimistic when answers stall.
+#     request (coordinated omission), so its p99 is optimistic when answers stall. oha asks for
+#     compressed answers (`Accept-Encoding`), as the official SDKs do; wrk does not.
 # (b) throughput at saturation: wrk, CONC connections, DURATION.
-# (c) resident memory of the helix process (VmRSS idle, peak VmRSS sampled under load, VmHWM).
+# (c) resident memory of the helix process: VmRSS idle after start-up, VmRSS after the paced phase
+#     (just before saturation), peak VmRSS sampled under load, VmHWM.
+# (d) with `redis-server` and `redis-cli` installed (REDIS=0 skips it): the gateway alone with
+#     `redis_url` set, on a private Redis started for the run: saturation as in (b), and the Redis
+#     round trips per proxied request (EVALSHA/EVAL calls from INFO commandstats, before/after).
 # With LITELLM_VENV set (a venv with `litellm[proxy]`, e.g. the one ../shared/peers/litellm/run_peer.sh
 # makes), LiteLLM's proxy is put in front of the same fake and measured the same way.
 #
 # Loopback only; bounded: every load phase lasts DURATION (plus a 2 s warm-up); everything started
 # is stopped by pid; the scratch directory is removed at the end.
 #
-# usage: benches/gateway_load.sh   (env: DURATION=10s CONC=32 RATE=2000 THREADS=1 LITELLM_VENV=)
+# usage: benches/gateway_load.sh   (env: DURATION=10s CONC=32 RATE=2000 THREADS=1 REDIS=1 LITELLM_VENV=
+#        HELIX_BIN= FAKE_BIN=: prebuilt binaries to measure instead of building, e.g. to compare two
+#        versions of the gateway in turn)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -26,12 +33,18 @@ CONC=${CONC:-32}
 RATE=${RATE:-2000}
 THREADS=${THREADS:-1}
 WARMUP=${WARMUP:-2s}
+REDIS=${REDIS:-1}
 
 cd "$root"
-cargo build --release -p helix -p helix-tests --bin helix --bin fake-provider >&2
-target_dir=${CARGO_TARGET_DIR:-$root/target}
-helix_bin=$target_dir/release/helix
-fake_bin=$target_dir/release/fake-provider
+if [[ -n "${HELIX_BIN:-}" && -n "${FAKE_BIN:-}" ]]; then
+  helix_bin=$HELIX_BIN
+  fake_bin=$FAKE_BIN
+else
+  cargo build --release -p helix -p helix-tests --bin helix --bin fake-provider >&2
+  target_dir=${CARGO_TARGET_DIR:-$root/target}
+  helix_bin=${HELIX_BIN:-$target_dir/release/helix}
+  fake_bin=${FAKE_BIN:-$target_dir/release/fake-provider}
+fi
 
 if ! command -v wrk >/dev/null 2>&1; then
   if [[ $(id -u) -eq 0 ]]; then
@@ -156,17 +169,20 @@ PY
       "$work/wrk_$1_paced.txt"
   fi
 }
-saturated() {
+saturated() { # SKIP_WARMUP=1: the caller did it
   reset_fake
-  wrk -t"$THREADS" -c"$CONC" -d"$WARMUP" --timeout 10s -s "$work/$3_sat.lua" "$2" >/dev/null 2>&1 || true
+  if [[ "${SKIP_WARMUP:-0}" != 1 ]]; then
+    wrk -t"$THREADS" -c"$CONC" -d"$WARMUP" --timeout 10s -s "$work/$3_sat.lua" "$2" >/dev/null 2>&1 || true
+  fi
   wrk -t"$THREADS" -c"$CONC" -d"$DURATION" --timeout 10s -s "$work/$3_sat.lua" "$2" >"$work/wrk_$1_sat.txt"
   sed -n "s/^RESULT rps=\([^ ]*\) p50_us=\([^ ]*\) p99_us=\([^ ]*\) n=\([^ ]*\) errors=\([^ ]*\)/$1 sat \1 \2 \3 \4 \5/p" \
     "$work/wrk_$1_sat.txt"
 }
-# saturation while sampling the process's VmRSS every 0.2 s; appends "label mem idle peak hwm" (kB)
+# saturation while sampling the process's VmRSS every 0.2 s; appends
+# "label mem idle-after-start before-saturation peak hwm" (kB)
 saturated_with_memory() { # label url kind pid
-  local idle peak=0 rss
-  idle=$(kb "$4" VmRSS)
+  local before peak=0 rss
+  before=$(kb "$4" VmRSS)
   saturated "$1" "$2" "$3" &
   local bench=$!
   while kill -0 "$bench" 2>/dev/null; do
@@ -175,14 +191,15 @@ saturated_with_memory() { # label url kind pid
     sleep 0.2
   done
   wait "$bench"
-  echo "$1 mem $idle $peak $(kb "$4" VmHWM)"
+  echo "$1 mem $gw_idle $before $peak $(kb "$4" VmHWM)"
 }
 
-# $1 label, $2 helix subcommand words; sets gw_pid and gw_url
+# $1 label, $2 helix subcommand words; sets gw_pid, gw_url and gw_idle (VmRSS after start-up, kB);
+# HELIX_CONFIG overrides the configuration file
 start_helix() {
   local label=$1
   shift
-  (cd "$work" && exec "$helix_bin" "$@" --config "$work/helix.toml" --host 127.0.0.1 \
+  (cd "$work" && exec "$helix_bin" "$@" --config "${HELIX_CONFIG:-$work/helix.toml}" --host 127.0.0.1 \
     --data-dir "$work/data-$label" >"$work/$label.out" 2>"$work/$label.err") &
   gw_pid=$!
   pids+=("$gw_pid")
@@ -193,6 +210,7 @@ start_helix() {
   curl -sf -H "Content-Type: application/json" -d "$body_gateway" "$gw_url/v1/chat/completions" \
     | grep -q '"choices"' || { echo "the gateway ($label) did not answer a completion" >&2; exit 1; }
   sleep 2 # let start-up work settle before the idle reading
+  gw_idle=$(kb "$gw_pid" VmRSS)
 }
 
 results=$work/results.txt
@@ -210,6 +228,42 @@ if "$helix_bin" --help | grep -qE '^  serve '; then
   paced serve "$gw_url/v1/chat/completions" gateway | tee -a "$results" >&2
   saturated_with_memory serve "$gw_url/v1/chat/completions" gateway "$gw_pid" | tee -a "$results" >&2
   stop "$gw_pid"
+fi
+
+# the breaker calls (EVALSHA, EVAL when the script was not loaded yet) a Redis has served so far
+redis_calls() { # port
+  redis-cli -p "$1" info commandstats | tr -d '\r' \
+    | awk -F'[:=,]' '$1 == "cmdstat_evalsha" || $1 == "cmdstat_eval" {n += $3} END {print n + 0}'
+}
+
+if [[ "$REDIS" != 0 ]] && command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1 \
+  && "$helix_bin" --help | grep -qE '^  serve '; then
+  redis_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no >"$work/redis.log" 2>&1 &
+  redis_pid=$!
+  pids+=("$redis_pid")
+  for _ in $(seq 1 100); do
+    redis-cli -p "$redis_port" ping 2>/dev/null | grep -q PONG && break
+    sleep 0.1
+  done
+  { echo "breaker_gateway.redis_url = \"redis://127.0.0.1:$redis_port\""; cat "$work/helix.toml"; } \
+    >"$work/helix-redis.toml"
+  HELIX_CONFIG=$work/helix-redis.toml start_helix redis serve breaker-gateway --breaker-gateway-port 0
+  for _ in $(seq 1 50); do
+    curl -sf "$gw_url/v1/circuits" | grep -q '"connected":true' && break
+    sleep 0.1
+  done
+  wrk -t"$THREADS" -c"$CONC" -d"$WARMUP" --timeout 10s -s "$work/gateway_sat.lua" "$gw_url/v1/chat/completions" \
+    >/dev/null 2>&1 || true
+  # only the measured phase is counted (its requests are wrk's count)
+  before=$(redis_calls "$redis_port")
+  SKIP_WARMUP=1 saturated_with_memory redis "$gw_url/v1/chat/completions" gateway "$gw_pid" \
+    | tee -a "$results" >&2
+  after=$(redis_calls "$redis_port")
+  served=$(awk '$1 == "redis" && $2 == "sat" {print $6}' "$results")
+  echo "redis trips $((after - before)) ${served:-0}" | tee -a "$results" >&2
+  stop "$gw_pid"
+  stop "$redis_pid"
 fi
 
 if [[ -n "${LITELLM_VENV:-}" ]]; then
@@ -242,6 +296,7 @@ EOF
     "http://127.0.0.1:$ll_port/v1/chat/completions" | grep -q '"choices"' \
     || { tail -n 30 "$work/litellm.log" >&2; echo "litellm did not answer a completion" >&2; exit 1; }
   sleep 2
+  gw_idle=$(kb "$ll_pid" VmRSS)
   saturated_with_memory litellm "http://127.0.0.1:$ll_port/v1/chat/completions" gateway "$ll_pid" \
     | tee -a "$results" >&2
   stop "$ll_pid"
@@ -268,17 +323,26 @@ def sat(label):
 def mem(label):
     r = rows.get((label, "mem"))
     return tuple(int(x) / 1024 for x in r) if r else None
+def trips(label):
+    r = rows.get((label, "trips"))
+    return (int(r[0]), int(r[1])) if r and int(r[1]) > 0 else None
 base_l, base_s = lat("fake"), sat("fake")
-names = {"fake": "fake direct", "up": "gateway (helix up)", "serve": "gateway (serve)", "litellm": "LiteLLM proxy"}
+names = {"fake": "fake direct", "up": "gateway (helix up)", "serve": "gateway (serve)",
+         "redis": "serve + redis", "litellm": "LiteLLM proxy"}
 print(f"{'':20} {'paced rps':>9} {'p50 ms':>7} {'p99 ms':>7} {'+p50':>7} {'+p99':>7} {'err':>4} | "
-      f"{'sat rps':>8} {'p50 ms':>7} {'p99 ms':>8} {'ratio':>6} {'err':>4} | {'RSS idle':>8} {'load':>6} {'HWM':>6}")
-for label in ("fake", "up", "serve", "litellm"):
+      f"{'sat rps':>8} {'p50 ms':>7} {'p99 ms':>8} {'ratio':>6} {'err':>4} | "
+      f"{'RSS idle':>8} {'paced':>6} {'load':>6} {'HWM':>6}")
+for label in ("fake", "up", "serve", "redis", "litellm"):
     l, s, m = lat(label), sat(label), mem(label)
     if not (l or s):
         continue
     a = (f"{l[0]:9.0f} {l[1]:7.3f} {l[2]:7.3f} {l[1] - base_l[1]:+7.3f} {l[2] - base_l[2]:+7.3f} {l[3]:4d}"
          if l else f"{'-':>9} {'-':>7} {'-':>7} {'-':>7} {'-':>7} {'-':>4}")
     b = (f"{s[0]:8.0f} {s[1]:7.3f} {s[2]:8.3f} {s[0] / base_s[0]:6.2f} {s[3]:4d}" if s else f"{'-':>8}")
-    c = f"{m[0]:6.1f}MB {m[1]:4.1f}MB {m[2]:4.1f}MB" if m else ""
+    c = f"{m[0]:6.1f}MB {m[1]:4.1f}MB {m[2]:4.1f}MB {m[3]:4.1f}MB" if m else ""
     print(f"{names[label]:20} {a} | {b} | {c}")
+t = trips("redis")
+if t:
+    print(f"Redis round trips per proxied request (gateway alone, redis_url set): {t[0] / t[1]:.3f} "
+          f"({t[0]} breaker calls for {t[1]} requests; without Redis: none)")
 PY

@@ -8,7 +8,7 @@
 use std::time::Instant;
 
 use crate::GatewayState;
-use crate::accounting::{LlmCall, Permit, Project, TraceContext, llm_call_event};
+use crate::accounting::{LlmCall, Permit, Project, TraceContext, llm_call_json};
 use crate::error::GatewayError;
 use crate::protocol::Protocol;
 use crate::proxy::CallReport;
@@ -105,25 +105,26 @@ impl GatewayState {
             _ => None,
         };
         if let (Some(deployment), Some(provider)) = (&report.deployment, report.provider) {
-            let event = llm_call_event(&LlmCall {
-                trace: &call.trace,
-                project,
-                client_protocol: call.protocol,
-                request_model,
-                provider,
-                response_model: report.upstream_model.as_deref(),
-                deployment_id: deployment,
-                fallback_from: report.fallback_from.as_deref(),
-                attempts: report.attempts,
-                status_code: report.upstream_status,
-                error: report.error.as_deref(),
-                streaming: report.streaming,
-                usage: report.usage,
-                cost_usd: cost,
-                start_unix_nanos: call.start_unix_nanos,
-                end_unix_nanos: now_unix_nanos(),
+            self.emitter.emit_json_with(|| {
+                llm_call_json(&LlmCall {
+                    trace: &call.trace,
+                    project,
+                    client_protocol: call.protocol,
+                    request_model,
+                    provider,
+                    response_model: report.upstream_model.as_deref(),
+                    deployment_id: deployment,
+                    fallback_from: report.fallback_from.as_deref(),
+                    attempts: report.attempts,
+                    status_code: report.upstream_status,
+                    error: report.error.as_deref(),
+                    streaming: report.streaming,
+                    usage: report.usage,
+                    cost_usd: cost,
+                    start_unix_nanos: call.start_unix_nanos,
+                    end_unix_nanos: now_unix_nanos(),
+                })
             });
-            self.emitter.emit(event);
         }
         cost
     }

@@ -76,12 +76,15 @@ const DROP_RESPONSE_HEADERS: &[&str] = &[
 const STREAM_BUFFER: usize = 64;
 
 /// A deployment ready to call.
-#[derive(Clone)]
 pub struct Deployment {
     pub cfg: DeploymentConfig,
     pub protocol: Protocol,
     /// Read from the environment at start; never logged (see the Debug impl).
     api_key: Option<String>,
+    /// The endpoint, parsed once (an unparsable `base_url` fails each call, as it always did).
+    url: Result<reqwest::Url, String>,
+    /// Its key in the bulkheads, `deployment:ID`.
+    bulkhead_key: String,
 }
 
 impl std::fmt::Debug for Deployment {
@@ -94,27 +97,59 @@ impl std::fmt::Debug for Deployment {
 }
 
 impl Deployment {
-    fn url(&self) -> String {
-        let base = self.cfg.base_url.trim_end_matches('/');
+    fn new(cfg: DeploymentConfig, api_key: Option<String>) -> Deployment {
+        let protocol = match cfg.provider {
+            ProviderKind::Openai => Protocol::OpenAi,
+            ProviderKind::Anthropic => Protocol::Anthropic,
+        };
+        let base = cfg.base_url.trim_end_matches('/');
         let base = base.strip_suffix("/v1").unwrap_or(base);
-        match self.protocol {
+        let url = match protocol {
             Protocol::OpenAi => format!("{base}/v1/chat/completions"),
             Protocol::Anthropic => format!("{base}/v1/messages"),
-        }
-    }
-
-    fn bulkhead_key(&self) -> String {
-        format!("deployment:{}", self.cfg.id)
+        };
+        let url = reqwest::Url::parse(&url).map_err(|e| format!("invalid base_url: {e}"));
+        let bulkhead_key = format!("deployment:{}", cfg.id);
+        Deployment { cfg, protocol, api_key, url, bulkhead_key }
     }
 }
 
 /// A call as the client made it.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ProxyRequest {
     pub protocol: Protocol,
-    pub body: Value,
+    /// The body as the client sent it: forwarded as is (its model replaced) when the deployment
+    /// speaks the client's protocol and nothing else needs changing.
+    pub raw: Bytes,
+    /// `model` and `stream`, read from `raw` by the caller (which also checked it is JSON).
+    pub head: protocol::RequestHead,
+    /// `raw` parsed, for translations and streams: only built when one needs it.
+    json: std::sync::OnceLock<Value>,
     /// The client's headers (lowercase names); the forwardable ones go upstream untouched.
     pub headers: Vec<(String, String)>,
+}
+
+impl ProxyRequest {
+    /// A request whose body `raw` was read by [`protocol::RequestHead::parse`] into `head`.
+    pub fn new(
+        protocol: Protocol,
+        raw: Bytes,
+        head: protocol::RequestHead,
+        headers: Vec<(String, String)>,
+    ) -> ProxyRequest {
+        ProxyRequest { protocol, raw, head, json: std::sync::OnceLock::new(), headers }
+    }
+
+    /// The body as JSON (`null` if it is not; the caller checked that it is).
+    pub fn json(&self) -> &Value {
+        self.json.get_or_init(|| serde_json::from_slice(&self.raw).unwrap_or(Value::Null))
+    }
+
+    /// Whether forwarding to a deployment of `upstream`'s protocol only changes the model: the
+    /// same protocol, and not an OpenAI stream (the gateway asks those for their usage).
+    fn forwards_as_is(&self, upstream: Protocol) -> bool {
+        self.protocol == upstream && !(upstream == Protocol::OpenAi && self.head.stream)
+    }
 }
 
 /// What the client gets.
@@ -208,15 +243,78 @@ impl RetryBudget {
 #[derive(Debug)]
 pub struct Proxy {
     pub cfg: BreakerGatewayConfig,
-    pub deployments: HashMap<String, Deployment>,
+    pub deployments: HashMap<String, Arc<Deployment>>,
+    /// The chain of every model name, and of every deployment id (a chain of one).
+    chains: HashMap<String, Arc<[Arc<Deployment>]>>,
     pub breakers: Breakers,
     /// Calls in flight per deployment (`deployment:ID`); the routes add projects (`project:NAME`)
     /// to the same structure.
     pub bulkheads: Arc<Bulkheads>,
     /// Upstream calls, retries, fallbacks and refusals are counted here.
     pub metrics: Arc<Metrics>,
-    http: reqwest::Client,
+    http: Upstream,
     budget: RetryBudget,
+}
+
+/// The HTTP clients for upstream calls: one per thread that makes them.
+///
+/// A client's pooled connections are driven by tasks on the runtime that opened them. Actix runs
+/// one single-threaded runtime per worker, so with one shared client a call on one worker often
+/// got a connection whose task lived on the other: every request and every answer then crossed
+/// threads (two wake-ups and context switches per call, which on a loaded machine cost more than
+/// the proxying itself). A client per thread keeps a call and its connection on one thread; the
+/// price is a connection pool per worker.
+struct Upstream {
+    connect_timeout: Duration,
+    /// Identifies this proxy's clients in the per-thread cache; clients of proxies that are gone
+    /// are dropped from it on the next lookup.
+    token: Arc<()>,
+    /// For a thread whose own client cannot be built (never seen; building once worked).
+    shared: reqwest::Client,
+}
+
+thread_local! {
+    static CLIENTS: std::cell::RefCell<Vec<(std::sync::Weak<()>, reqwest::Client)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl Upstream {
+    fn new(connect_timeout: Duration) -> reqwest::Result<Upstream> {
+        let shared = Upstream::build(connect_timeout)?;
+        Ok(Upstream { connect_timeout, token: Arc::new(()), shared })
+    }
+
+    // The gateway retries and falls back itself (with its own budget), so reqwest's retries are
+    // off; that also saves the copy of every request reqwest keeps for a retry.
+    fn build(connect_timeout: Duration) -> reqwest::Result<reqwest::Client> {
+        reqwest::Client::builder()
+            .connect_timeout(connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .tcp_nodelay(true)
+            .retry(reqwest::retry::never().max_retries_per_request(0))
+            .build()
+    }
+
+    /// This thread's client (a cheap handle).
+    fn client(&self) -> reqwest::Client {
+        CLIENTS.with(|cell| {
+            let Ok(mut clients) = cell.try_borrow_mut() else { return self.shared.clone() };
+            let mine = Arc::as_ptr(&self.token);
+            if let Some((_, c)) = clients.iter().find(|(t, _)| t.as_ptr() == mine) {
+                return c.clone();
+            }
+            clients.retain(|(t, _)| t.strong_count() > 0);
+            let client = Upstream::build(self.connect_timeout).unwrap_or_else(|_| self.shared.clone());
+            clients.push((Arc::downgrade(&self.token), client.clone()));
+            client
+        })
+    }
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream").field("connect_timeout", &self.connect_timeout).finish_non_exhaustive()
+    }
 }
 
 /// Maps the configuration onto a breaker's settings.
@@ -262,7 +360,7 @@ enum Walked {
 
 /// A stream committed to a deployment, before its events are piped to the client.
 struct StreamStart {
-    dep: Deployment,
+    dep: Arc<Deployment>,
     status: u16,
     headers: Vec<(String, String)>,
     upstream: BoxStream<'static, reqwest::Result<Bytes>>,
@@ -281,7 +379,7 @@ struct Call {
     req: ProxyRequest,
     /// The model the client asked for.
     model: String,
-    chain: Vec<Deployment>,
+    chain: Arc<[Arc<Deployment>]>,
     stream: bool,
     deadline: Instant,
 }
@@ -300,17 +398,22 @@ impl Proxy {
                 })?),
                 None => None,
             };
-            let protocol = match d.provider {
-                ProviderKind::Openai => Protocol::OpenAi,
-                ProviderKind::Anthropic => Protocol::Anthropic,
-            };
             settings.push((d.id.clone(), breaker_settings(&cfg.breaker_of(d), total)));
-            deployments.insert(d.id.clone(), Deployment { cfg: d.clone(), protocol, api_key });
+            deployments.insert(d.id.clone(), Arc::new(Deployment::new(d.clone(), api_key)));
         }
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_millis(cfg.connect_timeout_ms))
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build()
+        let mut chains = HashMap::new();
+        let names = cfg.models.iter().map(|m| &m.name).chain(cfg.deployments.iter().map(|d| &d.id));
+        for name in names {
+            if chains.contains_key(name) {
+                continue;
+            }
+            if let Some(chain) = cfg.chain(name) {
+                let chain: Vec<Arc<Deployment>> =
+                    chain.iter().filter_map(|d| deployments.get(&d.id).cloned()).collect();
+                chains.insert(name.clone(), Arc::from(chain));
+            }
+        }
+        let http = Upstream::new(Duration::from_millis(cfg.connect_timeout_ms))
             .map_err(|e| format!("cannot build the upstream client: {e}"))?;
         let breakers = Breakers::new(settings, cfg.redis_url.clone(), cfg.redis_key_prefix.clone());
         let budget =
@@ -318,6 +421,7 @@ impl Proxy {
         Ok(Proxy {
             cfg,
             deployments,
+            chains,
             breakers,
             bulkheads: Arc::new(Bulkheads::new()),
             metrics: Arc::new(Metrics::new()),
@@ -344,20 +448,18 @@ impl Proxy {
     /// arrives on the stream's `done` receiver.
     pub async fn handle(self: &Arc<Self>, req: ProxyRequest) -> (ProxyResponse, CallReport) {
         let protocol = req.protocol;
-        let stream = protocol::is_stream(&req.body);
+        let stream = req.head.stream;
         let report = CallReport { streaming: stream, ..CallReport::default() };
-        let Some(model) = protocol::request_model(&req.body).map(str::to_owned) else {
+        let Some(model) = req.head.model.clone() else {
             let answer =
                 Proxy::error(protocol, ErrorCode::InvalidRequest, "the request has no model", vec![]);
             return (full(answer), CallReport { status: 400, ..report });
         };
-        let Some(chain) = self.cfg.chain(&model) else {
+        let Some(chain) = self.chains.get(&model).cloned() else {
             let msg = format!("model {model:?} is not configured on this gateway");
             let answer = Proxy::error(protocol, ErrorCode::NotFound, &msg, vec![]);
             return (full(answer), CallReport { status: 404, ..report });
         };
-        let chain: Vec<Deployment> =
-            chain.iter().filter_map(|d| self.deployments.get(&d.id).cloned()).collect();
         self.budget.earn();
         let deadline = Instant::now() + Duration::from_millis(self.cfg.total_timeout_ms);
         let call = Arc::new(Call { req, model, chain, stream, deadline });
@@ -473,7 +575,7 @@ impl Proxy {
         let first = call.chain.first().map(|d| d.cfg.id.clone());
         let mut soonest_retry: Option<Duration> = None;
         let mut full = false;
-        let mut last_failure: Option<(Deployment, u32, Failure)> = None;
+        let mut last_failure: Option<(Arc<Deployment>, u32, Failure)> = None;
 
         for (index, dep) in call.chain.iter().enumerate() {
             let upstream_body = match self.upstream_body(req, dep) {
@@ -490,7 +592,7 @@ impl Proxy {
             let mut attempt = 0u32;
             loop {
                 let limit = dep.cfg.max_in_flight.unwrap_or(self.cfg.max_in_flight_per_deployment);
-                let Some(permit) = self.bulkheads.try_enter(&dep.bulkhead_key(), limit) else {
+                let Some(permit) = self.bulkheads.try_enter(&dep.bulkhead_key, limit) else {
                     full = true;
                     break;
                 };
@@ -673,35 +775,45 @@ impl Proxy {
         took: Duration,
         status: Option<u16>,
     ) {
-        self.breakers.record(&dep.cfg.id, probe, Outcome { failure, duration: took }).await;
+        self.breakers.report(&dep.cfg.id, probe, Outcome { failure, duration: took }).await;
         let class = if failure && status.is_none_or(|s| s < 400) { "error" } else { status_class(status) };
         self.metrics.upstream_call(&dep.cfg.id, class, took.as_secs_f64());
     }
 
-    /// The body for `dep`: the client's own with the model replaced, or translated.
-    fn upstream_body(&self, req: &ProxyRequest, dep: &Deployment) -> Result<Value, String> {
+    /// The body for `dep`: the client's own with the model replaced (its bytes kept when
+    /// possible), or translated.
+    fn upstream_body(&self, req: &ProxyRequest, dep: &Deployment) -> Result<Bytes, String> {
         let model = dep.cfg.model.as_str();
+        if req.forwards_as_is(dep.protocol)
+            && let Some(body) = protocol::replace_model(&req.raw, model)
+        {
+            return Ok(Bytes::from(body));
+        }
         let mut body = match (req.protocol, dep.protocol) {
-            (a, b) if a == b => protocol::with_model(&req.body, model),
+            (a, b) if a == b => protocol::with_model(req.json(), model),
             (Protocol::Anthropic, Protocol::OpenAi) => {
-                protocol::anthropic_request_to_openai(&req.body, model).map_err(|e| e.to_string())?
+                protocol::anthropic_request_to_openai(req.json(), model).map_err(|e| e.to_string())?
             }
-            _ => protocol::openai_request_to_anthropic(&req.body, model).map_err(|e| e.to_string())?,
+            _ => protocol::openai_request_to_anthropic(req.json(), model).map_err(|e| e.to_string())?,
         };
         if dep.protocol == Protocol::OpenAi {
             protocol::ensure_openai_stream_usage(&mut body);
         }
-        Ok(body)
+        Ok(Bytes::from(body.to_string()))
     }
 
     async fn send(
         &self,
         req: &ProxyRequest,
         dep: &Deployment,
-        body: &Value,
+        body: &Bytes,
         deadline: Instant,
     ) -> Result<reqwest::Response, String> {
-        let mut r = self.http.post(dep.url());
+        let url = match &dep.url {
+            Ok(url) => url.clone(),
+            Err(e) => return Err(format!("{}: {e}", dep.cfg.id)),
+        };
+        let mut r = self.http.client().post(url);
         if req.protocol == dep.protocol {
             for (k, v) in &req.headers {
                 if !DROP_REQUEST_HEADERS.contains(&k.as_str()) && k != "content-type" {
@@ -731,7 +843,7 @@ impl Proxy {
             }
         }
         let first_byte = Duration::from_millis(self.cfg.first_byte_timeout_ms).min(remaining(deadline));
-        match tokio::time::timeout(first_byte, r.body(body.to_string()).send()).await {
+        match tokio::time::timeout(first_byte, r.body(body.clone()).send()).await {
             Ok(Ok(res)) => Ok(res),
             // reqwest errors can carry the URL but never headers: no key leaks through them
             Ok(Err(e)) => Err(format!(
@@ -759,13 +871,16 @@ impl Proxy {
             }
             Err(_) => return Err(Failure::Transport(format!("{}: body timed out", dep.cfg.id))),
         };
+        if req.protocol == dep.protocol {
+            let Ok(usage) = protocol::response_usage_raw(dep.protocol, &bytes) else {
+                return Err(Failure::Transport(format!("{}: the answer is not valid JSON", dep.cfg.id)));
+            };
+            return Ok((bytes, usage));
+        }
         let Ok(json) = serde_json::from_slice::<Value>(&bytes) else {
             return Err(Failure::Transport(format!("{}: the answer is not valid JSON", dep.cfg.id)));
         };
         let usage = protocol::response_usage(dep.protocol, &json);
-        if req.protocol == dep.protocol {
-            return Ok((bytes, usage));
-        }
         let out = match req.protocol {
             Protocol::Anthropic => protocol::openai_response_to_anthropic(&json, model),
             Protocol::OpenAi => protocol::anthropic_response_to_openai(&json, model),
@@ -1020,7 +1135,7 @@ struct StreamPipe {
 impl StreamPipe {
     fn new(req: &ProxyRequest, dep: &Deployment, model: &str) -> StreamPipe {
         let asked = req
-            .body
+            .json()
             .get("stream_options")
             .and_then(|o| o.get("include_usage"))
             .and_then(Value::as_bool)

@@ -484,6 +484,87 @@ async fn an_unreachable_redis_never_blocks_and_never_leaks_its_password() {
     assert!(!error.contains("sup3r-secret"), "{error}");
 }
 
+/// A call as the proxy makes it: its outcome through `report`, which may write a success late.
+async fn proxied(b: &Breakers, outcome: Outcome) -> Admission {
+    let admission = b.acquire(ID).await;
+    if let Admission::Allowed { probe } = admission {
+        b.report(ID, probe, outcome).await;
+    }
+    admission
+}
+
+#[tokio::test]
+async fn late_successes_are_written_with_the_next_call_or_soon_after_and_count_like_records() {
+    let r = replicas(settings()).await;
+    for _ in 0..3 {
+        proxied(&r.a, ok()).await;
+    }
+    // a's own next Redis call carries them: read-your-writes
+    let s = r.a.snapshot(ID).await.expect("known id");
+    assert_eq!((s.state, s.calls, s.failures, s.shared), (State::Closed, 3, 0, true));
+    // one more, then nothing from a: the background flush writes it for b to see
+    proxied(&r.a, ok()).await;
+    let seen = promptly("the late flush", async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            if r.b.snapshot(ID).await.expect("known id").calls == 4 {
+                break;
+            }
+        }
+    });
+    seen.await;
+    // a failure is written at once
+    proxied(&r.a, fail()).await;
+    assert_eq!(r.b.snapshot(ID).await.expect("known id").failures, 1);
+
+    // A late success can trip the breaker, like a recorded one, when it brings the window to
+    // the minimum number of calls: fresh breakers, three failures, then two successes.
+    let r = replicas(settings()).await;
+    let mut events = r.a.subscribe();
+    for _ in 0..3 {
+        proxied(&r.b, fail()).await;
+    }
+    proxied(&r.a, ok()).await;
+    proxied(&r.a, ok()).await;
+    // 3 failures of 5 calls: a's next acquire writes the successes first, trips, and is refused
+    assert_eq!(r.a.acquire(ID).await, Admission::Rejected { retry_after: Duration::from_secs(10) });
+    assert_eq!(drain(&mut events), vec![(State::Closed, State::Open)], "the replica whose write tripped it");
+    assert_eq!(state(&r.b).await, State::Open);
+}
+
+#[tokio::test]
+async fn a_successful_call_costs_one_redis_round_trip() {
+    let server = RedisServer::start(free_port());
+    let r = replicas_on(server.url(), None, settings()).await;
+    let mut conn = support::connection(&server.url());
+    let calls = |conn: &mut redis::Connection| -> u64 {
+        let info: String = redis::cmd("INFO").arg("commandstats").query(conn).expect("info");
+        // evalsha (and eval / script load, if the script had to be loaded) are the breaker's calls
+        info.lines()
+            .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
+            .filter_map(|l| l.split("calls=").nth(1)?.split(',').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    proxied(&r.a, ok()).await; // loads the script
+    let before = calls(&mut conn);
+    const N: u64 = 200;
+    for _ in 0..N {
+        assert!(proxied(&r.a, ok()).await.is_allowed());
+    }
+    let s = r.a.snapshot(ID).await.expect("known id");
+    let used = calls(&mut conn) - before;
+    assert_eq!(s.calls, 10, "a full window of successes");
+    // N acquires (each carrying the success before it) and the snapshot; a slow machine may
+    // have needed a background flush now and then
+    assert!(used <= N + 1 + N / 10, "{used} breaker calls for {N} proxied calls");
+    // with record instead of report it is two per call
+    let before = calls(&mut conn);
+    for _ in 0..N {
+        call(&r.a, ok()).await;
+    }
+    assert_eq!(calls(&mut conn) - before, 2 * N);
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime")
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
-use actix_web::middleware::{Compress, from_fn};
+use actix_web::middleware::{Compress, Condition, from_fn};
 use actix_web::{App, HttpServer, web};
 use helix_core::HelixConfig;
 use utoipa_swagger_ui::SwaggerUi;
@@ -92,11 +92,15 @@ pub fn start(
     let doc = service.openapi();
     let shared = web::Data::new(service.clone());
     let limit = settings.max_body_bytes;
+    // The gateway relays upstream answers (small JSON bodies, SSE streams) on the latency path of
+    // every LLM call: compressing them roughly doubled the latency it adds, and an encoder may hold
+    // stream events back; its clients sit next to it, so its answers go uncompressed.
+    let compress = service.kind() != helix_core::ServiceKind::BreakerGateway;
 
     let factory = move || {
         let svc = shared.clone();
         App::new()
-            .wrap(Compress::default())
+            .wrap(Condition::new(compress, Compress::default()))
             .wrap(from_fn(request_context))
             .app_data(svc.clone())
             .app_data(web::JsonConfig::default().limit(limit).error_handler(json_error))

@@ -23,7 +23,9 @@ pub mod pricing;
 
 pub use budget::{BudgetExceeded, Budgets};
 pub use bulkhead::{Bulkheads, Permit};
-pub use emitter::{Emitter, EmitterStats, LlmCall, TraceContext, circuit_event, llm_call_event};
+pub use emitter::{
+    Emitter, EmitterStats, LlmCall, TraceContext, circuit_event, llm_call_event, llm_call_json,
+};
 pub use keys::{AuthError, KeyError, KeyRing, Project};
 pub use metrics::Metrics;
 pub use pricing::Prices;

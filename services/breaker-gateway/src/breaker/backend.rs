@@ -123,8 +123,10 @@ impl MemoryBackend {
 
     fn with<R>(&self, id: &str, settings: &BreakerSettings, f: impl FnOnce(&mut Machine) -> R) -> R {
         let mut machines = self.lock();
-        let machine = machines.entry(id.to_string()).or_insert_with(|| Machine::new(settings));
-        f(machine)
+        if let Some(machine) = machines.get_mut(id) {
+            return f(machine);
+        }
+        f(machines.entry(id.to_string()).or_insert_with(|| Machine::new(settings)))
     }
 
     pub fn acquire_now(&self, id: &str, settings: &BreakerSettings, now_ms: u64) -> Step {

@@ -3,13 +3,15 @@
 --
 -- KEYS[1] state hash  KEYS[2] count window (list, newest first)  KEYS[3] time window (hash,
 -- "<unix second>:c|f|s" -> calls|failures|slow)  KEYS[4] probe leases (zset, score = expiry ms)
--- ARGV[1] op: acquire | record | command | peek | sync
+-- ARGV[1] op: acquire | record | command | peek | sync | flush (only the late successes below)
 -- ARGV[2] now (unix ms, from the caller)  ARGV[3] window kind c|t  ARGV[4] window size (calls|secs)
 -- ARGV[5] failure rate threshold  ARGV[6] slow call rate threshold  ARGV[7] minimum calls
 -- ARGV[8] open ms  ARGV[9] max open ms  ARGV[10] probes  ARGV[11] probe lease ms  ARGV[12] key ttl ms
--- record:  ARGV[13] probe 0|1  ARGV[14] failure 0|1  ARGV[15] slow 0|1
--- command: ARGV[13] reset | force_open | disable
--- sync:    ARGV[13] local state  ARGV[14] local consecutive trips  ARGV[15] local open-until ms
+-- ARGV[13] successful plain calls written late: their instants (unix ms), comma-separated, oldest
+--          first (may be empty); recorded before the op, each exactly as a record of it would be
+-- record:  ARGV[14] probe 0|1  ARGV[15] failure 0|1  ARGV[16] slow 0|1
+-- command: ARGV[14] reset | force_open | disable
+-- sync:    ARGV[14] local state  ARGV[15] local consecutive trips  ARGV[16] local open-until ms
 -- Returns {admitted 1|0 (-1: not an acquire), probe 0|1, retry-after ms, state, calls, failures,
 --          slow calls, consecutive trips, open-until ms, probes admitted, number of changes,
 --          then from, to, reason for each change}
@@ -27,7 +29,8 @@ local max_open_ms = tonumber(ARGV[9])
 local probes = tonumber(ARGV[10])
 local lease_ms = tonumber(ARGV[11])
 local ttl_ms = tonumber(ARGV[12])
-local writes = op ~= 'peek'
+local late = ARGV[13]
+local writes = op ~= 'peek' or late ~= ''
 
 local s = {st = 'closed', trips = 0, ou = 0, ep = 0, pa = 0, pd = 0, pf = 0, ps = 0}
 local raw = redis.call('HGETALL', K_STATE)
@@ -111,12 +114,12 @@ local function window()
   return c, f, sl
 end
 
-local function push(failure, slow)
+local function push(failure, slow, at)
   if kind == 'c' then
     redis.call('LPUSH', K_COUNT, failure + 2 * slow)
     redis.call('LTRIM', K_COUNT, 0, wsize - 1)
   else
-    local sec = int(math.floor(now / 1000))
+    local sec = int(math.floor(at / 1000))
     redis.call('HINCRBY', K_TIME, sec .. ':c', 1)
     if failure == 1 then redis.call('HINCRBY', K_TIME, sec .. ':f', 1) end
     if slow == 1 then redis.call('HINCRBY', K_TIME, sec .. ':s', 1) end
@@ -168,6 +171,25 @@ end
 
 local adm, probe, retry = -1, 0, 0
 
+-- A plain call's outcome while CLOSED: into the window, then judge it (also a success can trip,
+-- when it brings the window to the minimum number of calls). At other times it is ignored.
+local function record_plain(failure, slow, at)
+  if s.st == 'closed' then
+    push(failure, slow, at)
+    local c, f, sl = window()
+    if c >= minc then
+      local v = verdict(c, f, sl)
+      if v then trip(v) end
+    end
+  end
+end
+
+if late ~= '' then
+  for at in string.gmatch(late, '%d+') do
+    record_plain(0, 0, tonumber(at))
+  end
+end
+
 local function admit_probe()
   if s.pa < probes then
     s.pa = s.pa + 1
@@ -198,7 +220,7 @@ if op == 'acquire' then
     admit_probe()
   end
 elseif op == 'record' then
-  local is_probe, failure, slow = ARGV[13] == '1', tonumber(ARGV[14]), tonumber(ARGV[15])
+  local is_probe, failure, slow = ARGV[14] == '1', tonumber(ARGV[15]), tonumber(ARGV[16])
   expire_leases()
   if is_probe then
     -- Probes are interchangeable: a report settles the oldest lease; none left means this
@@ -210,16 +232,11 @@ elseif op == 'record' then
       dirty = true
       evaluate_probes()
     end
-  elseif s.st == 'closed' then
-    push(failure, slow)
-    local c, f, sl = window()
-    if c >= minc then
-      local v = verdict(c, f, sl)
-      if v then trip(v) end
-    end
+  else
+    record_plain(failure, slow, now)
   end
 elseif op == 'command' then
-  local cmd = ARGV[13]
+  local cmd = ARGV[14]
   if cmd == 'reset' then
     close('operator reset')
   elseif cmd == 'force_open' then
@@ -236,7 +253,7 @@ elseif op == 'command' then
 elseif op == 'sync' then
   -- A replica that tripped while Redis was unreachable pushes its trip, unless the shared state
   -- already holds a trip or an operator state of its own.
-  local lst, ltrips, lou = ARGV[13], tonumber(ARGV[14]), tonumber(ARGV[15])
+  local lst, ltrips, lou = ARGV[14], tonumber(ARGV[15]), tonumber(ARGV[16])
   if lst == 'open' or lst == 'half_open' then
     local until_ms = lou
     if lst == 'half_open' or lou == 0 then until_ms = now end
@@ -251,7 +268,7 @@ elseif op == 'sync' then
       dirty = true
     end
   end
-elseif op ~= 'peek' then
+elseif op ~= 'peek' and op ~= 'flush' then
   return redis.error_reply('unknown breaker op ' .. op)
 end
 

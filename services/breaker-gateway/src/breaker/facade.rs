@@ -24,6 +24,16 @@
 //!   Redis; that ambiguity is accepted.
 //! - Each replica broadcasts the transitions its own calls caused (including local ones while
 //!   down); resynchronisation broadcasts nothing, since those changes were already announced here.
+//! - One round trip per call: a call needs Redis before it goes upstream (the acquire: another
+//!   replica may have tripped the breaker a moment ago, and half-open probes are counted there),
+//!   but its outcome, when it is a plain success reported through [`Breakers::report`], waits and
+//!   rides along with this replica's next Redis call for that breaker, which records it first,
+//!   exactly as a `record` would have; a background flush writes what no call took within
+//!   [`LATE_SUCCESS_FLUSH`]. Failures, slow calls and probes are written at once (they can change
+//!   the state), carrying the waiting successes with them. The price: other replicas count this
+//!   replica's successes up to that much later, so while both fail and succeed their windows can
+//!   lack a few fresh successes (a trip a few milliseconds early at worst); waiting successes are
+//!   lost if Redis goes away before they are written, which only thins the shared window.
 //!
 //! `Breakers::new` does no IO. The reconnect task is spawned on the Tokio runtime current at `new`
 //! (or at the first call, if `new` ran outside one) and respawned by the next call if that runtime
@@ -44,6 +54,11 @@ use super::{Admission, BreakerSettings, Command, Outcome, RedisStatus, Snapshot,
 
 /// Upper bound of every Redis call made on behalf of a request.
 pub const REDIS_CALL_TIMEOUT: Duration = Duration::from_millis(250);
+/// A success reported through [`Breakers::report`] reaches Redis at most this long after, when no
+/// call of the same breaker carried it earlier.
+pub const LATE_SUCCESS_FLUSH: Duration = Duration::from_millis(5);
+/// Successes waiting per breaker beyond which they are flushed at once.
+const LATE_SUCCESS_MAX: usize = 1000;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 const RETRY_MIN: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(2);
@@ -77,6 +92,18 @@ struct Link {
     dirty: Mutex<HashMap<String, Option<Command>>>,
     wake: Arc<Notify>,
     supervisor: Mutex<Option<JoinHandle<()>>>,
+    /// Plain successes not yet written, per breaker (see the module docs).
+    late: Mutex<HashMap<String, Late>>,
+}
+
+#[derive(Debug, Default)]
+struct Late {
+    /// Their instants (unix ms, the breaker's clock), oldest first.
+    at: Vec<u64>,
+    /// When the oldest of them was reported (monotonic).
+    since: Option<std::time::Instant>,
+    /// A flush task is watching this breaker.
+    armed: bool,
 }
 
 #[derive(Default)]
@@ -91,9 +118,14 @@ struct LinkState {
 #[derive(Debug, Clone, Copy)]
 enum Op {
     Acquire,
-    Record { probe: bool, outcome: Outcome },
+    Record {
+        probe: bool,
+        outcome: Outcome,
+    },
     Peek,
     Command(Command),
+    /// Writes the late successes, nothing else.
+    Flush,
 }
 
 impl Breakers {
@@ -135,6 +167,7 @@ impl Breakers {
                 dirty: Mutex::new(HashMap::new()),
                 wake: Arc::new(Notify::new()),
                 supervisor: Mutex::new(None),
+                late: Mutex::new(HashMap::new()),
             }
         });
         let (events, _) = broadcast::channel(EVENTS_CAPACITY);
@@ -155,6 +188,18 @@ impl Breakers {
         if let Some(s) = self.inner.settings.get(id) {
             self.inner.execute(id, s, Op::Record { probe, outcome }).await;
         }
+    }
+
+    /// As [`Breakers::record`], for the request path: with Redis, a plain success is not written
+    /// at once but with this replica's next Redis call for the breaker, or within
+    /// [`LATE_SUCCESS_FLUSH`] (see the module docs), so that a successful call costs one round
+    /// trip; anything else is recorded at once.
+    pub async fn report(&self, id: &str, probe: bool, outcome: Outcome) {
+        let Some(s) = self.inner.settings.get(id) else { return };
+        if !probe && !outcome.failure && !s.is_slow(&outcome) && self.inner.defer(id) {
+            return;
+        }
+        self.inner.execute(id, s, Op::Record { probe, outcome }).await;
     }
 
     pub async fn snapshot(&self, id: &str) -> Option<Snapshot> {
@@ -244,7 +289,8 @@ impl Inner {
             self.ensure_supervisor();
             if let Some((generation, backend)) = link.live() {
                 let now = self.clock.now_ms();
-                match bounded(apply(&backend, op, id, s, now)).await {
+                let late = link.take_late(id);
+                match bounded(apply(&backend, op, id, s, now, &late)).await {
                     Ok(step) => {
                         self.memory.adopt(id, s, &step.view);
                         self.emit(id, now, &step.changes);
@@ -254,7 +300,7 @@ impl Inner {
                 }
             }
             match op {
-                Op::Peek => {}
+                Op::Peek | Op::Flush => {}
                 Op::Command(cmd) => link.mark_dirty(id, Some(cmd)),
                 Op::Acquire | Op::Record { .. } => link.mark_dirty(id, None),
             }
@@ -263,11 +309,50 @@ impl Inner {
         let step = match op {
             Op::Acquire => self.memory.acquire_now(id, s, now),
             Op::Record { probe, outcome } => self.memory.record_now(id, s, probe, outcome, now),
-            Op::Peek => self.memory.peek_now(id, s, now),
+            Op::Peek | Op::Flush => self.memory.peek_now(id, s, now),
             Op::Command(cmd) => self.memory.command_now(id, s, cmd, now),
         };
         self.emit(id, now, &step.changes);
         (step, false)
+    }
+
+    /// Keeps a plain success of `id` to be written later; false when Redis is not in use (the
+    /// caller records it at once, locally).
+    fn defer(self: &Arc<Inner>, id: &str) -> bool {
+        let Some(link) = &self.link else { return false };
+        if link.live().is_none() {
+            return false;
+        }
+        // the flush needs a runtime; without one the success is recorded at once
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return false };
+        let now = self.clock.now_ms();
+        let (arm, full) = {
+            let mut late = lock(&link.late);
+            let entry = match late.get_mut(id) {
+                Some(entry) => entry,
+                None => late.entry(id.to_owned()).or_default(),
+            };
+            entry.at.push(now);
+            entry.since.get_or_insert_with(std::time::Instant::now);
+            let arm = !entry.armed;
+            entry.armed = true;
+            (arm, entry.at.len() >= LATE_SUCCESS_MAX)
+        };
+        if arm {
+            runtime.spawn(flush_late(Arc::downgrade(self), id.to_owned()));
+        }
+        if full {
+            let weak = Arc::downgrade(self);
+            let id = id.to_owned();
+            runtime.spawn(async move {
+                if let Some(inner) = weak.upgrade()
+                    && let Some(s) = inner.settings.get(&id)
+                {
+                    inner.execute(&id, s, Op::Flush).await;
+                }
+            });
+        }
+        true
     }
 
     fn emit(&self, id: &str, now: u64, changes: &[Change]) {
@@ -348,6 +433,41 @@ impl Inner {
     }
 }
 
+/// Writes the late successes of breaker `id` that no call took within [`LATE_SUCCESS_FLUSH`]; one
+/// task per breaker at a time, ending when none are waiting.
+async fn flush_late(weak: Weak<Inner>, id: String) {
+    loop {
+        let wait = {
+            let Some(inner) = weak.upgrade() else { return };
+            let Some(link) = &inner.link else { return };
+            let mut late = lock(&link.late);
+            let Some(entry) = late.get_mut(&id) else { return };
+            match entry.since {
+                Some(since) => LATE_SUCCESS_FLUSH.saturating_sub(since.elapsed()),
+                None => {
+                    entry.armed = false;
+                    return;
+                }
+            }
+        };
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+            continue;
+        }
+        let Some(inner) = weak.upgrade() else { return };
+        let Some(s) = inner.settings.get(&id) else { return };
+        inner.execute(&id, s, Op::Flush).await;
+        // Redis took them, or is away and they are lost with it: either way they are done
+        if let Some(link) = &inner.link
+            && let Some(entry) = lock(&link.late).get_mut(&id)
+            && entry.since.is_some_and(|t| t.elapsed() >= LATE_SUCCESS_FLUSH)
+        {
+            entry.at.clear();
+            entry.since = None;
+        }
+    }
+}
+
 /// Keeps the link up: reconnects (and resynchronises) while it is down; while it is up, PINGs every
 /// [`IDLE_CHECK`] so that an outage is noticed (and reported) even without traffic.
 async fn supervise(weak: Weak<Inner>) {
@@ -404,6 +524,11 @@ impl Link {
             st.live = None;
             tracing::warn!(error = %message, "redis unreachable, breakers fall back to local state");
             self.wake.notify_one();
+            // successes not written are lost with the link (see the module docs)
+            for entry in lock(&self.late).values_mut() {
+                entry.at.clear();
+                entry.since = None;
+            }
         }
         st.last_error = Some(message);
     }
@@ -412,6 +537,18 @@ impl Link {
         let message = redact(&e.to_string(), &self.secrets);
         tracing::debug!(error = %message, "redis reconnect failed");
         lock(&self.state).last_error = Some(message);
+    }
+
+    /// The late successes of `id`, taken to be written with the next call.
+    fn take_late(&self, id: &str) -> Vec<u64> {
+        let mut late = lock(&self.late);
+        match late.get_mut(id) {
+            Some(entry) => {
+                entry.since = None;
+                std::mem::take(&mut entry.at)
+            }
+            None => Vec::new(),
+        }
     }
 
     fn mark_dirty(&self, id: &str, cmd: Option<Command>) {
@@ -423,18 +560,26 @@ impl Link {
     }
 }
 
-async fn apply<B: BreakerBackend>(
-    backend: &B,
+/// `op` in Redis, the late successes `late` recorded first.
+async fn apply(
+    backend: &RedisBackend,
     op: Op,
     id: &str,
     s: &BreakerSettings,
     now: u64,
+    late: &[u64],
 ) -> Result<Step, BackendError> {
     match op {
-        Op::Acquire => backend.acquire(id, s, now).await,
-        Op::Record { probe, outcome } => backend.record(id, s, probe, outcome, now).await,
-        Op::Peek => backend.peek(id, s, now).await,
-        Op::Command(cmd) => backend.command(id, s, cmd, now).await,
+        Op::Acquire => backend.apply_with("acquire", id, s, now, late, &[]).await,
+        Op::Record { probe, outcome } => {
+            let extra = RedisBackend::record_args(s, probe, outcome);
+            backend.apply_with("record", id, s, now, late, &extra).await
+        }
+        Op::Peek => backend.apply_with("peek", id, s, now, late, &[]).await,
+        Op::Command(cmd) => {
+            backend.apply_with("command", id, s, now, late, &[cmd.as_str().to_string()]).await
+        }
+        Op::Flush => backend.apply_with("flush", id, s, now, late, &[]).await,
     }
 }
 

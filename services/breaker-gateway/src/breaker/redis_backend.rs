@@ -13,6 +13,11 @@
 //! when a breaker half-opens and where window seconds begin by that much; probe counting and
 //! tripping do not depend on clocks.
 //!
+//! Successful plain calls may be written late, in a batch: [`RedisBackend::apply`] passes the
+//! instants of those not yet written (see `facade.rs`) along with the operation, and the script
+//! records them first, exactly as a `record` of each would have. That keeps a replica at one
+//! round trip per call (the acquire) while calls succeed.
+//!
 //! Every write refreshes a TTL on all four keys (at least a day, and at least twice the longest
 //! open period, time window and probe lease), so breakers of removed deployments disappear; an
 //! expired breaker is simply CLOSED with an empty window. Settings travel with each call rather
@@ -90,7 +95,28 @@ impl RedisBackend {
             local.consecutive_trips.to_string(),
             local.open_until_ms.unwrap_or(0).to_string(),
         ];
-        self.run("sync", id, settings, now_ms, &extra).await
+        self.run("sync", id, settings, now_ms, &[], &extra).await
+    }
+
+    /// `op` (`acquire`, `record`, `peek`, `command` or `flush`, which does nothing else), after
+    /// recording the successful plain calls made at the instants `successes` (unix ms, oldest
+    /// first) as `record` would have, each in turn.
+    pub(crate) async fn apply_with(
+        &self,
+        op: &str,
+        id: &str,
+        s: &BreakerSettings,
+        now_ms: u64,
+        successes: &[u64],
+        extra: &[String],
+    ) -> Result<Step, BackendError> {
+        self.run(op, id, s, now_ms, successes, extra).await
+    }
+
+    /// The extra arguments of `record`.
+    pub(crate) fn record_args(settings: &BreakerSettings, probe: bool, outcome: Outcome) -> [String; 3] {
+        let flag = |b: bool| if b { "1" } else { "0" }.to_string();
+        [flag(probe), flag(outcome.failure), flag(settings.is_slow(&outcome))]
     }
 
     async fn run(
@@ -99,6 +125,7 @@ impl RedisBackend {
         id: &str,
         s: &BreakerSettings,
         now_ms: u64,
+        successes: &[u64],
         extra: &[String],
     ) -> Result<Step, BackendError> {
         let (kind, size) = match s.window {
@@ -130,7 +157,8 @@ impl RedisBackend {
             .arg(s.max_open_ms())
             .arg(s.probes())
             .arg(s.lease_ms())
-            .arg(ttl_ms);
+            .arg(ttl_ms)
+            .arg(successes.iter().map(u64::to_string).collect::<Vec<_>>().join(","));
         for a in extra {
             invocation.arg(a.as_str());
         }
@@ -142,7 +170,7 @@ impl RedisBackend {
 
 impl BreakerBackend for RedisBackend {
     async fn acquire(&self, id: &str, settings: &BreakerSettings, now_ms: u64) -> Result<Step, BackendError> {
-        self.run("acquire", id, settings, now_ms, &[]).await
+        self.run("acquire", id, settings, now_ms, &[], &[]).await
     }
 
     async fn record(
@@ -153,13 +181,12 @@ impl BreakerBackend for RedisBackend {
         outcome: Outcome,
         now_ms: u64,
     ) -> Result<Step, BackendError> {
-        let flag = |b: bool| if b { "1" } else { "0" }.to_string();
-        let extra = [flag(probe), flag(outcome.failure), flag(settings.is_slow(&outcome))];
-        self.run("record", id, settings, now_ms, &extra).await
+        let extra = RedisBackend::record_args(settings, probe, outcome);
+        self.run("record", id, settings, now_ms, &[], &extra).await
     }
 
     async fn peek(&self, id: &str, settings: &BreakerSettings, now_ms: u64) -> Result<Step, BackendError> {
-        self.run("peek", id, settings, now_ms, &[]).await
+        self.run("peek", id, settings, now_ms, &[], &[]).await
     }
 
     async fn command(
@@ -169,7 +196,7 @@ impl BreakerBackend for RedisBackend {
         cmd: Command,
         now_ms: u64,
     ) -> Result<Step, BackendError> {
-        self.run("command", id, settings, now_ms, &[cmd.as_str().to_string()]).await
+        self.run("command", id, settings, now_ms, &[], &[cmd.as_str().to_string()]).await
     }
 }
 

@@ -15,6 +15,7 @@
 //! for OpenAI's `created` timestamps and generating ids.
 
 pub mod error;
+pub mod raw;
 pub mod sse;
 pub mod translate;
 pub mod usage;
@@ -29,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 pub use error::{error_body, error_message, stream_error, translate_error_body};
+pub use raw::{RequestHead, replace_model, response_usage_raw};
 pub use sse::{SseError, SseEvent, SseParser};
 pub use translate::{
     AnthropicToOpenAiStream, MaxTokensField, OpenAiToAnthropicStream, StreamError, TranslateError,

@@ -7,7 +7,6 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::stream;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::GatewayState;
@@ -232,14 +231,15 @@ async fn proxy_call(
         Ok(p) => p,
         Err(e) => return refuse(e, ""),
     };
-    let json: Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
+    // validated whole, but only `model` and `stream` are read: the body is forwarded as it came
+    let head = match protocol::RequestHead::parse(&body) {
+        Ok(h) => h,
         Err(e) => return refuse(GatewayError::InvalidJson(e.to_string()), ""),
     };
-    if !json.is_object() {
+    if !head.is_object {
         return refuse(GatewayError::InvalidRequest("the body must be a JSON object".to_owned()), "");
     }
-    let model = protocol::request_model(&json).unwrap_or_default().to_owned();
+    let model = head.model.clone().unwrap_or_default();
     let admitted = match state.admit(project, protocol, header(&req, "traceparent")) {
         Ok(a) => a,
         Err(e) => return refuse(e, &model),
@@ -253,7 +253,7 @@ async fn proxy_call(
     // the upstream call is a child of the gateway's span
     headers.push(("traceparent".to_owned(), admitted.trace.traceparent()));
 
-    let (response, report) = state.proxy.handle(ProxyRequest { protocol, body: json, headers }).await;
+    let (response, report) = state.proxy.handle(ProxyRequest::new(protocol, body, head, headers)).await;
     match response {
         ProxyResponse::Full { status, headers, body } => {
             let cost = state.settle(&admitted, &model, &report);

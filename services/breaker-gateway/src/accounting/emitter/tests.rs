@@ -226,6 +226,30 @@ fn an_llm_call_is_one_genai_span() {
 }
 
 #[test]
+fn the_json_written_directly_is_the_events() {
+    let child =
+        TraceContext::from_traceparent(Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"));
+    let root = TraceContext::new_root();
+    let long = "é\"\\".repeat(300);
+    let mut variants = vec![call(&child, "shop"), call(&root, "a \"quoted\" project")];
+    let mut failed = call(&root, "shop");
+    (failed.status_code, failed.usage, failed.cost_usd, failed.fallback_from) = (Some(503), None, None, None);
+    variants.push(failed.clone());
+    (failed.status_code, failed.error, failed.response_model) = (None, Some("timed out\n"), None);
+    variants.push(failed.clone());
+    (failed.error, failed.cost_usd, failed.streaming) = (None, Some(f64::NAN), false);
+    variants.push(failed);
+    let mut odd = call(&child, &long);
+    (odd.request_model, odd.end_unix_nanos) = (&long, T0 - 1);
+    variants.push(odd);
+    for c in &variants {
+        let written: Event = serde_json::from_slice(&llm_call_json(c)).expect("an Event");
+        assert_eq!(written, llm_call_event(c), "{c:?}");
+        assert_eq!(written.validate(), Ok(()));
+    }
+}
+
+#[test]
 fn a_breaker_transition_is_a_circuit_span() {
     let change =
         Change { from: State::Closed, to: State::Open, reason: "failure rate 60% >= 50%".to_owned() };
