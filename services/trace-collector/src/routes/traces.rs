@@ -242,24 +242,7 @@ pub async fn get(
     })
     .await??;
     let body = body.ok_or(CollectorError::TraceNotFound(id))?;
-    Ok(HttpResponse::Ok().content_type("application/json").body(chunked(body)))
-}
-
-/// Size of the slices a large answer is handed to the HTTP layer in.
-const ANSWER_CHUNK: usize = 64 * 1024;
-
-/// A large answer as a sized stream of slices of one buffer: the HTTP layer copies each into its
-/// small, reused write buffer, instead of growing that buffer to the whole answer (megabytes for
-/// a long trace: reallocations and page faults on every read).
-fn chunked(
-    body: Vec<u8>,
-) -> actix_web::body::SizedStream<
-    impl futures_util::Stream<Item = Result<web::Bytes, std::convert::Infallible>>,
-> {
-    let body = web::Bytes::from(body);
-    let len = body.len();
-    let chunks = (0..len).step_by(ANSWER_CHUNK).map(move |at| Ok(body.slice(at..len.min(at + ANSWER_CHUNK))));
-    actix_web::body::SizedStream::new(len as u64, futures_util::stream::iter(chunks))
+    Ok(HttpResponse::Ok().content_type("application/json").body(body))
 }
 
 #[cfg(test)]
