@@ -176,7 +176,6 @@ fn go(lines: &[&str]) -> Option<TestSummary> {
 
 fn jest(lines: &[&str]) -> Option<TestSummary> {
     static TESTS: LazyLock<Regex> = LazyLock::new(|| re(r"^Tests:\s+(.*\d+ total)$"));
-    static PART: LazyLock<Regex> = LazyLock::new(|| re(r"(\d+) ([a-z]+)"));
     static BULLET: LazyLock<Regex> = LazyLock::new(|| re(r"^\s*● (.+?)\s*$"));
     static SUITE: LazyLock<Regex> = LazyLock::new(|| re(r"^FAIL (\S+)"));
     let mut s = TestSummary::default();
@@ -185,15 +184,7 @@ fn jest(lines: &[&str]) -> Option<TestSummary> {
     for line in lines {
         if let Some(c) = TESTS.captures(line) {
             seen = true;
-            for p in PART.captures_iter(&c[1]) {
-                let n = num(&p[1]);
-                match &p[2] {
-                    "passed" => s.passed += n,
-                    "failed" => s.failed += n,
-                    "skipped" | "todo" => s.skipped += n,
-                    _ => {}
-                }
-            }
+            add_counts(&mut s, &c[1]);
         } else if let Some(c) = SUITE.captures(line) {
             suite = Some(c[1].to_owned());
         } else if let Some(c) = BULLET.captures(line) {
@@ -213,25 +204,30 @@ fn jest(lines: &[&str]) -> Option<TestSummary> {
     seen.then_some(s)
 }
 
+/// Adds jest/vitest-style counts (`3 passed`, `1 failed`, `2 todo`, ...) of `text` to `s`.
+fn add_counts(s: &mut TestSummary, text: &str) {
+    static PART: LazyLock<Regex> = LazyLock::new(|| re(r"(\d+) ([a-z]+)"));
+    for p in PART.captures_iter(text) {
+        let n = num(&p[1]);
+        match &p[2] {
+            "passed" => s.passed += n,
+            "failed" => s.failed += n,
+            "skipped" | "todo" => s.skipped += n,
+            _ => {}
+        }
+    }
+}
+
 fn vitest(lines: &[&str]) -> Option<TestSummary> {
     static TESTS: LazyLock<Regex> =
         LazyLock::new(|| re(r"^\s*Tests\s{2,}(\d+ [a-z]+(?: \| \d+ [a-z]+)*)\s+\(\d+\)"));
-    static PART: LazyLock<Regex> = LazyLock::new(|| re(r"(\d+) ([a-z]+)"));
     static FAIL: LazyLock<Regex> = LazyLock::new(|| re(r"^\s*FAIL\s+(\S+ > .+?)\s*$"));
     let mut s = TestSummary::default();
     let mut seen = false;
     for line in lines {
         if let Some(c) = TESTS.captures(line) {
             seen = true;
-            for p in PART.captures_iter(&c[1]) {
-                let n = num(&p[1]);
-                match &p[2] {
-                    "passed" => s.passed += n,
-                    "failed" => s.failed += n,
-                    "skipped" | "todo" => s.skipped += n,
-                    _ => {}
-                }
-            }
+            add_counts(&mut s, &c[1]);
         } else if let Some(c) = FAIL.captures(line) {
             s.failures.insert(c[1].to_owned());
         }

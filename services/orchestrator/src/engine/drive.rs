@@ -99,9 +99,14 @@ impl Driver {
             checkpoint: None,
             resume_token: None,
         };
+        self.record_event(ev).await;
+    }
+
+    /// Appends `ev` to the run's events file and broadcasts it to live followers. The
+    /// checkpoint is the durable record; events are progress, fsynced only at the end.
+    async fn record_event(&self, ev: RunEvent) {
         let lock = self.lock.clone();
-        // the checkpoint is the durable record; events are progress, fsynced only at the end
-        let sync = matches!(kind, "run_finished" | "escalation");
+        let sync = matches!(ev.kind.as_str(), "run_finished" | "escalation");
         let line = ev.clone();
         let _ = tokio::task::spawn_blocking(move || {
             if let Err(e) = lock.append_event(&line, sync) {
@@ -127,10 +132,7 @@ impl Driver {
                 .ok()
                 .map(|t| t.encode()),
         };
-        let lock = self.lock.clone();
-        let line = ev.clone();
-        let _ = tokio::task::spawn_blocking(move || lock.append_event(&line, false)).await;
-        let _ = self.active.events.send(ev);
+        self.record_event(ev).await;
     }
 
     async fn write_checkpoint(&self, cp: &mut Checkpoint) -> Result<(), EngineError> {
@@ -404,7 +406,7 @@ impl Driver {
                 rec.attempts.push(attempt);
                 break;
             }
-            let (heal, next) = self.heal(&phase, &attempt, n, max, hint_retries, &patches).await;
+            let (heal, next) = self.heal(index, &phase, &attempt, n, max, hint_retries, &patches).await;
             self.event_with(
                 "heal",
                 Some(&phase.name),
@@ -810,8 +812,10 @@ impl Driver {
     }
 
     /// Asks the healer what the failure is and decides the next step.
+    #[allow(clippy::too_many_arguments)]
     async fn heal(
         &self,
+        index: usize,
         phase: &Phase,
         attempt: &Attempt,
         n: u32,
@@ -864,7 +868,7 @@ impl Driver {
                 let workdir = self
                     .dir()
                     .join("work")
-                    .join(phase_dir_name(attempt_phase_index(&self.record, phase), &phase.name))
+                    .join(phase_dir_name(index, &phase.name))
                     .join(format!("attempt-{n}"));
                 let (files, listing) = workspace_files(&workdir, &text).await;
                 let proposals = self
@@ -972,10 +976,6 @@ fn matching(manifest: &Manifest, globs: &[String]) -> Vec<String> {
         .filter(|p| globs.iter().any(|g| crate::pipeline::glob_matches(g, p)))
         .cloned()
         .collect()
-}
-
-fn attempt_phase_index(record: &RunRecord, phase: &Phase) -> usize {
-    record.pipeline.phase(&phase.name).map_or(0, |(i, _)| i)
 }
 
 pub(super) fn phase_dir_name(index: usize, name: &str) -> String {

@@ -388,14 +388,6 @@ impl Engine {
         })
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
-    pub fn emitter(&self) -> &Emitter {
-        &self.emitter
-    }
-
     fn run_dir(&self, id: &str) -> Result<PathBuf, EngineError> {
         if !crate::token::is_valid_run_id(id) {
             return Err(EngineError::NotFound(id.to_owned()));

@@ -10,7 +10,7 @@ use tokio::sync::broadcast;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::OrchestratorState;
-use crate::engine::{Plan, ReplayReport, RunEvent, RunStatus, RunView, StartRequest};
+use crate::engine::{Plan, ReplayReport, RunEvent, RunView, StartRequest};
 use crate::error::OrchestratorError;
 use crate::pipeline::Pipeline;
 
@@ -391,9 +391,4 @@ pub async fn events(
         .insert_header(("cache-control", "no-cache"))
         .insert_header(("x-accel-buffering", "no"))
         .streaming(body))
-}
-
-/// Whether a status is final (used by the CLI's follow mode too).
-pub fn is_final(status: RunStatus) -> bool {
-    status.is_final()
 }
