@@ -41,6 +41,7 @@ async fn handler_panic_becomes_a_500_problem() {
         max_body_bytes: 1 << 20,
         workers: 1,
         shutdown_grace: std::time::Duration::from_secs(1),
+        access: Arc::new(helix_http::access::Access::open()),
     };
     let running = helix_http::start(Arc::new(Panicky), listener, &settings).expect("start");
     let url = running.url();

@@ -34,16 +34,9 @@ fn now_unix_nanos() -> u64 {
 }
 
 impl GatewayState {
-    /// The project of a call from its `Authorization` and `x-api-key` headers.
-    pub fn authenticate(
-        &self,
-        authorization: Option<&str>,
-        x_api_key: Option<&str>,
-    ) -> Result<Project, GatewayError> {
-        self.keys.authenticate(authorization, x_api_key).map_err(|e| {
-            self.metrics().rejected("auth");
-            GatewayError::from(e)
-        })
+    /// The project a caller's calls bill to (see [`crate::accounting::KeyRing`]).
+    pub fn project_of(&self, caller: &helix_core::auth::Principal) -> Project {
+        self.keys.project_of(caller)
     }
 
     /// Checks the project's budget and takes a slot of its bulkhead.

@@ -13,7 +13,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use helix_core::ErrorCode;
 
-use crate::accounting::{AuthError, BudgetExceeded};
+use crate::accounting::BudgetExceeded;
 use crate::protocol::{self, Protocol};
 
 #[derive(Debug, thiserror::Error)]
@@ -26,8 +26,6 @@ pub enum GatewayError {
     PayloadTooLarge(String),
     #[error("cannot read the body: {0}")]
     BadRequest(String),
-    #[error(transparent)]
-    Auth(#[from] AuthError),
     #[error("project {project:?}: {source}")]
     Budget { project: String, source: BudgetExceeded },
     #[error(
@@ -45,7 +43,6 @@ impl GatewayError {
             GatewayError::InvalidRequest(_) => ErrorCode::InvalidRequest,
             GatewayError::PayloadTooLarge(_) => ErrorCode::PayloadTooLarge,
             GatewayError::BadRequest(_) => ErrorCode::BadRequest,
-            GatewayError::Auth(_) => ErrorCode::Unauthorized,
             GatewayError::Budget { .. } => ErrorCode::BudgetExceeded,
             GatewayError::ProjectBusy { .. } => ErrorCode::ConcurrencyLimit,
             GatewayError::UnknownDeployment(_) => ErrorCode::NotFound,
@@ -118,7 +115,6 @@ mod tests {
         let budget = BudgetExceeded { spent_usd: 2.0, budget_usd: 1.0, resets_at_unix_ms: 86_400_000 };
         let errors = [
             (GatewayError::InvalidJson("eof".to_owned()), 400),
-            (GatewayError::Auth(AuthError::Invalid), 401),
             (GatewayError::Budget { project: "shop".to_owned(), source: budget }, 429),
             (GatewayError::ProjectBusy { project: "shop".to_owned(), limit: 2 }, 429),
             (GatewayError::UnknownDeployment("x".to_owned()), 404),

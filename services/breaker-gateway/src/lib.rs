@@ -61,26 +61,37 @@ pub fn default_collector_url(cfg: &HelixConfig) -> String {
 }
 
 impl GatewayState {
-    /// Opens the gateway with upstream and gateway keys from the process environment and events
-    /// going to `[breaker_gateway] collector_url`, else to [`default_collector_url`].
+    /// Opens the gateway with upstream keys from the process environment and events going to
+    /// `[breaker_gateway] collector_url`, else to [`default_collector_url`].
     pub fn open(cfg: &HelixConfig) -> std::io::Result<GatewayState> {
-        GatewayState::open_with(cfg, None, |name| std::env::var(name).ok())
+        GatewayState::open_with(cfg, None, helix_core::env::var)
     }
 
     /// [`GatewayState::open`] with the trace-collector's actual URL when the caller knows it (a
-    /// stack started on port 0) and keys from `env`. A configured `collector_url` still wins.
-    /// Fails with a message naming the variable when a key's environment variable is missing.
+    /// stack started on port 0) and upstream keys from `env`. A configured `collector_url` still
+    /// wins. Fails with a message naming the variable when a key's environment variable is
+    /// missing. (Gateway keys are checked by the access layer; see [`accounting::KeyRing`].)
     pub fn open_with(
         cfg: &HelixConfig,
         collector: Option<&str>,
         env: impl Fn(&str) -> Option<String>,
     ) -> std::io::Result<GatewayState> {
+        GatewayState::open_as(cfg, collector, env, None)
+    }
+
+    /// [`GatewayState::open_with`], sending `token` to the trace-collector (needed when it
+    /// requires tokens).
+    pub fn open_as(
+        cfg: &HelixConfig,
+        collector: Option<&str>,
+        env: impl Fn(&str) -> Option<String>,
+        token: Option<helix_core::auth::Secret>,
+    ) -> std::io::Result<GatewayState> {
         let gw = &cfg.breaker_gateway;
         let data_dir =
             helix_http::storage::prepare_data_dir(&cfg.service_data_dir(ServiceKind::BreakerGateway))?;
         let invalid = |m: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, m);
-        let keys =
-            KeyRing::from_config(&gw.keys, &env).map_err(|e| invalid(format!("breaker_gateway: {e}")))?;
+        let keys = KeyRing::from_config(&gw.keys);
         let proxy = Proxy::new(gw.clone(), &env).map_err(|e| invalid(format!("breaker_gateway: {e}")))?;
         let budgets = Budgets::open(&data_dir.join("budgets.json"))?;
         let collector_url = if gw.collector_url.trim().is_empty() {
@@ -88,7 +99,7 @@ impl GatewayState {
         } else {
             gw.collector_url.trim().to_owned()
         };
-        let emitter = Arc::new(Emitter::spawn(collector_url.clone(), EMITTER_CAPACITY));
+        let emitter = Arc::new(Emitter::spawn_with_token(collector_url.clone(), EMITTER_CAPACITY, token));
         let proxy = Arc::new(proxy);
         report_transitions(&proxy, &emitter);
         Ok(GatewayState {
@@ -274,7 +285,16 @@ impl GatewayService {
     /// As [`GatewayService::new`], sending events to the trace-collector at `collector_url`
     /// (the URL it actually listens on, when the stack bound it to port 0).
     pub fn with_collector(cfg: &HelixConfig, collector_url: &str) -> std::io::Result<GatewayService> {
-        let state = GatewayState::open_with(cfg, Some(collector_url), |name| std::env::var(name).ok())?;
+        GatewayService::with_peer(cfg, collector_url, None)
+    }
+
+    /// As [`GatewayService::with_collector`], sending `token` to the collector.
+    pub fn with_peer(
+        cfg: &HelixConfig,
+        collector_url: &str,
+        token: Option<helix_core::auth::Secret>,
+    ) -> std::io::Result<GatewayService> {
+        let state = GatewayState::open_as(cfg, Some(collector_url), helix_core::env::var, token)?;
         Ok(GatewayService { state: web::Data::new(state) })
     }
 
@@ -303,6 +323,26 @@ impl helix_http::Service for GatewayService {
     fn readiness(&self) -> BoxFuture<'static, Vec<Check>> {
         let state = self.state.clone();
         Box::pin(async move { state.checks().await })
+    }
+
+    /// The proxy routes refuse in the shape of the provider they stand in for, which the SDKs
+    /// parse (`AuthenticationError`, `PermissionDeniedError`).
+    fn refusal(
+        &self,
+        req: &actix_web::HttpRequest,
+        code: helix_core::ErrorCode,
+        detail: &str,
+    ) -> Option<actix_web::HttpResponse> {
+        let protocol = routes::llm::protocol_of_path(req)?;
+        if matches!(code, helix_core::ErrorCode::Unauthorized | helix_core::ErrorCode::Forbidden) {
+            self.state.metrics().rejected("auth");
+        }
+        let body = protocol::error_body(protocol, code.status(), code.as_str(), detail);
+        Some(
+            actix_web::HttpResponse::build(helix_http::problem::status_of(code))
+                .content_type("application/json")
+                .body(body.to_string()),
+        )
     }
 
     fn shutdown(&self) -> BoxFuture<'static, ()> {
@@ -349,26 +389,17 @@ mod tests {
     }
 
     #[test]
-    fn keys_come_from_the_environment_and_a_missing_one_is_named() {
+    fn upstream_keys_come_from_the_environment_and_a_missing_one_is_named() {
         let dir = tempfile::tempdir().expect("tmp");
         let cfg = config(dir.path());
-        let env = |name: &str| match name {
-            "UPSTREAM_KEY" => Some("sk-upstream-secret".to_owned()),
-            "GATEWAY_KEY" => Some("sk-gateway-secret".to_owned()),
-            _ => None,
-        };
+        let env = |name: &str| (name == "UPSTREAM_KEY").then(|| "sk-upstream-secret".to_owned());
         let state = GatewayState::open_with(&cfg, Some("http://127.0.0.1:1"), env).expect("opens");
-        assert_eq!(&*state.keys.authenticate(None, Some("sk-gateway-secret")).expect("known").name, "shop");
+        assert_eq!(&*state.keys.project_of(&helix_core::auth::Principal::anonymous()).name, "default");
         assert_eq!(state.collector_url, "http://127.0.0.1:1", "the peer's url when none is configured");
         let debug = format!("{state:?}");
-        assert!(!debug.contains("sk-upstream-secret") && !debug.contains("sk-gateway-secret"), "{debug}");
-
-        for (missing, keep) in [("UPSTREAM_KEY", "GATEWAY_KEY"), ("GATEWAY_KEY", "UPSTREAM_KEY")] {
-            let only = |name: &str| (name == keep).then(|| "sk-present-secret".to_owned());
-            let e = GatewayState::open_with(&cfg, None, only).expect_err("a key is missing");
-            let m = e.to_string();
-            assert!(m.contains(missing) && !m.contains("sk-present-secret"), "{m}");
-        }
+        assert!(!debug.contains("sk-upstream-secret"), "{debug}");
+        let e = GatewayState::open_with(&cfg, None, |_| None).expect_err("the upstream key is missing");
+        assert!(e.to_string().contains("UPSTREAM_KEY"), "{e}");
     }
 
     #[test]

@@ -98,6 +98,8 @@ pub struct ServiceClient {
     http: reqwest::Client,
     /// Overrides the client's overall timeout per request (see [`ServiceClient::with_timeout`]).
     timeout: Option<Duration>,
+    /// Sent as `Authorization: Bearer` with every request (see [`ServiceClient::with_token`]).
+    token: Option<crate::auth::Secret>,
 }
 
 impl ServiceClient {
@@ -108,7 +110,18 @@ impl ServiceClient {
             .connect_timeout(timeout)
             .build()
             .map_err(|e| ClientError::Transport { url: base_url.to_owned(), message: e.to_string() })?;
-        Ok(ServiceClient { base: base_url.trim_end_matches('/').to_owned(), http, timeout: None })
+        Ok(ServiceClient {
+            base: base_url.trim_end_matches('/').to_owned(),
+            http,
+            timeout: None,
+            token: None,
+        })
+    }
+
+    /// The same client, sending `token` (a Helix token) with every request.
+    pub fn with_token(mut self, token: Option<crate::auth::Secret>) -> ServiceClient {
+        self.token = token;
+        self
     }
 
     /// The same client (same connections, same connect timeout) with each request bounded by
@@ -118,7 +131,15 @@ impl ServiceClient {
     }
 
     fn request(&self, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
-        let b = self.http.request(method, url);
+        self.request_as(method, url, None)
+    }
+
+    /// A request bearing `token` instead of the client's own (a gateway key for an LLM call).
+    fn request_as(&self, method: reqwest::Method, url: &str, token: Option<&str>) -> reqwest::RequestBuilder {
+        let mut b = self.http.request(method, url);
+        if let Some(t) = token.or(self.token.as_ref().map(crate::auth::Secret::expose)) {
+            b = b.bearer_auth(t);
+        }
         match self.timeout {
             Some(t) => b.timeout(t),
             None => b,
@@ -169,9 +190,11 @@ impl ServiceClient {
         let http = reqwest::Client::builder()
             .build()
             .map_err(|e| ClientError::Transport { url: url.clone(), message: e.to_string() })?;
-        let res = http
-            .get(&url)
-            .header("accept", "text/event-stream")
+        let mut req = http.get(&url).header("accept", "text/event-stream");
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t.expose());
+        }
+        let res = req
             .send()
             .await
             .map_err(|e| ClientError::Transport { url: url.clone(), message: e.to_string() })?;
@@ -267,7 +290,7 @@ impl ServiceClient {
         timeout: Option<Duration>,
     ) -> Result<serde_json::Value, ClientError> {
         let url = format!("{}{path}", self.base);
-        let mut req = self.http.post(&url);
+        let mut req = self.request(reqwest::Method::POST, &url);
         if let Some(b) = body {
             req = req.json(b);
         }
@@ -398,12 +421,9 @@ impl ServiceClient {
         {
             o.insert("stream".to_owned(), Value::Bool(false));
         }
-        let mut req = self.request(reqwest::Method::POST, &url).json(&body);
+        let mut req = self.request_as(reqwest::Method::POST, &url, api_key).json(&body);
         if let Some(t) = timeout {
             req = req.timeout(t);
-        }
-        if let Some(k) = api_key {
-            req = req.bearer_auth(k);
         }
         if let Some(tp) = traceparent {
             req = req.header("traceparent", tp);

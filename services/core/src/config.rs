@@ -28,6 +28,10 @@ const NON_CONFIG_ENV: &[&str] = &[
     "HELIX_ATTEMPT",
     "HELIX_ORCHESTRATOR_URL",
     "HELIX_TRACE_COLLECTOR_URL",
+    "HELIX_HEALER_URL",
+    "HELIX_BREAKER_GATEWAY_URL",
+    "HELIX_TOKEN",
+    "HELIX_ENV_FD",
 ];
 
 /// How logs are written to stderr.
@@ -67,6 +71,46 @@ pub struct HelixConfig {
     pub trace_collector: TraceCollectorConfig,
     pub breaker_gateway: crate::gateway_config::BreakerGatewayConfig,
     pub orchestrator: OrchestratorConfig,
+    pub auth: crate::auth::AuthConfig,
+}
+
+/// How phases are isolated from the service and from each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SandboxMode {
+    /// bubblewrap when it is installed and works here, else the fallback (see `none`).
+    #[default]
+    Auto,
+    /// bubblewrap or nothing: a phase fails to start when bwrap cannot run.
+    Bwrap,
+    /// No namespaces: phases still run with a clean environment, rlimits and in their own
+    /// process group, and the service's memory is not readable by other users.
+    None,
+}
+
+/// Resource limits of each process of a phase (rlimits); 0 means no limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PhaseLimitsConfig {
+    /// CPU seconds per process (RLIMIT_CPU).
+    pub cpu_secs: u64,
+    /// Address space per process in bytes (RLIMIT_AS).
+    pub address_space_bytes: u64,
+    /// Largest file a process may write, in bytes (RLIMIT_FSIZE).
+    pub file_size_bytes: u64,
+    /// Processes of the user (RLIMIT_NPROC; not enforced for root outside a sandbox).
+    pub processes: u64,
+}
+
+impl Default for PhaseLimitsConfig {
+    fn default() -> Self {
+        PhaseLimitsConfig {
+            cpu_secs: 3600,
+            address_space_bytes: 32 << 30,
+            file_size_bytes: 16 << 30,
+            processes: 4096,
+        }
+    }
 }
 
 /// `[orchestrator]`: how pipelines run.
@@ -87,6 +131,21 @@ pub struct OrchestratorConfig {
     pub llm_timeout_secs: u64,
     /// Files and directories never copied into checkpoints (gitignore-like, no `**`).
     pub exclude: Vec<String>,
+    /// Directories `pipeline_path` and `workdir` must be inside; empty: the directory the
+    /// service was started in.
+    pub roots: Vec<PathBuf>,
+    /// Runs executing at once over all projects; more get 429.
+    pub max_runs: usize,
+    /// Wall-clock limit of a phase (and of a command gate) that sets no `timeout`.
+    pub phase_timeout_secs: u64,
+    /// Resource limits of phase processes, unless a pipeline or phase sets its own.
+    pub limits: PhaseLimitsConfig,
+    /// How phases are isolated (`auto`, `bwrap`, `none`).
+    pub sandbox: SandboxMode,
+    /// A file of `NAME=value` lines: secrets pipelines may name (`secrets = ["NAME"]`) besides the
+    /// service's environment. Read when a phase starts, never copied.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secrets_file: Option<PathBuf>,
 }
 
 impl Default for OrchestratorConfig {
@@ -105,6 +164,12 @@ impl Default for OrchestratorConfig {
                 "target/".to_owned(),
                 ".venv/".to_owned(),
             ],
+            roots: Vec::new(),
+            max_runs: 16,
+            phase_timeout_secs: 3600,
+            limits: PhaseLimitsConfig::default(),
+            sandbox: SandboxMode::Auto,
+            secrets_file: None,
         }
     }
 }
@@ -141,6 +206,9 @@ pub struct HealerConfig {
     /// the binary; invalid files stop start-up naming file and line.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub patterns_dir: Option<PathBuf>,
+    /// Serve hints drawn from fixes other projects recorded. Off by default: a fix description is
+    /// text anyone with `healer:write` can write, and a hint ends up in other projects' prompts.
+    pub share_hints: bool,
 }
 
 impl Default for HelixConfig {
@@ -161,6 +229,7 @@ impl Default for HelixConfig {
             trace_collector: TraceCollectorConfig::default(),
             breaker_gateway: crate::gateway_config::BreakerGatewayConfig::default(),
             orchestrator: OrchestratorConfig::default(),
+            auth: crate::auth::AuthConfig::default(),
         }
     }
 }
@@ -232,7 +301,39 @@ impl HelixConfig {
         if let Err((key, message)) = self.breaker_gateway.validate() {
             return Err(ConfigError::Invalid { key, message });
         }
+        if let Err((key, message)) = self.auth.validate() {
+            return Err(ConfigError::Invalid { key, message });
+        }
+        if self.orchestrator.max_runs == 0 {
+            return invalid("orchestrator.max_runs", "must be at least 1".to_owned());
+        }
+        if self.orchestrator.phase_timeout_secs == 0 {
+            return invalid("orchestrator.phase_timeout_secs", "must be at least 1".to_owned());
+        }
         Ok(())
+    }
+
+    /// The configuration as `helix config` prints it: passwords in URLs masked.
+    pub fn redacted(&self) -> HelixConfig {
+        let mut c = self.clone();
+        let mask = |v: &mut Option<String>| {
+            if let Some(u) = v.as_mut() {
+                *u = crate::redact::url_password(u);
+            }
+        };
+        mask(&mut c.breaker_gateway.redis_url);
+        mask(&mut c.trace_collector.export_otlp_endpoint);
+        mask(&mut c.orchestrator.escalation_webhook);
+        c.breaker_gateway.collector_url = crate::redact::url_password(&c.breaker_gateway.collector_url);
+        for d in &mut c.breaker_gateway.deployments {
+            d.base_url = crate::redact::url_password(&d.base_url);
+        }
+        c
+    }
+
+    /// Whether tokens are configured, so the services require them.
+    pub fn tokens_configured(&self) -> bool {
+        !self.auth.tokens.is_empty() || self.auth.local_token
     }
 }
 
@@ -371,6 +472,13 @@ fn set_key(config: &HelixConfig, key: &str, raw: &str) -> Result<HelixConfig, Se
             .parse::<f64>()
             .map(toml::Value::Float)
             .map_err(|_| SetError::Value(format!("expected a number, got {raw:?}")))?,
+        Some(toml::Value::Array(items)) if items.iter().all(toml::Value::is_str) => toml::Value::Array(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| toml::Value::String(s.to_owned()))
+                .collect(),
+        ),
         Some(toml::Value::Table(_)) | Some(toml::Value::Array(_)) => {
             return Err(SetError::Value(format!(
                 "`{key}` is a table or list and cannot be set from a single value"

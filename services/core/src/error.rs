@@ -37,8 +37,8 @@ pub enum ErrorCode {
     Unavailable,
     /// The service is not ready (see `GET /ready`).
     NotReady,
-    /// No API key was sent, or not a known one (the breaker-gateway's `Authorization: Bearer` or
-    /// `x-api-key`).
+    /// No token was sent, or not a known one (`Authorization: Bearer`, or `x-api-key` for the
+    /// breaker-gateway).
     Unauthorized,
     /// The project's daily budget is spent; it resets at the next UTC midnight.
     BudgetExceeded,
@@ -55,11 +55,21 @@ pub enum ErrorCode {
     Conflict,
     /// A pipeline file is invalid; the detail names the line and the key.
     InvalidPipeline,
+    /// The token is valid but lacks the scope the operation needs, or may not access the project.
+    Forbidden,
+    /// The request's `Host` is not one this service answers to (DNS rebinding protection); add
+    /// the name to `auth.allowed_hosts`.
+    HostNotAllowed,
+    /// A browser page of another origin tried to change state; add the origin to
+    /// `auth.cors_origins` to allow it.
+    OriginNotAllowed,
+    /// A path given by the client lies outside the configured roots (`orchestrator.roots`).
+    PathNotAllowed,
 }
 
 impl ErrorCode {
     /// All codes, for documentation and tests.
-    pub const ALL: [ErrorCode; 18] = [
+    pub const ALL: [ErrorCode; 22] = [
         ErrorCode::InvalidJson,
         ErrorCode::InvalidRequest,
         ErrorCode::InvalidQuery,
@@ -78,6 +88,10 @@ impl ErrorCode {
         ErrorCode::UpstreamFailed,
         ErrorCode::Conflict,
         ErrorCode::InvalidPipeline,
+        ErrorCode::Forbidden,
+        ErrorCode::HostNotAllowed,
+        ErrorCode::OriginNotAllowed,
+        ErrorCode::PathNotAllowed,
     ];
 
     /// The code as it appears in problem bodies.
@@ -101,6 +115,10 @@ impl ErrorCode {
             ErrorCode::UpstreamFailed => "upstream_failed",
             ErrorCode::Conflict => "conflict",
             ErrorCode::InvalidPipeline => "invalid_pipeline",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::HostNotAllowed => "host_not_allowed",
+            ErrorCode::OriginNotAllowed => "origin_not_allowed",
+            ErrorCode::PathNotAllowed => "path_not_allowed",
         }
     }
 
@@ -114,6 +132,8 @@ impl ErrorCode {
             | ErrorCode::InvalidPipeline => 400,
             ErrorCode::Conflict => 409,
             ErrorCode::Unauthorized => 401,
+            ErrorCode::Forbidden | ErrorCode::OriginNotAllowed | ErrorCode::PathNotAllowed => 403,
+            ErrorCode::HostNotAllowed => 421,
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::PayloadTooLarge => 413,
@@ -139,13 +159,17 @@ impl ErrorCode {
             ErrorCode::Internal => "internal error",
             ErrorCode::Unavailable => "service unavailable",
             ErrorCode::NotReady => "service not ready",
-            ErrorCode::Unauthorized => "missing or invalid api key",
+            ErrorCode::Unauthorized => "missing or invalid token",
             ErrorCode::BudgetExceeded => "daily budget spent",
             ErrorCode::ConcurrencyLimit => "too many calls in flight",
             ErrorCode::CircuitOpen => "every deployment is unavailable",
             ErrorCode::UpstreamFailed => "no upstream answered",
             ErrorCode::Conflict => "conflicts with the resource's state",
             ErrorCode::InvalidPipeline => "invalid pipeline",
+            ErrorCode::Forbidden => "not allowed for this token",
+            ErrorCode::HostNotAllowed => "host not allowed",
+            ErrorCode::OriginNotAllowed => "cross-origin request refused",
+            ErrorCode::PathNotAllowed => "path outside the allowed roots",
         }
     }
 
@@ -159,6 +183,8 @@ impl ErrorCode {
     pub fn from_status(status: u16) -> ErrorCode {
         match status {
             401 => ErrorCode::Unauthorized,
+            403 => ErrorCode::Forbidden,
+            421 => ErrorCode::HostNotAllowed,
             404 => ErrorCode::NotFound,
             405 => ErrorCode::MethodNotAllowed,
             413 => ErrorCode::PayloadTooLarge,

@@ -5,13 +5,16 @@
 //! health/readiness types, the service catalogue and telemetry setup. It never imports a
 //! service crate; services talk to each other over HTTP, never through each other's crates.
 
+pub mod auth;
 pub mod client;
 pub mod config;
+pub mod env;
 pub mod error;
 pub mod gateway_config;
 pub mod health;
 pub mod ids;
 pub mod json;
+pub mod redact;
 pub mod service;
 pub mod telemetry;
 pub mod time;

@@ -432,7 +432,8 @@ impl RunArgs {
         };
         let path_str = path.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
         let file = text.as_deref().map(|text| ConfigFile { path: &path_str, text });
-        let env: BTreeMap<String, String> = std::env::vars().collect();
+        // the handed-over environment of a service process (see `isolate`)
+        let env: BTreeMap<String, String> = helix_core::env::vars();
         Ok(helix_core::config::load(file, &env, &self.flags())?)
     }
 }

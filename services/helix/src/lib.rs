@@ -5,8 +5,10 @@
 //! `helix up` starts.
 
 pub mod cli;
+pub mod client;
 pub mod costs_view;
 pub mod heal;
+pub mod isolate;
 pub mod runs_view;
 pub mod stack;
 pub mod trace_view;

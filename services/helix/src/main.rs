@@ -11,6 +11,11 @@ use helix_core::ServiceKind;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // before any thread exists: a service keeps its secrets out of its phases' reach
+    let isolation = match &cli.command {
+        Command::Up(_) | Command::Serve { .. } => helix::isolate::isolate().err(),
+        _ => None,
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -18,7 +23,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    match runtime.block_on(run(cli, isolation)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -27,10 +32,10 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+async fn run(cli: Cli, isolation: Option<String>) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Up(args) => serve(&args, &ServiceKind::ALL).await,
-        Command::Serve { service, run } => serve(&run, &[service.into()]).await,
+        Command::Up(args) => serve(&args, &ServiceKind::ALL, isolation).await,
+        Command::Serve { service, run } => serve(&run, &[service.into()], isolation).await,
         Command::Openapi { write, check, dir, service } => {
             openapi(write, check, &dir, service.map(Into::into))
         }
@@ -59,7 +64,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         },
         Command::Trace { command: TraceCommand::Import { file, project, url } } => {
             let text = heal::read_input(&file)?;
-            let client = helix_core::client::ServiceClient::new(&url, std::time::Duration::from_secs(120))?;
+            let client = helix::client::client(&url, std::time::Duration::from_secs(120))?;
             let res = client.import_claude_stream_json(text.into_bytes(), project.as_deref()).await?;
             let accepted = res["accepted"].as_u64().unwrap_or(0);
             for id in res["trace_ids"].as_array().into_iter().flatten().filter_map(|v| v.as_str()) {
@@ -85,7 +90,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     query.push_str(&format!("&{k}={}", v.replace('+', "%2B")));
                 }
             }
-            let client = helix_core::client::ServiceClient::new(&url, std::time::Duration::from_secs(30))?;
+            let client = helix::client::client(&url, std::time::Duration::from_secs(30))?;
             let report = client.get_json_value(&query).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
@@ -122,18 +127,24 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             for w in &loaded.warnings {
                 eprintln!("warning: {w}");
             }
-            print!("{}", toml::to_string(&loaded.config).context("cannot print the configuration")?);
+            print!(
+                "{}",
+                toml::to_string(&loaded.config.redacted()).context("cannot print the configuration")?
+            );
             Ok(ExitCode::SUCCESS)
         }
     }
 }
 
-async fn serve(args: &RunArgs, kinds: &[ServiceKind]) -> anyhow::Result<ExitCode> {
+async fn serve(args: &RunArgs, kinds: &[ServiceKind], isolation: Option<String>) -> anyhow::Result<ExitCode> {
     let loaded = args.load()?;
     let cfg = loaded.config;
     helix_core::telemetry::init(cfg.log_format, &cfg.log_level);
     for w in &loaded.warnings {
         tracing::warn!("{w}");
+    }
+    if let Some(why) = isolation {
+        tracing::warn!("{why}: phases may be able to read this process's environment");
     }
 
     let stack = Stack::start(&cfg, kinds).await?;

@@ -148,7 +148,7 @@ struct Orchestrator {
 
 impl Orchestrator {
     fn new(url: &str) -> anyhow::Result<Orchestrator> {
-        let client = ServiceClient::new(url, QUICK)?;
+        let client = crate::client::client(url, QUICK)?;
         Ok(Orchestrator { url: client.base_url().to_owned(), client })
     }
 

@@ -31,7 +31,7 @@ const SUMMARY_CHARS: usize = 60;
 /// Fetches the trace (`target` is a trace id or a project) and prints it: the tree, or with
 /// `json` the collector's JSON. Errors are one-line messages for `main` to print.
 pub async fn show(url: &str, target: &str, phase: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
-    let client = ServiceClient::new(url, Duration::from_secs(30))?;
+    let client = crate::client::client(url, Duration::from_secs(30))?;
     let trace = fetch(&client, target).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&trace)?);
@@ -49,7 +49,7 @@ pub async fn show(url: &str, target: &str, phase: Option<&str>, json: bool) -> a
 /// line (the feed's items) instead.
 pub async fn follow(url: &str, target: &str, json: bool) -> anyhow::Result<ExitCode> {
     use futures_util::StreamExt;
-    let client = ServiceClient::new(url, Duration::from_secs(30))?;
+    let client = crate::client::client(url, Duration::from_secs(30))?;
     let color = std::io::stdout().is_terminal();
     let painter = Painter(color);
     let target = target.trim();

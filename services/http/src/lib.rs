@@ -2,13 +2,14 @@
 //!
 //! A service crate implements [`Service`] (its routes, its OpenAPI document, its readiness checks
 //! and what to flush on shutdown); this crate wraps it into an actix-web server with the parts
-//! that must be the same everywhere: problem+json errors ([`problem`]), request ids, access logs
-//! and panic containment ([`middleware`]), `/health`, `/ready`, `/openapi.json` and Swagger UI
+//! that must be the same everywhere: problem+json errors ([`problem`]), who may call what
+//! ([`access`]), request ids, access logs and panic containment ([`middleware`]), `/health`, `/ready`, `/openapi.json` and Swagger UI
 //! ([`routes`], [`openapi`]), body limits, and graceful shutdown ([`server`]).
 //!
 //! The same [`server::start`] runs a service standalone (`helix serve`), all four together
 //! (`helix up`) and in-process in tests on port 0, so what the tests exercise is what users run.
 
+pub mod access;
 pub mod json;
 pub mod middleware;
 pub mod openapi;
@@ -39,6 +40,18 @@ pub trait Service: Send + Sync + 'static {
 
     /// The subsystem checks reported by `GET /ready`.
     fn readiness(&self) -> BoxFuture<'static, Vec<Check>>;
+
+    /// The answer to a request the access layer refuses (401, 403, 415, 421), when the route
+    /// must answer in a shape of its own (the gateway's provider routes answer as the provider
+    /// would, because the SDKs parse that shape); None for a problem+json answer.
+    fn refusal(
+        &self,
+        _req: &actix_web::HttpRequest,
+        _code: helix_core::ErrorCode,
+        _detail: &str,
+    ) -> Option<actix_web::HttpResponse> {
+        None
+    }
 
     /// Called once when shutdown begins, before in-flight requests are waited for: end what
     /// never ends by itself (live streams), so the grace period is not spent waiting on them.

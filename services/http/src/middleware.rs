@@ -1,11 +1,12 @@
-//! The one middleware every request passes: request id, access log, panic containment and the
-//! problem+json safety net.
+//! The one middleware every request passes: request id, access log, the access checks
+//! ([`crate::access`]), panic containment and the problem+json safety net.
 //!
-//! Why one function and not four: the order matters (the request id must be known when a panic
-//! is turned into a 500, and the safety net must see the 500), and keeping it in one place makes
+//! Why one function and not five: the order matters (the request id must be known when a refusal
+//! or a panic is answered, and the safety net must see the 500), and keeping it in one place makes
 //! the order obvious.
 
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::time::Instant;
 
 use actix_web::body::{BoxBody, MessageBody};
@@ -17,6 +18,8 @@ use helix_core::error::PROBLEM_JSON;
 use helix_core::{ErrorCode, Problem};
 use tracing::Instrument;
 
+use crate::Service;
+use crate::access::{Denied, Policy};
 use crate::problem::problem_body;
 
 /// Header carrying the request id, echoed when the client sent a usable one.
@@ -44,8 +47,41 @@ fn usable_request_id(value: &HeaderValue) -> Option<String> {
     ok.then(|| s.to_owned())
 }
 
+/// Methods and headers a CORS preflight may ask for.
+const CORS_METHODS: &str = "GET, POST, OPTIONS";
+const CORS_HEADERS: &str = "authorization, content-type, x-api-key, x-request-id, traceparent, anthropic-version, anthropic-beta, openai-organization, openai-project";
+const CORS_EXPOSE: &str = "x-request-id, retry-after, x-helix-deployment, x-helix-fallback-from, x-helix-cost-usd, x-helix-overhead-ms";
+
+/// The answer to a refused request: the service's own error shape when it has one (the gateway's
+/// provider routes), else a problem; a 401 names the scheme.
+fn refusal(
+    service: &dyn Service,
+    req: &actix_web::HttpRequest,
+    denied: &Denied,
+    request_id: &str,
+) -> actix_web::HttpResponse {
+    let mut res = match service.refusal(req, denied.code, &denied.detail) {
+        Some(mut res) => {
+            res.extensions_mut().insert(OwnErrorShape);
+            res
+        }
+        None => {
+            let problem =
+                Problem::new(denied.code, denied.detail.clone()).with_request_id(Some(request_id.to_owned()));
+            problem_body(crate::problem::status_of(denied.code), &problem)
+        }
+    };
+    if denied.code == ErrorCode::Unauthorized {
+        res.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"helix\""));
+    }
+    res
+}
+
 /// See the module docs.
 pub async fn request_context(
+    policy: Arc<Policy>,
+    service: Arc<dyn Service>,
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
@@ -58,6 +94,39 @@ pub async fn request_context(
     let path = req.path().to_owned();
     let span = tracing::info_span!("http", request_id = %request_id, %method, %path);
     let started = Instant::now();
+
+    let cors = policy.cors_origin(req.request());
+    let early = match policy.check_host(&req) {
+        Err(denied) => Some(refusal(&*service, req.request(), &denied, &request_id)),
+        Ok(()) if is_preflight(&req) => Some(match &cors {
+            Some(_) => actix_web::HttpResponse::NoContent()
+                .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, CORS_METHODS))
+                .insert_header((header::ACCESS_CONTROL_ALLOW_HEADERS, CORS_HEADERS))
+                .insert_header((header::ACCESS_CONTROL_MAX_AGE, "600"))
+                .finish(),
+            None => {
+                let denied = Denied {
+                    code: ErrorCode::OriginNotAllowed,
+                    detail: "this origin may not call this service; add it to `auth.cors_origins`".to_owned(),
+                };
+                refusal(&*service, req.request(), &denied, &request_id)
+            }
+        }),
+        Ok(()) => {
+            policy.check(&req).err().map(|denied| refusal(&*service, req.request(), &denied, &request_id))
+        }
+    };
+    if let Some(mut res) = early {
+        if let Ok(v) = HeaderValue::from_str(&request_id) {
+            res.headers_mut().insert(REQUEST_ID_HEADER, v);
+        }
+        add_cors(&mut res, cors.as_deref());
+        let status = res.status().as_u16();
+        span.in_scope(|| {
+            tracing::info!(status, elapsed_ms = started.elapsed().as_secs_f64() * 1000.0, "request refused")
+        });
+        return Ok(req.into_response(res));
+    }
 
     let inner = REQUEST_ID.scope(request_id.clone(), async move {
         // The call itself may panic before returning a future, hence two guards.
@@ -102,6 +171,7 @@ pub async fn request_context(
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         res.headers_mut().insert(REQUEST_ID_HEADER, v);
     }
+    add_cors(res.response_mut(), cors.as_deref());
     let status = res.status().as_u16();
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     span.in_scope(|| {
@@ -112,6 +182,21 @@ pub async fn request_context(
         }
     });
     Ok(res)
+}
+
+fn is_preflight(req: &ServiceRequest) -> bool {
+    req.method() == actix_web::http::Method::OPTIONS
+        && req.headers().contains_key(header::ORIGIN)
+        && req.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+}
+
+/// The CORS headers of an answer to an origin listed in `auth.cors_origins`.
+fn add_cors(res: &mut actix_web::HttpResponse<impl MessageBody>, origin: Option<&str>) {
+    let Some(v) = origin.and_then(|o| HeaderValue::from_str(o).ok()) else { return };
+    let h = res.headers_mut();
+    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
+    h.insert(header::VARY, HeaderValue::from_static("Origin"));
+    h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static(CORS_EXPOSE));
 }
 
 /// An error or panic that escaped the handlers, rendered as a problem by the HTTP layer.

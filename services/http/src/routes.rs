@@ -23,6 +23,7 @@ pub(crate) type SharedService = web::Data<Arc<dyn Service>>;
     path = "/health",
     tag = "operations",
     operation_id = "health",
+    security(()),
     responses((status = 200, description = "the service is alive", body = Health))
 )]
 pub async fn health(svc: SharedService) -> HttpResponse {
@@ -47,12 +48,13 @@ pub struct NotReady {
 ///
 /// Lists each subsystem and its status. 200 when the service can serve its API (status `ready`,
 /// or `degraded` when something optional is missing), 503 with a problem body listing the checks
-/// when it cannot.
+/// when it cannot. Open to callers on this machine; others need `ops:read` (`auth.probes`).
 #[utoipa::path(
     get,
     path = "/ready",
     tag = "operations",
     operation_id = "ready",
+    security(("bearer" = ["ops:read"])),
     responses(
         (status = 200, description = "ready or degraded", body = Readiness),
         (status = 503, description = "not ready", body = NotReady, content_type = "application/problem+json")

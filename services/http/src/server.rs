@@ -11,6 +11,7 @@ use helix_core::HelixConfig;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::Service;
+use crate::access::{Access, Policy};
 use crate::middleware::request_context;
 use crate::problem::{json_error, path_error, query_error};
 use crate::routes;
@@ -22,14 +23,18 @@ pub struct Settings {
     /// 0: one worker per CPU core.
     pub workers: usize,
     pub shutdown_grace: Duration,
+    /// Who may call what (tokens, Host, Origin).
+    pub access: Arc<Access>,
 }
 
 impl Settings {
-    pub fn from_config(cfg: &HelixConfig) -> Settings {
+    /// The HTTP settings of `cfg` with the tokens of `access`.
+    pub fn from_config(cfg: &HelixConfig, access: Arc<Access>) -> Settings {
         Settings {
             max_body_bytes: cfg.max_body_bytes,
             workers: cfg.workers,
             shutdown_grace: Duration::from_secs(cfg.shutdown_grace_secs),
+            access,
         }
     }
 }
@@ -96,12 +101,15 @@ pub fn start(
     // every LLM call: compressing them roughly doubled the latency it adds, and an encoder may hold
     // stream events back; its clients sit next to it, so its answers go uncompressed.
     let compress = service.kind() != helix_core::ServiceKind::BreakerGateway;
+    let gateway = service.kind() == helix_core::ServiceKind::BreakerGateway;
+    let policy = Arc::new(Policy::new(&doc, settings.access.clone(), gateway));
 
     let factory = move || {
         let svc = shared.clone();
+        let (policy, service) = (policy.clone(), svc.get_ref().clone());
         App::new()
             .wrap(Condition::new(compress, Compress::default()))
-            .wrap(from_fn(request_context))
+            .wrap(from_fn(move |req, next| request_context(policy.clone(), service.clone(), req, next)))
             .app_data(svc.clone())
             .app_data(web::JsonConfig::default().limit(limit).error_handler(json_error))
             .app_data(web::PayloadConfig::new(limit))

@@ -36,12 +36,15 @@ use utoipa::OpenApi;
 /// How long a peer may take to answer its health probe before it counts as unreachable.
 const PEER_PROBE_TIMEOUT: Duration = Duration::from_millis(800);
 
-/// Base URLs of the services the orchestrator calls.
+/// Base URLs of the services the orchestrator calls, and the token it sends them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Peers {
     pub healer: String,
     pub trace_collector: String,
     pub breaker_gateway: String,
+    /// A Helix token with the scopes the orchestrator uses (`healer:*`, `traces:*`, `llm`), when
+    /// the peers require one.
+    pub token: Option<helix_core::auth::Secret>,
 }
 
 impl Peers {
@@ -57,6 +60,7 @@ impl Peers {
             healer: url(ServiceKind::Healer),
             trace_collector: url(ServiceKind::TraceCollector),
             breaker_gateway: url(ServiceKind::BreakerGateway),
+            token: None,
         }
     }
 }
@@ -80,7 +84,9 @@ impl OrchestratorState {
         let data_dir =
             helix_http::storage::prepare_data_dir(&cfg.service_data_dir(ServiceKind::Orchestrator))?;
         let client = |url: &str, timeout| {
-            ServiceClient::new(url, timeout).map_err(|e| std::io::Error::other(e.to_string()))
+            ServiceClient::new(url, timeout)
+                .map(|c| c.with_token(peers.token.clone()))
+                .map_err(|e| std::io::Error::other(e.to_string()))
         };
         let probes = vec![
             (ServiceKind::Healer, client(&peers.healer, PEER_PROBE_TIMEOUT)?),
@@ -99,7 +105,7 @@ impl OrchestratorState {
             retry_backoff: Duration::from_millis(o.retry_backoff_ms),
             escalation_webhook: o.escalation_webhook.clone(),
             // the key itself lives only in the environment
-            gateway_key: std::env::var(&o.gateway_key_env).ok().filter(|k| !k.is_empty()),
+            gateway_key: helix_core::env::var(&o.gateway_key_env).filter(|k| !k.is_empty()),
             exclude: o.exclude.clone(),
         };
         let engine = engine::Engine::open(&data_dir, clients, emitter, settings)

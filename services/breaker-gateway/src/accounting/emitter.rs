@@ -185,6 +185,15 @@ impl Emitter {
     /// Starts the worker sending to `{collector_url}/v1/events`, with room for `capacity` events
     /// (for example 10 000) and at most [`MAX_QUEUED_BYTES`] of them.
     pub fn spawn(collector_url: String, capacity: usize) -> Emitter {
+        Emitter::spawn_with_token(collector_url, capacity, None)
+    }
+
+    /// [`Emitter::spawn`], sending `token` (a Helix token with `traces:write`) with every batch.
+    pub fn spawn_with_token(
+        collector_url: String,
+        capacity: usize,
+        token: Option<helix_core::auth::Secret>,
+    ) -> Emitter {
         let shared = Arc::new(Shared {
             capacity: capacity.max(1),
             max_bytes: MAX_QUEUED_BYTES,
@@ -206,7 +215,7 @@ impl Emitter {
         let worker = shared.clone();
         let spawned = std::thread::Builder::new().name("trace-emitter".to_owned()).spawn(move || {
             match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                Ok(rt) => rt.block_on(run(worker, url)),
+                Ok(rt) => rt.block_on(run(worker, url, token)),
                 Err(e) => worker.set_error(Some(format!("cannot start the trace emitter: {e}"))),
             }
         });
@@ -307,7 +316,7 @@ impl Drop for Emitter {
     }
 }
 
-async fn run(shared: Arc<Shared>, url: String) {
+async fn run(shared: Arc<Shared>, url: String, token: Option<helix_core::auth::Secret>) {
     let client =
         match reqwest::Client::builder().connect_timeout(CONNECT_TIMEOUT).timeout(POST_TIMEOUT).build() {
             Ok(c) => c,
@@ -337,7 +346,7 @@ async fn run(shared: Arc<Shared>, url: String) {
         }
         let batch = shared.take_batch();
         if !batch.is_empty() {
-            deliver(&shared, &client, &url, batch).await;
+            deliver(&shared, &client, &url, token.as_ref(), batch).await;
         }
     }
 }
@@ -350,9 +359,18 @@ enum Posted {
     Refused { error: String },
 }
 
-async fn post(client: &reqwest::Client, url: &str, body: bytes::Bytes, count: usize) -> Posted {
-    let sent =
-        client.post(url).header(reqwest::header::CONTENT_TYPE, "application/json").body(body).send().await;
+async fn post(
+    client: &reqwest::Client,
+    url: &str,
+    token: Option<&helix_core::auth::Secret>,
+    body: bytes::Bytes,
+    count: usize,
+) -> Posted {
+    let mut req = client.post(url).header(reqwest::header::CONTENT_TYPE, "application/json").body(body);
+    if let Some(t) = token {
+        req = req.bearer_auth(t.expose());
+    }
+    let sent = req.send().await;
     let res = match sent {
         Ok(r) => r,
         Err(e) => return Posted::Retry { error: describe(e.without_url()), after: None },
@@ -405,14 +423,20 @@ fn describe(e: reqwest::Error) -> String {
 }
 
 /// Sends `batch` until it is stored or cannot be; retries wait with backoff.
-async fn deliver(shared: &Shared, client: &reqwest::Client, url: &str, batch: Vec<Box<[u8]>>) {
+async fn deliver(
+    shared: &Shared,
+    client: &reqwest::Client,
+    url: &str,
+    token: Option<&helix_core::auth::Secret>,
+    batch: Vec<Box<[u8]>>,
+) {
     let mut pending = vec![batch];
     let mut backoff = FIRST_BACKOFF;
     while let Some(batch) = pending.pop() {
         let n = batch.len();
         let body = bytes::Bytes::from(json_array(&batch));
         loop {
-            match post(client, url, body.clone(), n).await {
+            match post(client, url, token, body.clone(), n).await {
                 Posted::Stored { accepted, rejected } => {
                     shared.sent.fetch_add(accepted, Ordering::Relaxed);
                     shared.connected.store(true, Ordering::Relaxed);

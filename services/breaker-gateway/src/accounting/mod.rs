@@ -26,6 +26,6 @@ pub use bulkhead::{Bulkheads, Permit};
 pub use emitter::{
     Emitter, EmitterStats, LlmCall, TraceContext, circuit_event, llm_call_event, llm_call_json,
 };
-pub use keys::{AuthError, KeyError, KeyRing, Project};
+pub use keys::{KeyRing, Project};
 pub use metrics::Metrics;
 pub use pricing::Prices;

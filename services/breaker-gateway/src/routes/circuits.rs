@@ -25,6 +25,7 @@ pub struct CircuitList {
     path = "/v1/circuits",
     tag = "circuits",
     operation_id = "list_circuits",
+    security(("bearer" = ["ops:read"])),
     responses((status = 200, description = "every deployment's breaker", body = CircuitList))
 )]
 pub async fn list(state: web::Data<GatewayState>) -> HttpResponse {
@@ -47,6 +48,7 @@ async fn command(state: &GatewayState, id: String, cmd: Command) -> Result<HttpR
     path = "/v1/circuits/{id}/reset",
     tag = "circuits",
     operation_id = "reset_circuit",
+    security(("bearer" = ["admin"])),
     params(("id" = String, Path, description = "deployment id")),
     responses(
         (status = 200, description = "the breaker after the command", body = Snapshot),
@@ -68,6 +70,7 @@ pub async fn reset(
     path = "/v1/circuits/{id}/force-open",
     tag = "circuits",
     operation_id = "force_open_circuit",
+    security(("bearer" = ["admin"])),
     params(("id" = String, Path, description = "deployment id")),
     responses(
         (status = 200, description = "the breaker after the command", body = Snapshot),
@@ -89,6 +92,7 @@ pub async fn force_open(
     path = "/v1/circuits/{id}/disable",
     tag = "circuits",
     operation_id = "disable_circuit",
+    security(("bearer" = ["admin"])),
     params(("id" = String, Path, description = "deployment id")),
     responses(
         (status = 200, description = "the breaker after the command", body = Snapshot),
@@ -112,6 +116,7 @@ pub async fn disable(
     path = "/metrics",
     tag = "circuits",
     operation_id = "metrics",
+    security(("bearer" = ["ops:read"])),
     responses((status = 200, description = "the metrics", content_type = "text/plain", body = String))
 )]
 pub async fn metrics(state: web::Data<GatewayState>) -> HttpResponse {

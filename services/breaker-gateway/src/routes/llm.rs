@@ -117,6 +117,19 @@ pub struct AnthropicModel {
     pub created_at: String,
 }
 
+/// The protocol a proxy route answers in (None for other routes): `/v1/messages` Anthropic's,
+/// `/v1/chat/completions` OpenAI's, `/v1/models` Anthropic's when the client sent
+/// `anthropic-version`.
+pub fn protocol_of_path(req: &HttpRequest) -> Option<Protocol> {
+    match req.path() {
+        "/v1/messages" => Some(Protocol::Anthropic),
+        "/v1/chat/completions" => Some(Protocol::OpenAi),
+        "/v1/models" if req.headers().contains_key("anthropic-version") => Some(Protocol::Anthropic),
+        "/v1/models" => Some(Protocol::OpenAi),
+        _ => None,
+    }
+}
+
 fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
     req.headers().get(name).and_then(|v| v.to_str().ok())
 }
@@ -137,6 +150,7 @@ fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
     path = "/v1/chat/completions",
     tag = "llm",
     operation_id = "chat_completions",
+    security(("bearer" = ["llm"]), ("api_key" = ["llm"])),
     request_body(content = ChatRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "the completion, or with `stream: true` server-sent `chat.completion.chunk` events ending with `data: [DONE]`",
@@ -179,6 +193,7 @@ pub async fn chat_completions(
     path = "/v1/messages",
     tag = "llm",
     operation_id = "messages",
+    security(("bearer" = ["llm"]), ("api_key" = ["llm"])),
     request_body(content = ChatRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "the message, or with `stream: true` Anthropic's server-sent events ending with `message_stop`",
@@ -226,11 +241,8 @@ async fn proxy_call(
         Ok(b) => b,
         Err(e) => return refuse(GatewayError::from_payload(&e), ""),
     };
-    // the key first: a caller without one learns nothing about its request
-    let project = match state.authenticate(header(&req, "authorization"), header(&req, "x-api-key")) {
-        Ok(p) => p,
-        Err(e) => return refuse(e, ""),
-    };
+    // the access layer checked the key before the body was read
+    let project = state.project_of(&helix_http::access::principal(&req));
     // validated whole, but only `model` and `stream` are read: the body is forwarded as it came
     let head = match protocol::RequestHead::parse(&body) {
         Ok(h) => h,
@@ -302,6 +314,7 @@ async fn proxy_call(
     path = "/v1/models",
     tag = "llm",
     operation_id = "list_models",
+    security(("bearer" = ["llm"]), ("api_key" = ["llm"])),
     params(("anthropic-version" = Option<String>, Header, description = "present: answer in Anthropic's shape")),
     responses(
         (status = 200, description = "the models, in the shape of the client's provider", body = ModelList),
@@ -311,9 +324,6 @@ async fn proxy_call(
 pub async fn models(state: web::Data<GatewayState>, req: HttpRequest) -> HttpResponse {
     let protocol =
         if req.headers().contains_key("anthropic-version") { Protocol::Anthropic } else { Protocol::OpenAi };
-    if let Err(e) = state.authenticate(header(&req, "authorization"), header(&req, "x-api-key")) {
-        return e.provider_response(protocol);
-    }
     let cfg = &state.proxy.cfg;
     let mut ids: Vec<&str> = cfg.models.iter().map(|m| m.name.as_str()).collect();
     for d in &cfg.deployments {

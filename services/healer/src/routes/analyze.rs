@@ -64,6 +64,7 @@ pub struct AnalyzeQuery {
     path = "/v1/analyze",
     tag = "analysis",
     operation_id = "analyze",
+    security(("bearer" = ["healer:read"])),
     params(AnalyzeQuery),
     request_body(content(
         (AnalyzeRequest = "application/json"),

@@ -51,6 +51,7 @@ pub struct FingerprintResponse {
     path = "/v1/fingerprint",
     tag = "signatures",
     operation_id = "fingerprint",
+    security(("bearer" = ["healer:read"])),
     request_body = FingerprintRequest,
     responses(
         (status = 200, description = "the fingerprint", body = FingerprintResponse),

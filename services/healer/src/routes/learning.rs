@@ -68,6 +68,7 @@ pub struct FixRecorded {
     path = "/v1/fixes",
     tag = "learning",
     operation_id = "record_fix",
+    security(("bearer" = ["healer:write"])),
     request_body = FixRequest,
     responses(
         (status = 201, description = "recorded", body = FixRecorded),
@@ -144,6 +145,7 @@ fn uuid_like(signature: &str, at_ms: i64) -> String {
     path = "/v1/signatures/{signature}",
     tag = "learning",
     operation_id = "get_signature",
+    security(("bearer" = ["healer:read"])),
     params(("signature" = String, Path, description = "64 hex digits, from an analysis", pattern = "^[0-9a-f]{64}$")),
     responses(
         (status = 200, description = "the signature's history", body = SignatureReport),
@@ -191,6 +193,7 @@ pub struct Hint {
     path = "/v1/hints",
     tag = "learning",
     operation_id = "get_hint",
+    security(("bearer" = ["healer:read"])),
     params(HintQuery),
     responses(
         (status = 200, description = "the hint", body = Hint),

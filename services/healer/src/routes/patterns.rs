@@ -89,6 +89,7 @@ fn summary(p: &Pattern, score: Option<f32>) -> PatternSummary {
     path = "/v1/patterns",
     tag = "patterns",
     operation_id = "search_patterns",
+    security(("bearer" = ["healer:read"])),
     params(PatternQuery),
     responses(
         (status = 200, description = "matching patterns, best first", body = PatternList),
@@ -125,6 +126,7 @@ pub async fn search(
     path = "/v1/patterns/{id}",
     tag = "patterns",
     operation_id = "get_pattern",
+    security(("bearer" = ["healer:read"])),
     params(("id" = String, Path, description = "pattern id, e.g. python.module-not-found")),
     responses(
         (status = 200, description = "the pattern", body = PatternDetail),

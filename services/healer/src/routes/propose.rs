@@ -60,6 +60,7 @@ pub struct Proposals {
     path = "/v1/fixes/propose",
     tag = "learning",
     operation_id = "propose_fixes",
+    security(("bearer" = ["healer:read"])),
     request_body = ProposeRequest,
     responses(
         (status = 200, description = "proposed fixes, possibly none", body = Proposals),

@@ -133,6 +133,7 @@ fn load_pipeline(body: &StartRun) -> Result<(Pipeline, Option<PathBuf>), Orchest
     path = "/v1/runs",
     tag = "runs",
     operation_id = "start_run",
+    security(("bearer" = ["runs:write"])),
     request_body = StartRun,
     responses(
         (status = 201, description = "the run, started", body = RunView),
@@ -175,6 +176,7 @@ pub async fn start(
     path = "/v1/runs",
     tag = "runs",
     operation_id = "list_runs",
+    security(("bearer" = ["runs:read"])),
     params(ListQuery),
     responses(
         (status = 200, description = "runs", body = RunList),
@@ -200,6 +202,7 @@ pub async fn list(
     path = "/v1/runs/{id}",
     tag = "runs",
     operation_id = "get_run",
+    security(("bearer" = ["runs:read"])),
     params(("id" = String, Path, description = "run id")),
     responses(
         (status = 200, description = "the run", body = RunView),
@@ -222,6 +225,7 @@ pub async fn get(
     path = "/v1/runs/{id}/cancel",
     tag = "runs",
     operation_id = "cancel_run",
+    security(("bearer" = ["runs:write"])),
     params(("id" = String, Path, description = "run id")),
     responses(
         (status = 202, description = "cancelling", body = Accepted),
@@ -247,6 +251,7 @@ pub async fn cancel(
     path = "/v1/runs/{id}/resume",
     tag = "runs",
     operation_id = "resume_run",
+    security(("bearer" = ["runs:write"])),
     params(("id" = String, Path, description = "run id")),
     request_body(content = Option<ResumeRun>, description = "optional: a resume token"),
     responses(
@@ -291,6 +296,7 @@ pub async fn resume(
     path = "/v1/runs/{id}/phases/{phase}/replay",
     tag = "runs",
     operation_id = "replay_phase",
+    security(("bearer" = ["runs:write"])),
     params(("id" = String, Path, description = "run id"), ("phase" = String, Path, description = "phase name or 0-based index"), ReplayQuery),
     responses(
         (status = 200, description = "the replay", body = ReplayReport),
@@ -338,6 +344,7 @@ fn sse(ev: &RunEvent) -> web::Bytes {
     path = "/v1/runs/{id}/events",
     tag = "runs",
     operation_id = "run_events",
+    security(("bearer" = ["runs:read"])),
     params(("id" = String, Path, description = "run id")),
     responses(
         (status = 200, description = "an SSE stream of RunEvent JSON objects", content_type = "text/event-stream", body = SseEvent),

@@ -53,6 +53,7 @@ pub struct CostReport {
     path = "/v1/costs",
     tag = "costs",
     operation_id = "costs",
+    security(("bearer" = ["traces:read"])),
     params(CostQuery),
     responses(
         (status = 200, description = "the cost table", body = CostReport),
@@ -115,6 +116,7 @@ pub struct AnomalyList {
     path = "/v1/anomalies",
     tag = "costs",
     operation_id = "anomalies",
+    security(("bearer" = ["traces:read"])),
     params(AnomalyQuery),
     responses(
         (status = 200, description = "recent anomalies", body = AnomalyList),
@@ -150,6 +152,7 @@ pub struct BaselineList {
     path = "/v1/baselines",
     tag = "costs",
     operation_id = "baselines",
+    security(("bearer" = ["traces:read"])),
     responses((status = 200, description = "baselines", body = BaselineList))
 )]
 pub async fn baselines(state: web::Data<CollectorState>) -> HttpResponse {
@@ -170,6 +173,7 @@ const DASHBOARD: &str = include_str!("../../assets/dashboard.html");
     path = "/dashboard",
     tag = "costs",
     operation_id = "dashboard",
+    security(()),
     responses((status = 200, description = "the dashboard page", content_type = "text/html", body = String))
 )]
 pub async fn dashboard() -> HttpResponse {

@@ -72,6 +72,7 @@ pub fn parse_batch(body: &[u8], ndjson: bool) -> Result<(Vec<Event>, Vec<Rejecte
     path = "/v1/events",
     tag = "ingest",
     operation_id = "ingest_events",
+    security(("bearer" = ["traces:write"])),
     request_body(content(
         // elements are validated one by one (invalid ones reported, not fatal): any value here
         (Vec<serde_json::Value> = "application/json"),

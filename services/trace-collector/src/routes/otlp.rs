@@ -27,6 +27,7 @@ fn content_type(req: &HttpRequest) -> String {
     path = "/v1/traces",
     tag = "ingest",
     operation_id = "otlp_traces",
+    security(("bearer" = ["traces:write"])),
     request_body(content(
         (std::collections::HashMap<String, serde_json::Value> = "application/json"),
         (Vec<u8> = "application/x-protobuf")
@@ -87,6 +88,7 @@ pub async fn receive(
     path = "/v1/traces/{trace_id}/otlp",
     tag = "query",
     operation_id = "get_trace_otlp",
+    security(("bearer" = ["traces:read"])),
     params(("trace_id" = String, Path, description = "32 lowercase hex digits", pattern = "^[0-9a-f]{32}$")),
     responses(
         (status = 200, description = "OTLP JSON", body = serde_json::Value),
@@ -142,6 +144,7 @@ pub struct ImportResult {
     path = "/v1/import/claude-stream-json",
     tag = "ingest",
     operation_id = "import_claude_stream_json",
+    security(("bearer" = ["traces:write"])),
     params(ImportQuery),
     request_body(description = "the transcript, one JSON object per line", content(
         (String = "application/x-ndjson"),

@@ -76,6 +76,7 @@ pub struct StreamQuery {
     path = "/v1/stream",
     tag = "query",
     operation_id = "stream",
+    security(("bearer" = ["traces:read"])),
     params(StreamQuery),
     responses(
         (status = 200, description = "an SSE stream of FeedItem JSON objects", content_type = "text/event-stream", body = String),

@@ -75,6 +75,7 @@ fn decode_cursor(c: &str) -> Result<(u64, String), CollectorError> {
     path = "/v1/traces",
     tag = "query",
     operation_id = "list_traces",
+    security(("bearer" = ["traces:read"])),
     params(TraceQuery),
     responses(
         (status = 200, description = "traces, newest first", body = TraceList),
@@ -214,6 +215,7 @@ pub fn check_trace_id(id: &str) -> Result<(), CollectorError> {
     path = "/v1/traces/{trace_id}",
     tag = "query",
     operation_id = "get_trace",
+    security(("bearer" = ["traces:read"])),
     params(("trace_id" = String, Path, description = "32 lowercase hex digits", pattern = "^[0-9a-f]{32}$")),
     responses(
         (status = 200, description = "the trace", body = TraceTree),
