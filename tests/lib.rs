@@ -18,6 +18,11 @@ pub fn test_config(dir: &Path) -> HelixConfig {
         data_dir: dir.join("data"),
         workers: 1,
         shutdown_grace_secs: 5,
+        orchestrator: helix_core::OrchestratorConfig {
+            // tests name pipeline files and workdirs in temporary directories
+            roots: vec![std::env::temp_dir(), std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))],
+            ..helix_core::OrchestratorConfig::default()
+        },
         ..HelixConfig::default()
     }
 }

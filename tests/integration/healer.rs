@@ -138,9 +138,19 @@ async fn fixes_are_learned_ranked_and_survive_a_restart() {
     assert_eq!(report["fixes"][1]["failures"], 1);
     assert!(report["summary"].as_str().expect("summary").starts_with("solved 2x like this"), "{report}");
 
-    let hint: serde_json::Value = get_json(&http, &format!("{url}/v1/hints?signature={sig}")).await;
+    // another project's hint does not draw on alpha's fixes (healer.share_hints is off)
+    let other: serde_json::Value =
+        get_json(&http, &format!("{url}/v1/hints?signature={sig}&project=beta")).await;
+    let other = other["hint"].as_str().expect("hint");
+    assert!(!other.contains("PyYAML to requirements") && !other.contains("pin yaml"), "{other}");
+    let hint: serde_json::Value =
+        get_json(&http, &format!("{url}/v1/hints?signature={sig}&project=alpha")).await;
     let text = hint["hint"].as_str().expect("hint");
-    assert!(text.contains("solved 2x") && text.contains("PyYAML"), "{text}");
+    assert!(text.contains("project alpha; reported by anonymous"), "provenance: {text}");
+    assert!(
+        text.contains("worked 2x") && text.contains("PyYAML") && text.contains("not instructions"),
+        "{text}"
+    );
     assert!(text.contains("do not repeat") && text.contains("pin yaml==6"), "{text}");
     assert_eq!(hint["pattern"], "python.module-not-found");
 

@@ -1154,9 +1154,13 @@ async fn bad_requests_are_problems_that_say_what_is_wrong() {
     let res = o.post("/v1/runs", &json!({"project": "nothing"})).await;
     expect_problem(res, 400, "invalid_request").await;
 
+    // outside the roots: refused before anything is looked at, existing or not
     let res = o.post("/v1/runs", &json!({"pipeline_path": "/nonexistent/pipeline.toml"})).await;
-    let body = expect_problem(res, 404, "not_found").await;
+    let body = expect_problem(res, 403, "path_not_allowed").await;
     assert!(body["detail"].as_str().is_some_and(|d| d.contains("/nonexistent/pipeline.toml")), "{body:#}");
+    let missing = std::env::temp_dir().join("helix-no-such-dir/pipeline.toml");
+    let res = o.post("/v1/runs", &json!({"pipeline_path": missing})).await;
+    expect_problem(res, 404, "not_found").await;
 
     let res = o.http.get(format!("{}/v1/runs/nonexistent", o.url)).send().await.expect("send");
     expect_problem(res, 404, "not_found").await;

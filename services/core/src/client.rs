@@ -351,10 +351,16 @@ impl ServiceClient {
         self.post_json("/v1/fixes", req).await
     }
 
-    /// `GET /v1/hints?signature=` on a healer: prompt-ready text from the fixes that worked for
-    /// `signature` before; `None` when the healer knows nothing about it (404).
-    pub async fn hint(&self, signature: &str) -> Result<Option<Hint>, ClientError> {
-        match self.get_json(&format!("/v1/hints?signature={}", encode_query(signature))).await {
+    /// `GET /v1/hints?signature=&project=` on a healer: prompt-ready text from the fixes that
+    /// worked for `signature` before (in `project`, unless the healer shares hints); `None` when
+    /// the healer knows nothing about it (404).
+    pub async fn hint(&self, signature: &str, project: Option<&str>) -> Result<Option<Hint>, ClientError> {
+        let mut path = format!("/v1/hints?signature={}", encode_query(signature));
+        if let Some(p) = project {
+            path.push_str("&project=");
+            path.push_str(&encode_query(p));
+        }
+        match self.get_json(&path).await {
             Ok(h) => Ok(Some(h)),
             Err(ClientError::Status { status: 404, .. }) => Ok(None),
             Err(e) => Err(e),
@@ -958,13 +964,13 @@ mod tests {
                    "patch": patch, "project": "shop"})
         );
 
-        let hint = c.hint(SIG).await.expect("hint").expect("known");
+        let hint = c.hint(SIG, None).await.expect("hint").expect("known");
         assert_eq!(
             (hint.hint.as_str(), hint.fixes, hint.pattern.as_deref()),
             ("add PyYAML", 2, Some("python.module-not-found"))
         );
-        assert_eq!(c.hint(&"0".repeat(64)).await.expect("unknown is no error"), None);
-        let e = c.hint("bad").await.expect_err("400");
+        assert_eq!(c.hint(&"0".repeat(64), None).await.expect("unknown is no error"), None);
+        let e = c.hint("bad", None).await.expect_err("400");
         assert!(
             matches!(&e, ClientError::Status { status: 400, detail, .. }
                 if detail == "signature must be 64 hex digits (invalid_query)"),

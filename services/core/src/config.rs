@@ -106,7 +106,7 @@ impl Default for PhaseLimitsConfig {
     fn default() -> Self {
         PhaseLimitsConfig {
             cpu_secs: 3600,
-            address_space_bytes: 32 << 30,
+            address_space_bytes: 128 << 30,
             file_size_bytes: 16 << 30,
             processes: 4096,
         }

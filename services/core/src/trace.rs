@@ -32,6 +32,10 @@ pub mod attr {
     /// A short summary of a tool call's arguments and result, for the trace browser.
     pub const HELIX_TOOL_ARGUMENTS: &str = "helix.tool.arguments";
     pub const HELIX_TOOL_RESULT: &str = "helix.tool.result";
+    /// Audit events (see [`super::audit_event`]).
+    pub const HELIX_AUDIT_ACTION: &str = "helix.audit.action";
+    pub const HELIX_AUDIT_ACTOR: &str = "helix.audit.actor";
+    pub const HELIX_AUDIT_TARGET: &str = "helix.audit.target";
 }
 
 /// What a span stands for.
@@ -115,6 +119,36 @@ pub struct Event {
 
 fn schema_version() -> u32 {
     SCHEMA_VERSION
+}
+
+/// An audit record of an operator action (a breaker command, a run cancelled or resumed, a fix
+/// recorded) as a span of its own trace: who (`helix.audit.actor`, the token's id, never its
+/// value), what (`helix.audit.action`) and on what (`helix.audit.target`). Listed by
+/// `GET /v1/traces?project=…` like any span; search for names starting with `audit `.
+pub fn audit_event(action: &str, actor: &str, target: &str, project: Option<&str>) -> Event {
+    let now = u64::try_from(crate::time::now_ms()).unwrap_or(0).saturating_mul(1_000_000);
+    let clip = |s: &str, n: usize| s.chars().take(n).collect::<String>();
+    let mut attributes = BTreeMap::new();
+    attributes.insert(attr::HELIX_AUDIT_ACTION.to_owned(), serde_json::Value::from(clip(action, 128)));
+    attributes.insert(attr::HELIX_AUDIT_ACTOR.to_owned(), serde_json::Value::from(clip(actor, 256)));
+    attributes.insert(attr::HELIX_AUDIT_TARGET.to_owned(), serde_json::Value::from(clip(target, 1024)));
+    Event {
+        schema_version: SCHEMA_VERSION,
+        trace_id: crate::ids::new_trace_id(),
+        span_id: crate::ids::new_span_id(),
+        parent_span_id: None,
+        name: clip(&format!("audit {action}"), MAX_NAME),
+        kind: SpanKind::Other,
+        start_unix_nanos: now,
+        end_unix_nanos: now,
+        status: SpanStatus::Ok,
+        status_message: None,
+        project: project.filter(|p| !p.is_empty()).map(|p| clip(p, MAX_NAME)),
+        phase: None,
+        run: None,
+        domain: Some("audit".to_owned()),
+        attributes,
+    }
 }
 
 /// Longest name, project, phase, run or domain accepted.
@@ -238,6 +272,18 @@ mod tests {
         assert_eq!(e.duration_nanos(), 1_500_000_000);
         assert_eq!(e.number(attr::HELIX_COST_USD), Some(0.5));
         assert_eq!(e.text(attr::GEN_AI_TOOL_NAME), Some("bash"));
+    }
+
+    #[test]
+    fn audit_events_are_valid_and_name_the_actor() {
+        let e = audit_event("breaker.force_open", "ops-token", "openai-gpt", None);
+        assert_eq!(e.validate(), Ok(()));
+        assert_eq!(e.name, "audit breaker.force_open");
+        assert_eq!(e.text(attr::HELIX_AUDIT_ACTOR), Some("ops-token"));
+        assert_eq!(e.text(attr::HELIX_AUDIT_TARGET), Some("openai-gpt"));
+        let e = audit_event("run.cancel", &"x".repeat(10_000), "r", Some("shop"));
+        assert_eq!(e.validate(), Ok(()));
+        assert_eq!(e.project.as_deref(), Some("shop"));
     }
 
     #[test]

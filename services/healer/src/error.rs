@@ -27,12 +27,16 @@ pub enum HealerError {
     /// A body rejected before it reached the domain (bad JSON, wrong media type).
     #[error("{0}")]
     Body(helix_http::ProblemError),
+    /// The caller's token may not access the project.
+    #[error("{0}")]
+    Forbidden(String),
 }
 
 impl HealerError {
     pub fn code(&self) -> ErrorCode {
         match self {
             HealerError::Storage(_) => ErrorCode::Internal,
+            HealerError::Forbidden(_) => ErrorCode::Forbidden,
             HealerError::EmptyText | HealerError::Invalid(_) => ErrorCode::InvalidRequest,
             HealerError::Patterns(_) | HealerError::Internal(_) => ErrorCode::Internal,
             HealerError::PatternNotFound(_) | HealerError::SignatureNotFound(_) => ErrorCode::NotFound,

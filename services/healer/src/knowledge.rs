@@ -4,7 +4,7 @@
 use crate::analyze::{Analysis, PatternMatch, fill};
 use crate::index::{HitKind, KnowledgeIndex};
 use crate::patterns::PatternSet;
-use crate::store::LearningStore;
+use crate::store::{FixScope, LearningStore};
 
 /// At most this many matches per diagnostic.
 const MAX_MATCHES: usize = 8;
@@ -19,16 +19,18 @@ fn similarity(score: f32) -> f32 {
 /// Adds to each diagnostic's matches: its own repair history first ("fix"), then its exact
 /// pattern matches, then, when no pattern matched exactly, similar patterns ("similar_pattern")
 /// and fixes of similar signatures ("similar_fix").
+/// Past fixes come only from the projects `scope` admits (see [`FixScope`]).
 pub fn enrich(
     analysis: &mut Analysis,
     store: &dyn LearningStore,
     index: &KnowledgeIndex,
     patterns: &PatternSet,
+    scope: &FixScope,
 ) {
     for d in &mut analysis.diagnostics {
         let mut fixes = Vec::new();
         if store.status(&d.signature).solved
-            && let Some(report) = store.report(&d.signature)
+            && let Some(report) = store.report(&d.signature, scope)
         {
             for f in report.fixes.iter().filter(|f| f.successes > 0).take(MAX_FIXES) {
                 fixes.push(PatternMatch {
@@ -68,7 +70,7 @@ pub fn enrich(
                         if !store.status(&hit.id).solved {
                             continue;
                         }
-                        let Some(report) = store.report(&hit.id) else { continue };
+                        let Some(report) = store.report(&hit.id, scope) else { continue };
                         let Some(best) = report.fixes.iter().find(|f| f.successes > 0) else { continue };
                         similar.push(PatternMatch {
                             kind: "similar_fix".to_owned(),

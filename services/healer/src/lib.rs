@@ -47,6 +47,8 @@ pub struct HealerState {
     pub patterns: Arc<PatternSet>,
     pub store: Arc<dyn LearningStore>,
     pub index: Arc<KnowledgeIndex>,
+    /// `healer.share_hints`: whether fixes of one project inform another's analyses and hints.
+    pub share_hints: bool,
 }
 
 impl HealerState {
@@ -63,7 +65,33 @@ impl HealerState {
         let index = Arc::new(KnowledgeIndex::open(&data_dir.join("index"), &patterns)?);
         tracing::info!(patterns = patterns.len(), signatures = store.signatures(), "healer ready");
         spawn_flusher(Arc::downgrade(&store), Arc::downgrade(&index));
-        Ok(HealerState { data_dir, patterns: Arc::new(patterns), store, index })
+        Ok(HealerState {
+            data_dir,
+            patterns: Arc::new(patterns),
+            store,
+            index,
+            share_hints: cfg.healer.share_hints,
+        })
+    }
+
+    /// The project a request is about: the one it names, else the caller's only project, else
+    /// `default`; refused when the caller may not access it.
+    pub fn project_of(
+        &self,
+        caller: &helix_core::auth::Principal,
+        named: Option<String>,
+    ) -> Result<String, HealerError> {
+        let project = named
+            .filter(|p| !p.trim().is_empty())
+            .or_else(|| caller.sole_project().map(str::to_owned))
+            .unwrap_or_else(|| store::DEFAULT_PROJECT.to_owned());
+        caller.check_project(&project).map_err(HealerError::Forbidden)?;
+        Ok(project)
+    }
+
+    /// Which recorded fixes inform answers about `project`.
+    pub fn fix_scope(&self, project: &str) -> store::FixScope {
+        if self.share_hints { store::FixScope::All } else { store::FixScope::project(project) }
     }
 }
 

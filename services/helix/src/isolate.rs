@@ -61,7 +61,9 @@ fn reexec() -> String {
         return format!("cannot write the environment to a memfd: {e}");
     }
     let raw = file.as_raw_fd();
-    let mut cmd = std::process::Command::new("/proc/self/exe");
+    // the binary's path, not /proc/self/exe: the process keeps its name (`helix` in ps, pgrep)
+    let exe = std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into());
+    let mut cmd = std::process::Command::new(exe);
     cmd.args(std::env::args_os().skip(1))
         .env_clear()
         .envs(vars.iter().filter(|(k, _)| helix_core::env::is_public(k)))

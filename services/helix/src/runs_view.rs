@@ -236,6 +236,9 @@ fn start_body(
     if !path.is_file() {
         return Err(anyhow!("{} is not a file", path.display()));
     }
+    // checked here first: the orchestrator does not quote files it reads for a client
+    helix_orchestrator::pipeline::Pipeline::load_verbose(&path)
+        .map_err(|e| anyhow!("invalid pipeline: {e}"))?;
     let mut body = json!({"pipeline_path": path.display().to_string(), "dry_run": dry_run});
     if let Some(p) = project {
         body["project"] = json!(p);

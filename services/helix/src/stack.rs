@@ -44,7 +44,6 @@ fn credentials(cfg: &HelixConfig) -> anyhow::Result<Credentials> {
     let mut authenticator = Authenticator::from_config(&cfg.auth, &cfg.breaker_gateway.keys, &env)?;
     if cfg.auth.local_token {
         let token = auth::generate_token();
-        helix_http::storage::prepare_data_dir(&cfg.data_dir)?;
         let path = local_token_path(&cfg.data_dir);
         write_private(&path, &token)
             .with_context(|| format!("cannot write the local token to {}", path.display()))?;
@@ -109,6 +108,8 @@ impl Stack {
                 cfg.host
             );
         }
+        // the root of every service's data, private before anything is written into it
+        helix_http::storage::prepare_data_dir(&cfg.data_dir)?;
         let creds = credentials(cfg)?;
         let mut listeners = Vec::new();
         for &kind in kinds {

@@ -37,6 +37,8 @@ impl Up {
             .args(["--orchestrator-port", "0", "--trace-collector-port", "0"])
             .args(["--breaker-gateway-port", "0", "--healer-port", "0"])
             .env("HELIX_ORCHESTRATOR__RETRY_BACKOFF_MS", "50")
+            // the test's pipelines and workdirs live next to the data directory
+            .env("HELIX_ORCHESTRATOR__ROOTS", data.parent().unwrap_or(data))
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

@@ -4,11 +4,19 @@ use std::path::{Path, PathBuf};
 
 use helix_core::{Check, CheckStatus};
 
-/// Creates `dir` (and parents) and proves it is writable by creating and removing a probe file.
-/// Called once at start-up, so a read-only or missing volume stops the service with a clear
-/// message instead of failing the first request that writes.
+/// Creates `dir` (and parents, 0700) and proves it is writable by creating and removing a probe
+/// file. Called once at start-up, so a read-only or missing volume stops the service with a clear
+/// message instead of failing the first request that writes. `dir` is made 0700: what Helix
+/// keeps (runs, traces, fixes, tokens) is its user's alone.
 pub fn prepare_data_dir(dir: &Path) -> std::io::Result<PathBuf> {
-    std::fs::create_dir_all(dir).map_err(|e| with_path(e, "cannot create data directory", dir))?;
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| with_path(e, "cannot create data directory", dir))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| with_path(e, "cannot make the data directory private", dir))?;
     let probe = dir.join(".write-probe");
     std::fs::write(&probe, b"helix").map_err(|e| with_path(e, "data directory is not writable", dir))?;
     std::fs::remove_file(&probe).map_err(|e| with_path(e, "data directory is not writable", dir))?;

@@ -15,6 +15,10 @@ pub enum OrchestratorError {
     NotFound(String),
     #[error("{0}")]
     InvalidQuery(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error(transparent)]
+    Path(#[from] crate::confine::PathRefused),
 }
 
 impl OrchestratorError {
@@ -23,12 +27,15 @@ impl OrchestratorError {
             OrchestratorError::Invalid(_) => ErrorCode::InvalidRequest,
             OrchestratorError::NotFound(_) => ErrorCode::NotFound,
             OrchestratorError::InvalidQuery(_) => ErrorCode::InvalidQuery,
+            OrchestratorError::Forbidden(_) => ErrorCode::Forbidden,
+            OrchestratorError::Path(crate::confine::PathRefused::Outside { .. }) => ErrorCode::PathNotAllowed,
+            OrchestratorError::Path(crate::confine::PathRefused::Missing { .. }) => ErrorCode::NotFound,
             OrchestratorError::Engine(e) => match e {
                 EngineError::Pipeline(_) => ErrorCode::InvalidPipeline,
                 EngineError::NotFound(_) => ErrorCode::NotFound,
                 EngineError::Invalid(_) | EngineError::Token(_) => ErrorCode::BadRequest,
                 EngineError::Busy(_) | EngineError::Conflict(_) => ErrorCode::Conflict,
-                EngineError::ProjectFull { .. } => ErrorCode::ConcurrencyLimit,
+                EngineError::ProjectFull { .. } | EngineError::AllFull { .. } => ErrorCode::ConcurrencyLimit,
                 EngineError::State(_) | EngineError::Internal(_) => ErrorCode::Internal,
             },
         }

@@ -10,6 +10,14 @@
 //! Arguments are never interpreted by a shell unless the pipeline asked for one (`shell = true`),
 //! and then the pipeline's variables reach the script as environment variables, never spliced
 //! into its text, so values containing `;`, `$(...)` or quotes stay data.
+//!
+//! What a command may reach is bounded by its [`Jail`]: the environment is an allow-list plus
+//! what the pipeline gives it (secrets only at spawn, never recorded, and masked in the output
+//! it prints); rlimits bound CPU time, address space, file size and processes (through
+//! util-linux's `prlimit`); and with bubblewrap ([`Sandbox`]) the command runs in its own PID
+//! namespace (it sees no other process, so no other `/proc/PID/environ`; when it ends or is
+//! killed, everything it started dies with the namespace, daemons included) with Helix's data
+//! directory hidden except for its own workspace.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -93,6 +101,62 @@ impl CommandSpec {
     }
 }
 
+/// Resource limits of each process of a command (rlimits); `None`: not limited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Rlimits {
+    /// CPU seconds (RLIMIT_CPU).
+    pub cpu_secs: Option<u64>,
+    /// Address space in bytes (RLIMIT_AS).
+    pub address_space_bytes: Option<u64>,
+    /// Largest file in bytes (RLIMIT_FSIZE).
+    pub file_size_bytes: Option<u64>,
+    /// Processes of the user (RLIMIT_NPROC).
+    pub processes: Option<u64>,
+}
+
+impl Rlimits {
+    /// The limits of `[orchestrator.limits]` (0: none).
+    pub fn from_config(c: &helix_core::config::PhaseLimitsConfig) -> Rlimits {
+        let some = |v: u64| (v > 0).then_some(v);
+        Rlimits {
+            cpu_secs: some(c.cpu_secs),
+            address_space_bytes: some(c.address_space_bytes),
+            file_size_bytes: some(c.file_size_bytes),
+            processes: some(c.processes),
+        }
+    }
+
+    /// `over`'s limits where it sets them, these elsewhere.
+    pub fn overlaid(self, over: Rlimits) -> Rlimits {
+        Rlimits {
+            cpu_secs: over.cpu_secs.or(self.cpu_secs),
+            address_space_bytes: over.address_space_bytes.or(self.address_space_bytes),
+            file_size_bytes: over.file_size_bytes.or(self.file_size_bytes),
+            processes: over.processes.or(self.processes),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        *self == Rlimits::default()
+    }
+
+    /// `prlimit` options setting these limits (soft and hard).
+    fn prlimit_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        for (flag, v) in [
+            ("--cpu", self.cpu_secs),
+            ("--as", self.address_space_bytes),
+            ("--fsize", self.file_size_bytes),
+            ("--nproc", self.processes),
+        ] {
+            if let Some(v) = v {
+                args.push(format!("{flag}={v}"));
+            }
+        }
+        args
+    }
+}
+
 /// Bounds of one execution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -107,6 +171,184 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Limits {
         Limits { timeout: None, stall_timeout: None, max_output_bytes: 1024 * 1024 }
+    }
+}
+
+/// How commands are isolated, decided once when the orchestrator starts (see the module docs).
+#[derive(Debug, Clone, Default)]
+pub struct Sandbox {
+    inner: Arc<SandboxInner>,
+}
+
+#[derive(Debug, Default)]
+struct SandboxInner {
+    /// bubblewrap, when it is used.
+    bwrap: Option<std::path::PathBuf>,
+    /// util-linux's prlimit, when it is installed.
+    prlimit: Option<std::path::PathBuf>,
+    /// Directories replaced by an empty tmpfs inside the sandbox (Helix's data).
+    hide_dirs: Vec<std::path::PathBuf>,
+    /// Files replaced by an empty file inside the sandbox (token and secrets files).
+    hide_files: Vec<std::path::PathBuf>,
+}
+
+/// A program on `PATH`.
+fn find_program(name: &str) -> Option<std::path::PathBuf> {
+    let path = helix_core::env::var("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".to_owned());
+    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
+}
+
+/// Whether bubblewrap can make a PID namespace here (containers may forbid it).
+fn bwrap_works(bwrap: &Path) -> Result<(), String> {
+    let out = std::process::Command::new(bwrap)
+        .args([
+            "--die-with-parent",
+            "--unshare-pid",
+            "--bind",
+            "/",
+            "/",
+            "--proc",
+            "/proc",
+            "--dev",
+            "/dev",
+            "--",
+            "true",
+        ])
+        .env_clear()
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", bwrap.display()))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().chars().take(300).collect())
+    }
+}
+
+impl Sandbox {
+    /// No namespaces (rlimits still apply when prlimit is installed).
+    pub fn none() -> Sandbox {
+        Sandbox {
+            inner: Arc::new(SandboxInner { prlimit: find_program("prlimit"), ..SandboxInner::default() }),
+        }
+    }
+
+    /// The sandbox `mode` asks for, hiding `hide_dirs` (Helix's data directory; the command's
+    /// own working directory stays visible) and `hide_files`. `auto` falls back to none when
+    /// bubblewrap is missing or cannot run here; `bwrap` then fails.
+    pub fn detect(
+        mode: helix_core::config::SandboxMode,
+        hide_dirs: Vec<std::path::PathBuf>,
+        hide_files: Vec<std::path::PathBuf>,
+    ) -> Result<Sandbox, String> {
+        use helix_core::config::SandboxMode;
+        let prlimit = find_program("prlimit");
+        if prlimit.is_none() {
+            tracing::warn!("prlimit (util-linux) is not installed: phases run without rlimits");
+        }
+        let bwrap = match mode {
+            SandboxMode::None => None,
+            SandboxMode::Auto | SandboxMode::Bwrap => {
+                match find_program("bwrap") {
+                    Some(b) => match bwrap_works(&b) {
+                        Ok(()) => Some(b),
+                        Err(e) if mode == SandboxMode::Bwrap => {
+                            return Err(format!("bubblewrap cannot run here: {e}"));
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "bubblewrap cannot run here: phases run without a PID namespace");
+                            None
+                        }
+                    },
+                    None if mode == SandboxMode::Bwrap => {
+                        return Err("orchestrator.sandbox = \"bwrap\" but bwrap is not installed (Debian: bubblewrap)".to_owned());
+                    }
+                    None => {
+                        tracing::warn!(
+                            "bubblewrap is not installed: phases run without a PID namespace (Debian: apt-get install bubblewrap)"
+                        );
+                        None
+                    }
+                }
+            }
+        };
+        let canonical = |p: std::path::PathBuf| p.canonicalize().unwrap_or(p);
+        Ok(Sandbox {
+            inner: Arc::new(SandboxInner {
+                bwrap,
+                prlimit,
+                hide_dirs: hide_dirs.into_iter().map(canonical).collect(),
+                hide_files: hide_files.into_iter().filter(|f| f.is_file()).map(canonical).collect(),
+            }),
+        })
+    }
+
+    /// Whether commands get their own PID namespace.
+    pub fn is_namespaced(&self) -> bool {
+        self.inner.bwrap.is_some()
+    }
+
+    /// `argv` wrapped in the sandbox and the rlimits, to run in `cwd`.
+    fn wrap(&self, argv: Vec<String>, cwd: &Path, rlimits: &Rlimits) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(bwrap) = &self.inner.bwrap {
+            let cwd = cwd.canonicalize().unwrap_or_else(|_| cwd.to_path_buf());
+            let s = |p: &Path| p.display().to_string();
+            out.push(s(bwrap));
+            out.extend(
+                [
+                    "--die-with-parent",
+                    "--unshare-pid",
+                    "--unshare-ipc",
+                    "--new-session",
+                    "--bind",
+                    "/",
+                    "/",
+                    "--proc",
+                    "/proc",
+                    "--dev",
+                    "/dev",
+                ]
+                .map(str::to_owned),
+            );
+            for d in &self.inner.hide_dirs {
+                out.extend(["--tmpfs".to_owned(), s(d)]);
+            }
+            for f in &self.inner.hide_files {
+                out.extend(["--ro-bind".to_owned(), "/dev/null".to_owned(), s(f)]);
+            }
+            if self.inner.hide_dirs.iter().any(|d| cwd.starts_with(d)) {
+                out.extend(["--bind".to_owned(), s(&cwd), s(&cwd)]);
+            }
+            out.extend(["--chdir".to_owned(), s(&cwd), "--".to_owned()]);
+        }
+        if let Some(prlimit) = self.inner.prlimit.as_ref().filter(|_| !rlimits.is_empty()) {
+            out.push(prlimit.display().to_string());
+            out.extend(rlimits.prlimit_args());
+            out.push("--".to_owned());
+        }
+        out.extend(argv);
+        out
+    }
+}
+
+/// Everything that bounds what a command can reach, besides time and output (see [`Limits`]).
+#[derive(Debug, Clone, Default)]
+pub struct Jail {
+    pub sandbox: Sandbox,
+    /// Per-process resource limits.
+    pub rlimits: Rlimits,
+    /// Added to the command's environment when it starts; never recorded.
+    pub secrets: BTreeMap<String, String>,
+    /// Masks the secrets' values in what the command prints.
+    pub masker: helix_core::redact::Masker,
+}
+
+impl Jail {
+    /// A jail with `rlimits` and `secrets`, the secrets masked in the output.
+    pub fn new(sandbox: Sandbox, rlimits: Rlimits, secrets: BTreeMap<String, String>) -> Jail {
+        let masker = helix_core::redact::Masker::new(secrets.values());
+        Jail { sandbox, rlimits, secrets, masker }
     }
 }
 
@@ -210,7 +452,8 @@ pub enum ExecError {
 
 /// The environment a command sees: the inherited allow-list of the current process, then `env`.
 pub fn command_env(env: &BTreeMap<String, String>) -> BTreeMap<String, String> {
-    let mut out: BTreeMap<String, String> = std::env::vars()
+    let mut out: BTreeMap<String, String> = helix_core::env::vars()
+        .into_iter()
         .filter(|(k, _)| INHERITED_ENV.contains(&k.as_str()) || k.starts_with("LC_"))
         .collect();
     out.extend(env.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -219,6 +462,7 @@ pub fn command_env(env: &BTreeMap<String, String>) -> BTreeMap<String, String> {
 
 /// Runs `spec` in `cwd` with `env` added to the inherited allow-list (see [`INHERITED_ENV`]),
 /// within `limits`, until it ends or `cancel` fires. Every early end kills the process group.
+/// No sandbox, no secrets: see [`run_jailed`].
 pub async fn run(
     spec: &CommandSpec,
     cwd: &Path,
@@ -226,7 +470,7 @@ pub async fn run(
     limits: &Limits,
     cancel: &Cancel,
 ) -> Result<Outcome, ExecError> {
-    run_tracked(spec, cwd, env, limits, cancel, None).await
+    run_jailed(spec, cwd, env, limits, cancel, None, &Jail::default()).await
 }
 
 /// A running command's process group, as recorded in a file while it runs: if the orchestrator
@@ -271,31 +515,52 @@ pub fn reap(file: &Path) -> bool {
     alive
 }
 
-/// [`run`], recording the command's process group in `group_file` while it runs (see
+/// Whether `program` can be started: a path to an executable file, or a name on `PATH`. Checked
+/// before a sandbox or prlimit wraps it, so "command not found" names the program, not bwrap.
+fn resolvable(program: &str, cwd: &Path, env: &BTreeMap<String, String>) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let executable =
+        |p: &Path| p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+    if program.contains('/') {
+        return executable(&cwd.join(program));
+    }
+    let path = env.get("PATH").cloned().unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".to_owned());
+    std::env::split_paths(&path).any(|d| executable(&d.join(program)))
+}
+
+/// [`run`] in `jail`, recording the command's process group in `group_file` while it runs (see
 /// [`GroupRecord`]).
-pub async fn run_tracked(
+pub async fn run_jailed(
     spec: &CommandSpec,
     cwd: &Path,
     env: &BTreeMap<String, String>,
     limits: &Limits,
     cancel: &Cancel,
     group_file: Option<&Path>,
+    jail: &Jail,
 ) -> Result<Outcome, ExecError> {
-    let (program, args): (&str, Vec<&str>) = match spec {
-        CommandSpec::Argv(argv) => match argv.split_first() {
-            Some((p, rest)) if !p.is_empty() => (p, rest.iter().map(String::as_str).collect()),
+    let argv: Vec<String> = match spec {
+        CommandSpec::Argv(argv) => match argv.first() {
+            Some(p) if !p.is_empty() => argv.clone(),
             _ => return Err(ExecError::Empty),
         },
-        CommandSpec::Shell(script) => ("sh", vec!["-c", script]),
+        CommandSpec::Shell(script) => vec!["sh".to_owned(), "-c".to_owned(), script.clone()],
     };
+    let program = argv[0].clone();
     if !cwd.is_dir() {
         return Err(ExecError::Cwd { dir: cwd.display().to_string() });
     }
-    let mut cmd = Command::new(program);
-    cmd.args(&args)
+    let mut full_env = command_env(env);
+    full_env.extend(jail.secrets.iter().map(|(k, v)| (k.clone(), v.clone())));
+    if !resolvable(&program, cwd, &full_env) {
+        return Err(ExecError::NotFound { program });
+    }
+    let wrapped = jail.sandbox.wrap(argv, cwd, &jail.rlimits);
+    let mut cmd = Command::new(&wrapped[0]);
+    cmd.args(&wrapped[1..])
         .current_dir(cwd)
         .env_clear()
-        .envs(command_env(env))
+        .envs(full_env)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -304,8 +569,8 @@ pub async fn run_tracked(
 
     let start = Instant::now();
     let mut child = cmd.spawn().map_err(|source| match source.kind() {
-        std::io::ErrorKind::NotFound => ExecError::NotFound { program: program.to_owned() },
-        _ => ExecError::Spawn { program: program.to_owned(), source },
+        std::io::ErrorKind::NotFound => ExecError::NotFound { program: program.clone() },
+        _ => ExecError::Spawn { program: program.clone(), source },
     })?;
     let pgid = child.id().map(|id| Pid::from_raw(id as i32));
     if let (Some(file), Some(pid)) = (group_file, pgid) {
@@ -328,6 +593,8 @@ pub async fn run_tracked(
     drop(tx);
 
     let mut output = BoundedOutput::new(limits.max_output_bytes);
+    // secrets are masked before anything of the output is kept
+    let mut masker = helix_core::redact::StreamMasker::new(jail.masker.clone());
     let mut last_output = Instant::now();
     let deadline = limits.timeout.map(|t| start + t);
     let (mut timed_out, mut stalled, mut cancelled) = (false, false, false);
@@ -339,7 +606,7 @@ pub async fn run_tracked(
             chunk = rx.recv(), if pipes_open => match chunk {
                 Some(bytes) => {
                     last_output = Instant::now();
-                    output.push(&bytes);
+                    output.push(&masker.push(&bytes));
                 }
                 None => pipes_open = false,
             },
@@ -361,7 +628,7 @@ pub async fn run_tracked(
             }
         }
     };
-    let status = status.map_err(|source| ExecError::Wait { program: program.to_owned(), source })?;
+    let status = status.map_err(|source| ExecError::Wait { program: program.clone(), source })?;
     // Whatever the command left running in its group goes with it.
     kill_group(pgid);
     if let Some(file) = group_file {
@@ -370,10 +637,11 @@ pub async fn run_tracked(
     let drain_until = tokio::time::Instant::now() + DRAIN_GRACE;
     while pipes_open {
         match tokio::time::timeout_at(drain_until, rx.recv()).await {
-            Ok(Some(bytes)) => output.push(&bytes),
+            Ok(Some(bytes)) => output.push(&masker.push(&bytes)),
             Ok(None) | Err(_) => pipes_open = false,
         }
     }
+    output.push(&masker.finish());
 
     use std::os::unix::process::ExitStatusExt;
     let (text, truncated) = output.finish();
@@ -715,6 +983,118 @@ mod tests {
             .await
             .expect("run");
         assert!(out.cancelled);
+    }
+
+    /// bubblewrap, which `tests/run` installs (Debian package bubblewrap).
+    fn bwrap_sandbox(hide: Vec<std::path::PathBuf>) -> Sandbox {
+        Sandbox::detect(helix_core::config::SandboxMode::Bwrap, hide, Vec::new())
+            .expect("the sandbox tests need bubblewrap: apt-get install bubblewrap (tests/run installs it)")
+    }
+
+    #[tokio::test]
+    async fn secrets_reach_the_command_and_are_masked_in_its_output() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let secret = "s3cr3t-value-0123456789";
+        let jail = Jail::new(
+            Sandbox::none(),
+            Rlimits::default(),
+            [("API_TOKEN".to_owned(), secret.to_owned())].into(),
+        );
+        // printed whole, in pieces (split across writes) and on stderr
+        let script = "echo \"token=$API_TOKEN\"; printf '%s' \"$API_TOKEN\" | head -c 7; sleep 0.1; printf '%s\\n' \"$API_TOKEN\" | tail -c +8; echo \"$API_TOKEN\" >&2";
+        let out = run_jailed(
+            &CommandSpec::Shell(script.into()),
+            dir.path(),
+            &BTreeMap::new(),
+            &Limits::default(),
+            &Cancel::new(),
+            None,
+            &jail,
+        )
+        .await
+        .expect("run");
+        assert!(!out.output.contains(secret) && !out.output.contains("0123456789"), "{}", out.output);
+        assert!(out.output.contains("token=***"), "{}", out.output);
+        assert_eq!(out.output.matches("***").count(), 3, "{}", out.output);
+    }
+
+    #[tokio::test]
+    async fn rlimits_apply_to_every_process() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let limits = Rlimits {
+            cpu_secs: Some(77),
+            address_space_bytes: Some(8 << 30),
+            file_size_bytes: Some(1 << 20),
+            processes: None,
+        };
+        let jail = Jail::new(Sandbox::none(), limits, BTreeMap::new());
+        let out = run_jailed(
+            &CommandSpec::Shell("ulimit -t; ulimit -v; ulimit -f".into()),
+            dir.path(),
+            &BTreeMap::new(),
+            &Limits::default(),
+            &Cancel::new(),
+            None,
+            &jail,
+        )
+        .await
+        .expect("run");
+        // dash reports -f in 512-byte blocks
+        assert_eq!(out.output, format!("77\n{}\n{}\n", 8u64 << 20, (1u64 << 20) / 512), "{}", out.output);
+        // a file larger than the limit cannot be written
+        let out = run_jailed(
+            &CommandSpec::Shell("head -c 2000000 /dev/zero > big".into()),
+            dir.path(),
+            &BTreeMap::new(),
+            &Limits::default(),
+            &Cancel::new(),
+            None,
+            &jail,
+        )
+        .await
+        .expect("run");
+        assert!(!out.success(), "{out:?}");
+        assert!(std::fs::metadata(dir.path().join("big")).map(|m| m.len()).unwrap_or(0) <= 1 << 20);
+    }
+
+    #[tokio::test]
+    async fn in_the_sandbox_no_other_process_and_no_hidden_file_is_visible_and_nothing_survives() {
+        let base = tempfile::tempdir().expect("tempdir");
+        let data = base.path().join("data");
+        let ws = data.join("runs/r1/work");
+        std::fs::create_dir_all(&ws).expect("mkdir");
+        std::fs::write(data.join("local-token"), "hxt_secret").expect("write");
+        let jail = Jail::new(bwrap_sandbox(vec![data.clone()]), Rlimits::default(), BTreeMap::new());
+        let script = "ls /proc | grep -c '^[0-9]'; cat /proc/*/environ 2>/dev/null | tr '\\0' '\\n' | grep -c CARGO_MANIFEST_DIR; \
+                      cat ../../../local-token 2>&1 | head -c 40; echo; echo ok > written; setsid sleep 300 & echo $! > ../daemon.pid";
+        let out = run_jailed(
+            &CommandSpec::Shell(script.into()),
+            &ws,
+            &BTreeMap::new(),
+            &Limits::default(),
+            &Cancel::new(),
+            None,
+            &jail,
+        )
+        .await
+        .expect("run");
+        let lines: Vec<&str> = out.output.lines().collect();
+        let visible: u32 = lines[0].trim().parse().expect("count");
+        assert!(visible <= 6, "only the sandbox's own processes: {}", out.output);
+        assert_eq!(lines[1].trim(), "0", "no other process's environment: {}", out.output);
+        assert!(!out.output.contains("hxt_secret"), "{}", out.output);
+        assert_eq!(std::fs::read_to_string(ws.join("written")).expect("the workspace is writable"), "ok\n");
+        assert!(
+            std::fs::read_to_string(data.join("local-token")).is_ok_and(|t| t == "hxt_secret"),
+            "untouched"
+        );
+        // the daemon's pid is of the namespace; none of the host's processes runs `sleep 300`
+        // started by this test once the command has ended
+        let alive = std::fs::read_dir("/proc")
+            .expect("proc")
+            .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+            .any(|c| c.starts_with(b"sleep\x00300\x00"));
+        assert!(!alive, "a setsid daemon outlived its phase");
     }
 
     #[tokio::test]

@@ -114,6 +114,10 @@ pub struct GateContext<'a> {
     /// The baseline recorded before the phase by [`record_baseline`], for baseline gates.
     pub baseline: Option<&'a TestSummary>,
     pub cancel: &'a Cancel,
+    /// What command gates run in: the phase's sandbox, rlimits and secrets.
+    pub jail: &'a exec::Jail,
+    /// Wall-clock limit of a command gate that sets no `timeout`.
+    pub default_timeout: Duration,
 }
 
 /// The verdict of one gate.
@@ -180,9 +184,11 @@ pub async fn record_baseline(
     workspace: &Path,
     env: &BTreeMap<String, String>,
     cancel: &Cancel,
+    jail: &exec::Jail,
 ) -> Option<TestSummary> {
     let GateCheck::Command { run, baseline: true, timeout } = &gate.check else { return None };
-    let outcome = exec::run(run, workspace, env, &gate_limits(*timeout), cancel).await.ok()?;
+    let limits = gate_limits(*timeout, DEFAULT_GATE_TIMEOUT);
+    let outcome = exec::run_jailed(run, workspace, env, &limits, cancel, None, jail).await.ok()?;
     if outcome.timed_out || outcome.cancelled || outcome.stalled {
         return None;
     }
@@ -317,10 +323,12 @@ async fn command(
     timeout: Option<Duration>,
     ctx: &GateContext<'_>,
 ) -> Verdict {
-    let outcome = match exec::run(run, ctx.workspace, ctx.env, &gate_limits(timeout), ctx.cancel).await {
-        Ok(o) => o,
-        Err(e) => return Verdict::new(false, format!("cannot run the gate command: {e}")),
-    };
+    let limits = gate_limits(timeout, ctx.default_timeout);
+    let outcome =
+        match exec::run_jailed(run, ctx.workspace, ctx.env, &limits, ctx.cancel, None, ctx.jail).await {
+            Ok(o) => o,
+            Err(e) => return Verdict::new(false, format!("cannot run the gate command: {e}")),
+        };
     let summary = testsummary::parse(&outcome.output);
     let counts = summary.as_ref().map(describe_summary);
     let tail = || Some(tail(&outcome.output, GATE_OUTPUT_KEPT).to_owned());
@@ -375,8 +383,8 @@ async fn command(
     }
 }
 
-fn gate_limits(timeout: Option<Duration>) -> Limits {
-    Limits { timeout: Some(timeout.unwrap_or(DEFAULT_GATE_TIMEOUT)), ..Limits::default() }
+fn gate_limits(timeout: Option<Duration>, default: Duration) -> Limits {
+    Limits { timeout: Some(timeout.unwrap_or(default)), ..Limits::default() }
 }
 
 fn describe_summary(s: &TestSummary) -> String {
@@ -516,6 +524,7 @@ mod tests {
         dir: tempfile::TempDir,
         env: BTreeMap<String, String>,
         cancel: Cancel,
+        jail: exec::Jail,
     }
 
     impl Fixture {
@@ -524,6 +533,7 @@ mod tests {
                 dir: tempfile::tempdir().expect("tempdir"),
                 env: BTreeMap::new(),
                 cancel: Cancel::new(),
+                jail: exec::Jail::default(),
             }
         }
 
@@ -546,6 +556,8 @@ mod tests {
                 env: &self.env,
                 baseline,
                 cancel: &self.cancel,
+                jail: &self.jail,
+                default_timeout: DEFAULT_GATE_TIMEOUT,
             }
         }
     }
@@ -719,7 +731,7 @@ echo "==== $n failed, 5 passed in 0.10s ===="; [ "$n" -eq 0 ]"#;
         let f = Fixture::new();
         let g = gate(shell(FAKE_PYTEST, true));
         f.write("failing.txt", "tests/test_a.py::test_old\n");
-        let baseline = record_baseline(&g, f.dir.path(), &f.env, &f.cancel).await.expect("baseline");
+        let baseline = record_baseline(&g, f.dir.path(), &f.env, &f.cancel, &f.jail).await.expect("baseline");
         assert_eq!(baseline.failed, 1);
         assert_eq!(baseline.failures.iter().collect::<Vec<_>>(), ["tests/test_a.py::test_old"]);
 
@@ -752,7 +764,7 @@ echo "==== $n failed, 5 passed in 0.10s ===="; [ "$n" -eq 0 ]"#;
     async fn baseline_mode_without_a_baseline_or_a_summary() {
         let f = Fixture::new();
         let unparseable = gate(shell("echo boom; exit 1", true));
-        assert!(record_baseline(&unparseable, f.dir.path(), &f.env, &f.cancel).await.is_none());
+        assert!(record_baseline(&unparseable, f.dir.path(), &f.env, &f.cancel, &f.jail).await.is_none());
         let r = evaluate(&unparseable, &f.ctx("", Some(0), None)).await;
         assert!(!r.passed);
         assert!(r.detail.starts_with("no baseline was recorded"), "{}", r.detail);
@@ -765,7 +777,8 @@ echo "==== $n failed, 5 passed in 0.10s ===="; [ "$n" -eq 0 ]"#;
                 &gate(shell("echo '1 passed, 0 failed'", false)),
                 f.dir.path(),
                 &f.env,
-                &f.cancel
+                &f.cancel,
+                &f.jail
             )
             .await
             .is_none()

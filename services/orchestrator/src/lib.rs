@@ -12,6 +12,7 @@
 //! handlers).
 
 pub mod checkpoint;
+pub mod confine;
 pub mod emit;
 pub mod engine;
 pub mod error;
@@ -20,6 +21,7 @@ pub mod gates;
 pub mod patch;
 pub mod pipeline;
 pub mod routes;
+pub mod secrets;
 pub mod testsummary;
 pub mod token;
 
@@ -76,6 +78,16 @@ pub struct OrchestratorState {
     data_dir: PathBuf,
     peers: Vec<(ServiceKind, ServiceClient)>,
     pub engine: Arc<engine::Engine>,
+    /// Where `pipeline_path` and `workdir` may point.
+    pub roots: confine::Roots,
+    /// The working directory at start: relative client paths are relative to it.
+    cwd: PathBuf,
+}
+
+impl OrchestratorState {
+    pub fn cwd(&self) -> PathBuf {
+        self.cwd.clone()
+    }
 }
 
 impl OrchestratorState {
@@ -102,15 +114,34 @@ impl OrchestratorState {
         let (emitter, _task) = emit::Emitter::start(clients.collector.clone(), EMIT_CAPACITY);
         let settings = engine::EngineSettings {
             max_runs_per_project: o.max_runs_per_project.max(1),
+            max_runs: o.max_runs.max(1),
             retry_backoff: Duration::from_millis(o.retry_backoff_ms),
             escalation_webhook: o.escalation_webhook.clone(),
             // the key itself lives only in the environment
             gateway_key: helix_core::env::var(&o.gateway_key_env).filter(|k| !k.is_empty()),
             exclude: o.exclude.clone(),
+            // phases see none of Helix's data but their own workspace, and no token file
+            sandbox: exec::Sandbox::detect(
+                o.sandbox,
+                vec![cfg.data_dir.clone()],
+                cfg.auth
+                    .tokens
+                    .iter()
+                    .filter_map(|t| t.token_file.clone())
+                    .chain(o.secrets_file.clone())
+                    .collect(),
+            )
+            .map_err(std::io::Error::other)?,
+            rlimits: exec::Rlimits::from_config(&o.limits),
+            phase_timeout: Duration::from_secs(o.phase_timeout_secs.max(1)),
+            secrets_file: o.secrets_file.clone(),
         };
         let engine = engine::Engine::open(&data_dir, clients, emitter, settings)
             .map_err(|e| std::io::Error::other(e.to_string()))?;
-        Ok(OrchestratorState { data_dir, peers: probes, engine: Arc::new(engine) })
+        let cwd = std::env::current_dir()?;
+        let roots = confine::Roots::new(&o.roots, &cwd);
+        tracing::info!(roots = ?roots.list(), "pipeline files and workdirs are served from these directories");
+        Ok(OrchestratorState { data_dir, peers: probes, engine: Arc::new(engine), roots, cwd })
     }
 }
 

@@ -83,6 +83,23 @@
 //! output = "summary.json"             # the answer is written to this workspace file
 //! ```
 //!
+//! Secrets and limits (both also per phase, which then wins):
+//!
+//! ```toml
+//! secrets = ["PYPI_TOKEN"]            # from the service's environment or orchestrator.secrets_file,
+//!                                     # given to commands as environment variables when they start;
+//!                                     # never stored, masked (***) in every output Helix keeps
+//! [limits]                            # rlimits of every process (defaults: [orchestrator.limits])
+//! cpu = "30m"                         # CPU time per process
+//! memory = "8GiB"                     # address space per process
+//! file_size = "2GiB"                  # largest file written
+//! processes = 512                     # processes of the user
+//! ```
+//!
+//! `[variables]` and `env` tables are stored with the run (and shown by the API), so a value that
+//! looks like a credential, or a variable whose name says it holds one (`*_KEY`, `*_TOKEN`,
+//! `*SECRET*`, `*PASSWORD*`), is refused there: name it in `secrets` instead.
+//!
 //! Paths (`inputs`, `outputs`, gate `paths` and `file`, `output`) are relative to the phase
 //! workspace and may not contain `..`. A placeholder is `{{name}}` (spaces inside the braces
 //! allowed) with a name made of letters, digits, `_` and dotted parts; other text in braces is
@@ -105,7 +122,7 @@ use sha2::{Digest, Sha256};
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
-use crate::exec::CommandSpec;
+use crate::exec::{CommandSpec, Rlimits};
 use crate::gates::{self, Gate, GateCheck, Severity};
 
 /// Retries after the first attempt when a phase does not set `retries` (3 attempts in all).
@@ -115,6 +132,8 @@ pub const DEFAULT_MAX_REASKS: u32 = 2;
 const MAX_RETRIES: u32 = 10;
 const MAX_REASKS: u32 = 10;
 const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Largest pipeline file read from disk.
+pub const MAX_PIPELINE_BYTES: u64 = 1 << 20;
 
 /// A validated pipeline.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -126,6 +145,16 @@ pub struct Pipeline {
     /// Template variables (also exported to commands as environment variables).
     pub variables: BTreeMap<String, String>,
     pub phases: Vec<Phase>,
+    /// Names of secrets every phase gets (values resolved when a command starts).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<String>,
+    /// rlimits of every phase's processes.
+    #[serde(default, skip_serializing_if = "is_unlimited")]
+    pub limits: Rlimits,
+}
+
+fn is_unlimited(r: &Rlimits) -> bool {
+    *r == Rlimits::default()
 }
 
 /// One phase of a pipeline.
@@ -145,6 +174,12 @@ pub struct Phase {
     /// Retries after the first attempt; see [`Phase::max_attempts`].
     pub retries: u32,
     pub gates: Vec<Gate>,
+    /// Names of secrets this phase gets besides the pipeline's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<String>,
+    /// rlimits of this phase's processes (over the pipeline's).
+    #[serde(default, skip_serializing_if = "is_unlimited")]
+    pub limits: Rlimits,
 }
 
 impl Phase {
@@ -202,13 +237,21 @@ pub enum PipelineError {
     /// An error in a pipeline file, with the file's path.
     #[error("{path}: {inner}")]
     File { path: String, inner: Box<PipelineError> },
+    /// An error in a file read on a client's behalf: where, never what (see [`Pipeline::load`]).
+    #[error(
+        "line {line}, column {column}: not a valid pipeline (the file's text is not shown to API \
+         clients; `helix plan FILE` on the machine that has it says what is wrong)"
+    )]
+    Redacted { line: usize, column: usize },
 }
 
 impl PipelineError {
     /// The line the error is on, when it has one.
     pub fn line(&self) -> Option<usize> {
         match self {
-            PipelineError::Invalid { line, .. } | PipelineError::Syntax { line, .. } => Some(*line),
+            PipelineError::Invalid { line, .. }
+            | PipelineError::Syntax { line, .. }
+            | PipelineError::Redacted { line, .. } => Some(*line),
             PipelineError::Read { .. } => None,
             PipelineError::File { inner, .. } => inner.line(),
         }
@@ -227,11 +270,40 @@ impl Pipeline {
         parse(text, Some(base_dir))
     }
 
-    /// Reads, parses and validates a pipeline file; errors name the file.
+    /// Reads, parses and validates a pipeline file named by an API client: errors name the
+    /// file, line and column but never quote it (the file may not be a pipeline at all, and its
+    /// text is not the caller's to see). Only regular files up to [`MAX_PIPELINE_BYTES`].
     pub fn load(path: &Path) -> Result<Pipeline, PipelineError> {
+        Pipeline::load_verbose(path).map_err(|e| match e {
+            PipelineError::File { path, inner } => {
+                let redacted = match *inner {
+                    PipelineError::Syntax { line, column, .. } => PipelineError::Redacted { line, column },
+                    PipelineError::Invalid { line, .. } => PipelineError::Redacted { line, column: 1 },
+                    other => other,
+                };
+                PipelineError::File { path, inner: Box::new(redacted) }
+            }
+            other => other,
+        })
+    }
+
+    /// [`Pipeline::load`] with errors that quote the line and name the key: for a file the
+    /// user reads anyway (the command line checks a pipeline file before sending its path).
+    pub fn load_verbose(path: &Path) -> Result<Pipeline, PipelineError> {
+        use std::io::Read;
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| PipelineError::Read { path: shown.clone(), source })?;
+        let read_err = |source| PipelineError::Read { path: shown.clone(), source };
+        let file = std::fs::File::open(path).map_err(read_err)?;
+        let meta = file.metadata().map_err(read_err)?;
+        if !meta.is_file() || meta.len() > MAX_PIPELINE_BYTES {
+            let why = if meta.is_file() { "it is larger than 1 MiB" } else { "it is not a regular file" };
+            return Err(read_err(std::io::Error::new(std::io::ErrorKind::InvalidInput, why)));
+        }
+        let mut bytes = Vec::new();
+        file.take(MAX_PIPELINE_BYTES + 1).read_to_end(&mut bytes).map_err(read_err)?;
+        let text = String::from_utf8(bytes).map_err(|_| {
+            read_err(std::io::Error::new(std::io::ErrorKind::InvalidData, "it is not UTF-8 text"))
+        })?;
         let base = path.parent().unwrap_or(Path::new("."));
         parse(&text, Some(base)).map_err(|e| PipelineError::File { path: shown, inner: Box::new(e) })
     }
@@ -248,6 +320,23 @@ impl Pipeline {
     /// The phase named `name` and its index.
     pub fn phase(&self, name: &str) -> Option<(usize, &Phase)> {
         self.phases.iter().enumerate().find(|(_, p)| p.name == name)
+    }
+
+    /// The secrets phase `index` gets: the pipeline's, then its own.
+    pub fn secrets_for(&self, index: usize) -> Vec<String> {
+        let mut names = self.secrets.clone();
+        for n in self.phases.get(index).map(|p| p.secrets.as_slice()).unwrap_or_default() {
+            if !names.contains(n) {
+                names.push(n.clone());
+            }
+        }
+        names
+    }
+
+    /// The rlimits of phase `index` over `defaults`: the pipeline's, then the phase's.
+    pub fn limits_for(&self, index: usize, defaults: Rlimits) -> Rlimits {
+        let phase = self.phases.get(index).map(|p| p.limits).unwrap_or_default();
+        defaults.overlaid(self.limits).overlaid(phase)
     }
 
     /// Variables and environment of phase `index`: the pipeline's variables, overridden by its
@@ -602,9 +691,81 @@ impl<'a, 'i> Tab<'a, 'i> {
                     ));
                 }
             };
+            if looks_secret(&name, &value) {
+                return Err(invalid(
+                    line,
+                    path,
+                    format!(
+                        "looks like a secret, and this table is stored with the run: write \
+                         `secrets = [\"{name}\"]` and give {name} to the orchestrator's environment \
+                         or orchestrator.secrets_file"
+                    ),
+                ));
+            }
             out.insert(name, value);
         }
         Ok(out)
+    }
+
+    /// `secrets = ["NAME", ...]`: variable names, none also given a value in `tables`.
+    fn secret_names(&self, k: &str, tables: &[&BTreeMap<String, String>]) -> Res<Vec<String>> {
+        let mut out: Vec<String> = Vec::new();
+        for (i, (name, line)) in self.str_list(k)?.unwrap_or_default().into_iter().enumerate() {
+            let path = format!("{}[{i}]", self.key(k));
+            if !is_var_name(&name) {
+                return Err(invalid(
+                    line,
+                    path,
+                    "names are letters, digits and `_`, not starting with a digit",
+                ));
+            }
+            if name.starts_with("HELIX_") {
+                return Err(invalid(line, path, "HELIX_* variables are Helix's own"));
+            }
+            if tables.iter().any(|t| t.contains_key(&name)) {
+                return Err(invalid(
+                    line,
+                    path,
+                    format!("{name} also has a value in [variables] or an env table"),
+                ));
+            }
+            if !out.contains(&name) {
+                out.push(name);
+            }
+        }
+        Ok(out)
+    }
+
+    /// `[limits]`: `cpu` (a duration), `memory` and `file_size` (bytes, or "512MiB", "8GiB"),
+    /// `processes`.
+    fn limits(&self, k: &str) -> Res<Rlimits> {
+        let Some((table, start)) = self.sub(k)? else { return Ok(Rlimits::default()) };
+        let path = self.key(k);
+        let tab = self.child(table, start, &path);
+        tab.check_keys(LIMIT_KEYS, |_| None)?;
+        let size = |key: &str| -> Res<Option<u64>> {
+            let Some((_, v)) = tab.find(key) else { return Ok(None) };
+            let n = match v.get_ref() {
+                DeValue::Integer(_) => tab.int(key)?.and_then(|i| u64::try_from(i).ok()),
+                DeValue::String(s) => parse_size(s),
+                other => return Err(tab.type_err(key, "a size such as \"8GiB\" or bytes", other)),
+            };
+            match n {
+                Some(n) if n > 0 => Ok(Some(n)),
+                _ => Err(tab.err(key, "must be a size greater than 0, such as \"512MiB\" or \"8GiB\"")),
+            }
+        };
+        let processes = match tab.int("processes")? {
+            None => None,
+            Some(n) if n >= 1 => Some(n.unsigned_abs()),
+            Some(_) => return Err(tab.err("processes", "must be at least 1")),
+        };
+        Ok(Rlimits {
+            cpu_secs: tab.duration("cpu")?.map(|d| d.as_secs().max(1)),
+            address_space_bytes: size("memory")?,
+            file_size_bytes: size("file_size")?,
+            processes,
+        })
     }
 
     fn duration(&self, k: &str) -> Res<Option<Duration>> {
@@ -635,6 +796,31 @@ impl<'a, 'i> Tab<'a, 'i> {
     {
         Tab { lines: self.lines, map, path, start }
     }
+}
+
+/// A size: bytes, or a number with `K`, `M`, `G`, `T` (powers of 1024; `KiB`, `KB` and `k` too).
+pub fn parse_size(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        _ => return None,
+    };
+    n.checked_mul(1u64 << shift)
+}
+
+/// A variable that should be a secret: a credential-shaped value, or a name that says it holds
+/// one (with a value that is not a path to a file).
+fn looks_secret(name: &str, value: &str) -> bool {
+    let path_like = value.starts_with('/') || value.starts_with("./") || value.starts_with("~/");
+    helix_core::redact::is_key_like(value)
+        || (helix_core::redact::is_secret_name(name) && value.len() >= 4 && !path_like)
 }
 
 fn is_var_name(s: &str) -> bool {
@@ -708,9 +894,21 @@ fn canonical_json(v: &Value, out: &mut String) {
 // ---------------------------------------------------------------------------------------------
 // The pipeline
 
-const TOP_KEYS: &[&str] = &["name", "description", "variables", "env", "phase"];
-const PHASE_KEYS: &[&str] =
-    &["name", "kind", "inputs", "outputs", "env", "timeout", "stall_timeout", "retries", "gate"];
+const TOP_KEYS: &[&str] = &["name", "description", "variables", "env", "phase", "secrets", "limits"];
+const PHASE_KEYS: &[&str] = &[
+    "name",
+    "kind",
+    "inputs",
+    "outputs",
+    "env",
+    "timeout",
+    "stall_timeout",
+    "retries",
+    "gate",
+    "secrets",
+    "limits",
+];
+const LIMIT_KEYS: &[&str] = &["cpu", "memory", "file_size", "processes"];
 const COMMAND_KEYS: &[&str] = &["run", "shell"];
 const LLM_KEYS: &[&str] =
     &["model", "prompt", "system", "schema", "schema_file", "max_reasks", "max_tokens", "output"];
@@ -751,6 +949,8 @@ fn parse(text: &str, base: Option<&Path>) -> Res<Pipeline> {
     let description = root.str("description")?;
     let variables = root.name_map("variables")?;
     let env = root.name_map("env")?;
+    let secrets = root.secret_names("secrets", &[&variables, &env])?;
+    let limits = root.limits("limits")?;
     let tables = root.sub_array("phase")?;
     if tables.is_empty() {
         return Err(invalid(1, "phase", "a pipeline needs at least one [[phase]]"));
@@ -779,7 +979,7 @@ fn parse(text: &str, base: Option<&Path>) -> Res<Pipeline> {
         let tab = root.child(map, *start, &paths[i]);
         phases.push(parse_phase(tab, &names, i, &variables, &env, base)?);
     }
-    Ok(Pipeline { name, description, env, variables, phases })
+    Ok(Pipeline { name, description, env, variables, phases, secrets, limits })
 }
 
 fn parse_phase(
@@ -842,6 +1042,7 @@ fn parse_phase(
         gates.insert(0, Gate::default_exit_code());
     }
 
+    let secrets = tab.secret_names("secrets", &[variables, pipeline_env, &env])?;
     Ok(Phase {
         name: names[index].clone(),
         kind,
@@ -852,6 +1053,8 @@ fn parse_phase(
         stall_timeout: tab.duration("stall_timeout")?,
         retries,
         gates,
+        secrets,
+        limits: tab.limits("limits")?,
     })
 }
 
@@ -1115,6 +1318,63 @@ mod tests {
         "name = \"p\"\n\n[[phase]]\nname = \"build\"\nkind = \"command\"\nrun = [\"true\"]\n";
 
     #[test]
+    fn secrets_are_named_never_given_and_credential_like_values_are_refused() {
+        let text = "name = \"p\"\nsecrets = [\"PYPI_TOKEN\"]\n[[phase]]\nname = \"a\"\nkind = \"command\"\nrun = [\"true\"]\nsecrets = [\"DB_PASSWORD\", \"PYPI_TOKEN\"]\n";
+        let p = Pipeline::parse(text).expect("secrets");
+        assert_eq!(p.secrets_for(0), ["PYPI_TOKEN", "DB_PASSWORD"]);
+        assert!(!serde_json::to_string(&p).expect("json").contains("=\""));
+        for (env, key) in [
+            ("[env]\nOPENAI_API_KEY = \"whatever-123\"\n", "env.OPENAI_API_KEY"),
+            ("[env]\nX = \"sk-proj-abcdefghijklmnop\"\n", "env.X"),
+            ("[variables]\nGITHUB_TOKEN = \"ghp_x\"\n", "variables.GITHUB_TOKEN"),
+            ("[env]\nDB_PASSWORD = \"hunter22\"\n", "env.DB_PASSWORD"),
+        ] {
+            let e = err(&MINIMAL.replace("name = \"p\"\n", &format!("name = \"p\"\n{env}")));
+            assert!(e.contains(key) && e.contains("looks like a secret") && e.contains("secrets = ["), "{e}");
+        }
+        // a path to a key file, a setting that only mentions a key, are fine
+        let ok = MINIMAL.replace(
+            "name = \"p\"\n",
+            "name = \"p\"\n[env]\nGOOGLE_APPLICATION_CREDENTIALS = \"/etc/gcp.json\"\nKEYBOARD = \"us\"\n",
+        );
+        Pipeline::parse(&ok).expect("paths and harmless names");
+        let e = err(&MINIMAL.replace("name = \"p\"\n", "name = \"p\"\nsecrets = [\"bad name\"]\n"));
+        assert!(e.contains("secrets[0]"), "{e}");
+        let e =
+            err(&MINIMAL.replace("name = \"p\"\n", "name = \"p\"\nsecrets = [\"X\"]\n[env]\nX = \"1\"\n"));
+        assert!(e.contains("also has a value"), "{e}");
+    }
+
+    #[test]
+    fn limits_of_the_pipeline_and_the_phase() {
+        let text = "name = \"p\"\n[limits]\ncpu = \"30m\"\nmemory = \"8GiB\"\n[[phase]]\nname = \"a\"\nkind = \"command\"\nrun = [\"true\"]\n[phase.limits]\nmemory = 1048576\nprocesses = 64\nfile_size = \"1M\"\n";
+        let p = Pipeline::parse(text).expect("limits");
+        let defaults = Rlimits {
+            cpu_secs: Some(1),
+            address_space_bytes: Some(2),
+            file_size_bytes: Some(3),
+            processes: Some(4),
+        };
+        assert_eq!(
+            p.limits_for(0, defaults),
+            Rlimits {
+                cpu_secs: Some(1800),
+                address_space_bytes: Some(1 << 20),
+                file_size_bytes: Some(1 << 20),
+                processes: Some(64)
+            }
+        );
+        assert_eq!(parse_size("8GiB"), Some(8 << 30));
+        assert_eq!(parse_size("512 MB"), Some(512 << 20));
+        assert_eq!(parse_size("12"), Some(12));
+        assert_eq!(parse_size("1.5G"), None);
+        let e = err(&text.replace("memory = 1048576", "memory = \"lots\""));
+        assert!(e.contains("phase[0].limits.memory"), "{e}");
+        let e = err(&text.replace("processes = 64", "procs = 64"));
+        assert!(e.contains("procs"), "{e}");
+    }
+
+    #[test]
     fn the_documented_example_parses_to_what_it_says() {
         let text = doc_example();
         assert!(text.contains("[[phase.gate]]"), "{text}");
@@ -1363,9 +1623,15 @@ mod tests {
         );
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("pipeline.toml"), &by_file).expect("write");
+        let e = Pipeline::load_verbose(&dir.path().join("pipeline.toml"))
+            .expect_err("missing schema file")
+            .to_string();
+        assert!(e.contains("pipeline.toml: line 12: phase[1].schema_file: cannot read s.json"), "{e}");
+        // for API clients only where, not what
         let e =
             Pipeline::load(&dir.path().join("pipeline.toml")).expect_err("missing schema file").to_string();
-        assert!(e.contains("pipeline.toml: line 12: phase[1].schema_file: cannot read s.json"), "{e}");
+        assert!(e.contains("pipeline.toml: line 12, column 1: not a valid pipeline"), "{e}");
+        assert!(!e.contains("schema_file") && !e.contains("s.json"), "{e}");
         std::fs::write(dir.path().join("s.json"), r#"{"type": "object", "required": ["a"]}"#).expect("write");
         let p = Pipeline::load(&dir.path().join("pipeline.toml")).expect("load");
         let PhaseKind::Llm { schema, .. } = &p.phases[1].kind else { panic!("llm") };

@@ -80,6 +80,7 @@ pub struct AnalyzeQuery {
 pub async fn analyze(
     state: web::Data<HealerState>,
     http: HttpRequest,
+    helix_http::access::Caller(caller): helix_http::access::Caller,
     query: web::Query<AnalyzeQuery>,
     body: web::Bytes,
 ) -> Result<HttpResponse, HealerError> {
@@ -106,6 +107,9 @@ pub async fn analyze(
             "send application/json or the raw output as text/plain",
         )));
     };
+    let mut req = req;
+    req.project = Some(state.project_of(&caller, req.project.take())?);
+    let scope = state.fix_scope(req.project.as_deref().unwrap_or(crate::store::DEFAULT_PROJECT));
     let patterns = state.patterns.clone();
     let store = state.store.clone();
     let index = state.index.clone();
@@ -128,7 +132,7 @@ pub async fn analyze(
                 tracing::warn!(error = %e, "cannot index a new signature");
             }
         }
-        crate::knowledge::enrich(&mut analysis, &*store, &index, &patterns);
+        crate::knowledge::enrich(&mut analysis, &*store, &index, &patterns, &scope);
         let at_ms = helix_core::time::now_ms();
         let seen: Vec<Occurrence> = analysis
             .diagnostics

@@ -8,8 +8,9 @@ use crate::HealerState;
 use crate::error::HealerError;
 use crate::store::{FixRecord, Outcome, SignatureReport};
 
-/// Longest fix description accepted.
-const MAX_DESCRIPTION: usize = 4000;
+/// Longest fix description accepted: a description is one line for humans and prompts, not a
+/// place for text that could steer an agent.
+pub const MAX_DESCRIPTION: usize = 1000;
 
 fn check_signature(s: &str) -> Result<(), HealerError> {
     if helix_core::trace::is_lower_hex(s, 64) {
@@ -36,13 +37,15 @@ pub struct FixRequest {
         pattern = "^[0-9a-f]{64}$"
     )]
     pub signature: String,
-    /// What was done, for humans and prompts.
-    #[schema(example = "add PyYAML to requirements.txt", min_length = 1, max_length = 4000)]
+    /// What was done, one line for humans and prompts (no control characters).
+    #[schema(example = "add PyYAML to requirements.txt", min_length = 1, max_length = 1000)]
     pub description: String,
     /// The change as a unified diff, if there is one.
     #[serde(default)]
     pub patch: Option<String>,
     pub outcome: Outcome,
+    /// The project the fix was made in (default: the token's only project, else `default`);
+    /// hints for other projects do not draw on it unless `healer.share_hints` is on.
     #[serde(default)]
     pub project: Option<String>,
     #[serde(default)]
@@ -60,9 +63,10 @@ pub struct FixRecorded {
 
 /// Record a fix attempt
 ///
-/// Records what was tried for a signature and whether it worked. The record is on disk (fsynced)
-/// before the 201 is sent, so it survives a crash right after. Fixes that worked rank first in
-/// `GET /v1/signatures/{signature}` and in hints.
+/// Records what was tried for a signature and whether it worked, who reported it (the token's
+/// id) and for which project. The record is on disk (fsynced) before the 201 is sent, so it
+/// survives a crash right after. Fixes that worked rank first in `GET /v1/signatures/{signature}`
+/// and in hints of the same project.
 #[utoipa::path(
     post,
     path = "/v1/fixes",
@@ -79,9 +83,10 @@ pub struct FixRecorded {
 )]
 pub async fn record_fix(
     state: web::Data<HealerState>,
+    helix_http::access::Caller(caller): helix_http::access::Caller,
     body: helix_http::Json<FixRequest>,
 ) -> Result<HttpResponse, HealerError> {
-    let req = body.into_inner();
+    let mut req = body.into_inner();
     check_signature(&req.signature)?;
     if req.description.trim().is_empty() {
         return Err(HealerError::Invalid("description must not be empty".to_owned()));
@@ -89,7 +94,14 @@ pub async fn record_fix(
     if req.description.len() > MAX_DESCRIPTION {
         return Err(HealerError::Invalid(format!("description is longer than {MAX_DESCRIPTION} bytes")));
     }
+    if req.description.chars().any(char::is_control) {
+        return Err(HealerError::Invalid(
+            "description must be one line without control characters (put code in patch)".to_owned(),
+        ));
+    }
+    req.project = Some(state.project_of(&caller, req.project.take())?);
     let at_ms = helix_core::time::now_ms();
+    let reporter = caller.id.to_string();
     let record = FixRecord {
         id: uuid_like(&req.signature, at_ms),
         signature: req.signature,
@@ -100,6 +112,7 @@ pub async fn record_fix(
         project: req.project,
         phase: req.phase,
         at_ms,
+        reported_by: Some(reporter),
     };
     let store = state.store.clone();
     let index = state.index.clone();
@@ -107,7 +120,7 @@ pub async fn record_fix(
     web::block(move || {
         store.record_fix(&stored)?;
         // the index learns the fixes that worked, for similar-error search
-        if let Some(report) = store.report(&stored.signature) {
+        if let Some(report) = store.report(&stored.signature, &crate::store::FixScope::All) {
             let worked: Vec<String> =
                 report.fixes.iter().filter(|f| f.successes > 0).map(|f| f.description.clone()).collect();
             let template = report.template.clone().unwrap_or_default();
@@ -155,11 +168,18 @@ fn uuid_like(signature: &str, at_ms: i64) -> String {
 )]
 pub async fn get_signature(
     state: web::Data<HealerState>,
+    helix_http::access::Caller(caller): helix_http::access::Caller,
     path: web::Path<String>,
 ) -> Result<HttpResponse, HealerError> {
     let sig = path.into_inner();
     check_signature(&sig)?;
-    let report = state.store.report(&sig).ok_or_else(|| HealerError::SignatureNotFound(sig.clone()))?;
+    // a token limited to projects sees their fixes only
+    let scope = match &caller.projects {
+        Some(ps) => crate::store::FixScope::Projects(ps.to_vec()),
+        None => crate::store::FixScope::All,
+    };
+    let report =
+        state.store.report(&sig, &scope).ok_or_else(|| HealerError::SignatureNotFound(sig.clone()))?;
     Ok(HttpResponse::Ok().json(report))
 }
 
@@ -170,6 +190,9 @@ pub struct HintQuery {
     /// 64 hex digits, from an analysis.
     #[param(pattern = "^[0-9a-f]{64}$")]
     pub signature: String,
+    /// The project the hint is for (default: the token's only project, else `default`). Only
+    /// its own fixes inform the hint, unless `healer.share_hints` is on.
+    pub project: Option<String>,
 }
 
 /// A prompt-ready hint.
@@ -186,8 +209,9 @@ pub struct Hint {
 
 /// Prompt-ready hint for a signature
 ///
-/// A short text built from the fixes that worked for this signature before (best first) and
-/// the pattern that classified it, meant to be put into an agent's prompt on a retry.
+/// A short text built from the fixes that worked for this signature before in the same project
+/// (best first) and the pattern that classified it, meant to be put into an agent's prompt on a
+/// retry. Recorded fixes appear as quoted data with who reported them, never as instructions.
 #[utoipa::path(
     get,
     path = "/v1/hints",
@@ -203,11 +227,17 @@ pub struct Hint {
 )]
 pub async fn get_hint(
     state: web::Data<HealerState>,
+    helix_http::access::Caller(caller): helix_http::access::Caller,
     query: web::Query<HintQuery>,
 ) -> Result<HttpResponse, HealerError> {
-    let sig = query.into_inner().signature;
+    let q = query.into_inner();
+    let sig = q.signature;
     check_signature(&sig)?;
-    let report = state.store.report(&sig).ok_or_else(|| HealerError::SignatureNotFound(sig.clone()))?;
+    let project = state.project_of(&caller, q.project)?;
+    let report = state
+        .store
+        .report(&sig, &state.fix_scope(&project))
+        .ok_or_else(|| HealerError::SignatureNotFound(sig.clone()))?;
     let pattern = report.pattern.as_deref().and_then(|id| state.patterns.get(id));
     Ok(HttpResponse::Ok().json(Hint {
         signature: sig,

@@ -248,7 +248,8 @@ pub fn snapshot_with_hint(
             } else if kind.is_file() {
                 let size = meta.len();
                 let mtime_ns = meta.modified().ok().and_then(nanos_since_epoch);
-                let mode = meta.permissions().mode() & 0o777;
+                // the owner's bits only: what Helix stores and writes back is private (0600/0700)
+                let mode = meta.permissions().mode() & 0o700;
                 let known = prev.and_then(|m| m.files.get(&rel)).filter(|e| {
                     e.link.is_none()
                         && e.size == size
@@ -540,7 +541,7 @@ mod tests {
             paths,
             ["README.md", "bin/run.sh", "empty.txt", "main-link", "src/main.py", "src/pkg/deep/mod.py"]
         );
-        assert_eq!(m.files["bin/run.sh"].mode, 0o755);
+        assert_eq!(m.files["bin/run.sh"].mode, 0o700, "the owner's bits only");
         assert_eq!(m.files["README.md"].mode & 0o111, 0);
         assert_eq!(m.files["src/pkg/deep/mod.py"].sha256, Digest::of_bytes(b"X = 1\n"));
         assert_eq!(m.files["src/pkg/deep/mod.py"].size, 6);
@@ -555,10 +556,13 @@ mod tests {
     #[test]
     fn reconcile_turns_a_used_workspace_back_into_its_manifest() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let ws = dir.path().join("ws");
-        sample_workspace(&ws);
+        let src = dir.path().join("src");
+        sample_workspace(&src);
         let blobs = state(dir.path());
-        let m = snapshot(&ws, &blobs, &Exclude::new(&["cache/"])).expect("snapshot");
+        let m = snapshot(&src, &blobs, &Exclude::new(&["cache/"])).expect("snapshot");
+        // a phase's workspace is materialized from the manifest
+        let ws = dir.path().join("ws");
+        materialize(&m, &blobs, &ws).expect("materialize");
         // what a phase or gate may leave behind: excluded and extra paths, a changed file
         fs::create_dir_all(ws.join("cache/deep")).expect("mkdir");
         fs::write(ws.join("cache/deep/x.pyc"), b"junk").expect("write");
@@ -597,7 +601,8 @@ mod tests {
             }
             assert_eq!(fs::read(&a).expect("original"), fs::read(&b).expect("copy"), "{rel}");
             let (ma, mb) = (fs::metadata(&a).expect("stat"), fs::metadata(&b).expect("stat"));
-            assert_eq!(ma.permissions().mode() & 0o777, mb.permissions().mode() & 0o777, "{rel}");
+            // the owner's bits, nothing for group and others
+            assert_eq!(ma.permissions().mode() & 0o700, mb.permissions().mode() & 0o777, "{rel}");
             assert_eq!(ma.modified().expect("mtime"), mb.modified().expect("mtime"), "{rel}");
         }
         // Copies, not links to the store: editing the copy leaves the blob intact.
@@ -713,7 +718,7 @@ mod tests {
                 Change { path: "new.txt".into(), kind: ChangeKind::Added },
             ]
         );
-        assert_eq!(third.files["d3/f3.txt"].mode, 0o755);
+        assert_eq!(third.files["d3/f3.txt"].mode, 0o700);
     }
 
     #[test]

@@ -30,6 +30,7 @@ pub mod run;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -109,7 +110,7 @@ pub(crate) fn create_temp(dir: &Path, stem: &str) -> Result<(PathBuf, File), Sta
     loop {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let path = dir.join(format!(".{stem}.{}.{n}.tmp", std::process::id()));
-        match OpenOptions::new().write(true).create_new(true).open(&path) {
+        match OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path) {
             Ok(file) => return Ok((path, file)),
             // A leftover of a crashed process that had the same pid.
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,

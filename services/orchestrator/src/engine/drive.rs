@@ -552,6 +552,17 @@ impl Driver {
         if let Some(h) = hints {
             env.insert("HELIX_HINTS".to_owned(), h.to_owned());
         }
+        let settings = &self.engine.settings;
+        // secrets join the environment only when commands start; the attempt records names
+        let secrets = crate::secrets::resolve(
+            &self.record.pipeline.secrets_for(index),
+            settings.secrets_file.as_deref(),
+        );
+        let jail = exec::Jail::new(
+            settings.sandbox.clone(),
+            self.record.pipeline.limits_for(index, settings.rlimits),
+            secrets.as_ref().cloned().unwrap_or_default(),
+        );
         let mut attempt = Attempt {
             n,
             started_at,
@@ -604,11 +615,16 @@ impl Driver {
             attempt.error = Some(e.to_string());
             return (self.finish_attempt(attempt, started, start_ns, &attempt_span, phase_span, phase), None);
         }
+        if let Err(e) = secrets {
+            attempt.error = Some(e);
+            return (self.finish_attempt(attempt, started, start_ns, &attempt_span, phase_span, phase), None);
+        }
         if baselines.is_none() {
             let mut recorded = BTreeMap::new();
             for (gi, gate) in phase.gates.iter().enumerate() {
                 if matches!(gate.check, GateCheck::Command { baseline: true, .. })
-                    && let Some(s) = gates::record_baseline(gate, &workdir, &env, &self.active.cancel).await
+                    && let Some(s) =
+                        gates::record_baseline(gate, &workdir, &env, &self.active.cancel, &jail).await
                 {
                     recorded.insert(gi, s);
                 }
@@ -629,13 +645,21 @@ impl Driver {
                 };
                 attempt.command = Some(spec.display());
                 let limits = Limits {
-                    timeout: phase.timeout,
+                    timeout: Some(phase.timeout.unwrap_or(settings.phase_timeout)),
                     stall_timeout: phase.stall_timeout,
                     ..Limits::default()
                 };
                 let group = self.dir().join(super::GROUP_FILE);
-                match exec::run_tracked(&spec, &workdir, &env, &limits, &self.active.cancel, Some(&group))
-                    .await
+                match exec::run_jailed(
+                    &spec,
+                    &workdir,
+                    &env,
+                    &limits,
+                    &self.active.cancel,
+                    Some(&group),
+                    &jail,
+                )
+                .await
                 {
                     Ok(o) => (o, None),
                     Err(e) => {
@@ -674,6 +698,8 @@ impl Driver {
                     env: &env,
                     baseline: base.get(&gi),
                     cancel: &self.active.cancel,
+                    jail: &jail,
+                    default_timeout: crate::gates::DEFAULT_GATE_TIMEOUT.min(settings.phase_timeout),
                 };
                 let gate_start = now_nanos();
                 let r = gates::evaluate(gate, &ctx).await;
@@ -907,7 +933,8 @@ impl Driver {
                 }
                 let mut hint = Vec::new();
                 if let Some(sig) = &heal.signature
-                    && let Ok(Some(h)) = self.engine.clients.healer.hint(sig).await
+                    && let Ok(Some(h)) =
+                        self.engine.clients.healer.hint(sig, Some(&self.record.project)).await
                 {
                     hint.push(h.hint);
                 }

@@ -49,6 +49,8 @@ pub(crate) const GROUP_FILE: &str = "running.group";
 pub struct EngineSettings {
     /// Runs of one project executing at once; more are refused (429).
     pub max_runs_per_project: usize,
+    /// Runs executing at once over all projects; more are refused (429).
+    pub max_runs: usize,
     /// First backoff before retrying a transient failure; doubles per attempt.
     pub retry_backoff: Duration,
     /// Called (POST, JSON) when a run needs a human or is escalated.
@@ -57,16 +59,29 @@ pub struct EngineSettings {
     pub gateway_key: Option<String>,
     /// Files and directories never copied into checkpoints (`.git/`, `node_modules/`, ...).
     pub exclude: Vec<String>,
+    /// How phase commands are isolated.
+    pub sandbox: crate::exec::Sandbox,
+    /// rlimits of phase processes unless the pipeline or phase sets its own.
+    pub rlimits: crate::exec::Rlimits,
+    /// Wall-clock limit of a phase that sets no `timeout`.
+    pub phase_timeout: Duration,
+    /// Where pipeline secrets come from besides the environment.
+    pub secrets_file: Option<PathBuf>,
 }
 
 impl Default for EngineSettings {
     fn default() -> EngineSettings {
         EngineSettings {
             max_runs_per_project: 4,
+            max_runs: 16,
             retry_backoff: Duration::from_secs(1),
             escalation_webhook: None,
             gateway_key: None,
             exclude: vec![".git/".to_owned(), ".helix/".to_owned(), "__pycache__/".to_owned()],
+            sandbox: crate::exec::Sandbox::none(),
+            rlimits: crate::exec::Rlimits::default(),
+            phase_timeout: Duration::from_secs(3600),
+            secrets_file: None,
         }
     }
 }
@@ -300,6 +315,8 @@ pub enum EngineError {
     Conflict(String),
     #[error("project {project} already has {limit} runs executing")]
     ProjectFull { project: String, limit: usize },
+    #[error("{limit} runs are executing, as many as this orchestrator runs at once (orchestrator.max_runs)")]
+    AllFull { limit: usize },
     #[error("{0}")]
     Token(#[from] crate::token::TokenError),
     #[error("{0}")]
@@ -326,7 +343,7 @@ pub struct Engine {
     blobs: Arc<Blobs>,
     clients: Clients,
     emitter: Emitter,
-    settings: EngineSettings,
+    pub(crate) settings: EngineSettings,
     active: Mutex<HashMap<String, Arc<Active>>>,
     running_per_project: Mutex<HashMap<String, usize>>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
@@ -397,6 +414,13 @@ impl Engine {
 
     /// Starts a run in the background; returns its view right after the first checkpoint.
     pub async fn start(self: &Arc<Engine>, req: StartRequest) -> Result<RunView, EngineError> {
+        // a secret nobody can provide fails every attempt: refuse the run instead
+        let mut named: Vec<String> = Vec::new();
+        for i in 0..req.pipeline.phases.len() {
+            named.extend(req.pipeline.secrets_for(i));
+        }
+        crate::secrets::resolve(&named, self.settings.secrets_file.as_deref())
+            .map_err(EngineError::Invalid)?;
         let id = uuid::Uuid::new_v4().to_string();
         self.take_slot(&req.project)?;
         let record = RunRecord {
@@ -562,6 +586,11 @@ impl Engine {
     /// Bulkhead: counts a run of `project` as executing, or refuses it; the drive task releases.
     fn take_slot(&self, project: &str) -> Result<(), EngineError> {
         let mut running = self.running_per_project.lock().unwrap_or_else(PoisonError::into_inner);
+        // the global bound first: a new project name must not get around it
+        let total: usize = running.values().sum();
+        if total >= self.settings.max_runs {
+            return Err(EngineError::AllFull { limit: self.settings.max_runs });
+        }
         let n = running.entry(project.to_owned()).or_default();
         if *n >= self.settings.max_runs_per_project {
             return Err(EngineError::ProjectFull {
@@ -663,14 +692,24 @@ impl Engine {
         .await
     }
 
-    /// Every run, newest first, optionally of one project.
-    pub async fn list(&self, project: Option<&str>, limit: usize) -> Result<Vec<RunView>, EngineError> {
+    /// Records an operator action (run cancelled, resumed, replayed) as an audit span.
+    pub fn audit(&self, action: &str, actor: &str, run_id: &str, project: &str) {
+        self.emitter.emit(helix_core::trace::audit_event(action, actor, run_id, Some(project)));
+    }
+
+    /// Every run, newest first, optionally of one project, of the projects `visible` admits.
+    pub async fn list(
+        &self,
+        project: Option<&str>,
+        visible: &(dyn Fn(&str) -> bool + Send + Sync),
+        limit: usize,
+    ) -> Result<Vec<RunView>, EngineError> {
         let root = self.root.clone();
         let ids = blocking(move || Ok(checkpoint::run::list_runs(&root)?)).await?;
         let mut views = Vec::new();
         for id in ids {
             match self.view(&id).await {
-                Ok(v) if project.is_none_or(|p| v.project == p) => views.push(v),
+                Ok(v) if project.is_none_or(|p| v.project == p) && visible(&v.project) => views.push(v),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(run = %id, error = %e, "skipping an unreadable run"),
             }

@@ -110,15 +110,24 @@ pub(super) async fn replay(
     let started = Instant::now();
     let cancel = exec::Cancel::new();
     let env = attempt.env.clone();
+    let settings = &engine.settings;
+    let secrets =
+        crate::secrets::resolve(&record.pipeline.secrets_for(index), settings.secrets_file.as_deref())
+            .map_err(EngineError::Invalid)?;
+    let jail = exec::Jail::new(
+        settings.sandbox.clone(),
+        record.pipeline.limits_for(index, settings.rlimits),
+        secrets,
+    );
     let outcome = match &phase.kind {
         PhaseKind::Command { run } => match render_command(run, &env) {
             Ok(spec) => {
                 let limits = Limits {
-                    timeout: phase.timeout,
+                    timeout: Some(phase.timeout.unwrap_or(settings.phase_timeout)),
                     stall_timeout: phase.stall_timeout,
                     ..Limits::default()
                 };
-                exec::run(&spec, &workdir, &env, &limits, &cancel)
+                exec::run_jailed(&spec, &workdir, &env, &limits, &cancel, None, &jail)
                     .await
                     .unwrap_or_else(|e| failed_outcome(e.to_string()))
             }
@@ -167,6 +176,8 @@ pub(super) async fn replay(
             env: &env,
             baseline: None,
             cancel: &cancel,
+            jail: &jail,
+            default_timeout: crate::gates::DEFAULT_GATE_TIMEOUT.min(settings.phase_timeout),
         };
         results.push(gates::evaluate(gate, &ctx).await);
     }

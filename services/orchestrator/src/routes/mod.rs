@@ -13,6 +13,8 @@ use crate::OrchestratorState;
 use crate::engine::{Plan, ReplayReport, RunEvent, RunView, StartRequest};
 use crate::error::OrchestratorError;
 use crate::pipeline::Pipeline;
+use helix_core::auth::Principal;
+use helix_http::access::Caller;
 
 /// Keep-alive comment interval of the event stream.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -90,27 +92,32 @@ fn problem_of(e: crate::engine::EngineError) -> OrchestratorError {
     OrchestratorError::Engine(e)
 }
 
-fn load_pipeline(body: &StartRun) -> Result<(Pipeline, Option<PathBuf>), OrchestratorError> {
+fn load_pipeline(
+    state: &OrchestratorState,
+    body: &StartRun,
+) -> Result<(Pipeline, Option<PathBuf>), OrchestratorError> {
+    let cwd = state.cwd();
+    // paths clients name stay under the roots, checked before anything is read
+    let workdir = match &body.workdir {
+        Some(w) => Some(state.roots.resolve("workdir", w, &cwd)?),
+        None => None,
+    };
     match (&body.pipeline, &body.pipeline_path) {
         (Some(text), None) => {
-            let base = body.workdir.as_ref().map(PathBuf::from);
-            let p = match &base {
+            let p = match &workdir {
                 Some(dir) => Pipeline::parse_in(text, dir),
                 None => Pipeline::parse(text),
             }
             .map_err(|e| problem_of(e.into()))?;
-            Ok((p, base))
+            Ok((p, workdir))
         }
         (None, Some(path)) => {
-            let path = PathBuf::from(path);
+            let path = state.roots.resolve("pipeline_path", path, &cwd)?;
             if !path.is_file() {
                 return Err(OrchestratorError::NotFound(format!("no pipeline file {}", path.display())));
             }
             let p = Pipeline::load(&path).map_err(|e| problem_of(e.into()))?;
-            let dir = body.workdir.as_ref().map(PathBuf::from).or_else(|| {
-                path.parent()
-                    .map(|d| if d.as_os_str().is_empty() { PathBuf::from(".") } else { d.to_path_buf() })
-            });
+            let dir = workdir.or_else(|| path.parent().map(std::path::Path::to_path_buf));
             Ok((p, dir))
         }
         (Some(_), Some(_)) => {
@@ -119,6 +126,20 @@ fn load_pipeline(body: &StartRun) -> Result<(Pipeline, Option<PathBuf>), Orchest
         (None, None) => {
             Err(OrchestratorError::Invalid("missing pipeline (TOML text) or pipeline_path".to_owned()))
         }
+    }
+}
+
+/// The run, when the caller may see its project; otherwise it does not exist for them.
+async fn visible_run(
+    state: &OrchestratorState,
+    caller: &Principal,
+    id: &str,
+) -> Result<RunView, OrchestratorError> {
+    let view = state.engine.view(id).await.map_err(problem_of)?;
+    if caller.may_access(&view.project) {
+        Ok(view)
+    } else {
+        Err(OrchestratorError::NotFound(format!("no run {id}")))
     }
 }
 
@@ -139,6 +160,7 @@ fn load_pipeline(body: &StartRun) -> Result<(Pipeline, Option<PathBuf>), Orchest
         (status = 201, description = "the run, started", body = RunView),
         (status = 200, description = "dry run: the plan", body = Plan),
         (status = 400, description = "invalid pipeline (the detail names line and key) or request", body = helix_core::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "the token lacks `runs:write` or may not use the project (`forbidden`), or pipeline_path or workdir lies outside `orchestrator.roots` (`path_not_allowed`)", body = helix_core::Problem, content_type = "application/problem+json"),
         (status = 404, description = "pipeline_path or workdir does not exist", body = helix_core::Problem, content_type = "application/problem+json"),
         (status = 413, description = "body too large", body = helix_core::Problem, content_type = "application/problem+json"),
         (status = 415, description = "not application/json", body = helix_core::Problem, content_type = "application/problem+json"),
@@ -147,12 +169,18 @@ fn load_pipeline(body: &StartRun) -> Result<(Pipeline, Option<PathBuf>), Orchest
 )]
 pub async fn start(
     state: web::Data<OrchestratorState>,
+    Caller(caller): Caller,
     body: web::Json<StartRun>,
 ) -> Result<HttpResponse, OrchestratorError> {
     let body = body.into_inner();
-    let (pipeline, dir) = load_pipeline(&body)?;
-    let project =
-        body.project.clone().filter(|p| !p.trim().is_empty()).unwrap_or_else(|| "default".to_owned());
+    let project = body
+        .project
+        .clone()
+        .filter(|p| !p.trim().is_empty())
+        .or_else(|| caller.sole_project().map(str::to_owned))
+        .unwrap_or_else(|| "default".to_owned());
+    caller.check_project(&project).map_err(OrchestratorError::Forbidden)?;
+    let (pipeline, dir) = load_pipeline(&state, &body)?;
     if body.dry_run {
         let plan = state.engine.plan(&pipeline, &project).await;
         return Ok(HttpResponse::Ok().json(plan));
@@ -185,11 +213,13 @@ pub async fn start(
 )]
 pub async fn list(
     state: web::Data<OrchestratorState>,
+    Caller(caller): Caller,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, OrchestratorError> {
     let q = query.into_inner();
     let limit = helix_http::routes::limit(q.limit, 50, 1000).map_err(OrchestratorError::InvalidQuery)?;
-    let runs = state.engine.list(q.project.as_deref(), limit).await.map_err(problem_of)?;
+    let visible = move |p: &str| caller.may_access(p);
+    let runs = state.engine.list(q.project.as_deref(), &visible, limit).await.map_err(problem_of)?;
     Ok(HttpResponse::Ok().json(RunList { runs }))
 }
 
@@ -211,9 +241,10 @@ pub async fn list(
 )]
 pub async fn get(
     state: web::Data<OrchestratorState>,
+    Caller(caller): Caller,
     path: web::Path<String>,
 ) -> Result<HttpResponse, OrchestratorError> {
-    let view = state.engine.view(&path.into_inner()).await.map_err(problem_of)?;
+    let view = visible_run(&state, &caller, &path.into_inner()).await?;
     Ok(HttpResponse::Ok().json(view))
 }
 
@@ -235,10 +266,13 @@ pub async fn get(
 )]
 pub async fn cancel(
     state: web::Data<OrchestratorState>,
+    Caller(caller): Caller,
     path: web::Path<String>,
 ) -> Result<HttpResponse, OrchestratorError> {
     let id = path.into_inner();
+    let view = visible_run(&state, &caller, &id).await?;
     state.engine.cancel(&id).map_err(problem_of)?;
+    state.engine.audit("run.cancel", &caller.id, &id, &view.project);
     Ok(HttpResponse::Accepted().json(Accepted { id, status: "cancelling".to_owned() }))
 }
 
@@ -263,10 +297,12 @@ pub async fn cancel(
 )]
 pub async fn resume(
     state: web::Data<OrchestratorState>,
+    Caller(caller): Caller,
     path: web::Path<String>,
     body: Option<web::Json<ResumeRun>>,
 ) -> Result<HttpResponse, OrchestratorError> {
     let id = path.into_inner();
+    let before = visible_run(&state, &caller, &id).await?;
     let token = body.and_then(|b| b.into_inner().token);
     let view = match token {
         Some(t) => {
@@ -284,6 +320,7 @@ pub async fn resume(
         None => state.engine.resume_at(&id, None).await,
     }
     .map_err(problem_of)?;
+    state.engine.audit("run.resume", &caller.id, &id, &before.project);
     Ok(HttpResponse::Accepted().json(view))
 }
 
@@ -307,11 +344,13 @@ pub async fn resume(
 )]
 pub async fn replay(
     state: web::Data<OrchestratorState>,
+    Caller(caller): Caller,
     path: web::Path<(String, String)>,
     query: web::Query<ReplayQuery>,
 ) -> Result<HttpResponse, OrchestratorError> {
     let (id, phase) = path.into_inner();
-    let view = state.engine.view(&id).await.map_err(problem_of)?;
+    let view = visible_run(&state, &caller, &id).await?;
+    state.engine.audit("run.replay", &caller.id, &id, &view.project);
     let index = match phase.parse::<usize>() {
         Ok(i) => i,
         Err(_) => view
@@ -353,9 +392,11 @@ fn sse(ev: &RunEvent) -> web::Bytes {
 )]
 pub async fn events(
     state: web::Data<OrchestratorState>,
+    Caller(caller): Caller,
     path: web::Path<String>,
 ) -> Result<HttpResponse, OrchestratorError> {
     let id = path.into_inner();
+    visible_run(&state, &caller, &id).await?;
     // subscribe first, then read what is recorded: nothing falls between the two
     let live = state.engine.subscribe(&id);
     let (recorded, _) = state.engine.events(&id, 0).await.map_err(problem_of)?;
