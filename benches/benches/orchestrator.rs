@@ -40,7 +40,7 @@ fn engine(root: &Path, rt: &tokio::runtime::Runtime) -> Arc<Engine> {
     // nothing listens on port 9 of loopback: peers are unreachable
     let peer = || ServiceClient::new("http://127.0.0.1:9", Duration::from_millis(200)).expect("client");
     let clients = Clients { healer: peer(), collector: peer(), gateway: peer() };
-    let (emitter, _task) = Emitter::start(clients.collector.clone(), 1_000_000);
+    let emitter = Emitter::for_client(&clients.collector, 1_000_000);
     let settings = EngineSettings { max_runs_per_project: 64, ..EngineSettings::default() };
     Arc::new(Engine::open(root, clients, emitter, settings).expect("engine"))
 }

@@ -254,6 +254,17 @@ pub struct Proxy {
     pub metrics: Arc<Metrics>,
     http: Upstream,
     budget: RetryBudget,
+    /// The upstream keys, masked wherever upstream text is relayed (an upstream error that
+    /// echoes the key it was sent must not hand it to the client).
+    keys: helix_core::redact::Masker,
+}
+
+/// `text` with the known `keys` and anything else credential-shaped masked.
+fn redact_with<'a>(keys: &helix_core::redact::Masker, text: &'a str) -> std::borrow::Cow<'a, str> {
+    match keys.mask(text) {
+        std::borrow::Cow::Borrowed(t) => helix_core::redact::key_like(t),
+        std::borrow::Cow::Owned(t) => std::borrow::Cow::Owned(helix_core::redact::key_like(&t).into_owned()),
+    }
 }
 
 /// The HTTP clients for upstream calls: one per thread that makes them.
@@ -401,6 +412,7 @@ impl Proxy {
             settings.push((d.id.clone(), breaker_settings(&cfg.breaker_of(d), total)));
             deployments.insert(d.id.clone(), Arc::new(Deployment::new(d.clone(), api_key)));
         }
+        let keys = helix_core::redact::Masker::new(deployments.values().filter_map(|d| d.api_key.clone()));
         let mut chains = HashMap::new();
         let names = cfg.models.iter().map(|m| &m.name).chain(cfg.deployments.iter().map(|d| &d.id));
         for name in names {
@@ -427,7 +439,25 @@ impl Proxy {
             metrics: Arc::new(Metrics::new()),
             http,
             budget,
+            keys,
         })
+    }
+
+    /// Upstream text as it may be relayed: the configured upstream keys and anything else that
+    /// looks like a credential masked.
+    pub fn redact<'a>(&self, text: &'a str) -> std::borrow::Cow<'a, str> {
+        redact_with(&self.keys, text)
+    }
+
+    /// [`Proxy::redact`] of a body (bytes that are not UTF-8 get the known keys masked only).
+    pub fn redact_body(&self, body: Bytes) -> Bytes {
+        match std::str::from_utf8(&body) {
+            Ok(text) => match self.redact(text) {
+                std::borrow::Cow::Borrowed(_) => body,
+                std::borrow::Cow::Owned(t) => Bytes::from(t),
+            },
+            Err(_) => Bytes::from(self.keys.mask_bytes(&body)),
+        }
     }
 
     /// An error the gateway produces itself, in the client's protocol, with `code`'s status.
@@ -552,8 +582,10 @@ impl Proxy {
             Walked::Stream(start) => self.pipe(start, call, tx, report, done).await,
             Walked::Answer { status, body, .. } => {
                 let json = serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null);
-                let message = protocol::error_message(&json)
-                    .map_or_else(|| format!("upstream returned status {status}"), str::to_owned);
+                let message = protocol::error_message(&json).map_or_else(
+                    || format!("upstream returned status {status}"),
+                    |m| self.redact(m).into_owned(),
+                );
                 let error = json.get("error");
                 let code = error
                     .and_then(|e| e.get("code").or_else(|| e.get("type")))
@@ -949,7 +981,7 @@ impl Proxy {
     ) {
         let StreamStart { dep, status, mut upstream, mut parser, pending, probe, started, _permit, .. } =
             *start;
-        let mut pipe = StreamPipe::new(&call.req, &dep, &call.model);
+        let mut pipe = StreamPipe::new(&call.req, &dep, &call.model, self.keys.clone());
         let idle = Duration::from_millis(self.cfg.idle_timeout_ms);
         let keepalive = self.keepalive();
         let deadline = call.deadline;
@@ -1026,13 +1058,14 @@ impl Proxy {
                 }
             }
             if let Some(f) = &failure {
+                let f = self.redact(f);
                 tracing::warn!(deployment = %dep.cfg.id, error = %f, "stream failed after it started");
                 let _ = tx
                     .send(Bytes::from(protocol::stream_error(
                         pipe.client,
                         502,
                         ErrorCode::UpstreamFailed.as_str(),
-                        f,
+                        &f,
                     )))
                     .await;
             }
@@ -1047,6 +1080,7 @@ impl Proxy {
         }
         report.usage = pipe.usage();
         report.error = failure
+            .map(|f| self.redact(&f).into_owned())
             .or(pipe.upstream_error)
             .or_else(|| client_gone.then(|| "the client went away before the stream ended".to_owned()));
         let _ = done.send(report);
@@ -1130,10 +1164,17 @@ struct StreamPipe {
     done: bool,
     /// The upstream ended its stream with an error event (already passed on to the client).
     upstream_error: Option<String>,
+    /// Masked in an upstream error event before it is relayed.
+    keys: helix_core::redact::Masker,
 }
 
 impl StreamPipe {
-    fn new(req: &ProxyRequest, dep: &Deployment, model: &str) -> StreamPipe {
+    fn new(
+        req: &ProxyRequest,
+        dep: &Deployment,
+        model: &str,
+        keys: helix_core::redact::Masker,
+    ) -> StreamPipe {
         let asked = req
             .json()
             .get("stream_options")
@@ -1149,6 +1190,7 @@ impl StreamPipe {
             to_openai: (req.protocol == Protocol::OpenAi && dep.protocol == Protocol::Anthropic)
                 .then(|| protocol::AnthropicToOpenAiStream::new(model, asked)),
             usage: protocol::UsageAccumulator::new(dep.protocol),
+            keys,
             done: false,
             upstream_error: None,
         }
@@ -1174,12 +1216,22 @@ impl StreamPipe {
             }
             return vec![Bytes::from_static(OPENAI_DONE.as_bytes())];
         }
-        if let Some((_, message)) = upstream_error(self.upstream, &ev) {
+        let failed = upstream_error(self.upstream, &ev);
+        if let Some((_, message)) = &failed {
             // the stream ends here; the translators below turn the error into the client's kind
             self.done = true;
+            let message = redact_with(&self.keys, message);
             self.upstream_error = Some(format!("the upstream sent an error event: {message}"));
         }
         let Ok(mut data) = ev.json() else { return Vec::new() };
+        if failed.is_some() {
+            // an upstream error may echo the key it was sent
+            let text = data.to_string();
+            let masked = redact_with(&self.keys, &text);
+            if masked != text {
+                data = serde_json::from_str(&masked).unwrap_or(data);
+            }
+        }
         self.usage.push(&data);
         let name = ev.event_name().to_owned();
         if self.upstream == Protocol::Anthropic

@@ -118,6 +118,11 @@ impl ServiceClient {
         })
     }
 
+    /// The token this client sends, if any.
+    pub fn token(&self) -> Option<&crate::auth::Secret> {
+        self.token.as_ref()
+    }
+
     /// The same client, sending `token` (a Helix token) with every request.
     pub fn with_token(mut self, token: Option<crate::auth::Secret>) -> ServiceClient {
         self.token = token;

@@ -245,6 +245,16 @@ impl HelixConfig {
         }
     }
 
+    /// The base URL a service of this configuration is reached at from its peers: the bind
+    /// host (a wildcard address reached over loopback) and the service's port.
+    pub fn peer_url(&self, kind: ServiceKind) -> String {
+        let host = match self.host.as_str() {
+            "0.0.0.0" | "::" | "[::]" => "127.0.0.1",
+            h => h,
+        };
+        format!("http://{host}:{}", self.port(kind))
+    }
+
     /// Where a service keeps its files.
     pub fn service_data_dir(&self, kind: ServiceKind) -> PathBuf {
         self.data_dir.join(kind.name())

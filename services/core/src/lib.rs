@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod client;
 pub mod config;
+pub mod emit;
 pub mod env;
 pub mod error;
 pub mod gateway_config;

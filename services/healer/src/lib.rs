@@ -49,12 +49,27 @@ pub struct HealerState {
     pub index: Arc<KnowledgeIndex>,
     /// `healer.share_hints`: whether fixes of one project inform another's analyses and hints.
     pub share_hints: bool,
+    /// Audit records (a fix recorded, and by whom) go to the trace-collector.
+    pub emitter: helix_core::emit::Emitter,
 }
+
+/// Audit events waiting for the collector at most.
+const EMITTER_CAPACITY: usize = 1_000;
 
 impl HealerState {
     /// Loads the pattern base (the configured directory, else the seed compiled in) and opens
     /// the healer's storage under `<data_dir>/healer`. An invalid pattern file stops start-up.
     pub fn open(cfg: &HelixConfig) -> Result<HealerState, HealerError> {
+        HealerState::open_with(cfg, &cfg.peer_url(ServiceKind::TraceCollector), None)
+    }
+
+    /// [`HealerState::open`], with audit events going to the collector at `collector_url` (with
+    /// `token`, when it requires one).
+    pub fn open_with(
+        cfg: &HelixConfig,
+        collector_url: &str,
+        token: Option<helix_core::auth::Secret>,
+    ) -> Result<HealerState, HealerError> {
         let patterns = match &cfg.healer.patterns_dir {
             Some(dir) => PatternSet::load_dir(dir)?,
             None => PatternSet::seed()?,
@@ -71,6 +86,11 @@ impl HealerState {
             store,
             index,
             share_hints: cfg.healer.share_hints,
+            emitter: helix_core::emit::Emitter::spawn_with_token(
+                collector_url.to_owned(),
+                EMITTER_CAPACITY,
+                token,
+            ),
         })
     }
 
@@ -201,6 +221,15 @@ impl HealerService {
         Ok(HealerService { state: web::Data::new(HealerState::open(cfg)?) })
     }
 
+    /// As [`HealerService::new`], sending audit events to the collector at `collector_url`.
+    pub fn with_peer(
+        cfg: &HelixConfig,
+        collector_url: &str,
+        token: Option<helix_core::auth::Secret>,
+    ) -> Result<HealerService, HealerError> {
+        Ok(HealerService { state: web::Data::new(HealerState::open_with(cfg, collector_url, token)?) })
+    }
+
     pub fn into_service(self) -> Arc<dyn helix_http::Service> {
         Arc::new(self)
     }
@@ -222,7 +251,9 @@ impl helix_http::Service for HealerService {
     fn shutdown(&self) -> BoxFuture<'static, ()> {
         let store = self.state.store.clone();
         let index = self.state.index.clone();
+        let emitter = self.state.emitter.clone();
         Box::pin(async move {
+            emitter.flush(std::time::Duration::from_secs(2)).await;
             let flushed = tokio::task::spawn_blocking(move || {
                 if let Err(e) = index.commit_if_dirty() {
                     tracing::error!(error = %e, "cannot commit the search index");

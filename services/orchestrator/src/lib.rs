@@ -111,7 +111,7 @@ impl OrchestratorState {
             collector: client(&peers.trace_collector, PEER_CALL_TIMEOUT)?,
             gateway: client(&peers.breaker_gateway, Duration::from_secs(o.llm_timeout_secs.max(1)))?,
         };
-        let (emitter, _task) = emit::Emitter::start(clients.collector.clone(), EMIT_CAPACITY);
+        let emitter = emit::Emitter::for_client(&clients.collector, EMIT_CAPACITY);
         let settings = engine::EngineSettings {
             max_runs_per_project: o.max_runs_per_project.max(1),
             max_runs: o.max_runs.max(1),

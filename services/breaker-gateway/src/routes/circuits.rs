@@ -34,8 +34,25 @@ pub async fn list(state: web::Data<GatewayState>) -> HttpResponse {
         .json(CircuitList { circuits: breakers.snapshots().await, redis: breakers.redis_status() })
 }
 
-async fn command(state: &GatewayState, id: String, cmd: Command) -> Result<HttpResponse, GatewayError> {
-    let snapshot = state.proxy.breakers.command(&id, cmd).await.ok_or(GatewayError::UnknownDeployment(id))?;
+/// Runs an operator command on a breaker, and records who did it (an audit span).
+async fn command(
+    state: &GatewayState,
+    caller: &helix_core::auth::Principal,
+    id: String,
+    cmd: Command,
+) -> Result<HttpResponse, GatewayError> {
+    let action = match cmd {
+        Command::Reset => "breaker.reset",
+        Command::ForceOpen => "breaker.force_open",
+        Command::Disable => "breaker.disable",
+    };
+    let snapshot = state
+        .proxy
+        .breakers
+        .command(&id, cmd)
+        .await
+        .ok_or_else(|| GatewayError::UnknownDeployment(id.clone()))?;
+    state.emitter.emit(helix_core::trace::audit_event(action, &caller.id, &id, None));
     Ok(HttpResponse::Ok().json(snapshot))
 }
 
@@ -57,9 +74,10 @@ async fn command(state: &GatewayState, id: String, cmd: Command) -> Result<HttpR
 )]
 pub async fn reset(
     state: web::Data<GatewayState>,
+    helix_http::access::Caller(caller): helix_http::access::Caller,
     id: web::Path<String>,
 ) -> Result<HttpResponse, GatewayError> {
-    command(&state, id.into_inner(), Command::Reset).await
+    command(&state, &caller, id.into_inner(), Command::Reset).await
 }
 
 /// Force a circuit breaker open
@@ -79,9 +97,10 @@ pub async fn reset(
 )]
 pub async fn force_open(
     state: web::Data<GatewayState>,
+    helix_http::access::Caller(caller): helix_http::access::Caller,
     id: web::Path<String>,
 ) -> Result<HttpResponse, GatewayError> {
-    command(&state, id.into_inner(), Command::ForceOpen).await
+    command(&state, &caller, id.into_inner(), Command::ForceOpen).await
 }
 
 /// Disable a circuit breaker
@@ -101,9 +120,10 @@ pub async fn force_open(
 )]
 pub async fn disable(
     state: web::Data<GatewayState>,
+    helix_http::access::Caller(caller): helix_http::access::Caller,
     id: web::Path<String>,
 ) -> Result<HttpResponse, GatewayError> {
-    command(&state, id.into_inner(), Command::Disable).await
+    command(&state, &caller, id.into_inner(), Command::Disable).await
 }
 
 /// Prometheus metrics

@@ -268,6 +268,8 @@ async fn proxy_call(
     let (response, report) = state.proxy.handle(ProxyRequest::new(protocol, body, head, headers)).await;
     match response {
         ProxyResponse::Full { status, headers, body } => {
+            // an upstream error may echo the key it was sent
+            let body = if status >= 400 { state.proxy.redact_body(body) } else { body };
             let cost = state.settle(&admitted, &model, &report);
             let mut res =
                 HttpResponse::build(StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY));

@@ -135,6 +135,12 @@ pub async fn record_fix(
     .await
     .map_err(|e| HealerError::Internal(e.to_string()))?
     .map_err(|e| HealerError::Internal(e.to_string()))?;
+    state.emitter.emit(helix_core::trace::audit_event(
+        "fix.record",
+        &caller.id,
+        &record.signature,
+        record.project.as_deref(),
+    ));
     Ok(HttpResponse::Created().json(FixRecorded {
         id: record.id,
         signature: record.signature,
