@@ -18,6 +18,9 @@ pub enum CollectorError {
     TraceNotFound(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// The caller's token may not see or write the project.
+    #[error("{0}")]
+    Forbidden(String),
 }
 
 impl CollectorError {
@@ -29,6 +32,7 @@ impl CollectorError {
             CollectorError::InvalidQuery(_) => ErrorCode::InvalidQuery,
             CollectorError::TraceNotFound(_) => ErrorCode::NotFound,
             CollectorError::UnsupportedMediaType(_) => ErrorCode::UnsupportedMediaType,
+            CollectorError::Forbidden(_) => ErrorCode::Forbidden,
         }
     }
 }

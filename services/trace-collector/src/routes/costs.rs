@@ -62,9 +62,17 @@ pub struct CostReport {
 )]
 pub async fn costs(
     state: web::Data<CollectorState>,
+    helix_http::access::Caller(caller): helix_http::access::Caller,
     query: web::Query<CostQuery>,
 ) -> Result<HttpResponse, CollectorError> {
     let q = query.into_inner();
+    // sums of other dimensions mix projects: a token limited to projects sees its projects' rows
+    if caller.projects.is_some() && q.group_by != GroupBy::Project {
+        return Err(CollectorError::Forbidden(format!(
+            "token {:?} is limited to projects: only group_by=project is available to it",
+            &*caller.id
+        )));
+    }
     let instant = |name: &str, v: &Option<String>| -> Result<Option<u64>, CollectorError> {
         v.as_deref()
             .map(|s| {
@@ -79,7 +87,10 @@ pub async fn costs(
         Bucket::Day => GroupBy::Day,
         Bucket::Week => GroupBy::Week,
     });
-    let rows = state.store.costs(q.group_by, bucket, from, to);
+    let mut rows = state.store.costs(q.group_by, bucket, from, to);
+    if caller.projects.is_some() {
+        rows.retain(|r| caller.may_access(r.key.split(" / ").next().unwrap_or(&r.key)));
+    }
     let mut total = CostRow { key: "total".to_owned(), ..CostRow::default() };
     for r in &rows {
         total.add(r);
@@ -125,11 +136,12 @@ pub struct AnomalyList {
 )]
 pub async fn anomalies(
     state: web::Data<CollectorState>,
+    helix_http::access::Caller(caller): helix_http::access::Caller,
     query: web::Query<AnomalyQuery>,
 ) -> Result<HttpResponse, CollectorError> {
     let q = query.into_inner();
     let limit = helix_http::routes::limit(q.limit, 50, 1000).map_err(CollectorError::InvalidQuery)?;
-    let project = q.project.filter(|p| !p.trim().is_empty());
+    let project = super::read_scope(&caller, q.project)?;
     let anomalies = state
         .baselines
         .lock()
@@ -155,8 +167,16 @@ pub struct BaselineList {
     security(("bearer" = ["traces:read"])),
     responses((status = 200, description = "baselines", body = BaselineList))
 )]
-pub async fn baselines(state: web::Data<CollectorState>) -> HttpResponse {
-    let baselines = state.baselines.lock().unwrap_or_else(std::sync::PoisonError::into_inner).list();
+pub async fn baselines(
+    state: web::Data<CollectorState>,
+    helix_http::access::Caller(caller): helix_http::access::Caller,
+) -> HttpResponse {
+    let mut baselines = state.baselines.lock().unwrap_or_else(std::sync::PoisonError::into_inner).list();
+    if caller.projects.is_some() {
+        // a model's baseline mixes every project's calls: only the caller's phases
+        baselines
+            .retain(|b| b.kind == "phase" && caller.may_access(b.subject.split(" / ").next().unwrap_or("")));
+    }
     HttpResponse::Ok().json(BaselineList { baselines })
 }
 

@@ -27,6 +27,15 @@ pub struct IngestResult {
 /// Splits a body into events: a JSON array, or NDJSON (one object per line). Each element is parsed and validated on its own, so one bad event does not cost the
 /// others.
 pub fn parse_batch(body: &[u8], ndjson: bool) -> Result<(Vec<Event>, Vec<Rejected>), CollectorError> {
+    parse_batch_as(body, ndjson, &|_| Ok(()))
+}
+
+/// [`parse_batch`], each valid event also passing `admit` (the caller's project rules).
+pub fn parse_batch_as(
+    body: &[u8],
+    ndjson: bool,
+    admit: &dyn Fn(&mut Event) -> Result<(), String>,
+) -> Result<(Vec<Event>, Vec<Rejected>), CollectorError> {
     let text =
         std::str::from_utf8(body).map_err(|e| CollectorError::Invalid(format!("body is not UTF-8: {e}")))?;
     let trimmed = text.trim_start();
@@ -53,7 +62,7 @@ pub fn parse_batch(body: &[u8], ndjson: bool) -> Result<(Vec<Event>, Vec<Rejecte
     let mut rejected = Vec::new();
     for (index, item) in items.into_iter().enumerate() {
         let parsed = item.and_then(|v| serde_json::from_value::<Event>(v).map_err(|e| e.to_string()));
-        match parsed.and_then(|e| e.validate().map(|()| e)) {
+        match parsed.and_then(|mut e| e.validate().and_then(|()| admit(&mut e)).map(|()| e)) {
             Ok(e) => events.push(e),
             Err(reason) => rejected.push(Rejected { index, reason }),
         }
@@ -89,6 +98,7 @@ pub fn parse_batch(body: &[u8], ndjson: bool) -> Result<(Vec<Event>, Vec<Rejecte
 pub async fn ingest(
     state: web::Data<CollectorState>,
     req: HttpRequest,
+    helix_http::access::Caller(caller): helix_http::access::Caller,
     body: web::Bytes,
 ) -> Result<HttpResponse, CollectorError> {
     let ct = req
@@ -109,7 +119,7 @@ pub async fn ingest(
     let ndjson = ct.contains("ndjson") || ct.contains("jsonl");
     let state = state.clone();
     let result = web::block(move || -> Result<IngestResult, CollectorError> {
-        let (events, rejected) = parse_batch(&body, ndjson)?;
+        let (events, rejected) = parse_batch_as(&body, ndjson, &|e| super::claim(&caller, e))?;
         let accepted = events.len();
         state.ingest(events)?;
         Ok(IngestResult { accepted, rejected })

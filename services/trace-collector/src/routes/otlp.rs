@@ -46,6 +46,7 @@ fn content_type(req: &HttpRequest) -> String {
 pub async fn receive(
     state: web::Data<CollectorState>,
     req: HttpRequest,
+    helix_http::access::Caller(caller): helix_http::access::Caller,
     body: web::Bytes,
 ) -> Result<HttpResponse, CollectorError> {
     let ct = content_type(&req);
@@ -62,7 +63,7 @@ pub async fn receive(
         let mut events = Vec::with_capacity(decoded.len());
         let mut reasons = Vec::new();
         for (i, d) in decoded.into_iter().enumerate() {
-            match d {
+            match d.and_then(|mut e| super::claim(&caller, &mut e).map(|()| e)) {
                 Ok(e) => events.push(e),
                 Err(r) => reasons.push(format!("span {i}: {r}")),
             }
@@ -98,10 +99,12 @@ pub async fn receive(
 )]
 pub async fn get_otlp(
     state: web::Data<CollectorState>,
+    helix_http::access::Caller(caller): helix_http::access::Caller,
     path: web::Path<String>,
 ) -> Result<HttpResponse, CollectorError> {
     let id = path.into_inner();
     crate::routes::traces::check_trace_id(&id)?;
+    crate::routes::traces::check_visible(&state, &caller, &id)?;
     let store = state.store.clone();
     let lookup = id.clone();
     let events = web::block(move || store.trace(&lookup)).await??;
@@ -161,6 +164,7 @@ pub struct ImportResult {
 pub async fn import_claude(
     state: web::Data<CollectorState>,
     req: HttpRequest,
+    helix_http::access::Caller(caller): helix_http::access::Caller,
     query: web::Query<ImportQuery>,
     body: web::Bytes,
 ) -> Result<HttpResponse, CollectorError> {
@@ -170,7 +174,10 @@ pub async fn import_claude(
             "send the transcript as application/x-ndjson or text/plain".to_owned(),
         ));
     }
-    let q = query.into_inner();
+    let mut q = query.into_inner();
+    if caller.projects.is_some() {
+        q.project = super::read_scope(&caller, q.project.take())?;
+    }
     let state = state.clone();
     let result = web::block(move || -> Result<ImportResult, CollectorError> {
         let text = String::from_utf8_lossy(&body);

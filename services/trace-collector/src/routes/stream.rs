@@ -83,8 +83,12 @@ pub struct StreamQuery {
         (status = 400, description = "invalid query parameters", body = helix_core::Problem, content_type = "application/problem+json")
     )
 )]
-pub async fn stream(state: web::Data<CollectorState>, query: web::Query<StreamQuery>) -> HttpResponse {
-    let project = query.into_inner().project.filter(|p| !p.trim().is_empty());
+pub async fn stream(
+    state: web::Data<CollectorState>,
+    helix_http::access::Caller(caller): helix_http::access::Caller,
+    query: web::Query<StreamQuery>,
+) -> Result<HttpResponse, crate::error::CollectorError> {
+    let project = super::read_scope(&caller, query.into_inner().project)?;
     let rx = state.feed.subscribe();
     let closing = state.closing.subscribe();
     let deadline = tokio::time::Instant::now() + MAX_STREAM;
@@ -129,9 +133,9 @@ pub async fn stream(state: web::Data<CollectorState>, query: web::Query<StreamQu
             }
         },
     );
-    HttpResponse::Ok()
+    Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header(("cache-control", "no-cache"))
         .insert_header(("x-accel-buffering", "no"))
-        .streaming(body)
+        .streaming(body))
 }

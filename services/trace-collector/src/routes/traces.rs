@@ -84,6 +84,7 @@ fn decode_cursor(c: &str) -> Result<(u64, String), CollectorError> {
 )]
 pub async fn list(
     state: web::Data<CollectorState>,
+    helix_http::access::Caller(caller): helix_http::access::Caller,
     query: web::Query<TraceQuery>,
 ) -> Result<HttpResponse, CollectorError> {
     let mut q = query.into_inner();
@@ -93,6 +94,7 @@ pub async fn list(
             *v = None;
         }
     }
+    q.project = super::read_scope(&caller, q.project.take())?;
     let limit =
         helix_http::routes::limit(q.limit, DEFAULT_LIMIT, MAX_LIMIT).map_err(CollectorError::InvalidQuery)?;
     let filter = TraceFilter {
@@ -206,6 +208,21 @@ pub fn check_trace_id(id: &str) -> Result<(), CollectorError> {
     }
 }
 
+/// A trace of a project the caller may not see does not exist for it (404).
+pub fn check_visible(
+    state: &CollectorState,
+    caller: &helix_core::auth::Principal,
+    id: &str,
+) -> Result<(), CollectorError> {
+    if caller.projects.is_none() {
+        return Ok(());
+    }
+    match state.store.summary(id) {
+        Some(s) if s.project.as_deref().is_some_and(|p| caller.may_access(p)) => Ok(()),
+        _ => Err(CollectorError::TraceNotFound(id.to_owned())),
+    }
+}
+
 /// One trace as a span tree
 ///
 /// Every span of the trace, nested under its parent, in start order, with offsets from the
@@ -225,10 +242,12 @@ pub fn check_trace_id(id: &str) -> Result<(), CollectorError> {
 )]
 pub async fn get(
     state: web::Data<CollectorState>,
+    helix_http::access::Caller(caller): helix_http::access::Caller,
     path: web::Path<String>,
 ) -> Result<HttpResponse, CollectorError> {
     let id = path.into_inner();
     check_trace_id(&id)?;
+    check_visible(&state, &caller, &id)?;
     let store = state.store.clone();
     let lookup = id.clone();
     // reading and assembling megabytes of JSON is blocking work
