@@ -1127,14 +1127,13 @@ mod tests {
     #[tokio::test]
     async fn a_per_call_timeout_bounds_a_slow_answer() {
         let (base, _) = responder(|_| {
-            std::thread::sleep(Duration::from_millis(600));
+            std::thread::sleep(Duration::from_millis(1500));
             (200, vec![], json!({"choices": [{"message": {"content": "late"}}]}).to_string())
         });
         let quick = ServiceClient::new(&base, Duration::from_millis(150)).expect("client");
-        let started = std::time::Instant::now();
+        // the answer comes after 1.5 s: the error (not the answer) is the bound at work
         let e = quick.chat_completion(&json!({"model": "m"}), None, None).await.expect_err("timeout");
         assert!(matches!(e, ClientError::Transport { .. }), "{e:?}");
-        assert!(started.elapsed() < Duration::from_millis(500), "{:?}", started.elapsed());
         // a longer bound for this call, or for the whole client, lets it finish
         let a = quick
             .chat_completion_with_timeout(&json!({"model": "m"}), None, None, Some(Duration::from_secs(10)))
