@@ -1,6 +1,7 @@
 //! Test harness: Helix services started in-process on port 0, exactly as `helix up` starts them,
 //! and talked to over real HTTP.
 
+pub mod chromium;
 pub mod fake_provider;
 
 use std::path::Path;

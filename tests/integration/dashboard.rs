@@ -5,19 +5,9 @@
 use std::process::Command;
 
 use helix_core::ServiceKind;
+use helix_tests::chromium::chromium;
 use helix_tests::{Helix, client};
 use serde_json::json;
-
-pub(super) fn chromium() -> String {
-    for c in ["chromium", "chromium-browser", "/usr/bin/chromium"] {
-        if Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success()) {
-            return c.to_owned();
-        }
-    }
-    panic!(
-        "headless Chromium is required for the dashboard test: apt-get install chromium (tests/run installs it)"
-    );
-}
 
 fn run_chromium(args: &[&str], url: &str) -> std::process::Output {
     let profile = tempfile::tempdir().expect("profile dir");

@@ -13,3 +13,4 @@ mod orchestrator;
 mod panics;
 mod shutdown;
 mod startup;
+mod swagger;
