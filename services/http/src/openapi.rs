@@ -48,78 +48,85 @@ pub fn finish(kind: ServiceKind, description: &str, mut doc: Doc) -> Doc {
 }
 
 /// The security schemes an operation may name.
-fn scheme(name: &str) -> Option<serde_json::Value> {
+fn scheme(name: &str) -> Option<utoipa::openapi::security::SecurityScheme> {
+    use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
     let scopes: Vec<String> =
         helix_core::auth::Scope::ALL.iter().map(|s| format!("`{}` ({})", s.as_str(), s.describe())).collect();
     match name {
-        "bearer" => Some(serde_json::json!({
-            "type": "http",
-            "scheme": "bearer",
-            "description": format!(
+        "bearer" => {
+            let mut http = Http::new(HttpAuthScheme::Bearer);
+            http.description = Some(format!(
                 "A Helix token (`[[auth.tokens]]`; the local token of `auth.local_token`; a gateway key \
                  for LLM calls) as `Authorization: Bearer <token>`. Each operation names the scope it \
                  needs; `admin` has every scope. Scopes: {}. Without configured tokens Helix serves \
                  loopback only and needs none.",
                 scopes.join(", ")
-            ),
-        })),
-        "api_key" => Some(serde_json::json!({
-            "type": "apiKey",
-            "in": "header",
-            "name": "x-api-key",
-            "description": "A gateway key or Helix token as `x-api-key` (what Anthropic SDKs send).",
-        })),
+            ));
+            Some(SecurityScheme::Http(http))
+        }
+        "api_key" => Some(SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+            "x-api-key",
+            "A gateway key or Helix token as `x-api-key` (what Anthropic SDKs send).",
+        )))),
         _ => None,
     }
 }
 
 /// Declares the security schemes the operations name, and answers 401 and 403 for every
 /// operation that needs a token (as a problem, or in the shape its own 401 has).
-fn secure(doc: Doc) -> Doc {
-    let Ok(mut v) = serde_json::to_value(&doc) else { return doc };
+fn secure(mut doc: Doc) -> Doc {
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
     let mut used = std::collections::BTreeSet::new();
-    let problem = serde_json::json!({
-        "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
-    });
-    if let Some(paths) = v.get_mut("paths").and_then(serde_json::Value::as_object_mut) {
-        for item in paths.values_mut().filter_map(serde_json::Value::as_object_mut) {
-            for op in item.values_mut().filter_map(serde_json::Value::as_object_mut) {
-                let needs_token = op
-                    .get("security")
-                    .and_then(serde_json::Value::as_array)
-                    .is_some_and(|reqs| !reqs.iter().any(|r| r.as_object().is_some_and(|o| o.is_empty())));
-                for r in op.get("security").and_then(serde_json::Value::as_array).into_iter().flatten() {
-                    used.extend(r.as_object().into_iter().flat_map(|o| o.keys().cloned()));
-                }
-                if !needs_token {
-                    continue;
-                }
-                let Some(responses) = op.get_mut("responses").and_then(serde_json::Value::as_object_mut)
-                else {
-                    continue;
-                };
-                let content = responses
-                    .get("401")
-                    .and_then(|r| r.get("content"))
-                    .cloned()
-                    .unwrap_or_else(|| problem.clone());
-                responses.entry("401").or_insert_with(|| {
-                    serde_json::json!({"description": "no token, or not a configured one", "content": content.clone()})
-                });
-                responses.entry("403").or_insert_with(|| {
-                    serde_json::json!({"description": "the token lacks the scope, or may not access the project", "content": content})
-                });
+    let problem = || ContentBuilder::new().schema(Some(RefOr::Ref(Ref::from_schema_name("Problem")))).build();
+    for item in doc.paths.paths.values_mut() {
+        let ops = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.options,
+            &mut item.head,
+            &mut item.patch,
+            &mut item.trace,
+        ];
+        for op in ops.into_iter().flatten() {
+            let reqs: Vec<serde_json::Value> =
+                op.security.iter().flatten().filter_map(|r| serde_json::to_value(r).ok()).collect();
+            for r in &reqs {
+                used.extend(r.as_object().into_iter().flat_map(|o| o.keys().cloned()));
             }
+            let needs_token =
+                !reqs.is_empty() && !reqs.iter().any(|r| r.as_object().is_some_and(|o| o.is_empty()));
+            if !needs_token {
+                continue;
+            }
+            let own = op.responses.responses.get("401").cloned();
+            let response = |description: &str| match &own {
+                Some(RefOr::T(r)) => {
+                    let mut r = r.clone();
+                    r.description = description.to_owned();
+                    RefOr::T(r)
+                }
+                _ => RefOr::T(
+                    ResponseBuilder::new()
+                        .description(description)
+                        .content("application/problem+json", problem())
+                        .build(),
+                ),
+            };
+            let unauthorized = response("no token, or not a configured one");
+            let forbidden = response("the token lacks the scope, or may not access the project");
+            op.responses.responses.entry("401".to_owned()).or_insert(unauthorized);
+            op.responses.responses.entry("403".to_owned()).or_insert(forbidden);
         }
     }
-    let schemes: serde_json::Map<String, serde_json::Value> =
-        used.iter().filter_map(|name| Some((name.clone(), scheme(name)?))).collect();
-    if !schemes.is_empty()
-        && let Some(components) = v.get_mut("components").and_then(serde_json::Value::as_object_mut)
-    {
-        components.insert("securitySchemes".to_owned(), serde_json::Value::Object(schemes));
+    let components = doc.components.get_or_insert_with(Default::default);
+    for name in used {
+        if let Some(s) = scheme(&name) {
+            components.security_schemes.insert(name, RefOr::T(s));
+        }
     }
-    serde_json::from_value(v).unwrap_or(doc)
+    doc
 }
 
 /// The document as committed under `openapi/<service>.json`: pretty JSON with a final newline.

@@ -728,6 +728,10 @@ impl Driver {
             PhaseStatus::Cancelled
         } else if attempt.error.is_some() {
             PhaseStatus::Failed
+        } else if matches!(phase.kind, PhaseKind::Llm { .. }) && !outcome.success() {
+            // an LLM phase has no exit code gate: a call that failed, an answer that never
+            // satisfied its schema or an output that could not be written fails the attempt
+            PhaseStatus::Failed
         } else {
             match gates::phase_status(&results) {
                 PhaseGateStatus::Passed => PhaseStatus::Passed,

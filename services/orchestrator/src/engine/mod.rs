@@ -682,8 +682,9 @@ impl Engine {
                 phases_total: record.pipeline.phases.len(),
                 cost_usd: cp.cost_usd,
                 reason: cp.reason,
+                // absolute: the data directory may be relative to where the service started
                 workspace: (status == RunStatus::Succeeded && workspace.is_dir())
-                    .then(|| workspace.display().to_string()),
+                    .then(|| std::path::absolute(&workspace).unwrap_or(workspace).display().to_string()),
                 phases: cp.phases,
                 failed: cp.failed,
                 checkpoints,
