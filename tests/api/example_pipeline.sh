@@ -28,8 +28,9 @@ fail() {
   exit 1
 }
 
-# a helix.toml of the developer's must not change the services under test
-(cd "$work" && exec env -u HELIX_CONFIG "$helix_bin" up --host 127.0.0.1 --orchestrator-port 0 \
+# a helix.toml of the developer's must not change the services under test; the orchestrator
+# serves the repository's examples (as it does when `helix up` runs in the repository)
+(cd "$work" && exec env -u HELIX_CONFIG HELIX_ORCHESTRATOR__ROOTS="$here/../.." "$helix_bin" up --host 127.0.0.1 --orchestrator-port 0 \
   --trace-collector-port 0 --breaker-gateway-port 0 --healer-port 0 --data-dir "$work/data" \
   >"$work/up.out" 2>"$work/up.err") &
 helix_pid=$!

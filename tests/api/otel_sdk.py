@@ -7,6 +7,7 @@ usage: otel_sdk.py COLLECTOR_URL     (e.g. http://127.0.0.1:7701)
 import json
 import sys
 import time
+import urllib.error
 import urllib.request
 
 from opentelemetry import trace
@@ -17,11 +18,18 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 base = sys.argv[1].rstrip("/")
+# a collector that requires tokens: the exporter sends one, as any OTLP exporter can be told to
+token = sys.argv[2] if len(sys.argv) > 2 else None
+auth = {"authorization": f"Bearer {token}"} if token else {}
+
+
+def get(url):
+    return urllib.request.urlopen(urllib.request.Request(url, headers=auth))
 
 
 def check(service, compression):
     provider = TracerProvider(resource=Resource.create({"service.name": service}))
-    exporter = OTLPSpanExporter(endpoint=f"{base}/v1/traces", compression=compression)
+    exporter = OTLPSpanExporter(endpoint=f"{base}/v1/traces", compression=compression, headers=auth)
     provider.add_span_processor(BatchSpanProcessor(exporter))
     tracer = provider.get_tracer("helix.tests")
 
@@ -42,7 +50,7 @@ def check(service, compression):
     provider.force_flush()
     provider.shutdown()
 
-    with urllib.request.urlopen(f"{base}/v1/traces/{trace_id}") as res:
+    with get(f"{base}/v1/traces/{trace_id}") as res:
         tree = json.load(res)
     summary = tree["summary"]
     assert summary["spans"] == 3, tree
@@ -57,10 +65,18 @@ def check(service, compression):
     assert llm["attributes"]["gen_ai.usage.input_tokens"] == 1234, llm
     assert kids["execute_tool bash"]["kind"] == "tool_call"
     assert kids["execute_tool bash"]["status"] == "error"
-    with urllib.request.urlopen(f"{base}/v1/traces?project={service}") as res:
+    with get(f"{base}/v1/traces?project={service}") as res:
         listing = json.load(res)
     assert any(t["trace_id"] == trace_id for t in listing["traces"]), listing
 
+
+if token:
+    # and without the token the collector refuses the export
+    try:
+        urllib.request.urlopen(urllib.request.Request(f"{base}/v1/traces", data=b"{}", headers={"content-type": "application/json"}))
+        raise AssertionError("an export without a token was accepted")
+    except urllib.error.HTTPError as e:
+        assert e.code == 401, e.code
 
 check("otel-sdk-check", Compression.NoCompression)
 check("otel-sdk-gzip", Compression.Gzip)

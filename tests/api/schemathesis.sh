@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# API tests against `helix up` on free ports: schemathesis against each
+# API tests against `helix up` on free ports, with tokens required: schemathesis against each
 # service's served /openapi.json with every check (no 5xx, responses conform to the document,
-# bad input rejected, unsupported methods answered 405 with Allow), then the official
-# OpenTelemetry Python SDK exporting to the trace-collector. Bounded: a fixed number of
+# bad input rejected, unsupported methods answered 405 with Allow, operations that declare
+# security refuse requests without the token), then the official OpenTelemetry Python SDK
+# exporting to the trace-collector with the token. Bounded: a fixed number of
 # examples per operation, and at most 5 minutes per service. The live SSE feed (/v1/stream) never
 # ends by design and is tested in tests/integration/collector.rs instead. Loopback only; stops helix at the end.
 #
@@ -19,7 +20,18 @@ cleanup() {
 }
 trap cleanup EXIT
 
-(cd "$work" && exec "$helix_bin" up --orchestrator-port 0 --trace-collector-port 0 \
+# an admin token for schemathesis; probes need it too, so that every secured operation refuses
+# a request without it
+token="hxt_schemathesis_$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
+cat >"$work/helix.toml" <<TOML
+[auth]
+probes = "token"
+[[auth.tokens]]
+id = "schemathesis"
+token_env = "HELIX_ST_TOKEN"
+scopes = ["admin"]
+TOML
+(cd "$work" && HELIX_ST_TOKEN="$token" exec "$helix_bin" up --orchestrator-port 0 --trace-collector-port 0 \
   --breaker-gateway-port 0 --healer-port 0 --data-dir "$work/data" >"$work/up.out" 2>"$work/up.err") &
 helix_pid=$!
 
@@ -40,6 +52,7 @@ while read -r name url _; do
   echo "-- schemathesis: $name ($url)"
   # run from the scratch directory: schemathesis keeps a cache in the working directory
   if (cd "$work" && timeout 300 "$venv/bin/st" run "$url/openapi.json" --checks all --max-examples "$examples" \
+      --header "Authorization: Bearer $token" \
       --seed 20261125 --request-timeout 10 --generation-database none --no-color \
       --exclude-path /v1/stream \
       --report junit --report-dir "$work/reports") >"$work/st-$name.log" 2>&1; then
@@ -53,7 +66,7 @@ done < <(grep -E '^  [a-z-]+ +http://' "$work/up.out")
 
 # a real OpenTelemetry client: the official Python SDK's OTLP/HTTP exporter
 collector=$(grep -E '^  trace-collector +http://' "$work/up.out" | awk '{print $2}')
-if timeout 120 "$venv/bin/python" "$(dirname "$0")/otel_sdk.py" "$collector"; then
+if timeout 120 "$venv/bin/python" "$(dirname "$0")/otel_sdk.py" "$collector" "$token"; then
   passed_otel=2
 else
   echo "the OpenTelemetry SDK check failed" >&2

@@ -38,7 +38,12 @@ pub struct FixRequest {
     )]
     pub signature: String,
     /// What was done, one line for humans and prompts (no control characters).
-    #[schema(example = "add PyYAML to requirements.txt", min_length = 1, max_length = 1000)]
+    #[schema(
+        example = "add PyYAML to requirements.txt",
+        min_length = 1,
+        max_length = 1000,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub description: String,
     /// The change as a unified diff, if there is one.
     #[serde(default)]
