@@ -77,7 +77,8 @@ fn config(dir: &std::path::Path, upstream: &str, token_file: Option<&std::path::
         max_in_flight: None,
         breaker: None,
     }];
-    cfg.breaker_gateway.models = vec![ModelChainConfig { name: "gpt".to_owned(), chain: vec!["oa-main".to_owned()] }];
+    cfg.breaker_gateway.models =
+        vec![ModelChainConfig { name: "gpt".to_owned(), chain: vec!["oa-main".to_owned()] }];
     if let Some(f) = token_file {
         cfg.auth.tokens = vec![TokenConfig {
             id: "bench".to_owned(),
@@ -97,15 +98,23 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 fn main() {
     // `cargo bench` passes --bench; `cargo test` runs benches with no argument: be quick then
     let full = std::env::args().any(|a| a == "--bench");
-    let rounds: usize = std::env::var("AUTH_BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(if full { 20_000 } else { 50 });
+    let rounds: usize = std::env::var("AUTH_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if full { 20_000 } else { 50 });
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
     let (off_dir, on_dir) = (tempfile::tempdir().expect("tmp"), tempfile::tempdir().expect("tmp"));
     let token_file = on_dir.path().join("token");
     std::fs::write(&token_file, TOKEN).expect("token file");
     let upstream = rt.block_on(upstream());
-    let off = rt.block_on(Stack::start(&config(off_dir.path(), &upstream, None), &[ServiceKind::BreakerGateway])).expect("start");
+    let off = rt
+        .block_on(Stack::start(&config(off_dir.path(), &upstream, None), &[ServiceKind::BreakerGateway]))
+        .expect("start");
     let on = rt
-        .block_on(Stack::start(&config(on_dir.path(), &upstream, Some(&token_file)), &[ServiceKind::BreakerGateway]))
+        .block_on(Stack::start(
+            &config(on_dir.path(), &upstream, Some(&token_file)),
+            &[ServiceKind::BreakerGateway],
+        ))
         .expect("start");
     let client = reqwest::Client::builder().pool_max_idle_per_host(1).build().expect("client");
     let body = r#"{"model":"gpt","messages":[{"role":"user","content":"Say hello"}],"max_tokens":16}"#;
@@ -126,7 +135,9 @@ fn main() {
     let off_url = format!("{}/v1/chat/completions", off.url(ServiceKind::BreakerGateway).expect("url"));
     let on_url = format!("{}/v1/chat/completions", on.url(ServiceKind::BreakerGateway).expect("url"));
     // the token is required there
-    let refused = rt.block_on(client.post(&on_url).header("content-type", "application/json").body(body).send()).expect("send");
+    let refused = rt
+        .block_on(client.post(&on_url).header("content-type", "application/json").body(body).send())
+        .expect("send");
     assert_eq!(refused.status(), 401);
     // warm up both, then alternate
     for _ in 0..200.min(rounds) {
@@ -146,7 +157,8 @@ fn main() {
     a.sort();
     b.sort();
     let us = |d: Duration| d.as_secs_f64() * 1e6;
-    let (a50, b50, a99, b99) = (percentile(&a, 0.5), percentile(&b, 0.5), percentile(&a, 0.99), percentile(&b, 0.99));
+    let (a50, b50, a99, b99) =
+        (percentile(&a, 0.5), percentile(&b, 0.5), percentile(&a, 0.99), percentile(&b, 0.99));
     println!("auth off: p50 {:.1} µs, p99 {:.1} µs ({} requests)", us(a50), us(a99), a.len());
     println!("auth on:  p50 {:.1} µs, p99 {:.1} µs ({} requests)", us(b50), us(b99), b.len());
     println!("added by the access layer: p50 {:+.1} µs, p99 {:+.1} µs", us(b50) - us(a50), us(b99) - us(a99));

@@ -40,3 +40,16 @@ async fn a_public_bind_with_tokens_starts_and_requires_them() {
         .expect("send");
     assert_eq!(res.status(), 200);
 }
+
+#[test]
+fn the_configuration_named_by_helix_config_survives_the_environment_hand_over() {
+    // the service re-executes itself with a clean environment at start: HELIX_CONFIG must stay
+    let elsewhere = tempfile::tempdir().expect("tmp");
+    let file = elsewhere.path().join("other.toml");
+    std::fs::write(&file, "[auth]\nlocal_token = true\n").expect("write");
+    let up = Up::start(Options {
+        env: vec![("HELIX_CONFIG".into(), file.display().to_string())],
+        ..Options::default()
+    });
+    assert!(up.data().join("local-token").is_file(), "{}", up.stderr());
+}

@@ -16,6 +16,8 @@ static PRIVATE: OnceLock<BTreeMap<String, String>> = OnceLock::new();
 /// Variables that stay in the kernel's copy of the environment of a service process: nothing
 /// secret, and what child processes and libraries expect. `LC_*` too.
 pub const PUBLIC: &[&str] = &[
+    // a path the command line reads before anything else (clap's `env`), no secret
+    "HELIX_CONFIG",
     "PATH",
     "HOME",
     "USER",
