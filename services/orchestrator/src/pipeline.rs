@@ -89,6 +89,8 @@
 //! secrets = ["PYPI_TOKEN"]            # from the service's environment or orchestrator.secrets_file,
 //!                                     # given to commands as environment variables when they start;
 //!                                     # never stored, masked (***) in every output Helix keeps
+//! timeout = "2h"                      # the default of phases without their own (else
+//!                                     # orchestrator.phase_timeout_secs, 1 h)
 //! [limits]                            # rlimits of every process (defaults: [orchestrator.limits])
 //! cpu = "30m"                         # CPU time per process
 //! memory = "8GiB"                     # address space per process
@@ -894,7 +896,8 @@ fn canonical_json(v: &Value, out: &mut String) {
 // ---------------------------------------------------------------------------------------------
 // The pipeline
 
-const TOP_KEYS: &[&str] = &["name", "description", "variables", "env", "phase", "secrets", "limits"];
+const TOP_KEYS: &[&str] =
+    &["name", "description", "variables", "env", "phase", "secrets", "limits", "timeout"];
 const PHASE_KEYS: &[&str] = &[
     "name",
     "kind",
@@ -978,6 +981,12 @@ fn parse(text: &str, base: Option<&Path>) -> Res<Pipeline> {
     for (i, (map, start)) in tables.iter().enumerate() {
         let tab = root.child(map, *start, &paths[i]);
         phases.push(parse_phase(tab, &names, i, &variables, &env, base)?);
+    }
+    // a pipeline-wide `timeout` is the default of its phases (resolved here, like every default)
+    if let Some(t) = root.duration("timeout")? {
+        for p in phases.iter_mut().filter(|p| p.timeout.is_none()) {
+            p.timeout = Some(t);
+        }
     }
     Ok(Pipeline { name, description, env, variables, phases, secrets, limits })
 }
@@ -1343,6 +1352,16 @@ mod tests {
         let e =
             err(&MINIMAL.replace("name = \"p\"\n", "name = \"p\"\nsecrets = [\"X\"]\n[env]\nX = \"1\"\n"));
         assert!(e.contains("also has a value"), "{e}");
+    }
+
+    #[test]
+    fn a_pipeline_timeout_is_the_default_of_its_phases() {
+        let text = "name = \"p\"\ntimeout = \"2h\"\n[[phase]]\nname = \"a\"\nkind = \"command\"\nrun = [\"true\"]\n\
+                    [[phase]]\nname = \"b\"\nkind = \"command\"\nrun = [\"true\"]\ntimeout = \"5m\"\n";
+        let p = Pipeline::parse(text).expect("timeouts");
+        assert_eq!(p.phases[0].timeout, Some(Duration::from_secs(7200)));
+        assert_eq!(p.phases[1].timeout, Some(Duration::from_secs(300)));
+        assert!(err(&text.replace("\"2h\"", "\"forever\"")).contains("line 2: timeout"));
     }
 
     #[test]
