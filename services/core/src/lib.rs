@@ -17,6 +17,7 @@ pub mod ids;
 pub mod json;
 pub mod redact;
 pub mod service;
+pub mod span;
 pub mod telemetry;
 pub mod time;
 pub mod trace;
