@@ -1,6 +1,6 @@
-//! One proxied call around the proxy: who is calling and whether they may (key, budget,
-//! bulkhead), then what the call cost and what is reported about it (budget charge, metrics, one
-//! trace span).
+//! One proxied call around the proxy: who is calling, for which project, and whether they may
+//! (key, budget, bulkhead), then what the call cost and what is reported about it (budget
+//! charge, metrics, one trace span).
 //!
 //! Kept out of the routes so that they stay thin and the order of the checks is in one place;
 //! no actix types here.
@@ -8,7 +8,7 @@
 use std::time::Instant;
 
 use crate::GatewayState;
-use crate::accounting::{LlmCall, Permit, Project, TraceContext, llm_call_json};
+use crate::accounting::{LlmCall, Permit, Project, ProjectRefused, TraceContext, llm_call_json};
 use crate::error::GatewayError;
 use crate::protocol::Protocol;
 use crate::proxy::CallReport;
@@ -34,9 +34,20 @@ fn now_unix_nanos() -> u64 {
 }
 
 impl GatewayState {
-    /// The project a caller's calls bill to (see [`crate::accounting::KeyRing`]).
-    pub fn project_of(&self, caller: &helix_core::auth::Principal) -> Project {
-        self.keys.project_of(caller)
+    /// The project a call bills to: the one its request names in `x-helix-project` when the
+    /// caller may use it, else the caller's own (see [`crate::accounting::KeyRing::project_for`]).
+    /// A name the caller may not use is refused, and counted as an `auth` rejection.
+    pub fn project_for(
+        &self,
+        caller: &helix_core::auth::Principal,
+        named: Option<&str>,
+    ) -> Result<Project, GatewayError> {
+        self.keys.project_for(caller, named).map_err(|e| {
+            if matches!(e, ProjectRefused::Forbidden(_)) {
+                self.metrics().rejected("auth");
+            }
+            GatewayError::from(e)
+        })
     }
 
     /// Checks the project's budget and takes a slot of its bulkhead.

@@ -13,7 +13,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use helix_core::ErrorCode;
 
-use crate::accounting::BudgetExceeded;
+use crate::accounting::{BudgetExceeded, ProjectRefused};
 use crate::protocol::{self, Protocol};
 
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +34,18 @@ pub enum GatewayError {
     ProjectBusy { project: String, limit: u32 },
     #[error("no deployment {0:?}")]
     UnknownDeployment(String),
+    /// The caller may not bill to the project its request names.
+    #[error("{0}")]
+    Forbidden(String),
+}
+
+impl From<ProjectRefused> for GatewayError {
+    fn from(e: ProjectRefused) -> GatewayError {
+        match e {
+            ProjectRefused::Invalid(m) => GatewayError::InvalidRequest(m),
+            ProjectRefused::Forbidden(m) => GatewayError::Forbidden(m),
+        }
+    }
 }
 
 impl GatewayError {
@@ -46,6 +58,7 @@ impl GatewayError {
             GatewayError::Budget { .. } => ErrorCode::BudgetExceeded,
             GatewayError::ProjectBusy { .. } => ErrorCode::ConcurrencyLimit,
             GatewayError::UnknownDeployment(_) => ErrorCode::NotFound,
+            GatewayError::Forbidden(_) => ErrorCode::Forbidden,
         }
     }
 
@@ -118,6 +131,8 @@ mod tests {
             (GatewayError::Budget { project: "shop".to_owned(), source: budget }, 429),
             (GatewayError::ProjectBusy { project: "shop".to_owned(), limit: 2 }, 429),
             (GatewayError::UnknownDeployment("x".to_owned()), 404),
+            (GatewayError::Forbidden("token \"t\" may not access project \"p\"".to_owned()), 403),
+            (ProjectRefused::Invalid("x-helix-project: empty".to_owned()).into(), 400),
         ];
         for (e, status) in errors {
             assert_eq!(e.code().status(), status, "{e}");

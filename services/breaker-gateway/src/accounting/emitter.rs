@@ -3,13 +3,16 @@
 //!
 //! [`llm_call_event`] builds the span of one proxied call with the OpenTelemetry GenAI attribute
 //! names, in the client's trace when it sent a W3C `traceparent`. [`circuit_event`] records a
-//! breaker transition as a span of kind `circuit`. Events carry model names, counts, ids and
-//! statuses only: never API keys, prompts or completions.
+//! breaker transition as a span of kind `circuit`. Both are built with helix-core's
+//! [`SpanBuilder`], the one builder every service's spans go through, so text that came from a
+//! client (a model name, an upstream's error) is clipped rather than making the event invalid.
+//! Events carry model names, counts, ids and statuses only: never API keys, prompts or
+//! completions.
 
 use helix_core::gateway_config::ProviderKind;
+use helix_core::span::SpanBuilder;
 use helix_core::trace::{Event, SCHEMA_VERSION, SpanKind, SpanStatus, attr, is_lower_hex};
 use serde::Serialize;
-use serde_json::Value;
 
 pub use helix_core::emit::{BATCH, Emitter, EmitterStats, MAX_QUEUED_BYTES, SEND_EVERY};
 
@@ -173,54 +176,30 @@ fn provider_name(p: ProviderKind) -> &'static str {
 /// without error, else `error`.
 pub fn llm_call_event(call: &LlmCall<'_>) -> Event {
     let request_model = clip(call.request_model, MAX_MODEL);
-    let mut a = std::collections::BTreeMap::<String, Value>::new();
-    let mut put = |k: &str, v: Value| {
-        a.insert(k.to_owned(), v);
-    };
-    put(attr::GEN_AI_OPERATION_NAME, "chat".into());
-    put(attr::GEN_AI_PROVIDER_NAME, provider_name(call.provider).into());
-    put(attr::GEN_AI_REQUEST_MODEL, request_model.into());
-    if let Some(m) = call.response_model {
-        put(attr::GEN_AI_RESPONSE_MODEL, clip(m, MAX_MODEL).into());
-    }
-    if let Some(u) = call.usage {
-        put(attr::GEN_AI_USAGE_INPUT_TOKENS, u.total_input_tokens().into());
-        put(attr::GEN_AI_USAGE_OUTPUT_TOKENS, u.output_tokens.into());
-        put(attr::GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, u.cache_read_tokens.into());
-        put(names::GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS, u.cache_write_tokens.into());
-    }
-    if let Some(c) = call.cost_usd.filter(|c| c.is_finite()) {
-        put(attr::HELIX_COST_USD, c.into());
-    }
-    put(names::DEPLOYMENT, call.deployment_id.into());
-    if let Some(f) = call.fallback_from {
-        put(names::FALLBACK_FROM, f.into());
-    }
-    put(names::ATTEMPTS, call.attempts.into());
-    if let Some(s) = call.status_code {
-        put(names::HTTP_RESPONSE_STATUS_CODE, s.into());
-    }
-    put(names::STREAMING, call.streaming.into());
-    put(names::CLIENT_PROTOCOL, call.client_protocol.as_str().into());
     let (ok, status_message) = call_status(call);
-    let status_message = status_message.map(std::borrow::Cow::into_owned);
-    Event {
-        schema_version: SCHEMA_VERSION,
-        trace_id: call.trace.trace_id.clone(),
-        span_id: call.trace.span_id.clone(),
-        parent_span_id: call.trace.parent_span_id.clone(),
-        name: format!("chat {request_model}"),
-        kind: SpanKind::LlmCall,
-        start_unix_nanos: call.start_unix_nanos,
-        end_unix_nanos: call.end_unix_nanos.max(call.start_unix_nanos),
-        status: if ok { SpanStatus::Ok } else { SpanStatus::Error },
-        status_message,
-        project: Some(clip(call.project, helix_core::trace::MAX_NAME).to_owned()),
-        phase: None,
-        run: None,
-        domain: None,
-        attributes: a,
-    }
+    let t = call.trace;
+    // optional attributes are `None` (null), which the builder leaves out
+    SpanBuilder::new(&t.trace_id, &t.span_id, &format!("chat {request_model}"), SpanKind::LlmCall)
+        .parent(t.parent_span_id.as_deref())
+        .times(call.start_unix_nanos, call.end_unix_nanos)
+        .status(if ok { SpanStatus::Ok } else { SpanStatus::Error }, status_message.as_deref())
+        .project(call.project)
+        .attr(attr::GEN_AI_OPERATION_NAME, "chat")
+        .attr(attr::GEN_AI_PROVIDER_NAME, provider_name(call.provider))
+        .attr(attr::GEN_AI_REQUEST_MODEL, request_model)
+        .attr(attr::GEN_AI_RESPONSE_MODEL, call.response_model.map(|m| clip(m, MAX_MODEL)))
+        .attr(attr::GEN_AI_USAGE_INPUT_TOKENS, call.usage.map(|u| u.total_input_tokens()))
+        .attr(attr::GEN_AI_USAGE_OUTPUT_TOKENS, call.usage.map(|u| u.output_tokens))
+        .attr(attr::GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, call.usage.map(|u| u.cache_read_tokens))
+        .attr(names::GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS, call.usage.map(|u| u.cache_write_tokens))
+        .attr(attr::HELIX_COST_USD, call.cost_usd.filter(|c| c.is_finite()))
+        .attr(names::DEPLOYMENT, call.deployment_id)
+        .attr(names::FALLBACK_FROM, call.fallback_from)
+        .attr(names::ATTEMPTS, call.attempts)
+        .attr(names::HTTP_RESPONSE_STATUS_CODE, call.status_code)
+        .attr(names::STREAMING, call.streaming)
+        .attr(names::CLIENT_PROTOCOL, call.client_protocol.as_str())
+        .build()
 }
 
 /// Whether the call succeeded, and if not why (the span's status and status message).
@@ -330,33 +309,16 @@ pub fn circuit_event(
     at_unix_nanos: u64,
     caused_by: Option<&TraceContext>,
 ) -> Event {
-    let (trace_id, parent_span_id) = match caused_by {
-        Some(t) => (t.trace_id.clone(), Some(t.span_id.clone())),
-        None => (new_trace_id(), None),
-    };
-    let mut attributes = std::collections::BTreeMap::<String, Value>::new();
-    attributes.insert(names::DEPLOYMENT.to_owned(), deployment.into());
-    attributes.insert(names::CIRCUIT_FROM.to_owned(), change.from.as_str().into());
-    attributes.insert(names::CIRCUIT_TO.to_owned(), change.to.as_str().into());
-    attributes.insert(names::CIRCUIT_REASON.to_owned(), clip(&change.reason, 1024).into());
-    Event {
-        schema_version: SCHEMA_VERSION,
-        trace_id,
-        span_id: new_span_id(),
-        parent_span_id,
-        name: clip(&format!("circuit {deployment} {}", change.to.as_str()), helix_core::trace::MAX_NAME)
-            .to_owned(),
-        kind: SpanKind::Circuit,
-        start_unix_nanos: at_unix_nanos,
-        end_unix_nanos: at_unix_nanos,
-        status: SpanStatus::Unset,
-        status_message: None,
-        project: None,
-        phase: None,
-        run: None,
-        domain: None,
-        attributes,
-    }
+    let trace_id = caused_by.map_or_else(new_trace_id, |t| t.trace_id.clone());
+    let name = format!("circuit {deployment} {}", change.to.as_str());
+    SpanBuilder::new(&trace_id, &new_span_id(), &name, SpanKind::Circuit)
+        .parent(caused_by.map(|t| t.span_id.as_str()))
+        .times(at_unix_nanos, at_unix_nanos)
+        .attr(names::DEPLOYMENT, deployment)
+        .attr(names::CIRCUIT_FROM, change.from.as_str())
+        .attr(names::CIRCUIT_TO, change.to.as_str())
+        .attr(names::CIRCUIT_REASON, clip(&change.reason, 1024))
+        .build()
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! These are the pieces the proxy handler consults around every upstream call, kept free of HTTP
 //! types so each can be tested on its own:
 //!
-//! - [`keys`]: gateway keys → the [`Project`] a call bills to.
+//! - [`keys`]: gateway keys and the project a request names → the [`Project`] a call bills to.
 //! - [`budget`]: USD spent per project per UTC day, persisted so a restart does not hand out a
 //!   spent budget again.
 //! - [`bulkhead`]: calls in flight per project and per deployment, refused rather than queued so
@@ -26,6 +26,6 @@ pub use bulkhead::{Bulkheads, Permit};
 pub use emitter::{
     Emitter, EmitterStats, LlmCall, TraceContext, circuit_event, llm_call_event, llm_call_json,
 };
-pub use keys::{KeyRing, Project};
+pub use keys::{KeyRing, PROJECT_HEADER, Project, ProjectRefused};
 pub use metrics::Metrics;
 pub use pricing::Prices;

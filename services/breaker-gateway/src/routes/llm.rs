@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::GatewayState;
+use crate::accounting::PROJECT_HEADER;
 use crate::calls::overhead_ms;
 use crate::error::GatewayError;
 use crate::protocol::{self, Protocol};
@@ -134,23 +135,40 @@ fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
     req.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
+/// The project the request names in `x-helix-project` (UTF-8, once), if it names one.
+fn named_project(req: &HttpRequest) -> Result<Option<&str>, GatewayError> {
+    let mut values = req.headers().get_all(PROJECT_HEADER);
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(GatewayError::InvalidRequest(format!("{PROJECT_HEADER} is given more than once")));
+    }
+    std::str::from_utf8(value.as_bytes())
+        .map(Some)
+        .map_err(|_| GatewayError::InvalidRequest(format!("{PROJECT_HEADER} is not UTF-8")))
+}
+
 /// Create a chat completion (OpenAI)
 ///
 /// OpenAI's Chat Completions API: point the OpenAI SDK's `base_url` at `<gateway>/v1`. The model
 /// is a chain configured on the gateway (or a deployment id); the request is served by the first
 /// deployment of the chain whose breaker and bulkhead admit it, translated when that deployment
 /// speaks Anthropic's protocol, retried and falling back as configured. With gateway keys
-/// configured, send one as `Authorization: Bearer <key>`. Errors are in OpenAI's shape; upstream
-/// errors other than those listed are passed on with their status. `x-helix-deployment` names the
-/// deployment that answered (absent when a stream's head had to be sent before any deployment
-/// answered), `x-helix-fallback-from` the first of the chain when another one answered,
-/// `x-helix-cost-usd` the cost of a non-streaming answer.
+/// configured, send one as `Authorization: Bearer <key>`. The call bills to, and is traced under,
+/// the key's project, or the one `x-helix-project` names when the caller may use it (a token not
+/// limited to projects, such as the orchestrator's for a run). Errors are in OpenAI's shape;
+/// upstream errors other than those listed are passed on with their status. `x-helix-deployment`
+/// names the deployment that answered (absent when a stream's head had to be sent before any
+/// deployment answered), `x-helix-fallback-from` the first of the chain when another one
+/// answered, `x-helix-cost-usd` the cost of a non-streaming answer.
 #[utoipa::path(
     post,
     path = "/v1/chat/completions",
     tag = "llm",
     operation_id = "chat_completions",
     security(("bearer" = ["llm"]), ("api_key" = ["llm"])),
+    params(("x-helix-project" = Option<String>, Header, description = "the project the call bills to and is traced under (the orchestrator sends a run's): any project for a token not limited to projects, one of its own for a token limited to some; a gateway key's calls stay its project, which this may only repeat")),
     request_body(content = ChatRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "the completion, or with `stream: true` server-sent `chat.completion.chunk` events ending with `data: [DONE]`",
@@ -161,7 +179,7 @@ fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
                 ("x-helix-cost-usd" = String, description = "the cost of the call in USD (non-streaming, priced models)"),
                 ("x-helix-overhead-ms" = String, description = "time spent in the gateway itself")
             )),
-        (status = 400, description = "the body is not a JSON object with a `model`, or the upstream rejected it", body = OpenAiError, content_type = "application/json"),
+        (status = 400, description = "the body is not a JSON object with a `model`, `x-helix-project` is not a project name, or the upstream rejected it", body = OpenAiError, content_type = "application/json"),
         (status = 401, description = "missing or unknown gateway key", body = OpenAiError, content_type = "application/json"),
         (status = 404, description = "the model is not configured on the gateway", body = OpenAiError, content_type = "application/json"),
         (status = 413, description = "body larger than `max_body_bytes`", body = OpenAiError, content_type = "application/json"),
@@ -194,6 +212,7 @@ pub async fn chat_completions(
     tag = "llm",
     operation_id = "messages",
     security(("bearer" = ["llm"]), ("api_key" = ["llm"])),
+    params(("x-helix-project" = Option<String>, Header, description = "the project the call bills to and is traced under (the orchestrator sends a run's): any project for a token not limited to projects, one of its own for a token limited to some; a gateway key's calls stay its project, which this may only repeat")),
     request_body(content = ChatRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "the message, or with `stream: true` Anthropic's server-sent events ending with `message_stop`",
@@ -204,7 +223,7 @@ pub async fn chat_completions(
                 ("x-helix-cost-usd" = String, description = "the cost of the call in USD (non-streaming, priced models)"),
                 ("x-helix-overhead-ms" = String, description = "time spent in the gateway itself")
             )),
-        (status = 400, description = "the body is not a JSON object with a `model`, or the upstream rejected it", body = AnthropicError, content_type = "application/json"),
+        (status = 400, description = "the body is not a JSON object with a `model`, `x-helix-project` is not a project name, or the upstream rejected it", body = AnthropicError, content_type = "application/json"),
         (status = 401, description = "missing or unknown gateway key", body = AnthropicError, content_type = "application/json"),
         (status = 404, description = "the model is not configured on the gateway", body = AnthropicError, content_type = "application/json"),
         (status = 413, description = "body larger than `max_body_bytes`", body = AnthropicError, content_type = "application/json"),
@@ -241,8 +260,14 @@ async fn proxy_call(
         Ok(b) => b,
         Err(e) => return refuse(GatewayError::from_payload(&e), ""),
     };
-    // the access layer checked the key before the body was read
-    let project = state.project_of(&helix_http::access::principal(&req));
+    // the access layer checked the key before the body was read; the project it may name is
+    // checked here
+    let project = match named_project(&req)
+        .and_then(|named| state.project_for(&helix_http::access::principal(&req), named))
+    {
+        Ok(p) => p,
+        Err(e) => return refuse(e, ""),
+    };
     // validated whole, but only `model` and `stream` are read: the body is forwarded as it came
     let head = match protocol::RequestHead::parse(&body) {
         Ok(h) => h,
@@ -259,7 +284,8 @@ async fn proxy_call(
     let mut headers: Vec<(String, String)> = req
         .headers()
         .iter()
-        .filter(|(k, _)| k.as_str() != "traceparent")
+        // the gateway's own: the upstream gets its own traceparent and no project names
+        .filter(|(k, _)| k.as_str() != "traceparent" && k.as_str() != PROJECT_HEADER)
         .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
         .collect();
     // the upstream call is a child of the gateway's span

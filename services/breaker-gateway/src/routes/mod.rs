@@ -3,3 +3,6 @@
 
 pub mod circuits;
 pub mod llm;
+
+#[cfg(test)]
+mod tests;

@@ -486,3 +486,56 @@ async fn a_batch_refused_for_good_is_dropped_and_counted() {
     );
     assert_eq!(seen.len(), if refused == 10 { 1 } else { 2 }, "a 400 is not retried: {seen:?}");
 }
+
+#[test]
+fn events_built_by_the_gateway_validate_whatever_their_text() {
+    let long_model = "模".repeat(MAX_MODEL); // 3 bytes a character: cut inside one
+    let long_project = "ü".repeat(helix_core::trace::MAX_NAME);
+    let long_error = "\u{1F525}".repeat(2_000);
+    let control = "gpt\n\t\u{0}\u{7f}\"\\<script>";
+    let child =
+        TraceContext::from_traceparent(Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"));
+    let root = TraceContext::new_root();
+    let mut calls = Vec::new();
+    for (model, project) in
+        [(long_model.as_str(), long_project.as_str()), (control, control), ("", ""), (" ", "\u{0}")]
+    {
+        for trace in [&child, &root] {
+            let mut c = call(trace, project);
+            c.request_model = model;
+            c.response_model = Some(model);
+            c.fallback_from = Some(control);
+            calls.push(c.clone());
+            (c.status_code, c.error, c.cost_usd, c.end_unix_nanos) =
+                (None, Some(long_error.as_str()), Some(f64::INFINITY), T0 - 1);
+            calls.push(c.clone());
+            (c.usage, c.cost_usd, c.error, c.status_code) = (None, Some(f64::NAN), None, Some(599));
+            calls.push(c);
+        }
+    }
+    for c in &calls {
+        let e = llm_call_event(c);
+        assert_eq!(e.validate(), Ok(()), "{c:?}");
+        assert!(e.name.starts_with("chat ") && e.name.len() <= 5 + MAX_MODEL, "{}", e.name);
+        assert!(e.project.as_ref().is_some_and(|p| p.len() <= helix_core::trace::MAX_NAME));
+        assert!(e.status_message.as_ref().is_none_or(|m| m.len() <= 1024));
+        assert!(e.text(attr::GEN_AI_REQUEST_MODEL).is_some_and(|m| m.len() <= MAX_MODEL));
+        assert!(!e.attributes.contains_key(attr::HELIX_COST_USD) || e.number(attr::HELIX_COST_USD).is_some());
+        assert!(e.end_unix_nanos >= e.start_unix_nanos);
+        // what is sent is the same event, and valid too
+        let written: Event = serde_json::from_slice(&llm_call_json(c)).expect("an Event");
+        assert_eq!(written, e);
+    }
+
+    let reason = "x".repeat(100_000);
+    let change = Change { from: State::HalfOpen, to: State::Open, reason: reason.clone() };
+    let deployment = "d".repeat(2 * helix_core::trace::MAX_NAME);
+    for caused_by in [None, Some(&child)] {
+        let e = circuit_event(&deployment, &change, T0, caused_by);
+        assert_eq!(e.validate(), Ok(()));
+        assert!(e.name.len() <= helix_core::trace::MAX_NAME);
+        assert_eq!(e.text(names::CIRCUIT_REASON).map(str::len), Some(1024));
+        assert_eq!(e.text(names::DEPLOYMENT), Some(deployment.as_str()), "kept whole (an attribute)");
+        assert_eq!(e.status, SpanStatus::Unset);
+    }
+}
