@@ -372,6 +372,45 @@ impl ServiceClient {
         }
     }
 
+    /// `GET /v1/signatures/{signature}?project=` on a healer: what it knows about `signature`,
+    /// its fixes ranked by success; with `project`, only the fixes recorded for that project (a
+    /// token limited to projects may name only its own: else a 403). `None` when the healer never
+    /// saw the signature (404).
+    pub async fn signature_report(
+        &self,
+        signature: &str,
+        project: Option<&str>,
+    ) -> Result<Option<SignatureReport>, ClientError> {
+        let mut path = format!("/v1/signatures/{}", encode_query(signature));
+        if let Some(p) = project {
+            path.push_str("?project=");
+            path.push_str(&encode_query(p));
+        }
+        match self.get_json(&path).await {
+            Ok(r) => Ok(Some(r)),
+            Err(ClientError::Status { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `GET /v1/fixes/known?project=&phase=` on a healer: the fixes with a patch recorded for
+    /// `project` (and `phase`), one per signature and patch, most successes first, then the most
+    /// recently tried (at most 50). A token limited to projects may name only its own (else a
+    /// 403).
+    pub async fn known_fixes(
+        &self,
+        project: &str,
+        phase: Option<&str>,
+    ) -> Result<Vec<KnownFix>, ClientError> {
+        let mut path = format!("/v1/fixes/known?project={}", encode_query(project));
+        if let Some(p) = phase {
+            path.push_str("&phase=");
+            path.push_str(&encode_query(p));
+        }
+        let answer: KnownFixes = self.get_json(&path).await?;
+        Ok(answer.fixes)
+    }
+
     // --- trace-collector ---
 
     /// `POST /v1/events` on a trace-collector: stores `events` (durable when this returns);
@@ -657,6 +696,71 @@ pub struct Hint {
     pub fixes: u64,
     /// The pattern it draws on.
     pub pattern: Option<String>,
+}
+
+/// The answer of `GET /v1/signatures/{signature}`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SignatureReport {
+    pub signature: String,
+    pub signature_version: String,
+    /// The message with its variable parts named, e.g. `No module named '<module>'`.
+    pub template: Option<String>,
+    pub category: Option<String>,
+    pub tool: Option<String>,
+    /// The pattern that classified it.
+    pub pattern: Option<String>,
+    pub occurrences: u64,
+    /// RFC 3339.
+    pub first_seen: Option<String>,
+    pub last_seen: Option<String>,
+    pub projects: Vec<String>,
+    /// Ranked by successes, then success rate, then recency.
+    pub fixes: Vec<ReportedFix>,
+    /// One line for humans, e.g. "solved 3x like this: ...".
+    pub summary: String,
+}
+
+/// A fix in a [`SignatureReport`], with its track record.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ReportedFix {
+    pub description: String,
+    /// A unified diff, when the fix had one.
+    pub patch: Option<String>,
+    pub successes: u32,
+    pub failures: u32,
+    /// `success` or `failure`.
+    pub last_outcome: String,
+    /// RFC 3339.
+    pub last_attempt: String,
+    pub projects: Vec<String>,
+    /// Ids of the tokens that reported it.
+    pub reported_by: Vec<String>,
+}
+
+/// A fix of `GET /v1/fixes/known`: a patch recorded for the project, with its track record there.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct KnownFix {
+    pub signature: String,
+    /// The latest attempt's description.
+    pub description: String,
+    /// The latest attempt's patch, a unified diff.
+    pub patch: String,
+    pub successes: u32,
+    pub failures: u32,
+    /// `success` or `failure`.
+    pub last_outcome: String,
+    /// RFC 3339.
+    pub last_attempt: String,
+}
+
+/// The answer of `GET /v1/fixes/known`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct KnownFixes {
+    fixes: Vec<KnownFix>,
 }
 
 // --- the gateway's answer ---
@@ -982,6 +1086,96 @@ mod tests {
             "{e:?}"
         );
         assert!(!e.is_transient() && e.retry_after().is_none());
+    }
+
+    #[tokio::test]
+    async fn signature_reports_and_known_fixes() {
+        let patch = "--- a/requirements.txt\n+++ b/requirements.txt\n@@ -1 +1,2 @@\n flask\n+PyYAML\n";
+        let (base, seen) = responder(move |req| match (req.method.as_str(), req.target.as_str()) {
+            ("GET", t) if t.starts_with(&format!("/v1/signatures/{SIG}")) => (
+                200,
+                vec![],
+                json!({
+                    "signature": SIG, "signature_version": "v1", "template": "No module named '<module>'",
+                    "category": "missing_dependency", "tool": "python", "pattern": null, "occurrences": 3,
+                    "first_seen": "2026-01-01T00:00:00.000Z", "last_seen": "2026-01-02T00:00:00.000Z",
+                    "projects": ["web app"],
+                    "fixes": [{"description": "add PyYAML", "patch": patch, "successes": 2, "failures": 1,
+                               "last_outcome": "success", "last_attempt": "2026-01-02T00:00:00.000Z",
+                               "projects": ["web app"], "reported_by": ["ci"], "added_later": true},
+                              {"description": "restart", "successes": 0, "failures": 1,
+                               "last_outcome": "failure", "last_attempt": "2026-01-01T00:00:00.000Z",
+                               "projects": [], "reported_by": []}],
+                    "summary": "solved 2x like this: add PyYAML", "added_later": {"x": 1}
+                })
+                .to_string(),
+            ),
+            ("GET", t) if t.starts_with("/v1/fixes/known?project=web%20app") => (
+                200,
+                vec![],
+                json!({"fixes": [{"signature": SIG, "description": "add PyYAML", "patch": patch,
+                                  "successes": 2, "failures": 1, "last_outcome": "success",
+                                  "last_attempt": "2026-01-02T00:00:00.000Z", "added_later": 1}]})
+                .to_string(),
+            ),
+            ("GET", t) if t.starts_with("/v1/fixes/known?project=api") => {
+                (403, vec![], problem(403, "forbidden", "token \"ci\" may not access project \"api\""))
+            }
+            _ => (404, vec![], problem(404, "not_found", "never seen")),
+        });
+        let c = client(&base);
+        let r = c.signature_report(SIG, Some("web app")).await.expect("report").expect("known");
+        assert_eq!((r.occurrences, r.summary.as_str()), (3, "solved 2x like this: add PyYAML"));
+        assert_eq!((r.category.as_deref(), r.pattern.as_deref()), (Some("missing_dependency"), None));
+        assert_eq!(r.fixes.len(), 2);
+        let f = &r.fixes[0];
+        assert_eq!(
+            (f.description.as_str(), f.patch.as_deref(), f.successes, f.failures),
+            ("add PyYAML", Some(patch), 2, 1)
+        );
+        assert_eq!(
+            (f.projects.clone(), f.reported_by.clone()),
+            (vec!["web app".to_owned()], vec!["ci".to_owned()])
+        );
+        assert_eq!(r.fixes[1].patch, None);
+        assert!(c.signature_report(SIG, None).await.expect("report").is_some());
+        assert_eq!(c.signature_report(&"0".repeat(64), Some("web")).await.expect("404 is no error"), None);
+        // the signature is a path segment and the project a query value: both percent-encoded
+        assert_eq!(c.signature_report("a/b?c", Some("x&y=z")).await.expect("404"), None);
+
+        let fixes = c.known_fixes("web app", Some("build & test")).await.expect("known fixes");
+        assert_eq!(
+            fixes,
+            [KnownFix {
+                signature: SIG.to_owned(),
+                description: "add PyYAML".to_owned(),
+                patch: patch.to_owned(),
+                successes: 2,
+                failures: 1,
+                last_outcome: "success".to_owned(),
+                last_attempt: "2026-01-02T00:00:00.000Z".to_owned(),
+            }]
+        );
+        assert_eq!(c.known_fixes("web app", None).await.expect("known fixes").len(), 1);
+        let e = c.known_fixes("api", None).await.expect_err("403");
+        assert!(
+            matches!(&e, ClientError::Status { status: 403, detail, .. } if detail.ends_with("(forbidden)")),
+            "{e:?}"
+        );
+
+        let targets: Vec<String> = seen.lock().expect("seen").iter().map(|s| s.target.clone()).collect();
+        assert_eq!(
+            targets,
+            [
+                format!("/v1/signatures/{SIG}?project=web%20app"),
+                format!("/v1/signatures/{SIG}"),
+                format!("/v1/signatures/{}?project=web", "0".repeat(64)),
+                "/v1/signatures/a%2Fb%3Fc?project=x%26y%3Dz".to_owned(),
+                "/v1/fixes/known?project=web%20app&phase=build%20%26%20test".to_owned(),
+                "/v1/fixes/known?project=web%20app".to_owned(),
+                "/v1/fixes/known?project=api".to_owned(),
+            ]
+        );
     }
 
     fn event(i: u64) -> Event {

@@ -109,6 +109,36 @@ impl HealerState {
         Ok(project)
     }
 
+    /// A project a query names, for a caller: an empty name is an invalid query, a project the
+    /// caller's token may not access is refused.
+    pub fn named_project(
+        &self,
+        caller: &helix_core::auth::Principal,
+        project: &str,
+    ) -> Result<String, HealerError> {
+        if project.trim().is_empty() {
+            return Err(HealerError::InvalidQuery("project must not be empty".to_owned()));
+        }
+        caller.check_project(project).map_err(HealerError::Forbidden)?;
+        Ok(project.to_owned())
+    }
+
+    /// Which recorded fixes a signature report shows a caller: those of the project it names
+    /// (see [`HealerState::named_project`]), else those of every project its token may access.
+    pub fn report_scope(
+        &self,
+        caller: &helix_core::auth::Principal,
+        project: Option<&str>,
+    ) -> Result<store::FixScope, HealerError> {
+        if let Some(p) = project {
+            return Ok(store::FixScope::project(&self.named_project(caller, p)?));
+        }
+        Ok(match &caller.projects {
+            Some(ps) => store::FixScope::Projects(ps.to_vec()),
+            None => store::FixScope::All,
+        })
+    }
+
     /// Which recorded fixes inform answers about `project`.
     pub fn fix_scope(&self, project: &str) -> store::FixScope {
         if self.share_hints { store::FixScope::All } else { store::FixScope::project(project) }
@@ -141,6 +171,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<HealerState>) {
         .service(helix_http::routes::post("/v1/analyze", routes::analyze::analyze))
         .service(helix_http::routes::post("/v1/fixes", routes::learning::record_fix))
         .service(helix_http::routes::post("/v1/fixes/propose", routes::propose::propose))
+        .service(helix_http::routes::get("/v1/fixes/known", routes::learning::known_fixes))
         .service(helix_http::routes::get("/v1/signatures/{signature}", routes::learning::get_signature))
         .service(helix_http::routes::get("/v1/hints", routes::learning::get_hint))
         .service(helix_http::routes::get("/v1/patterns", routes::patterns::search))
@@ -154,6 +185,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<HealerState>) {
         routes::analyze::analyze,
         routes::learning::record_fix,
         routes::propose::propose,
+        routes::learning::known_fixes,
         routes::learning::get_signature,
         routes::learning::get_hint,
         routes::patterns::search,
@@ -172,6 +204,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<HealerState>) {
         routes::learning::FixRequest,
         routes::learning::FixRecorded,
         routes::learning::Hint,
+        routes::learning::KnownFixes,
+        store::KnownFix,
         store::Outcome,
         store::RankedFix,
         store::SignatureReport,

@@ -143,6 +143,25 @@ pub struct SignatureReport {
     pub summary: String,
 }
 
+/// A fix with a patch recorded for a project: what an agent can apply again, with its track
+/// record there. Attempts whose patches change the same lines are one fix (as in a signature's
+/// report); description and patch are the latest attempt's.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct KnownFix {
+    #[schema(example = "3f0a8c1d9e2b4f6a8c0e1d3f5a7b9c2e4f6a8b0c1d3e5f7a9b2c4d6e8f0a1b3c")]
+    pub signature: String,
+    /// The latest attempt's description.
+    #[schema(example = "add PyYAML to requirements.txt")]
+    pub description: String,
+    /// The latest attempt's patch, a unified diff.
+    pub patch: String,
+    pub successes: u32,
+    pub failures: u32,
+    pub last_outcome: Outcome,
+    /// RFC 3339.
+    pub last_attempt: String,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("learning log {path}: {source}")]
@@ -159,6 +178,10 @@ pub trait LearningStore: Send + Sync + std::fmt::Debug {
     fn record_fix(&self, fix: &FixRecord) -> Result<(), StoreError>;
     /// What is known about `signature`, with the fixes `scope` admits.
     fn report(&self, signature: &str, scope: &FixScope) -> Option<SignatureReport>;
+    /// The fixes with a patch recorded for `project` (records naming none count as
+    /// [`DEFAULT_PROJECT`]) and, when given, for `phase`: one per signature and patch, most
+    /// successes first, then the most recently tried; at most `limit`.
+    fn known_fixes(&self, project: &str, phase: Option<&str>, limit: usize) -> Vec<KnownFix>;
     /// Cheap questions asked on every analysis: is the signature known, and has any fix for it
     /// succeeded?
     fn status(&self, signature: &str) -> SignatureStatus;
@@ -321,6 +344,11 @@ impl LearningStore for LogStore {
         Some(build_report(signature, s, scope))
     }
 
+    fn known_fixes(&self, project: &str, phase: Option<&str>, limit: usize) -> Vec<KnownFix> {
+        let inner = self.lock();
+        collect_known_fixes(&inner.sigs, project, phase, limit)
+    }
+
     fn status(&self, signature: &str) -> SignatureStatus {
         let inner = self.lock();
         match inner.sigs.get(signature) {
@@ -363,6 +391,61 @@ fn fix_key(f: &FixRecord) -> String {
         }
         _ => f.description.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase(),
     }
+}
+
+/// See [`LearningStore::known_fixes`]: one pass over every fix record.
+fn collect_known_fixes(
+    sigs: &HashMap<String, SigState>,
+    project: &str,
+    phase: Option<&str>,
+    limit: usize,
+) -> Vec<KnownFix> {
+    // (signature, fix key) -> the fix and the time of its latest attempt
+    let mut groups: HashMap<(&str, String), (KnownFix, i64)> = HashMap::new();
+    for (signature, s) in sigs {
+        let wanted = s.fixes.iter().filter(|f| {
+            f.project_or_default() == project
+                && phase.is_none_or(|ph| f.phase.as_deref() == Some(ph))
+                && f.patch.as_deref().is_some_and(|p| !p.trim().is_empty())
+        });
+        for f in wanted {
+            let patch = f.patch.as_deref().unwrap_or_default();
+            let (fix, last_ms) = groups.entry((signature.as_str(), fix_key(f))).or_insert_with(|| {
+                let fix = KnownFix {
+                    signature: signature.clone(),
+                    description: String::new(),
+                    patch: String::new(),
+                    successes: 0,
+                    failures: 0,
+                    last_outcome: f.outcome,
+                    last_attempt: String::new(),
+                };
+                (fix, i64::MIN)
+            });
+            match f.outcome {
+                Outcome::Success => fix.successes += 1,
+                Outcome::Failure => fix.failures += 1,
+            }
+            // records are in log order: on equal times the later one is the latest
+            if f.at_ms >= *last_ms {
+                *last_ms = f.at_ms;
+                fix.description.clone_from(&f.description);
+                patch.clone_into(&mut fix.patch);
+                fix.last_outcome = f.outcome;
+                fix.last_attempt = helix_core::time::rfc3339_ms(f.at_ms);
+            }
+        }
+    }
+    let mut fixes: Vec<(KnownFix, i64)> = groups.into_values().collect();
+    fixes.sort_by(|(a, a_ms), (b, b_ms)| {
+        b.successes
+            .cmp(&a.successes)
+            .then(b_ms.cmp(a_ms))
+            .then_with(|| a.signature.cmp(&b.signature))
+            .then_with(|| a.patch.cmp(&b.patch))
+    });
+    fixes.truncate(limit);
+    fixes.into_iter().map(|(f, _)| f).collect()
 }
 
 fn build_report(signature: &str, s: &SigState, scope: &FixScope) -> SignatureReport {
@@ -524,6 +607,110 @@ mod tests {
         let default = s.report("a", &FixScope::project(DEFAULT_PROJECT)).expect("report");
         assert_eq!(default.fixes.iter().map(|f| f.description.as_str()).collect::<Vec<_>>(), ["no project"]);
         assert!(s.report("a", &FixScope::project("nobody")).expect("report").fixes.is_empty());
+    }
+
+    const YAML: &str = "--- a/requirements.txt\n+++ b/requirements.txt\n@@ -1,1 +1,2 @@\n flask\n+PyYAML\n";
+    const NUMPY: &str = "--- a/requirements.txt\n+++ b/requirements.txt\n@@ -1,1 +1,2 @@\n flask\n+numpy<2\n";
+
+    fn patched(sig: &str, desc: &str, patch: &str, outcome: Outcome, at: i64) -> FixRecord {
+        FixRecord {
+            patch: Some(patch.to_owned()),
+            phase: Some("build".to_owned()),
+            ..fix(sig, desc, outcome, at)
+        }
+    }
+
+    fn known(s: &LogStore, project: &str, phase: Option<&str>) -> Vec<(String, String, u32, u32)> {
+        s.known_fixes(project, phase, 50)
+            .into_iter()
+            .map(|f| (f.signature, f.description, f.successes, f.failures))
+            .collect()
+    }
+
+    #[test]
+    fn known_fixes_are_aggregated_per_signature_and_patch_and_ranked() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let s = LogStore::open(&dir.path().join("learning.log")).expect("open");
+        // signature a: the PyYAML patch twice (the second time with another hunk header: the
+        // same lines change, so the same fix), once failing; the numpy patch once
+        s.record_fix(&patched("a", "add PyYAML", YAML, Outcome::Success, 10)).expect("fix");
+        s.record_fix(&patched("a", "pin numpy", NUMPY, Outcome::Success, 40)).expect("fix");
+        let moved = YAML.replace("@@ -1,1 +1,2 @@", "@@ -3,1 +3,2 @@");
+        s.record_fix(&patched("a", "add PyYAML again", &moved, Outcome::Failure, 20)).expect("fix");
+        s.record_fix(&patched("a", "add PyYAML, latest", &moved, Outcome::Success, 30)).expect("fix");
+        // signature b: the PyYAML patch once, more recent than a's numpy fix
+        s.record_fix(&patched("b", "add PyYAML for b", YAML, Outcome::Success, 50)).expect("fix");
+        // without a patch: not a known fix
+        s.record_fix(&fix("a", "restarted the runner", Outcome::Success, 60)).expect("fix");
+        s.record_fix(&FixRecord {
+            patch: Some("  \n".to_owned()),
+            ..fix("a", "blank", Outcome::Success, 61)
+        })
+        .expect("fix");
+
+        let fixes = s.known_fixes("p", None, 50);
+        let rows: Vec<_> = fixes
+            .iter()
+            .map(|f| (f.signature.as_str(), f.description.as_str(), f.successes, f.failures))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("a", "add PyYAML, latest", 2, 1),
+                // one success each: the most recent first
+                ("b", "add PyYAML for b", 1, 0),
+                ("a", "pin numpy", 1, 0),
+            ]
+        );
+        assert_eq!(fixes[0].patch, moved, "the latest attempt's patch");
+        assert_eq!(fixes[0].last_outcome, Outcome::Success);
+        assert_eq!(fixes[0].last_attempt, "1970-01-01T00:00:00.030Z");
+        assert_eq!(fixes[2].patch, NUMPY);
+        assert_eq!(s.known_fixes("p", None, 1).len(), 1, "limit");
+        assert_eq!(s.known_fixes("p", None, 1)[0], fixes[0]);
+
+        // the latest attempt decides the outcome even when it failed
+        s.record_fix(&patched("b", "add PyYAML for b, broke", YAML, Outcome::Failure, 70)).expect("fix");
+        let b = s.known_fixes("p", None, 50).into_iter().find(|f| f.signature == "b").expect("b");
+        assert_eq!((b.successes, b.failures, b.last_outcome), (1, 1, Outcome::Failure));
+        assert_eq!(b.description, "add PyYAML for b, broke");
+    }
+
+    #[test]
+    fn known_fixes_keep_to_their_project_and_phase() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("learning.log");
+        {
+            let s = LogStore::open(&path).expect("open");
+            s.record_fix(&patched("a", "ours, build", YAML, Outcome::Success, 1)).expect("fix");
+            let test = FixRecord {
+                phase: Some("test".to_owned()),
+                ..patched("a", "ours, test", NUMPY, Outcome::Success, 2)
+            };
+            s.record_fix(&test).expect("fix");
+            let theirs = FixRecord {
+                project: Some("other".to_owned()),
+                ..patched("a", "theirs", YAML, Outcome::Success, 3)
+            };
+            s.record_fix(&theirs).expect("fix");
+            let unnamed = FixRecord {
+                project: None,
+                phase: None,
+                ..patched("c", "no project", YAML, Outcome::Failure, 4)
+            };
+            s.record_fix(&unnamed).expect("fix");
+        }
+        // from the log, after a restart
+        let s = LogStore::open(&path).expect("reopen");
+        let row = |sig: &str, desc: &str, ok: u32, failed: u32| (sig.to_owned(), desc.to_owned(), ok, failed);
+        assert_eq!(known(&s, "p", None), [row("a", "ours, test", 1, 0), row("a", "ours, build", 1, 0)]);
+        assert_eq!(known(&s, "p", Some("build")), [row("a", "ours, build", 1, 0)]);
+        assert_eq!(known(&s, "p", Some("test")), [row("a", "ours, test", 1, 0)]);
+        assert!(known(&s, "p", Some("deploy")).is_empty());
+        assert_eq!(known(&s, "other", None), [row("a", "theirs", 1, 0)]);
+        assert_eq!(known(&s, DEFAULT_PROJECT, None), [row("c", "no project", 0, 1)]);
+        assert!(known(&s, DEFAULT_PROJECT, Some("build")).is_empty(), "a record without a phase has none");
+        assert!(known(&s, "nobody", None).is_empty());
     }
 
     #[test]

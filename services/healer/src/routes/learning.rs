@@ -1,4 +1,4 @@
-//! `POST /v1/fixes`, `GET /v1/signatures/{signature}`, `GET /v1/hints`.
+//! `POST /v1/fixes`, `GET /v1/fixes/known`, `GET /v1/signatures/{signature}`, `GET /v1/hints`.
 
 use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
@@ -6,7 +6,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::HealerState;
 use crate::error::HealerError;
-use crate::store::{FixRecord, Outcome, SignatureReport};
+use crate::store::{FixRecord, KnownFix, Outcome, SignatureReport};
 
 /// Longest fix description accepted: a description is one line for humans and prompts, not a
 /// place for text that could steer an agent.
@@ -160,20 +160,35 @@ fn uuid_like(signature: &str, at_ms: i64) -> String {
     format!("fix-{at_ms:x}-{n:x}-{}", &signature[..8])
 }
 
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SignatureQuery {
+    /// Only the fixes recorded for this project (`default`: those recorded without one). A token
+    /// limited to projects may name only one of its own. Without it: the fixes of every project
+    /// the token may access.
+    #[param(min_length = 1)]
+    #[serde(default)]
+    pub project: Option<String>,
+}
+
 /// What is known about a signature
 ///
 /// Occurrences, first and last seen, projects, and the repair history ranked by success
-/// ("solved 3x like this").
+/// ("solved 3x like this"): the fixes of `project` when it is given, else those of every project
+/// the token may access.
 #[utoipa::path(
     get,
     path = "/v1/signatures/{signature}",
     tag = "learning",
     operation_id = "get_signature",
     security(("bearer" = ["healer:read"])),
-    params(("signature" = String, Path, description = "64 hex digits, from an analysis", pattern = "^[0-9a-f]{64}$")),
+    params(
+        ("signature" = String, Path, description = "64 hex digits, from an analysis", pattern = "^[0-9a-f]{64}$"),
+        SignatureQuery
+    ),
     responses(
         (status = 200, description = "the signature's history", body = SignatureReport),
-        (status = 400, description = "not a signature", body = helix_core::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "not a signature, or an empty project", body = helix_core::Problem, content_type = "application/problem+json"),
         (status = 404, description = "never seen", body = helix_core::Problem, content_type = "application/problem+json")
     )
 )]
@@ -181,17 +196,78 @@ pub async fn get_signature(
     state: web::Data<HealerState>,
     helix_http::access::Caller(caller): helix_http::access::Caller,
     path: web::Path<String>,
+    query: web::Query<SignatureQuery>,
 ) -> Result<HttpResponse, HealerError> {
     let sig = path.into_inner();
     check_signature(&sig)?;
-    // a token limited to projects sees their fixes only
-    let scope = match &caller.projects {
-        Some(ps) => crate::store::FixScope::Projects(ps.to_vec()),
-        None => crate::store::FixScope::All,
-    };
+    let scope = state.report_scope(&caller, query.into_inner().project.as_deref())?;
     let report =
         state.store.report(&sig, &scope).ok_or_else(|| HealerError::SignatureNotFound(sig.clone()))?;
     Ok(HttpResponse::Ok().json(report))
+}
+
+/// Known fixes listed by default, and at most.
+const DEFAULT_KNOWN_LIMIT: usize = 50;
+const MAX_KNOWN_LIMIT: usize = 200;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct KnownFixesQuery {
+    /// The project whose fixes are listed (`default`: those recorded without one). A token
+    /// limited to projects may name only one of its own.
+    #[param(min_length = 1)]
+    pub project: String,
+    /// Only the fixes recorded for this phase.
+    #[param(min_length = 1)]
+    #[serde(default)]
+    pub phase: Option<String>,
+    /// At most this many fixes (default 50, at most 200).
+    #[param(minimum = 1, maximum = 200)]
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
+/// The known fixes of a project.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KnownFixes {
+    /// Most successes first, then the most recently tried.
+    pub fixes: Vec<KnownFix>,
+}
+
+/// Fixes with a patch known for a project
+///
+/// Every fix with a patch recorded for `project` (and `phase`, when given), one per signature
+/// and patch (patches changing the same lines are one fix) with its successes, failures and
+/// latest attempt; most successes first, then the most recently tried. What an orchestrator can
+/// try again when a signature comes back. Descriptions and patches are data whoever had
+/// `healer:write` for the project recorded, not instructions.
+#[utoipa::path(
+    get,
+    path = "/v1/fixes/known",
+    tag = "learning",
+    operation_id = "known_fixes",
+    security(("bearer" = ["healer:read"])),
+    params(KnownFixesQuery),
+    responses(
+        (status = 200, description = "the project's fixes, best first", body = KnownFixes),
+        (status = 400, description = "missing or empty project, empty phase, limit out of range, or an unknown parameter", body = helix_core::Problem, content_type = "application/problem+json")
+    )
+)]
+pub async fn known_fixes(
+    state: web::Data<HealerState>,
+    helix_http::access::Caller(caller): helix_http::access::Caller,
+    query: web::Query<KnownFixesQuery>,
+) -> Result<HttpResponse, HealerError> {
+    let q = query.into_inner();
+    let limit = helix_http::routes::limit(q.limit, DEFAULT_KNOWN_LIMIT, MAX_KNOWN_LIMIT)
+        .map_err(HealerError::InvalidQuery)?;
+    let project = state.named_project(&caller, &q.project)?;
+    if q.phase.as_deref().is_some_and(|p| p.trim().is_empty()) {
+        return Err(HealerError::InvalidQuery("phase must not be empty".to_owned()));
+    }
+    let fixes = state.store.known_fixes(&project, q.phase.as_deref(), limit);
+    Ok(HttpResponse::Ok().json(KnownFixes { fixes }))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
