@@ -6,7 +6,9 @@
 //! a command's error) is still stored: before it, a `null` attribute (a heal span without a fix)
 //! made the whole event invalid and it was dropped.
 
-use crate::trace::{Event, MAX_ATTRIBUTE_BYTES, MAX_ATTRIBUTES, MAX_NAME, SCHEMA_VERSION, SpanKind, SpanStatus};
+use crate::trace::{
+    Event, MAX_ATTRIBUTE_BYTES, MAX_ATTRIBUTES, MAX_NAME, SCHEMA_VERSION, SpanKind, SpanStatus,
+};
 use serde_json::Value;
 
 /// Longest status message kept.

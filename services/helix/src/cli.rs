@@ -154,11 +154,16 @@ pub enum Command {
         #[command(flatten)]
         orchestrator: OrchestratorUrl,
     },
-    /// Continue a run from the checkpoint a resume token names, and follow it like `helix run`
+    /// Continue a run from its latest checkpoint (or fork it with --from-checkpoint), and follow
+    /// it like `helix run`
     Resume {
         /// A resume token (hxr_...), or a run id to resume from its latest checkpoint
         #[arg(value_name = "TOKEN")]
         token: String,
+        /// Fork instead: a new run from this (older) checkpoint of the run; completed phases
+        /// after it run again. Without it, an older checkpoint's token is refused
+        #[arg(long, value_name = "N")]
+        from_checkpoint: Option<u32>,
         /// JSON lines: each event as the orchestrator sends it, then the final run
         #[arg(long)]
         json: bool,

@@ -295,7 +295,10 @@ pub async fn run(
             run.id, run.pipeline, run.phases_total, run.project
         );
         if let Some(t) = &run.resume_token {
-            println!("resume token {t}");
+            println!(
+                "resume token {t} (names checkpoint {}; each checkpoint prints the next)",
+                run.checkpoint
+            );
         }
         println!("trace {}  (helix trace {})", run.trace_id, run.trace_id);
         if detach {
@@ -308,7 +311,7 @@ pub async fn run(
 }
 
 /// `helix resume TOKEN` (or a run id: from its latest checkpoint), then follows the run.
-pub async fn resume(url: &str, target: &str, json: bool) -> ExitCode {
+pub async fn resume(url: &str, target: &str, from_checkpoint: Option<u32>, json: bool) -> ExitCode {
     let resumed = async {
         let orch = Orchestrator::new(url)?;
         let target = target.trim();
@@ -319,6 +322,18 @@ pub async fn resume(url: &str, target: &str, json: bool) -> ExitCode {
             (orch.resolve(target).await?, None)
         };
         let (before, _) = orch.run(&id).await?;
+        if let Some(seq) = from_checkpoint {
+            let body = json!({"token": token, "from_checkpoint": seq});
+            let raw = orch
+                .post(&format!("/v1/runs/{}/resume", encode_query(&id)), Some(&body), QUICK)
+                .await
+                .map_err(|e| orch.explain(e))?;
+            let run = RunSummary::deserialize(&raw).context("unexpected run JSON")?;
+            if !json {
+                println!("forked run {id} at checkpoint {seq} into a new run:");
+            }
+            return anyhow::Ok((orch, run, 0));
+        }
         if before.status == "running" {
             return Err(anyhow!("run {id} is running; nothing to resume"));
         }
@@ -348,7 +363,7 @@ pub async fn resume(url: &str, target: &str, json: bool) -> ExitCode {
             run.project
         );
         if let Some(t) = &run.resume_token {
-            println!("resume token {t}");
+            println!("resume token {t} (names checkpoint {})", run.checkpoint);
         }
     }
     let progress = Progress::new(run.phases_total, run.next_phase, run.cost_usd);

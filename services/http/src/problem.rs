@@ -28,6 +28,25 @@ pub fn problem_response(code: ErrorCode, detail: impl Into<String>) -> HttpRespo
     problem_body(status_of(code), &problem)
 }
 
+/// [`problem_response`] with extension members (RFC 9457 section 3.2), e.g. the token a
+/// client needs to go on after a 409.
+pub fn problem_response_with(
+    code: ErrorCode,
+    detail: impl Into<String>,
+    extra: serde_json::Map<String, serde_json::Value>,
+) -> HttpResponse {
+    let problem = Problem::new(code, detail).with_request_id(current_request_id());
+    let mut value = serde_json::to_value(&problem).unwrap_or_default();
+    if let Some(obj) = value.as_object_mut() {
+        for (k, v) in extra {
+            obj.entry(k).or_insert(v);
+        }
+    }
+    HttpResponse::build(status_of(code))
+        .insert_header((header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON)))
+        .body(serde_json::to_vec(&value).unwrap_or_else(|_| b"{}".to_vec()))
+}
+
 /// Serializes a problem with an explicit status (the safety net keeps the framework's status).
 pub(crate) fn problem_body(status: StatusCode, problem: &Problem) -> HttpResponse {
     let body = serde_json::to_vec(problem).unwrap_or_else(|_| b"{}".to_vec());

@@ -34,7 +34,9 @@ impl OrchestratorError {
                 EngineError::Pipeline(_) => ErrorCode::InvalidPipeline,
                 EngineError::NotFound(_) => ErrorCode::NotFound,
                 EngineError::Invalid(_) | EngineError::Token(_) => ErrorCode::BadRequest,
-                EngineError::Busy(_) | EngineError::Conflict(_) => ErrorCode::Conflict,
+                EngineError::Busy(_) | EngineError::Conflict(_) | EngineError::Stale { .. } => {
+                    ErrorCode::Conflict
+                }
                 EngineError::ProjectFull { .. } | EngineError::AllFull { .. } => ErrorCode::ConcurrencyLimit,
                 EngineError::State(_) | EngineError::Internal(_) => ErrorCode::Internal,
             },
@@ -48,6 +50,13 @@ impl ResponseError for OrchestratorError {
     }
 
     fn error_response(&self) -> HttpResponse {
+        if let OrchestratorError::Engine(EngineError::Stale { latest, token, .. }) = self {
+            // the way on is in the answer: the latest checkpoint and its token
+            let mut extra = serde_json::Map::new();
+            extra.insert("resume_token".to_owned(), serde_json::Value::from(token.clone()));
+            extra.insert("latest_checkpoint".to_owned(), serde_json::Value::from(*latest));
+            return helix_http::problem::problem_response_with(self.code(), self.to_string(), extra);
+        }
         let mut res = helix_http::problem_response(self.code(), self.to_string());
         if self.code() == ErrorCode::ConcurrencyLimit {
             res.headers_mut().insert(

@@ -342,13 +342,22 @@ pub struct Jail {
     pub secrets: BTreeMap<String, String>,
     /// Masks the secrets' values in what the command prints.
     pub masker: helix_core::redact::Masker,
+    /// The attempt's cgroup (see [`crate::contain`]): every command joins it before it starts
+    /// and everything in it is killed when the command ends.
+    pub cgroup: Option<Arc<crate::contain::Group>>,
 }
 
 impl Jail {
     /// A jail with `rlimits` and `secrets`, the secrets masked in the output.
     pub fn new(sandbox: Sandbox, rlimits: Rlimits, secrets: BTreeMap<String, String>) -> Jail {
         let masker = helix_core::redact::Masker::new(secrets.values());
-        Jail { sandbox, rlimits, secrets, masker }
+        Jail { sandbox, rlimits, secrets, masker, cgroup: None }
+    }
+
+    /// This jail, its commands contained in `cgroup`.
+    pub fn contained(mut self, cgroup: Option<Arc<crate::contain::Group>>) -> Jail {
+        self.cgroup = cgroup;
+        self
     }
 }
 
@@ -503,16 +512,41 @@ pub fn reap(file: &Path) -> bool {
         let _ = std::fs::remove_file(file);
         return false;
     };
-    let alive = start_ticks(rec.pgid) == Some(rec.start_ticks);
+    // The leader may have died while its children live on (a shell killed, its `sleep &`
+    // orphaned): the group lives as long as any member does, and the kernel does not hand out a
+    // pid that is still some group's id, so members that started after the leader are ours.
+    let alive =
+        start_ticks(rec.pgid) == Some(rec.start_ticks) || group_members(rec.pgid, rec.start_ticks) > 0;
     if alive {
         let _ = killpg(Pid::from_raw(rec.pgid), Signal::SIGKILL);
         let until = Instant::now() + Duration::from_secs(2);
-        while start_ticks(rec.pgid) == Some(rec.start_ticks) && Instant::now() < until {
+        while (start_ticks(rec.pgid) == Some(rec.start_ticks) || group_members(rec.pgid, rec.start_ticks) > 0)
+            && Instant::now() < until
+        {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
     let _ = std::fs::remove_file(file);
     alive
+}
+
+/// Live (not zombie) processes of process group `pgid` that started at or after `since` (clock
+/// ticks since boot).
+fn group_members(pgid: i32, since: u64) -> usize {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return 0 };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()))
+        .filter(|pid| {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+            let Some(close) = stat.rfind(')') else { return false };
+            // after the name: state ppid pgrp session ... starttime (field 22)
+            let rest: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+            rest.first().is_some_and(|s| *s != "Z")
+                && rest.get(2).and_then(|g| g.parse::<i32>().ok()) == Some(pgid)
+                && rest.get(19).and_then(|t| t.parse::<u64>().ok()).is_some_and(|t| t >= since)
+        })
+        .count()
 }
 
 /// Whether `program` can be started: a path to an executable file, or a name on `PATH`. Checked
@@ -555,24 +589,36 @@ pub async fn run_jailed(
     if !resolvable(&program, cwd, &full_env) {
         return Err(ExecError::NotFound { program });
     }
-    let wrapped = jail.sandbox.wrap(argv, cwd, &jail.rlimits);
+    let mut wrapped = jail.sandbox.wrap(argv, cwd, &jail.rlimits);
+    if jail.cgroup.is_some() {
+        wrapped = crate::contain::gated(wrapped);
+    }
     let mut cmd = Command::new(&wrapped[0]);
     cmd.args(&wrapped[1..])
         .current_dir(cwd)
         .env_clear()
         .envs(full_env)
-        .stdin(Stdio::null())
+        .stdin(if jail.cgroup.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
-
     let start = Instant::now();
     let mut child = cmd.spawn().map_err(|source| match source.kind() {
         std::io::ErrorKind::NotFound => ExecError::NotFound { program: program.clone() },
         _ => ExecError::Spawn { program: program.clone(), source },
     })?;
     let pgid = child.id().map(|id| Pid::from_raw(id as i32));
+    if let (Some(g), Some(pid)) = (&jail.cgroup, child.id()) {
+        // the gate (see contain::gated) holds the command until it is in the attempt's cgroup
+        if let Err(e) = g.add(pid) {
+            tracing::warn!(error = %e, "cannot move a phase command into its cgroup; its process group contains it");
+        }
+        if let Some(mut stdin) = child.stdin.take() {
+            use tokio::io::AsyncWriteExt;
+            let _ = stdin.write_all(b"\n").await;
+        }
+    }
     if let (Some(file), Some(pid)) = (group_file, pgid) {
         // best effort: without the record a crash leaves the group running, as before
         if let Some(start_ticks) = start_ticks(pid.as_raw()) {
@@ -629,8 +675,12 @@ pub async fn run_jailed(
         }
     };
     let status = status.map_err(|source| ExecError::Wait { program: program.clone(), source })?;
-    // Whatever the command left running in its group goes with it.
+    // Whatever the command left running goes with it: its group, and everything in its cgroup
+    // (processes that left the group, orphans of a dead leader).
     kill_group(pgid);
+    if let Some(g) = jail.cgroup.clone() {
+        let _ = tokio::task::spawn_blocking(move || g.kill()).await;
+    }
     if let Some(file) = group_file {
         let _ = std::fs::remove_file(file);
     }

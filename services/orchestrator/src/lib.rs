@@ -13,6 +13,7 @@
 
 pub mod checkpoint;
 pub mod confine;
+pub mod contain;
 pub mod emit;
 pub mod engine;
 pub mod error;
@@ -135,6 +136,7 @@ impl OrchestratorState {
             rlimits: exec::Rlimits::from_config(&o.limits),
             phase_timeout: Duration::from_secs(o.phase_timeout_secs.max(1)),
             secrets_file: o.secrets_file.clone(),
+            containment: contain::Containment::detect(&data_dir),
         };
         let engine = engine::Engine::open(&data_dir, clients, emitter, settings)
             .map_err(|e| std::io::Error::other(e.to_string()))?;

@@ -9,11 +9,13 @@ use std::time::{Duration, Instant};
 use helix_core::client::{AnalyzeRequest, FixRequest, ProposeRequest, WorkspaceFile};
 use helix_core::trace::{Event, SpanKind, SpanStatus};
 
+use super::journal;
 use super::{
     Active, AppliedFix, Attempt, Checkpoint, Engine, EngineError, HealRecord, PhaseRecord, PhaseStatus,
     RunEvent, RunRecord, RunStatus, blocking, now_nanos, now_rfc3339,
 };
 use crate::checkpoint::{self, Manifest, RunLock};
+use crate::emit::SpanBuilder;
 use crate::exec::{self, Limits, Outcome};
 use crate::gates::{self, GateCheck, GateContext, GateResult, PhaseGateStatus};
 use crate::pipeline::{Phase, PhaseKind};
@@ -73,6 +75,53 @@ impl Driver {
         self.lock.dir().to_path_buf()
     }
 
+    /// Appends to the attempt journal (see [`journal`]).
+    async fn journal(&self, entry: journal::Entry, sync: bool) {
+        let dir = self.dir();
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Err(e) = journal::append(&dir, &entry, sync) {
+                tracing::warn!(error = %e, "cannot write the attempt journal");
+            }
+        })
+        .await;
+    }
+
+    /// Reports an attempt an earlier session never finished: an event and a span.
+    async fn interrupted(&self, phase: &Phase, a: &Attempt, phase_span: &str) {
+        self.event_with(
+            "attempt_interrupted",
+            Some(&phase.name),
+            Some(a.n),
+            format!(
+                "attempt {} of {} was interrupted (the orchestrator stopped while it ran)",
+                a.n, phase.name
+            ),
+            None,
+            Some("interrupted".to_owned()),
+        )
+        .await;
+        let start = parse_rfc3339_nanos(&a.started_at).unwrap_or_else(now_nanos);
+        self.emit(
+            SpanBuilder::new(
+                &self.record.trace_id,
+                &helix_core::ids::new_span_id(),
+                &format!("attempt {} interrupted", a.n),
+                SpanKind::Retry,
+            )
+            .parent(Some(phase_span))
+            .times(start, start)
+            .status(SpanStatus::Error, Some("interrupted: the orchestrator stopped while the attempt ran"))
+            .phase(&phase.name)
+            .attr("helix.attempt", a.n)
+            .attr("helix.heal.class", "interrupted"),
+        );
+    }
+
+    /// Sends a span of this run (its project and run filled in).
+    fn emit(&self, span: SpanBuilder) {
+        self.engine.emitter.emit(span.project(&self.record.project).run(&self.record.id).build());
+    }
+
     /// Records and broadcasts a progress event.
     async fn event(&self, kind: &str, phase: Option<&str>, attempt: Option<u32>, message: String) {
         self.event_with(kind, phase, attempt, message, None, None).await;
@@ -118,19 +167,25 @@ impl Driver {
     }
 
     async fn checkpoint_event(&self, phase: Option<&str>, cp: &Checkpoint) {
+        let token = (cp.status != RunStatus::Succeeded)
+            .then(|| crate::token::ResumeToken::new(self.record.id.clone(), cp.seq).ok().map(|t| t.encode()))
+            .flatten();
         let ev = RunEvent {
             run_id: self.record.id.clone(),
             at: now_rfc3339(),
             kind: "checkpoint".to_owned(),
             phase: phase.map(str::to_owned),
             attempt: None,
-            message: format!("checkpoint {} written", cp.seq),
+            message: match &token {
+                Some(t) => {
+                    format!("checkpoint {} written; resume token {t} (names checkpoint {})", cp.seq, cp.seq)
+                }
+                None => format!("checkpoint {} written", cp.seq),
+            },
             cost_usd: Some(cp.cost_usd),
             status: None,
             checkpoint: Some(cp.seq),
-            resume_token: crate::token::ResumeToken::new(self.record.id.clone(), cp.seq)
-                .ok()
-                .map(|t| t.encode()),
+            resume_token: token,
         };
         self.record_event(ev).await;
     }
@@ -384,7 +439,40 @@ impl Driver {
         let mut baselines: Option<BTreeMap<usize, TestSummary>> = None;
         let max = phase.max_attempts().max(1);
         let mut n = 0;
-        loop {
+        // attempts earlier sessions made of this phase (see journal): interrupted ones count
+        let prior = {
+            let dir = self.dir();
+            tokio::task::spawn_blocking(move || journal::prior(&dir, index)).await.unwrap_or_default()
+        };
+        if !prior.attempts.is_empty() {
+            n = u32::try_from(prior.attempts.len()).unwrap_or(u32::MAX);
+            patches = prior.patches;
+            hints = prior.hints;
+            hint_retries = u32::try_from(
+                prior
+                    .attempts
+                    .iter()
+                    .filter(|a| a.heal.as_ref().is_some_and(|h| h.action == "retry_with_hints"))
+                    .count(),
+            )
+            .unwrap_or(0);
+            for a in prior.attempts.iter().filter(|a| a.status == PhaseStatus::Interrupted) {
+                self.interrupted(&phase, a, &phase_span).await;
+            }
+            rec.attempts = prior.attempts;
+            if n >= max {
+                if let Some(last) = rec.attempts.last_mut() {
+                    let heal = last.heal.get_or_insert_with(HealRecord::default);
+                    heal.action = "give_up".to_owned();
+                    heal.message = Some(format!(
+                        "interrupted {} time(s): the orchestrator stopped while its attempts ran ({} of {max} attempts used)",
+                        prior.interrupted, n
+                    ));
+                }
+                rec.status = PhaseStatus::NeedsHuman;
+            }
+        }
+        while rec.status != PhaseStatus::NeedsHuman {
             n += 1;
             let (attempt, output) = self
                 .attempt(index, &phase, n, cp, &patches, hints.as_deref(), &mut baselines, &phase_span)
@@ -395,6 +483,11 @@ impl Driver {
                 self.report_fix(&fix, &phase.name, passed).await;
             }
             if passed {
+                self.journal(
+                    journal::Entry::Ended { phase: index, attempt: Box::new(attempt.clone()) },
+                    false,
+                )
+                .await;
                 rec.status = attempt.status;
                 output_manifest = output;
                 rec.attempts.push(attempt);
@@ -402,6 +495,11 @@ impl Driver {
             }
             let mut attempt = attempt;
             if attempt.status == PhaseStatus::Cancelled {
+                self.journal(
+                    journal::Entry::Ended { phase: index, attempt: Box::new(attempt.clone()) },
+                    false,
+                )
+                .await;
                 rec.status = PhaseStatus::Cancelled;
                 rec.attempts.push(attempt);
                 break;
@@ -442,6 +540,8 @@ impl Driver {
                 }),
             );
             attempt.heal = Some(heal);
+            self.journal(journal::Entry::Ended { phase: index, attempt: Box::new(attempt.clone()) }, false)
+                .await;
             rec.attempts.push(attempt);
             match next {
                 Next::Stop(status) => {
@@ -541,6 +641,18 @@ impl Driver {
         let attempt_span = helix_core::ids::new_span_id();
         self.event("attempt_started", Some(&phase.name), Some(n), format!("attempt {n} of {}", phase.name))
             .await;
+        // durable before anything runs: a crash from here on is an interrupted attempt
+        self.journal(
+            journal::Entry::Started {
+                phase: index,
+                n,
+                at: started_at.clone(),
+                patches: patches.to_vec(),
+                hints: hints.map(str::to_owned),
+            },
+            true,
+        )
+        .await;
         let mut env = self.record.pipeline.vars_for(index);
         env.insert("HELIX_RUN_ID".to_owned(), self.record.id.clone());
         env.insert("HELIX_PHASE".to_owned(), phase.name.clone());
@@ -558,11 +670,14 @@ impl Driver {
             &self.record.pipeline.secrets_for(index),
             settings.secrets_file.as_deref(),
         );
+        // every process of the attempt (its command's, its gates') lives in one cgroup, killed
+        // when each command ends and removed when the attempt does
         let jail = exec::Jail::new(
             settings.sandbox.clone(),
             self.record.pipeline.limits_for(index, settings.rlimits),
             secrets.as_ref().cloned().unwrap_or_default(),
-        );
+        )
+        .contained(settings.containment.group(&self.record.id, &format!("{index}-{n}")));
         let mut attempt = Attempt {
             n,
             started_at,

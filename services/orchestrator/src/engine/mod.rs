@@ -17,6 +17,7 @@
 //!   out instead of retried into.
 
 mod drive;
+mod journal;
 mod llm;
 mod plan;
 mod replay;
@@ -67,6 +68,8 @@ pub struct EngineSettings {
     pub phase_timeout: Duration,
     /// Where pipeline secrets come from besides the environment.
     pub secrets_file: Option<PathBuf>,
+    /// What contains each attempt's processes (cgroups where available).
+    pub containment: crate::contain::Containment,
 }
 
 impl Default for EngineSettings {
@@ -82,6 +85,7 @@ impl Default for EngineSettings {
             rlimits: crate::exec::Rlimits::default(),
             phase_timeout: Duration::from_secs(3600),
             secrets_file: None,
+            containment: crate::contain::Containment::none(),
         }
     }
 }
@@ -124,6 +128,8 @@ pub enum PhaseStatus {
     NeedsHuman,
     Escalated,
     Cancelled,
+    /// An attempt its orchestrator never finished (crash, kill -9): counts as a failed one.
+    Interrupted,
 }
 
 /// The run's descriptor (`run.json`): what does not change while it runs.
@@ -139,6 +145,18 @@ pub struct RunRecord {
     /// The run span's id: every phase span is its child.
     pub span_id: String,
     pub created_at: String,
+    /// The run and checkpoint this one was forked from (`from_checkpoint`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forked_from: Option<Lineage>,
+}
+
+/// Where a forked run (or a replay) comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Lineage {
+    pub run: String,
+    pub checkpoint: u32,
+    /// The original run's trace (the fork's trace links to it).
+    pub trace_id: String,
 }
 
 /// What the healer made of a failed attempt, and what was done about it.
@@ -296,6 +314,8 @@ pub struct RunView {
     pub failed: Option<PhaseRecord>,
     /// Checkpoint numbers written so far.
     pub checkpoints: Vec<u32>,
+    /// The run and checkpoint this run was forked from.
+    pub forked_from: Option<Lineage>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -319,6 +339,13 @@ pub enum EngineError {
     AllFull { limit: usize },
     #[error("{0}")]
     Token(#[from] crate::token::TokenError),
+    /// A resume token that names an older checkpoint than the run's latest.
+    #[error(
+        "the token names checkpoint {given} of run {run}, but the run has since reached checkpoint {latest}: \
+         resume with the latest token ({token}), or fork from checkpoint {given} with from_checkpoint = {given} \
+         (`helix resume --from-checkpoint {given}`), which starts a new run"
+    )]
+    Stale { run: String, given: u32, latest: u32, token: String },
     #[error("{0}")]
     Internal(String),
 }
@@ -393,6 +420,15 @@ impl Engine {
                 tracing::warn!(run = %id, "killed the process group an interrupted attempt left running");
             }
         }
+        // and whatever left that group (setsid daemons, orphans) is still in the attempt's cgroup
+        for id in settings.containment.runs_with_groups() {
+            let owned = checkpoint::run::run_dir(root, &id).ok().and_then(|d| RunLock::acquire(&d).ok());
+            if (owned.is_some() || !crate::token::is_valid_run_id(&id))
+                && settings.containment.sweep(Some(&id)) > 0
+            {
+                tracing::warn!(run = %id, "killed the processes an interrupted attempt left in its cgroup");
+            }
+        }
         Ok(Engine {
             root: root.to_path_buf(),
             blobs: Arc::new(blobs),
@@ -432,6 +468,7 @@ impl Engine {
             trace_id: helix_core::ids::new_trace_id(),
             span_id: helix_core::ids::new_span_id(),
             created_at: now_rfc3339(),
+            forked_from: None,
         };
         let dir = self.run_dir(&id)?;
         let blobs = self.blobs.clone();
@@ -487,6 +524,7 @@ impl Engine {
         self.take_slot(&record.project)?;
         let project = record.project.clone();
         let id_owned = id.to_owned();
+        let containment = self.settings.containment.clone();
         let (lock, cp) = blocking(move || {
             // a reader (a view checking whether another process owns the run) may hold the lock
             // for an instant: retry briefly before calling the run busy
@@ -506,19 +544,38 @@ impl Engine {
             if crate::exec::reap(&dir.join(GROUP_FILE)) {
                 tracing::warn!(run = %id_owned, "killed the process group an interrupted attempt left running");
             }
+            if containment.sweep(Some(&id_owned)) > 0 {
+                tracing::warn!(run = %id_owned, "killed the processes an interrupted attempt left in its cgroup");
+            }
             let latest = checkpoint::run::latest_checkpoint::<Checkpoint>(&dir)?
                 .ok_or_else(|| EngineError::Invalid(format!("run {id_owned} has no checkpoint")))?;
             let latest_status = latest.1.status;
-            let mut cp = match seq {
-                Some(s) if s != latest.0 => checkpoint::run::read_checkpoint::<Checkpoint>(&dir, s)
-                    .map_err(|_| EngineError::NotFound(format!("checkpoint {s} of run {id_owned}")))?,
-                _ => latest.1,
-            };
             // a stale token must not reopen a run that has since succeeded
-            if cp.status == RunStatus::Succeeded || latest_status == RunStatus::Succeeded {
+            if latest_status == RunStatus::Succeeded {
                 return Err(EngineError::Conflict(format!(
                     "run {id_owned} already succeeded; nothing to resume"
                 )));
+            }
+            // a run continues from its latest checkpoint only: an older one would redo
+            // completed phases (deploys, paid LLM calls); going back is a fork, asked for
+            if let Some(s) = seq
+                && s != latest.0
+            {
+                if checkpoint::run::read_checkpoint::<Checkpoint>(&dir, s).is_err() {
+                    return Err(EngineError::NotFound(format!("checkpoint {s} of run {id_owned}")));
+                }
+                return Err(EngineError::Stale {
+                    run: id_owned.clone(),
+                    given: s,
+                    latest: latest.0,
+                    token: ResumeToken::new(id_owned.clone(), latest.0)?.encode(),
+                });
+            }
+            let mut cp = latest.1;
+            if matches!(latest_status, RunStatus::NeedsHuman | RunStatus::Escalated | RunStatus::Cancelled) {
+                // stopped on purpose: a person resuming asks for fresh attempts of the phase
+                journal::append(&dir, &journal::Entry::Reset { phase: cp.next_phase }, true)
+                    .map_err(|e| EngineError::Internal(format!("cannot write the attempt journal: {e}")))?;
             }
             cp.seq = lock.next_seq()?;
             cp.status = RunStatus::Running;
@@ -532,6 +589,60 @@ impl Engine {
         .inspect_err(|_| self.release_slot(&project))?;
         self.spawn_drive(record, lock, cp, false);
         self.view(id).await
+    }
+
+    /// Forks run `id` at its checkpoint `seq`: a new run (new id, new trace) that starts from that
+    /// checkpoint's workspace and phase, with its lineage recorded. The original is untouched.
+    pub async fn fork(self: &Arc<Engine>, id: &str, seq: u32) -> Result<RunView, EngineError> {
+        let dir = self.run_dir(id)?;
+        let Some(parent) = checkpoint::run::read_descriptor::<RunRecord>(&dir)? else {
+            return Err(EngineError::NotFound(id.to_owned()));
+        };
+        let from: Checkpoint = checkpoint::run::read_checkpoint(&dir, seq)
+            .map_err(|_| EngineError::NotFound(format!("checkpoint {seq} of run {id}")))?;
+        if from.next_phase >= parent.pipeline.phases.len() {
+            return Err(EngineError::Conflict(format!(
+                "checkpoint {seq} of run {id} is after its last phase; nothing to run from it"
+            )));
+        }
+        let new_id = uuid::Uuid::new_v4().to_string();
+        self.take_slot(&parent.project)?;
+        let record = RunRecord {
+            id: new_id.clone(),
+            project: parent.project.clone(),
+            pipeline_fingerprint: parent.pipeline_fingerprint.clone(),
+            pipeline: parent.pipeline.clone(),
+            source_dir: parent.source_dir.clone(),
+            trace_id: helix_core::ids::new_trace_id(),
+            span_id: helix_core::ids::new_span_id(),
+            created_at: now_rfc3339(),
+            forked_from: Some(Lineage {
+                run: id.to_owned(),
+                checkpoint: seq,
+                trace_id: parent.trace_id.clone(),
+            }),
+        };
+        let new_dir = self.run_dir(&new_id)?;
+        let rec = record.clone();
+        let project = parent.project.clone();
+        let (lock, cp) = blocking(move || {
+            let lock = RunLock::acquire(&new_dir)?;
+            lock.write_descriptor(&rec)?;
+            let cp = Checkpoint {
+                seq: 1,
+                status: RunStatus::Running,
+                failed: None,
+                reason: None,
+                written_at: now_rfc3339(),
+                ..from
+            };
+            lock.write_checkpoint(1, &cp)?;
+            Ok((lock, cp))
+        })
+        .await
+        .inspect_err(|_| self.release_slot(&project))?;
+        self.spawn_drive(record, lock, cp, true);
+        self.view(&new_id).await
     }
 
     /// Cancels a running run: its command is killed, the run ends `cancelled` (resumable).
@@ -688,6 +799,7 @@ impl Engine {
                 phases: cp.phases,
                 failed: cp.failed,
                 checkpoints,
+                forked_from: record.forked_from,
             })
         })
         .await

@@ -60,9 +60,15 @@ pub struct RunList {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResumeRun {
-    /// Resume from the checkpoint this token names (default: the latest).
+    /// A token of the run. It must name the run's latest checkpoint (the one every resume
+    /// continues from); an older one answers 409 with the latest token, unless
+    /// `from_checkpoint` asks for a fork.
     #[schema(pattern = "^\\s*[hH][xX][rR]_[a-zA-Z2-7]+\\s*$")]
     pub token: Option<String>,
+    /// Fork: start a new run (new id, new trace, lineage in `forked_from`) from this checkpoint
+    /// of the run, leaving the run itself as it is. Completed phases after it run again.
+    #[schema(minimum = 1)]
+    pub from_checkpoint: Option<u32>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -278,8 +284,10 @@ pub async fn cancel(
 
 /// Resume a run
 ///
-/// Continues from the latest checkpoint (or the one `token` names): the phase that was
-/// interrupted or failed starts again from its input checkpoint; completed phases are not redone.
+/// Continues from the latest checkpoint: the phase that was interrupted or failed starts again
+/// from its input checkpoint; completed phases are not redone. Attempts interrupted by a crash
+/// count against the phase's retries. A `token` naming an older checkpoint answers 409 with the
+/// latest token (`resume_token`); `from_checkpoint` forks a new run from an older checkpoint.
 #[utoipa::path(
     post,
     path = "/v1/runs/{id}/resume",
@@ -289,10 +297,10 @@ pub async fn cancel(
     params(("id" = String, Path, description = "run id")),
     request_body(content = Option<ResumeRun>, description = "optional: a resume token"),
     responses(
-        (status = 202, description = "resumed", body = RunView),
+        (status = 202, description = "resumed (or, with `from_checkpoint`, the forked run)", body = RunView),
         (status = 400, description = "invalid body", body = helix_core::Problem, content_type = "application/problem+json"),
         (status = 404, description = "no such run, or the token names no checkpoint of it (damaged, mistyped, another run's)", body = helix_core::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "the run is running, or already succeeded", body = helix_core::Problem, content_type = "application/problem+json")
+        (status = 409, description = "the run is running, or already succeeded, or the token names an older checkpoint than the latest (the answer's `resume_token` names the latest)", body = helix_core::Problem, content_type = "application/problem+json")
     )
 )]
 pub async fn resume(
@@ -303,7 +311,20 @@ pub async fn resume(
 ) -> Result<HttpResponse, OrchestratorError> {
     let id = path.into_inner();
     let before = visible_run(&state, &caller, &id).await?;
-    let token = body.and_then(|b| b.into_inner().token);
+    let body = body.map(web::Json::into_inner).unwrap_or_default();
+    let token = body.token;
+    if let Some(seq) = body.from_checkpoint {
+        if let Some(t) = &token
+            && crate::token::ResumeToken::parse(t).map(|p| p.run_id() != id).unwrap_or(true)
+        {
+            return Err(OrchestratorError::NotFound(format!(
+                "the token does not name a checkpoint of run {id}"
+            )));
+        }
+        let view = state.engine.fork(&id, seq).await.map_err(problem_of)?;
+        state.engine.audit("run.fork", &caller.id, &view.id, &before.project);
+        return Ok(HttpResponse::Accepted().json(view));
+    }
     let view = match token {
         Some(t) => {
             // a token that names no checkpoint of this run (damaged, mistyped, another run's)
