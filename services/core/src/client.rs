@@ -464,6 +464,20 @@ impl ServiceClient {
         traceparent: Option<&str>,
         timeout: Option<Duration>,
     ) -> Result<ChatAnswer, ClientError> {
+        self.chat_completion_for(body, api_key, traceparent, timeout, None).await
+    }
+
+    /// [`ServiceClient::chat_completion_with_timeout`] made for `project` (`x-helix-project`):
+    /// the gateway bills and traces the call to that project when the caller may name it (a
+    /// service token may; a gateway key keeps its own project).
+    pub async fn chat_completion_for(
+        &self,
+        body: &Value,
+        api_key: Option<&str>,
+        traceparent: Option<&str>,
+        timeout: Option<Duration>,
+        project: Option<&str>,
+    ) -> Result<ChatAnswer, ClientError> {
         let url = format!("{}/v1/chat/completions", self.base);
         let mut body = body.clone();
         if let Some(o) = body.as_object_mut()
@@ -477,6 +491,9 @@ impl ServiceClient {
         }
         if let Some(tp) = traceparent {
             req = req.header("traceparent", tp);
+        }
+        if let Some(p) = project {
+            req = req.header("x-helix-project", p);
         }
         let res = req.send().await.map_err(|e| ClientError::Transport {
             url: url.clone(),

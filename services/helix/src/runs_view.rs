@@ -119,6 +119,9 @@ struct ReplayView {
     changes: Vec<ChangeView>,
     same_output: bool,
     duration_ms: u64,
+    replay_id: String,
+    trace_id: String,
+    output_diff: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -916,6 +919,16 @@ fn render_replay(r: &ReplayView) -> String {
     }
     let same = |b: bool| if b { "identical to the recording" } else { "differs from the recording" };
     let _ = writeln!(out, "output: {}", same(r.same_output));
+    if let Some(d) = &r.output_diff {
+        // a long output's diff is cut: the replay's workspace and trace hold the rest
+        let lines: Vec<&str> = d.lines().collect();
+        for l in lines.iter().take(200) {
+            let _ = writeln!(out, "    {l}");
+        }
+        if lines.len() > 200 {
+            let _ = writeln!(out, "    ({} more lines of diff)", lines.len() - 200);
+        }
+    }
     if r.changes.is_empty() {
         let _ = writeln!(out, "files: {}", same(true));
     } else {
@@ -933,6 +946,9 @@ fn render_replay(r: &ReplayView) -> String {
         }
     }
     let _ = writeln!(out, "workspace {}", r.workspace);
+    if !r.trace_id.is_empty() {
+        let _ = writeln!(out, "replay {} · trace {} (helix trace {})", r.replay_id, r.trace_id, r.trace_id);
+    }
     let verdict = if !r.passed {
         "the phase failed"
     } else if r.identical() {

@@ -409,6 +409,9 @@ pub struct Outcome {
     pub output: String,
     /// Bytes of output dropped from the middle.
     pub output_truncated: u64,
+    /// Gate patterns matched against the whole output (kept or not) and their first hits.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scanned: Vec<(String, Option<crate::scan::Hit>)>,
     #[serde(rename = "duration_ms", with = "duration_ms")]
     pub duration: Duration,
 }
@@ -573,6 +576,23 @@ pub async fn run_jailed(
     group_file: Option<&Path>,
     jail: &Jail,
 ) -> Result<Outcome, ExecError> {
+    run_scanning(spec, cwd, env, limits, cancel, group_file, jail, &[]).await
+}
+
+/// [`run_jailed`], matching `patterns` against the whole output as it streams (see
+/// [`crate::scan`]): the first hit of each is in [`Outcome::scanned`], even where the kept
+/// output was cut.
+#[allow(clippy::too_many_arguments)]
+pub async fn run_scanning(
+    spec: &CommandSpec,
+    cwd: &Path,
+    env: &BTreeMap<String, String>,
+    limits: &Limits,
+    cancel: &Cancel,
+    group_file: Option<&Path>,
+    jail: &Jail,
+    patterns: &[String],
+) -> Result<Outcome, ExecError> {
     let argv: Vec<String> = match spec {
         CommandSpec::Argv(argv) => match argv.first() {
             Some(p) if !p.is_empty() => argv.clone(),
@@ -639,6 +659,7 @@ pub async fn run_jailed(
     drop(tx);
 
     let mut output = BoundedOutput::new(limits.max_output_bytes);
+    let mut scan = crate::scan::OutputScan::new(patterns);
     // secrets are masked before anything of the output is kept
     let mut masker = helix_core::redact::StreamMasker::new(jail.masker.clone());
     let mut last_output = Instant::now();
@@ -652,7 +673,9 @@ pub async fn run_jailed(
             chunk = rx.recv(), if pipes_open => match chunk {
                 Some(bytes) => {
                     last_output = Instant::now();
-                    output.push(&masker.push(&bytes));
+                    let masked = masker.push(&bytes);
+                    scan.push(&masked);
+                    output.push(&masked);
                 }
                 None => pipes_open = false,
             },
@@ -687,11 +710,17 @@ pub async fn run_jailed(
     let drain_until = tokio::time::Instant::now() + DRAIN_GRACE;
     while pipes_open {
         match tokio::time::timeout_at(drain_until, rx.recv()).await {
-            Ok(Some(bytes)) => output.push(&masker.push(&bytes)),
+            Ok(Some(bytes)) => {
+                let masked = masker.push(&bytes);
+                scan.push(&masked);
+                output.push(&masked);
+            }
             Ok(None) | Err(_) => pipes_open = false,
         }
     }
-    output.push(&masker.finish());
+    let rest = masker.finish();
+    scan.push(&rest);
+    output.push(&rest);
 
     use std::os::unix::process::ExitStatusExt;
     let (text, truncated) = output.finish();
@@ -704,6 +733,7 @@ pub async fn run_jailed(
         output: text,
         output_truncated: truncated,
         duration: start.elapsed(),
+        scanned: if scan.is_empty() { Vec::new() } else { scan.finish() },
     })
 }
 

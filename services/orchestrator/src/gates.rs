@@ -105,8 +105,12 @@ impl GateCheck {
 pub struct GateContext<'a> {
     /// The phase's workspace; every path of a gate is relative to it and may not leave it.
     pub workspace: &'a Path,
-    /// The phase's combined output (stdout and stderr, or an LLM phase's answer).
+    /// The phase's combined output (stdout and stderr, or an LLM phase's answer), as kept.
     pub output: &'a str,
+    /// Bytes cut from the middle of `output`: then `output_matches` gates are judged on
+    /// `scanned`, their patterns' hits in the whole stream.
+    pub output_truncated: u64,
+    pub scanned: &'a [(String, Option<crate::scan::Hit>)],
     /// The phase command's exit code (`None`: killed, or not a command phase).
     pub exit_code: Option<i32>,
     /// Environment of command gates (added to the inherited allow-list, see [`exec::run`]).
@@ -161,7 +165,11 @@ pub async fn evaluate(gate: &Gate, ctx: &GateContext<'_>) -> GateResult {
     let verdict = match &gate.check {
         GateCheck::ExitCode { expect } => exit_code(*expect, ctx.exit_code),
         GateCheck::FilesExist { paths, non_empty } => files_exist(ctx.workspace, paths, *non_empty),
-        GateCheck::OutputMatches { regex, negate } => output_matches(ctx.output, regex, *negate),
+        GateCheck::OutputMatches { regex, negate } => match ctx.scanned.iter().find(|(p, _)| p == regex) {
+            // the kept output is cut: judge the whole stream
+            Some((_, hit)) if ctx.output_truncated > 0 => streamed_matches(hit.as_ref(), regex, *negate),
+            _ => output_matches(ctx.output, regex, *negate),
+        },
         GateCheck::JsonSchema { file, schema } => json_schema(ctx.workspace, file, schema),
         GateCheck::Command { run, baseline, timeout } => command(run, *baseline, *timeout, ctx).await,
     };
@@ -283,6 +291,49 @@ fn output_matches(output: &str, pattern: &str, negate: bool) -> Verdict {
             format!("expected the output not to match /{pattern}/; line {n} does: {line}"),
         ),
     }
+}
+
+/// [`output_matches`] from the first hit in the whole (streamed) output.
+fn streamed_matches(hit: Option<&crate::scan::Hit>, pattern: &str, negate: bool) -> Verdict {
+    match (hit, negate) {
+        (Some(h), false) => {
+            Verdict::new(true, format!("output matches /{pattern}/ at line {}: {}", h.line_no, h.line))
+        }
+        (None, false) => {
+            Verdict::new(false, format!("expected the output to match /{pattern}/; no part of it does"))
+        }
+        (None, true) => Verdict::new(true, format!("output does not match /{pattern}/")),
+        (Some(h), true) => Verdict::new(
+            false,
+            format!("expected the output not to match /{pattern}/; line {} does: {}", h.line_no, h.line),
+        ),
+    }
+}
+
+/// `gate` with the placeholders of its command's argv rendered from `vars` (as the phase's own
+/// argv is).
+pub fn rendered(
+    gate: &Gate,
+    vars: &BTreeMap<String, String>,
+) -> Result<Gate, crate::pipeline::TemplateError> {
+    let mut g = gate.clone();
+    if let GateCheck::Command { run, .. } = &mut g.check {
+        *run = crate::pipeline::render_command(run, vars)?;
+    }
+    Ok(g)
+}
+
+/// The patterns of `gates`' `output_matches` checks (to scan a command's whole output for).
+pub fn output_patterns(gates: &[Gate]) -> Vec<String> {
+    let mut out: Vec<String> = gates
+        .iter()
+        .filter_map(|g| match &g.check {
+            GateCheck::OutputMatches { regex, .. } => Some(regex.clone()),
+            _ => None,
+        })
+        .collect();
+    out.dedup();
+    out
 }
 
 fn json_schema(workspace: &Path, file: &str, schema: &Value) -> Verdict {

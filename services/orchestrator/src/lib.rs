@@ -22,6 +22,7 @@ pub mod gates;
 pub mod patch;
 pub mod pipeline;
 pub mod routes;
+pub mod scan;
 pub mod secrets;
 pub mod testsummary;
 pub mod token;

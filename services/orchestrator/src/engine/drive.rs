@@ -738,8 +738,9 @@ impl Driver {
             let mut recorded = BTreeMap::new();
             for (gi, gate) in phase.gates.iter().enumerate() {
                 if matches!(gate.check, GateCheck::Command { baseline: true, .. })
+                    && let Ok(gate) = gates::rendered(gate, &env)
                     && let Some(s) =
-                        gates::record_baseline(gate, &workdir, &env, &self.active.cancel, &jail).await
+                        gates::record_baseline(&gate, &workdir, &env, &self.active.cancel, &jail).await
                 {
                     recorded.insert(gi, s);
                 }
@@ -765,7 +766,7 @@ impl Driver {
                     ..Limits::default()
                 };
                 let group = self.dir().join(super::GROUP_FILE);
-                match exec::run_jailed(
+                match exec::run_scanning(
                     &spec,
                     &workdir,
                     &env,
@@ -773,6 +774,7 @@ impl Driver {
                     &self.active.cancel,
                     Some(&group),
                     &jail,
+                    &gates::output_patterns(&phase.gates),
                 )
                 .await
                 {
@@ -793,6 +795,7 @@ impl Driver {
                     hints,
                     workspace: &workdir,
                     traceparent: helix_core::ids::traceparent(&self.record.trace_id, &attempt_span),
+                    project: &self.record.project,
                     cancel: &self.active.cancel,
                     recorded: None,
                 };
@@ -806,9 +809,26 @@ impl Driver {
         if !outcome.cancelled {
             let base = baselines.clone().unwrap_or_default();
             for (gi, gate) in phase.gates.iter().enumerate() {
+                let gate = &match gates::rendered(gate, &env) {
+                    Ok(g) => g,
+                    Err(e) => {
+                        results.push(GateResult {
+                            name: gate.display_name(),
+                            kind: gate.check.kind().to_owned(),
+                            passed: false,
+                            severity: gate.on_fail,
+                            detail: format!("cannot render the gate's command: {e}"),
+                            summary: None,
+                            output: None,
+                        });
+                        continue;
+                    }
+                };
                 let ctx = GateContext {
                     workspace: &workdir,
                     output: &outcome.output,
+                    output_truncated: outcome.output_truncated,
+                    scanned: &outcome.scanned,
                     exit_code: outcome.exit_code,
                     env: &env,
                     baseline: base.get(&gi),
@@ -1139,6 +1159,7 @@ pub(super) fn failed_outcome(message: String) -> Outcome {
         output: message,
         output_truncated: 0,
         duration: Duration::ZERO,
+        scanned: Vec::new(),
     }
 }
 

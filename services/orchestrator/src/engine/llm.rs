@@ -21,6 +21,8 @@ pub(super) struct LlmCall<'a> {
     pub hints: Option<&'a str>,
     pub workspace: &'a Path,
     pub traceparent: String,
+    /// The run's project: the gateway bills and traces the call to it.
+    pub project: &'a str,
     pub cancel: &'a Cancel,
     /// Answer from this recording instead of calling the gateway (replay `--recorded`).
     pub recorded: Option<&'a LlmExchange>,
@@ -36,6 +38,7 @@ fn outcome(ok: bool, output: String, started: Instant, cancelled: bool) -> Outco
         output,
         output_truncated: 0,
         duration: started.elapsed(),
+        scanned: Vec::new(),
     }
 }
 
@@ -178,7 +181,10 @@ impl LlmCall<'_> {
         let key = self.engine.settings.gateway_key.as_deref();
         let mut waited = false;
         loop {
-            match gateway.chat_completion(body, key, Some(&self.traceparent)).await {
+            match gateway
+                .chat_completion_for(body, key, Some(&self.traceparent), None, Some(self.project))
+                .await
+            {
                 Ok(a) => return Ok(a),
                 Err(e) => {
                     let retry_after = e.retry_after();

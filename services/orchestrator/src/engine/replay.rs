@@ -27,6 +27,12 @@ pub struct FileChange {
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ReplayReport {
+    /// The replay's own run id (`HELIX_RUN_ID` of its commands, with `HELIX_REPLAY=1`).
+    pub replay_id: String,
+    /// The replay's own trace (its root span links to the run's trace).
+    pub trace_id: String,
+    /// A unified diff of the recorded output and the replay's, when they differ.
+    pub output_diff: Option<String>,
     pub run_id: String,
     pub phase: String,
     pub index: usize,
@@ -108,8 +114,18 @@ pub(super) async fn replay(
         .await?;
     }
     let started = Instant::now();
+    let start_ns = super::now_nanos();
     let cancel = exec::Cancel::new();
-    let env = attempt.env.clone();
+    // a replay is not the run: its own id and trace (linked to the run's), and commands can
+    // tell (HELIX_REPLAY=1) so side effects (deploys, notifications) can be skipped
+    let replay_id = uuid::Uuid::new_v4().to_string();
+    let trace_id = helix_core::ids::new_trace_id();
+    let root_span = helix_core::ids::new_span_id();
+    let mut env = attempt.env.clone();
+    env.insert("HELIX_RUN_ID".to_owned(), replay_id.clone());
+    env.insert("HELIX_REPLAY".to_owned(), "1".to_owned());
+    env.insert("HELIX_REPLAY_OF".to_owned(), id.to_owned());
+    env.insert("TRACEPARENT".to_owned(), helix_core::ids::traceparent(&trace_id, &root_span));
     let settings = &engine.settings;
     let secrets =
         crate::secrets::resolve(&record.pipeline.secrets_for(index), settings.secrets_file.as_deref())
@@ -118,7 +134,8 @@ pub(super) async fn replay(
         settings.sandbox.clone(),
         record.pipeline.limits_for(index, settings.rlimits),
         secrets,
-    );
+    )
+    .contained(settings.containment.group(&replay_id, &format!("{index}-replay")));
     let outcome = match &phase.kind {
         PhaseKind::Command { run } => match render_command(run, &env) {
             Ok(spec) => {
@@ -127,9 +144,18 @@ pub(super) async fn replay(
                     stall_timeout: phase.stall_timeout,
                     ..Limits::default()
                 };
-                exec::run_jailed(&spec, &workdir, &env, &limits, &cancel, None, &jail)
-                    .await
-                    .unwrap_or_else(|e| failed_outcome(e.to_string()))
+                exec::run_scanning(
+                    &spec,
+                    &workdir,
+                    &env,
+                    &limits,
+                    &cancel,
+                    None,
+                    &jail,
+                    &gates::output_patterns(&phase.gates),
+                )
+                .await
+                .unwrap_or_else(|e| failed_outcome(e.to_string()))
             }
             Err(e) => failed_outcome(e.to_string()),
         },
@@ -160,7 +186,8 @@ pub(super) async fn replay(
                 vars: &vars,
                 hints: hints.as_deref(),
                 workspace: &workdir,
-                traceparent: helix_core::ids::traceparent(&record.trace_id, &helix_core::ids::new_span_id()),
+                traceparent: helix_core::ids::traceparent(&trace_id, &root_span),
+                project: &record.project,
                 cancel: &cancel,
                 recorded: if recorded { attempt.llm.as_ref() } else { None },
             };
@@ -169,9 +196,15 @@ pub(super) async fn replay(
     };
     let mut results = Vec::new();
     for gate in &phase.gates {
+        let gate = &match gates::rendered(gate, &env) {
+            Ok(g) => g,
+            Err(_) => gate.clone(),
+        };
         let ctx = GateContext {
             workspace: &workdir,
             output: &outcome.output,
+            output_truncated: outcome.output_truncated,
+            scanned: &outcome.scanned,
             exit_code: outcome.exit_code,
             env: &env,
             baseline: None,
@@ -189,6 +222,7 @@ pub(super) async fn replay(
         .or_else(|| attempt.outcome.as_ref().map(|o| o.output.clone()))
         .unwrap_or_default();
     let same_output = recorded_out == outcome.output;
+    let output_diff = (!same_output).then(|| checkpoint::file_diff("output", &recorded_out, &outcome.output));
     // compare with what the run recorded: its output, or (a failed phase) its input
     let reference = rec.output_checkpoint.unwrap_or(rec.input_checkpoint);
     let blobs = engine.blobs.clone();
@@ -225,7 +259,33 @@ pub(super) async fn replay(
         Ok(out)
     })
     .await?;
+    let ok = passed && same_output && changes.is_empty();
+    engine.emitter.emit(
+        crate::emit::SpanBuilder::new(
+            &trace_id,
+            &root_span,
+            &format!("replay {}", phase.name),
+            helix_core::trace::SpanKind::Run,
+        )
+        .times(start_ns, super::now_nanos())
+        .status(
+            if passed { helix_core::trace::SpanStatus::Ok } else { helix_core::trace::SpanStatus::Error },
+            (!ok).then_some("differs from the recording"),
+        )
+        .project(&record.project)
+        .phase(&phase.name)
+        .run(&replay_id)
+        .attr("helix.replay.of_run", id)
+        .attr("helix.replay.of_trace", record.trace_id.as_str())
+        .attr("helix.replay.recorded", recorded)
+        .attr("helix.replay.same_output", same_output)
+        .attr("helix.replay.changed_files", changes.len())
+        .build(),
+    );
     Ok(ReplayReport {
+        replay_id,
+        trace_id,
+        output_diff,
         run_id: id.to_owned(),
         phase: phase.name.clone(),
         index,
