@@ -1176,3 +1176,66 @@ async fn bad_requests_are_problems_that_say_what_is_wrong() {
     expect_problem(res, 404, "not_found").await;
     o.helix.stop().await;
 }
+
+/// Issue 12, point 1: the token `helix run` prints first names checkpoint 1; after later
+/// checkpoints it must not re-run completed phases. It is refused (409, with the latest token);
+/// `from_checkpoint` forks a new run instead, with its lineage, leaving the original as it was.
+#[tokio::test]
+async fn an_older_token_is_refused_with_the_latest_and_from_checkpoint_forks() {
+    let o = Orch::start().await;
+    let scratch = tempfile::tempdir().expect("scratch");
+    let counter = scratch.path().join("first-ran");
+    let pipeline = format!(
+        r#"name = "stale"
+[variables]
+counter = {counter}
+
+[[phase]]
+name = "first"
+kind = "command"
+shell = true
+run = 'echo ran >> "$counter"; echo one > one.txt'
+
+[[phase]]
+name = "second"
+kind = "command"
+shell = true
+retries = 0
+run = 'exit 3'
+"#,
+        counter = path_str(&counter)
+    );
+    let view = o.start_run(json!({"pipeline": pipeline, "project": "stale"})).await;
+    let id = id_of(&view).to_owned();
+    let first_token = view["resume_token"].as_str().expect("first token").to_owned();
+    assert_eq!(view["checkpoint"], 1, "{view:#}");
+    let failed = o.wait_final(&id).await;
+    assert_eq!(failed["status"], "needs_human", "{failed:#}");
+    let latest = failed["resume_token"].as_str().expect("latest token").to_owned();
+    assert_ne!(latest, first_token);
+
+    let res = o.post(&format!("/v1/runs/{id}/resume"), &json!({"token": first_token})).await;
+    let body = expect_problem(res, 409, "conflict").await;
+    assert_eq!(body["resume_token"], json!(latest), "the answer names the latest token: {body:#}");
+    assert!(body["detail"].as_str().is_some_and(|d| d.contains("checkpoint 1")), "{body:#}");
+    assert_eq!(read(&counter), "ran\n", "nothing was re-run");
+
+    let res =
+        o.post(&format!("/v1/runs/{id}/resume"), &json!({"token": first_token, "from_checkpoint": 1})).await;
+    assert_eq!(res.status(), 202);
+    let fork: serde_json::Value = res.json().await.expect("fork view");
+    let fork_id = id_of(&fork).to_owned();
+    assert_ne!(fork_id, id);
+    assert_eq!(fork["forked_from"]["run"], json!(id), "{fork:#}");
+    assert_eq!(fork["forked_from"]["checkpoint"], 1);
+    assert_ne!(fork["trace_id"], failed["trace_id"]);
+    let forked = o.wait_final(&fork_id).await;
+    assert_eq!(forked["status"], "needs_human", "{forked:#}");
+    assert_eq!(read(&counter), "ran\nran\n", "the fork ran the first phase again, as asked");
+    // the original is untouched
+    assert_eq!(o.view(&id).await["resume_token"], json!(latest));
+    // a checkpoint the run never wrote
+    let res = o.post(&format!("/v1/runs/{id}/resume"), &json!({"from_checkpoint": 99})).await;
+    expect_problem(res, 404, "not_found").await;
+    o.helix.stop().await;
+}

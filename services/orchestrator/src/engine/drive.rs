@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use helix_core::client::{AnalyzeRequest, FixRequest, ProposeRequest, WorkspaceFile};
-use helix_core::trace::{Event, SpanKind, SpanStatus};
+use helix_core::trace::{SpanKind, SpanStatus};
 
 use super::journal;
 use super::{
@@ -286,7 +286,8 @@ impl Driver {
             None,
             serde_json::json!({
                 "helix.run.status": status,
-                "helix.cost_usd": cp.cost_usd,
+                // the total, derived: costs are counted once, on the LLM call spans
+                "helix.run.total_cost_usd": cp.cost_usd,
                 "helix.run.checkpoint": cp.seq,
             }),
         );
@@ -385,24 +386,19 @@ impl Driver {
         phase: Option<&str>,
         attributes: serde_json::Value,
     ) {
-        let event = serde_json::json!({
-            "trace_id": self.record.trace_id,
-            "span_id": span_id,
-            "parent_span_id": parent,
-            "name": name,
-            "kind": kind,
-            "start_unix_nanos": start,
-            "end_unix_nanos": end.max(start),
-            "status": status,
-            "project": self.record.project,
-            "phase": phase,
-            "run": self.record.id,
-            "attributes": attributes,
-        });
-        match serde_json::from_value::<Event>(event) {
-            Ok(e) => self.engine.emitter.emit(e),
-            Err(e) => tracing::warn!(error = %e, "cannot build a trace event"),
+        // through the typed builder: a null attribute (a heal without a fix, a killed command
+        // without an exit code) is left out instead of invalidating the whole span
+        let mut span = SpanBuilder::new(&self.record.trace_id, span_id, &name, kind)
+            .parent(parent)
+            .times(start, end.max(start))
+            .status(status, None);
+        if let Some(p) = phase {
+            span = span.phase(p);
         }
+        if let serde_json::Value::Object(map) = attributes {
+            span = span.attributes(map);
+        }
+        self.emit(span);
     }
 
     /// Runs phase `index` from the checkpoint's workspace until it passes or healing gives up.
@@ -537,6 +533,11 @@ impl Driver {
                     "helix.heal.action": heal.action,
                     "helix.heal.signature": heal.signature,
                     "helix.heal.fix": heal.fix.as_ref().map(|f| f.description.clone()),
+                    "helix.heal.fix_source": heal.fix.as_ref().map(|f| f.source.clone()),
+                    "helix.heal.backoff_ms": heal.backoff_ms,
+                    "helix.heal.message": heal.message,
+                    "helix.heal.hints": heal.hints.is_some(),
+                    "helix.attempt": n,
                 }),
             );
             attempt.heal = Some(heal);
@@ -588,7 +589,7 @@ impl Driver {
                 "helix.phase.index": index,
                 "helix.phase.status": rec.status,
                 "helix.phase.attempts": rec.attempts.len(),
-                "helix.cost_usd": rec.cost_usd,
+                "helix.phase.total_cost_usd": rec.cost_usd,
             }),
         );
         let status = serde_json::to_value(rec.status).ok().and_then(|v| v.as_str().map(str::to_owned));
@@ -990,30 +991,54 @@ impl Driver {
     ) -> (HealRecord, Next) {
         let text = failure_text(attempt);
         let outcome = attempt.outcome.as_ref();
-        let request = AnalyzeRequest {
-            output: text.clone(),
-            command: attempt.command.clone(),
-            exit_code: outcome.and_then(|o| o.exit_code),
-            project: Some(self.record.project.clone()),
-            tool: None,
-        };
-        let analysis = match self.engine.clients.healer.analyze(&request).await {
-            Ok(a) => Some(a),
-            Err(e) => {
-                tracing::warn!(error = %e, "healer unavailable; retrying without analysis");
-                None
+        // the healer judges what the commands printed; the orchestrator's own notes (gate
+        // details, "the command did not exit on its own") are read only when the output says
+        // nothing, so a note never outranks a diagnostic of the tool
+        let analyze = |output: String| {
+            let request = AnalyzeRequest {
+                output,
+                command: attempt.command.clone(),
+                exit_code: outcome.and_then(|o| o.exit_code),
+                project: Some(self.record.project.clone()),
+                tool: None,
+            };
+            async move {
+                match self.engine.clients.healer.analyze(&request).await {
+                    Ok(a) => Some(a),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "healer unavailable; retrying without analysis");
+                        None
+                    }
+                }
             }
         };
-        let primary = analysis.as_ref().and_then(|a| a.primary_diagnostic().cloned());
+        let mut analysis = analyze(command_text(attempt)).await;
+        if analysis.as_ref().is_some_and(|a| a.primary_diagnostic().is_none()) {
+            analysis = analyze(text.clone()).await.or(analysis);
+        }
+        // a security diagnostic anywhere wins over the root cause the healer chose
+        let primary = analysis.as_ref().and_then(|a| {
+            a.diagnostics
+                .iter()
+                .find(|d| d.failure_class == "security")
+                .or_else(|| a.primary_diagnostic())
+                .cloned()
+        });
+        let timed_out = outcome.is_some_and(|o| o.timed_out || o.stalled);
         let mut class =
             primary.as_ref().map(|d| d.failure_class.clone()).unwrap_or_else(|| "unknown".to_owned());
-        if primary.is_none() && outcome.is_some_and(|o| o.timed_out || o.stalled) {
-            class = "transient".to_owned();
+        if timed_out && class != "security" {
+            // killed by its timeout or as a stall: that is the failure, whatever it printed
+            class = "timeout".to_owned();
         }
         let mut heal = HealRecord {
             failure_class: class.clone(),
             signature: primary.as_ref().map(|d| d.signature.clone()),
-            message: primary.as_ref().map(|d| d.message.clone()).or_else(|| attempt.error.clone()),
+            message: if class == "timeout" {
+                outcome.map(Outcome::describe)
+            } else {
+                primary.as_ref().map(|d| d.message.clone()).or_else(|| attempt.error.clone())
+            },
             ..HealRecord::default()
         };
         if class == "security" {
@@ -1163,6 +1188,17 @@ pub(super) fn failed_outcome(message: String) -> Outcome {
     }
 }
 
+/// What the commands of a failed attempt printed: the phase command's output and the output of
+/// each failed command gate (a test gate's failures are in its own output).
+fn command_text(attempt: &Attempt) -> String {
+    let mut text = attempt.outcome.as_ref().map(|o| o.output.clone()).unwrap_or_default();
+    for o in attempt.gates.iter().filter(|g| !g.passed).filter_map(|g| g.output.as_ref()) {
+        text.push('\n');
+        text.push_str(o);
+    }
+    text
+}
+
 /// What the healer reads of a failed attempt: the output, then each failed gate's detail and
 /// output (a test gate's failures are in its own output).
 fn failure_text(attempt: &Attempt) -> String {
@@ -1181,8 +1217,12 @@ fn failure_text(attempt: &Attempt) -> String {
 
 fn failure_reason(rec: &PhaseRecord) -> String {
     let last = rec.attempts.last();
+    // a phase killed by its timeout failed by timing out, not by the gate that then failed
     let why = last
-        .and_then(|a| a.heal.as_ref().and_then(|h| h.message.clone()))
+        .and_then(|a| a.outcome.as_ref())
+        .filter(|o| o.timed_out || o.stalled)
+        .map(Outcome::describe)
+        .or_else(|| last.and_then(|a| a.heal.as_ref().and_then(|h| h.message.clone())))
         .or_else(|| {
             last.and_then(|a| {
                 a.gates.iter().find(|g| !g.passed).map(|g| format!("gate {}: {}", g.name, g.detail))
