@@ -1207,6 +1207,33 @@ mod tests {
         assert!(text.starts_with("01234\n[... 8 bytes") && text.ends_with("DEFGH"), "{text}");
     }
 
+    #[tokio::test]
+    async fn gate_patterns_see_the_middle_of_an_output_the_kept_copy_drops() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // 3 MB of lines with one ERROR in the middle; 1 MiB is kept
+        let script = "i=0; while [ $i -lt 3 ]; do yes 'all fine here' | head -c 1000000; \
+                      if [ $i -eq 1 ]; then echo; echo 'ERROR: the middle'; fi; i=$((i+1)); done";
+        let patterns = vec!["ERROR".to_owned(), "nowhere".to_owned()];
+        let out = run_scanning(
+            &CommandSpec::Shell(script.into()),
+            dir.path(),
+            &BTreeMap::new(),
+            &Limits::default(),
+            &Cancel::new(),
+            None,
+            &Jail::default(),
+            &patterns,
+        )
+        .await
+        .expect("run");
+        assert!(out.output_truncated > 0 && !out.output.contains("ERROR"), "the kept copy is cut");
+        assert_eq!(out.scanned.len(), 2);
+        let hit = out.scanned[0].1.as_ref().expect("the ERROR line was seen");
+        assert_eq!(hit.line, "ERROR: the middle");
+        assert!(hit.line_no > 140_000, "{hit:?}");
+        assert_eq!(out.scanned[1].1, None);
+    }
+
     #[test]
     fn outcome_round_trips_through_json() {
         let o = Outcome {
@@ -1218,6 +1245,7 @@ mod tests {
             output: "x".into(),
             output_truncated: 0,
             duration: Duration::from_millis(1500),
+            scanned: vec![("E".into(), Some(crate::scan::Hit { line_no: 3, line: "E!".into() }))],
         };
         let json = serde_json::to_value(&o).expect("json");
         assert_eq!(json["duration_ms"], 1500);

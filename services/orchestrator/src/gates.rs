@@ -603,6 +603,8 @@ mod tests {
             GateContext {
                 workspace: self.dir.path(),
                 output,
+                output_truncated: 0,
+                scanned: &[],
                 exit_code: exit,
                 env: &self.env,
                 baseline,
@@ -690,6 +692,35 @@ mod tests {
         assert!(!r.passed);
         assert_eq!(r.detail, "expected the output not to match /warning:/; line 2 does: warning: unused");
         assert!(evaluate(&no_warnings, &f.ctx("clean\n", Some(0), None)).await.passed);
+    }
+
+    #[test]
+    fn command_gates_render_their_argv_and_patterns_are_collected() {
+        let g = gate(GateCheck::Command {
+            run: CommandSpec::Argv(vec!["{{python}}".into(), "-m".into(), "pytest".into()]),
+            baseline: false,
+            timeout: None,
+        });
+        let vars = BTreeMap::from([("python".to_owned(), "python3".to_owned())]);
+        let r = rendered(&g, &vars).expect("rendered");
+        let GateCheck::Command { run: CommandSpec::Argv(argv), .. } = &r.check else { panic!("command") };
+        assert_eq!(argv[0], "python3");
+        assert!(rendered(&g, &BTreeMap::new()).is_err(), "an unknown placeholder is an error");
+        let gates = [gate(GateCheck::OutputMatches { regex: "a".into(), negate: true }), g];
+        assert_eq!(output_patterns(&gates), ["a"]);
+    }
+
+    #[tokio::test]
+    async fn a_cut_output_is_judged_on_the_whole_stream() {
+        let f = Fixture::new();
+        let hit = Some(crate::scan::Hit { line_no: 9000, line: "ERROR x".into() });
+        let scanned = vec![("ERROR".to_owned(), hit)];
+        let mut ctx = f.ctx("head only\n[... omitted ...]\ntail only", Some(0), None);
+        ctx.output_truncated = 100;
+        ctx.scanned = &scanned;
+        let no_errors = gate(GateCheck::OutputMatches { regex: "ERROR".into(), negate: true });
+        let r = evaluate(&no_errors, &ctx).await;
+        assert!(!r.passed && r.detail.contains("line 9000"), "{}", r.detail);
     }
 
     #[tokio::test]
