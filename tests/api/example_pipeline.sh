@@ -94,4 +94,43 @@ workspace=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["wo
 grep -qx 'PyYAML' "$workspace/requirements.txt" || fail "requirements.txt of the final workspace lacks PyYAML"
 [[ -s "$workspace/report.json" ]] || fail "the report phase wrote no report.json"
 
+echo "example pipeline: first run healed"
+
+# Learning (issue 12): the second run of the same pipeline applies the fix that solved its test
+# phase before (preflight), so the test phase passes at its first attempt.
+status=$(curl -sS -o "$work/run2.json" -w '%{http_code}' -H 'content-type: application/json' \
+  -d "$body" "$orchestrator/v1/runs") || fail "POST /v1/runs (second run) failed"
+[[ "$status" == 201 ]] || fail "POST /v1/runs (second run) answered $status"
+id2=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["id"])' "$work/run2.json")
+deadline=$((SECONDS + 300))
+while (( SECONDS < deadline )); do
+  curl -sS -o "$work/run.json" "$orchestrator/v1/runs/$id2" || fail "GET /v1/runs/$id2 failed"
+  state=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["status"])' "$work/run.json")
+  case "$state" in
+    succeeded | needs_human | escalated | cancelled) break ;;
+  esac
+  sleep 1
+done
+python3 - "$work/run.json" <<'EOF' || fail "the second run did not learn from the first (status $state)"
+import json
+import sys
+
+run = json.load(open(sys.argv[1]))
+problems = []
+if run["status"] != "succeeded":
+    problems.append(f"status {run['status']}: {run.get('reason')}")
+test = {p["name"]: p for p in run.get("phases", [])}.get("test")
+if not test:
+    problems.append("no test phase")
+else:
+    attempts = test["attempts"]
+    if len(attempts) != 1:
+        problems.append(f"the test phase took {len(attempts)} attempts, not 1")
+    elif not any("PyYAML" in p for p in attempts[0].get("patches", [])):
+        problems.append(f"the first attempt did not get the learned fix: {attempts[0].get('patches')}")
+for p in problems:
+    print("  " + p, file=sys.stderr)
+sys.exit(1 if problems else 0)
+EOF
+
 echo "example pipeline: passed"

@@ -97,6 +97,20 @@ impl FilePatch {
 /// deleted), as the patch names them, in its order. Nothing is written unless every hunk of
 /// every file applies.
 pub fn apply(dir: &Path, patch: &str) -> Result<Vec<String>, PatchError> {
+    let (planned, touched) = plan(dir, patch)?;
+    commit(planned)?;
+    Ok(touched)
+}
+
+/// Whether `patch` would apply to the files under `dir` (nothing is written); the files it
+/// would change.
+pub fn check(dir: &Path, patch: &str) -> Result<Vec<String>, PatchError> {
+    plan(dir, patch).map(|(_, touched)| touched)
+}
+
+type Planned = BTreeMap<String, (PathBuf, Option<Vec<u8>>)>;
+
+fn plan(dir: &Path, patch: &str) -> Result<(Planned, Vec<String>), PatchError> {
     let files = parse(patch)?;
     // path → planned content (None: absent), in memory until every file has applied
     let mut planned: BTreeMap<String, (PathBuf, Option<Vec<u8>>)> = BTreeMap::new();
@@ -133,8 +147,7 @@ pub fn apply(dir: &Path, patch: &str) -> Result<Vec<String>, PatchError> {
         }
         planned.insert(rel, (target, result));
     }
-    commit(planned)?;
-    Ok(touched)
+    Ok((planned, touched))
 }
 
 /// The file's bytes, `None` when it does not exist; a directory or special file is an error.

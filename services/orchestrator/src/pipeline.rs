@@ -30,6 +30,7 @@
 //! timeout = "10m"                     # "500ms", "30s", "10m", "1h", "1h30m" or seconds (600)
 //! stall_timeout = "2m"                # no output for this long: killed, reported as a stall
 //! retries = 2                         # retries after the first attempt (default 2: 3 attempts)
+//! preflight = true                    # first apply the fixes that solved this phase before
 //!
 //! [[phase]]
 //! name = "test"
@@ -173,6 +174,10 @@ pub struct Phase {
     pub timeout: Option<Duration>,
     #[serde(rename = "stall_timeout_ms", with = "crate::exec::duration_ms::option")]
     pub stall_timeout: Option<Duration>,
+    /// Before the first attempt, apply the fixes that solved this phase's earlier failures in
+    /// this project (the healer's record: at least one success, no failure).
+    #[serde(default)]
+    pub preflight: bool,
     /// Retries after the first attempt; see [`Phase::max_attempts`].
     pub retries: u32,
     pub gates: Vec<Gate>,
@@ -906,6 +911,7 @@ const PHASE_KEYS: &[&str] = &[
     "env",
     "timeout",
     "stall_timeout",
+    "preflight",
     "retries",
     "gate",
     "secrets",
@@ -1060,6 +1066,7 @@ fn parse_phase(
         env,
         timeout: tab.duration("timeout")?,
         stall_timeout: tab.duration("stall_timeout")?,
+        preflight: tab.bool("preflight")?.unwrap_or(false),
         retries,
         gates,
         secrets,

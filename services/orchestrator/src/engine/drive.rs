@@ -468,15 +468,47 @@ impl Driver {
                 rec.status = PhaseStatus::NeedsHuman;
             }
         }
+        let mut preflight = if phase.preflight && rec.attempts.is_empty() {
+            self.preflight_fixes(&phase).await
+        } else {
+            Vec::new()
+        };
         while rec.status != PhaseStatus::NeedsHuman {
             n += 1;
+            let optional: Vec<String> = preflight.iter().map(|f| f.patch.clone()).collect();
             let (attempt, output) = self
-                .attempt(index, &phase, n, cp, &patches, hints.as_deref(), &mut baselines, &phase_span)
+                .attempt(
+                    index,
+                    &phase,
+                    n,
+                    cp,
+                    &patches,
+                    &optional,
+                    hints.as_deref(),
+                    &mut baselines,
+                    &phase_span,
+                )
                 .await;
+            // the preflight fixes that applied stay for every later attempt; each is reported
+            let applied: Vec<AppliedFix> =
+                preflight.drain(..).filter(|f| attempt.patches.contains(&f.patch)).collect();
+            for f in &applied {
+                self.event(
+                    "fix_applied",
+                    Some(&phase.name),
+                    Some(n),
+                    format!("preflight: applied {} ({})", f.description, f.source),
+                )
+                .await;
+                patches.push(f.patch.clone());
+            }
             rec.cost_usd += attempt.llm.as_ref().map_or(0.0, |l| l.cost_usd);
             let passed = matches!(attempt.status, PhaseStatus::Passed | PhaseStatus::PassedWithWarnings);
             if let Some(fix) = pending_fix.take() {
                 self.report_fix(&fix, &phase.name, passed).await;
+            }
+            for f in &applied {
+                self.report_fix(f, &phase.name, passed).await;
             }
             if passed {
                 self.journal(
@@ -632,6 +664,7 @@ impl Driver {
         n: u32,
         cp: &Checkpoint,
         patches: &[String],
+        optional: &[String],
         hints: Option<&str>,
         baselines: &mut Option<BTreeMap<usize, TestSummary>>,
         phase_span: &str,
@@ -707,6 +740,7 @@ impl Driver {
             let blobs = self.engine.blobs.clone();
             let manifest = cp.manifest.clone();
             let patches = patches.to_vec();
+            let optional = optional.to_vec();
             let dir = workdir.clone();
             blocking(move || {
                 let _ = std::fs::remove_dir_all(&dir);
@@ -723,10 +757,14 @@ impl Driver {
                     crate::patch::apply(&dir, p)
                         .map_err(|e| EngineError::Invalid(format!("a fix no longer applies: {e}")))?;
                 }
-                Ok(())
+                // preflight fixes are tried: one that does not apply here is left out
+                Ok(optional.into_iter().filter(|p| crate::patch::apply(&dir, p).is_ok()).collect::<Vec<_>>())
             })
             .await
         };
+        if let Ok(applied) = &prepared {
+            attempt.patches.extend(applied.iter().cloned());
+        }
         if let Err(e) = prepared {
             attempt.error = Some(e.to_string());
             return (self.finish_attempt(attempt, started, start_ns, &attempt_span, phase_span, phase), None);
@@ -1049,6 +1087,16 @@ impl Driver {
             heal.action = "give_up".to_owned();
             return (heal, Next::Stop(PhaseStatus::NeedsHuman));
         }
+        // learning: a fix that solved this very signature at least twice in this project and
+        // never failed is applied at once, before proposals and without a hint retry
+        if !matches!(class.as_str(), "transient" | "timeout" | "unknown")
+            && let Some(fix) =
+                self.proven_fix(index, &phase.name, heal.signature.as_deref(), n, patches).await
+        {
+            heal.action = "fix_applied".to_owned();
+            heal.fix = Some(fix.clone());
+            return (heal, Next::Retry { backoff: Duration::ZERO, fix: Some(fix), hints: None });
+        }
         let backoff = || {
             let base = self.engine.settings.retry_backoff;
             base.saturating_mul(1u32 << (n - 1).min(16)).min(MAX_BACKOFF)
@@ -1126,6 +1174,72 @@ impl Driver {
                 heal.action = "retry_backoff".to_owned();
                 heal.backoff_ms = Some(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX));
                 (heal, Next::Retry { backoff: wait, fix: None, hints: None })
+            }
+        }
+    }
+
+    /// The best fix the healer's history proves for `signature` in this run's project (≥ 2
+    /// successes, no failure), if it is new to this phase and applies to the failed attempt's
+    /// workspace.
+    async fn proven_fix(
+        &self,
+        index: usize,
+        phase: &str,
+        signature: Option<&str>,
+        n: u32,
+        patches: &[String],
+    ) -> Option<AppliedFix> {
+        let sig = signature?;
+        let report = match self.engine.clients.healer.signature_report(sig, Some(&self.record.project)).await
+        {
+            Ok(r) => r?,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the healer's history of a signature");
+                return None;
+            }
+        };
+        let dir = self.dir().join("work").join(phase_dir_name(index, phase)).join(format!("attempt-{n}"));
+        for f in report.fixes.iter().filter(|f| f.successes >= 2 && f.failures == 0) {
+            let Some(patch) = f.patch.clone().filter(|p| !p.is_empty() && !patches.contains(p)) else {
+                continue;
+            };
+            let d = dir.clone();
+            let p = patch.clone();
+            let applies = tokio::task::spawn_blocking(move || crate::patch::check(&d, &p))
+                .await
+                .ok()
+                .and_then(Result::ok);
+            if let Some(files) = applies {
+                return Some(AppliedFix {
+                    signature: sig.to_owned(),
+                    description: f.description.clone(),
+                    source: format!("learned: solved {}x in project {}", f.successes, self.record.project),
+                    patch,
+                    files,
+                });
+            }
+        }
+        None
+    }
+
+    /// Preflight: the fixes the healer recorded as solving this phase's failures in this
+    /// project (at least one success, no failure), to try on the first attempt.
+    async fn preflight_fixes(&self, phase: &Phase) -> Vec<AppliedFix> {
+        match self.engine.clients.healer.known_fixes(&self.record.project, Some(&phase.name)).await {
+            Ok(fixes) => fixes
+                .into_iter()
+                .filter(|f| f.successes >= 1 && f.failures == 0 && !f.patch.is_empty())
+                .map(|f| AppliedFix {
+                    signature: f.signature,
+                    description: f.description,
+                    source: format!("preflight: solved {}x in this phase before", f.successes),
+                    patch: f.patch,
+                    files: Vec::new(),
+                })
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot ask the healer for a phase's known fixes");
+                Vec::new()
             }
         }
     }
