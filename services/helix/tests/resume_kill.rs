@@ -29,7 +29,7 @@ fn pipeline(trail: &Path) -> String {
     let mut text = format!("name = \"killable\"\n[variables]\ntrail = {trail}\n");
     for i in 1..=6 {
         text.push_str(&format!(
-            "\n[[phase]]\nname = \"p{i}\"\nkind = \"command\"\nshell = true\n\
+            "\n[[phase]]\nname = \"p{i}\"\nkind = \"command\"\nshell = true\nretries = 3\n\
              run = 'echo \"$HELIX_RUN_ID $HELIX_PHASE\" >> \"$trail\"; echo \"phase {i} done\" >> log.txt; \
              echo {i} > p{i}.txt; sleep 0.15'\n"
         ));
@@ -206,9 +206,21 @@ fn read_tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
 }
 
 /// What must not differ between an interrupted and an uninterrupted run: per phase its name,
-/// status, number of attempts, gate verdicts and the workspace it left (each file's path,
-/// digest and size, from the manifest of the phase's output checkpoint).
+/// status, the attempts that ended and their gate verdicts, and the workspace it left (each
+/// file's path, digest and size, from the manifest of the phase's output checkpoint).
+///
+/// Attempts a kill cut short stay in the record on purpose (a crash loop must use up the
+/// attempt budget), so they are left out here and checked on their own: each is marked
+/// `interrupted`, ran no gate, and never counts as the attempt that passed.
 fn phase_results(data: &Path, view: &Value) -> Vec<Value> {
+    for p in view["phases"].as_array().expect("phases") {
+        let attempts = p["attempts"].as_array().expect("attempts");
+        for a in attempts.iter().filter(|a| a["status"] == "interrupted") {
+            assert_eq!(a["gates"].as_array().map(Vec::len), Some(0), "an interrupted attempt ran no gate: {a:#}");
+            assert_eq!(a["heal"]["failure_class"], "interrupted", "{a:#}");
+        }
+        assert_ne!(attempts.last().map(|a| &a["status"]), Some(&json!("interrupted")), "{p:#}");
+    }
     let id = view["id"].as_str().expect("id");
     view["phases"]
         .as_array()
@@ -224,10 +236,14 @@ fn phase_results(data: &Path, view: &Value) -> Vec<Value> {
                 .iter()
                 .map(|(k, v)| (k.clone(), json!([v["sha256"], v["size"]])))
                 .collect();
-            let gates: Vec<Value> = p["attempts"]
+            let ended: Vec<&Value> = p["attempts"]
                 .as_array()
                 .into_iter()
                 .flatten()
+                .filter(|a| a["status"] != "interrupted")
+                .collect();
+            let gates: Vec<Value> = ended
+                .iter()
                 .map(|a| {
                     json!(a["gates"].as_array().map(|g| g.iter().map(|g| &g["passed"]).collect::<Vec<_>>()))
                 })
@@ -235,7 +251,7 @@ fn phase_results(data: &Path, view: &Value) -> Vec<Value> {
             json!({
                 "name": p["name"],
                 "status": p["status"],
-                "attempts": p["attempts"].as_array().map(Vec::len),
+                "attempts": ended.len(),
                 "gates": gates,
                 "files": files,
             })
@@ -348,6 +364,12 @@ async fn kill_9_at_random_moments_then_resume_ends_like_an_uninterrupted_run() {
             assert_eq!(started.get(phase), Some(n), "round {round}: completed phase {phase} was redone");
         }
         assert_eq!(started.len(), 6, "round {round}: every phase started: {started:?}");
+        // every start is on record: a killed attempt counts (journalled before it spawns)
+        for p in done["phases"].as_array().expect("phases") {
+            let recorded = p["attempts"].as_array().map_or(0, Vec::len);
+            let n = started.get(p["name"].as_str().expect("name")).copied().unwrap_or(0);
+            assert!(n <= recorded, "round {round}: {} started {n} times, {recorded} attempts on record", p["name"]);
+        }
         assert!(began.elapsed() < TEST_BUDGET, "over budget after round {round}");
     }
     eprintln!("{kills} kills, {interrupted} of them interrupted a run (uninterrupted run: {span_ms} ms)");
