@@ -429,7 +429,40 @@ fn label(e: &Event, p: &Painter, context: bool) -> String {
                 parts.push(format!("{} in / {} out tokens", thousands(i), thousands(o)));
             }
         }
-        kind => parts.push(format!("{} {}", p.cyan(kind_word(kind)), name)),
+        SpanKind::Heal => {
+            // why the run retried: the attempt that failed, its class, and what was done
+            let action =
+                e.text("helix.heal.action").unwrap_or_else(|| name.strip_prefix("heal ").unwrap_or(name));
+            parts.push(format!("{} {}", p.cyan("heal"), p.bold(action)));
+            let mut why = Vec::new();
+            if let Some(n) = e.number("helix.attempt") {
+                why.push(format!("attempt {n}"));
+            }
+            if let Some(class) = e.text("helix.heal.class") {
+                why.push(class.to_owned());
+            }
+            if let Some(ms) = e.number("helix.heal.backoff_ms") {
+                why.push(format!("backoff {}", duration((ms.max(0.0) as u64).saturating_mul(1_000_000))));
+            }
+            if let Some(fix) = e.text("helix.heal.fix") {
+                why.push(format!("fix: {}", summary(fix)));
+            }
+            if !why.is_empty() {
+                parts.push(why.join(" · "));
+            }
+            if let Some(m) = e.text("helix.heal.message").map(summary).filter(|m| !m.is_empty()) {
+                parts.push(format!("— {m}"));
+            }
+        }
+        kind => {
+            // a span named after its kind ("gate exit_code", "heal retry") is not labelled twice
+            let word = kind_word(kind);
+            let rest = name.strip_prefix(word).filter(|r| r.starts_with(' ')).map_or(name, str::trim_start);
+            parts.push(format!("{} {}", p.cyan(word), rest));
+            if let Some(m) = e.text("helix.heal.message").map(summary).filter(|m| !m.is_empty()) {
+                parts.push(format!("— {m}"));
+            }
+        }
     }
     if e.kind != SpanKind::Run
         && let Some(cost) = e.number(attr::HELIX_COST_USD)
@@ -662,6 +695,68 @@ mod tests {
         text.lines()
             .find(|l| l.contains(needle))
             .unwrap_or_else(|| panic!("no line with {needle:?} in\n{text}"))
+    }
+
+    #[test]
+    fn heal_and_gate_spans_say_why_a_run_retried_without_doubled_labels() {
+        let phase = node(
+            2,
+            "phase test",
+            "phase",
+            (0, 900),
+            json!({"phase": "test"}),
+            vec![
+                node(
+                    3,
+                    "gate exit_code",
+                    "gate",
+                    (100, 100),
+                    json!({"phase": "test", "status": "error",
+                    "status_message": "exit code 1, expected 0"}),
+                    vec![],
+                ),
+                node(
+                    4,
+                    "heal fix_applied",
+                    "heal",
+                    (110, 110),
+                    json!({"phase": "test", "attributes": {
+                    "helix.heal.action": "fix_applied", "helix.heal.class": "environment",
+                    "helix.attempt": 1, "helix.heal.fix": "add PyYAML to requirements.txt",
+                    "helix.heal.message": "No module named 'yaml'"}}),
+                    vec![],
+                ),
+                node(
+                    5,
+                    "heal retry_backoff",
+                    "heal",
+                    (400, 400),
+                    json!({"phase": "test", "attributes": {
+                    "helix.heal.action": "retry_backoff", "helix.heal.class": "timeout",
+                    "helix.attempt": 2, "helix.heal.backoff_ms": 1500}}),
+                    vec![],
+                ),
+            ],
+        );
+        let root = node(1, "run calc", "run", (0, 900), json!({"run": "r-1"}), vec![phase]);
+        let tree = json!({
+            "summary": {"trace_id": TRACE, "name": "run calc", "project": "webshop", "run": "r-1",
+                "start_unix_nanos": T0, "end_unix_nanos": T0 + 900 * MS, "spans": 5, "status": "ok",
+                "phases": ["test"], "cost_usd": 0.0},
+            "spans": [root]
+        });
+        let out = render(&tree, &Options { phase: None, color: false }).expect("render");
+        assert!(!out.contains("gate gate"), "{out}");
+        assert!(line(&out, "gate exit_code").contains("✗ exit code 1, expected 0"), "{out}");
+        let fix = line(&out, "heal fix_applied");
+        assert!(
+            fix.contains(
+                "attempt 1 · environment · fix: add PyYAML to requirements.txt  — No module named 'yaml'"
+            ),
+            "{fix}"
+        );
+        assert!(line(&out, "heal retry_backoff").contains("attempt 2 · timeout · backoff 1.500s"), "{out}");
+        assert!(out.lines().nth(1).expect("facts").contains("✓ ok"), "{out}");
     }
 
     #[test]

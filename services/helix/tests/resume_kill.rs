@@ -216,7 +216,11 @@ fn phase_results(data: &Path, view: &Value) -> Vec<Value> {
     for p in view["phases"].as_array().expect("phases") {
         let attempts = p["attempts"].as_array().expect("attempts");
         for a in attempts.iter().filter(|a| a["status"] == "interrupted") {
-            assert_eq!(a["gates"].as_array().map(Vec::len), Some(0), "an interrupted attempt ran no gate: {a:#}");
+            assert_eq!(
+                a["gates"].as_array().map(Vec::len),
+                Some(0),
+                "an interrupted attempt ran no gate: {a:#}"
+            );
             assert_eq!(a["heal"]["failure_class"], "interrupted", "{a:#}");
         }
         assert_ne!(attempts.last().map(|a| &a["status"]), Some(&json!("interrupted")), "{p:#}");
@@ -369,7 +373,11 @@ async fn kill_9_at_random_moments_then_resume_ends_like_an_uninterrupted_run() {
         for p in done["phases"].as_array().expect("phases") {
             let recorded = p["attempts"].as_array().map_or(0, Vec::len);
             let n = started.get(p["name"].as_str().expect("name")).copied().unwrap_or(0);
-            assert!(n <= recorded, "round {round}: {} started {n} times, {recorded} attempts on record", p["name"]);
+            assert!(
+                n <= recorded,
+                "round {round}: {} started {n} times, {recorded} attempts on record",
+                p["name"]
+            );
         }
         assert!(began.elapsed() < TEST_BUDGET, "over budget after round {round}");
     }

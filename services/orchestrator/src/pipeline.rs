@@ -29,6 +29,10 @@
 //! run = ["{{python}}", "-m", "pip", "install", "-r", "requirements.txt"]  # argv, no shell
 //! timeout = "10m"                     # "500ms", "30s", "10m", "1h", "1h30m" or seconds (600)
 //! stall_timeout = "2m"                # no output for this long: killed, reported as a stall
+//! on_timeout = "retry"                # a timeout or stall (failure class `timeout`): "retry"
+//!                                     # after a backoff (default: a hang is often transient),
+//!                                     # "retry_with_hints" (the healer's hints, as for a
+//!                                     # deterministic failure) or "give_up" (needs_human at once)
 //! retries = 2                         # retries after the first attempt (default 2: 3 attempts)
 //! preflight = true                    # first apply the fixes that solved this phase before
 //!
@@ -92,6 +96,7 @@
 //!                                     # never stored, masked (***) in every output Helix keeps
 //! timeout = "2h"                      # the default of phases without their own (else
 //!                                     # orchestrator.phase_timeout_secs, 1 h)
+//! on_timeout = "give_up"              # likewise the default of phases without their own
 //! [limits]                            # rlimits of every process (defaults: [orchestrator.limits])
 //! cpu = "30m"                         # CPU time per process
 //! memory = "8GiB"                     # address space per process
@@ -178,6 +183,9 @@ pub struct Phase {
     /// this project (the healer's record: at least one success, no failure).
     #[serde(default)]
     pub preflight: bool,
+    /// What a timeout or stall leads to.
+    #[serde(default)]
+    pub on_timeout: OnTimeout,
     /// Retries after the first attempt; see [`Phase::max_attempts`].
     pub retries: u32,
     pub gates: Vec<Gate>,
@@ -187,6 +195,30 @@ pub struct Phase {
     /// rlimits of this phase's processes (over the pipeline's).
     #[serde(default, skip_serializing_if = "is_unlimited")]
     pub limits: Rlimits,
+}
+
+/// What the orchestrator does after an attempt was killed by its timeout or as a stall.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnTimeout {
+    /// Retry after a backoff, as a transient failure.
+    #[default]
+    Retry,
+    /// Retry with the healer's hints, as a deterministic failure.
+    RetryWithHints,
+    /// Stop at once: `needs_human`.
+    GiveUp,
+}
+
+impl OnTimeout {
+    fn parse(text: &str) -> Option<OnTimeout> {
+        match text {
+            "retry" => Some(OnTimeout::Retry),
+            "retry_with_hints" => Some(OnTimeout::RetryWithHints),
+            "give_up" => Some(OnTimeout::GiveUp),
+            _ => None,
+        }
+    }
 }
 
 impl Phase {
@@ -902,7 +934,7 @@ fn canonical_json(v: &Value, out: &mut String) {
 // The pipeline
 
 const TOP_KEYS: &[&str] =
-    &["name", "description", "variables", "env", "phase", "secrets", "limits", "timeout"];
+    &["name", "description", "variables", "env", "phase", "secrets", "limits", "timeout", "on_timeout"];
 const PHASE_KEYS: &[&str] = &[
     "name",
     "kind",
@@ -911,6 +943,7 @@ const PHASE_KEYS: &[&str] = &[
     "env",
     "timeout",
     "stall_timeout",
+    "on_timeout",
     "preflight",
     "retries",
     "gate",
@@ -994,6 +1027,13 @@ fn parse(text: &str, base: Option<&Path>) -> Res<Pipeline> {
             p.timeout = Some(t);
         }
     }
+    if let Some(policy) = on_timeout(&root)? {
+        for (p, (map, start)) in phases.iter_mut().zip(&tables) {
+            if root.child(map, *start, "").find("on_timeout").is_none() {
+                p.on_timeout = policy;
+            }
+        }
+    }
     Ok(Pipeline { name, description, env, variables, phases, secrets, limits })
 }
 
@@ -1067,6 +1107,7 @@ fn parse_phase(
         timeout: tab.duration("timeout")?,
         stall_timeout: tab.duration("stall_timeout")?,
         preflight: tab.bool("preflight")?.unwrap_or(false),
+        on_timeout: on_timeout(&tab)?.unwrap_or_default(),
         retries,
         gates,
         secrets,
@@ -1238,6 +1279,19 @@ fn parse_gate(tab: &Tab<'_, '_>, scope: &Scope<'_>, command_phase: bool, base: O
         }
     };
     Ok(Gate { name, on_fail, check })
+}
+
+fn on_timeout(tab: &Tab<'_, '_>) -> Res<Option<OnTimeout>> {
+    tab.str("on_timeout")?
+        .map(|s| {
+            OnTimeout::parse(&s).ok_or_else(|| {
+                tab.err(
+                    "on_timeout",
+                    format!("expected \"retry\", \"retry_with_hints\" or \"give_up\", got {s:?}"),
+                )
+            })
+        })
+        .transpose()
 }
 
 fn one_line(s: &str) -> String {
@@ -1688,6 +1742,19 @@ mod tests {
         let e = err(&LLM_PIPELINE
             .replace("prompt = \"PROMPT\"", "prompt = \"x\"\n[[phase.gate]]\nkind = \"exit_code\""));
         assert!(e.contains("exit_code gates apply to command phases only"), "{e}");
+    }
+
+    #[test]
+    fn on_timeout_defaults_to_retry_inherits_the_pipelines_and_names_a_bad_value() {
+        assert_eq!(Pipeline::parse(MINIMAL).expect("minimal").phases[0].on_timeout, OnTimeout::Retry);
+        let two = "name = \"p\"\non_timeout = \"give_up\"\n\n[[phase]]\nname = \"a\"\nkind = \"command\"\nrun = [\"true\"]\n\n[[phase]]\nname = \"b\"\nkind = \"command\"\nrun = [\"true\"]\non_timeout = \"retry_with_hints\"\n";
+        let p = Pipeline::parse(two).expect("pipeline");
+        assert_eq!(
+            p.phases.iter().map(|p| p.on_timeout).collect::<Vec<_>>(),
+            [OnTimeout::GiveUp, OnTimeout::RetryWithHints]
+        );
+        let e = err(&format!("{MINIMAL}on_timeout = \"later\"\n"));
+        assert!(e.starts_with("line 7: phase[0].on_timeout: expected \"retry\""), "{e}");
     }
 
     #[test]

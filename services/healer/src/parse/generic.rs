@@ -20,6 +20,14 @@ static ERRORISH: LazyLock<Regex> = LazyLock::new(|| {
         r"(?i)(?-u:\b)(?:error|errors|fatal|panic|panicked|exception|traceback|failed|failure|fail|denied|refused|not found|no such|cannot|can't|could not|couldn't|unable to|timed? ?out|killed|segmentation fault|core dumped|aborted|undefined|missing|invalid|unexpected|overloaded|too many requests|exceeded|out of memory|no space|disk full|quota|oom|permission|unreachable|unavailable|forbidden|unauthori[sz]ed|not allowed|illegal|abort|crash(?:ed)?|broken|corrupt(?:ed)?|violation|rejected|expired|deadlock|conflict|unsupported|not supported|incompatible|mismatch|unrecognized|unknown (?:option|command|flag)|does not exist|doesn't exist)(?-u:\b)",
     )
 });
+/// Findings of security scanners, which often print no error word at all
+/// (`src/settings.py:12: secret detected: AWS access key id`): they must become diagnostics, so
+/// that the `security` patterns can classify them wherever they sit in the output.
+static SECURITY: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"(?i)(?:secret|api[ _-]?key|access[ _-]?key|token|credential|password|private[ _-]key)s? (?:detected|leaked|exposed|found)|(?-u:\b)(?:gitleaks|trufflehog|detect-secrets)(?-u:\b)|(?-u:\b)CVE-\d{4}-\d{4,}(?-u:\b)|vulnerabilit(?:y|ies) (?:found|detected)|(?:integrity|signature) check failed",
+    )
+});
 /// Summary lines that only repeat that something above failed: used only when nothing else
 /// was found.
 static TRAILER: LazyLock<Regex> = LazyLock::new(|| {
@@ -48,7 +56,7 @@ pub fn parse(input: &mut Input, out: &mut Vec<RawDiagnostic>) {
             continue;
         }
         // most lines say nothing went wrong: one cheap keyword scan decides
-        let errorish = ERRORISH.is_match(line);
+        let errorish = ERRORISH.is_match(line) || SECURITY.is_match(line);
         if !errorish && !line.contains("exit") && !line.contains("===") {
             continue;
         }

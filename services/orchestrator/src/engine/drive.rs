@@ -18,7 +18,7 @@ use crate::checkpoint::{self, Manifest, RunLock};
 use crate::emit::SpanBuilder;
 use crate::exec::{self, Limits, Outcome};
 use crate::gates::{self, GateCheck, GateContext, GateResult, PhaseGateStatus};
-use crate::pipeline::{Phase, PhaseKind};
+use crate::pipeline::{OnTimeout, Phase, PhaseKind};
 use crate::testsummary::TestSummary;
 
 /// Retries with the healer's hints per phase (the bound).
@@ -569,6 +569,7 @@ impl Driver {
                     "helix.heal.backoff_ms": heal.backoff_ms,
                     "helix.heal.message": heal.message,
                     "helix.heal.hints": heal.hints.is_some(),
+                    "helix.heal.hint_ids": heal.hint_ids,
                     "helix.attempt": n,
                 }),
             );
@@ -840,6 +841,35 @@ impl Driver {
                 };
                 let (outcome, exchange, prompt) = call.run().await;
                 attempt.prompt = prompt;
+                // each answer the schema refused, and so re-asked (or given up on), is told
+                for (i, errors) in exchange.rejections.iter().enumerate() {
+                    let asked_again = i + 1 < exchange.requests.len();
+                    let message = format!(
+                        "answer {} does not satisfy the schema ({}){}",
+                        i + 1,
+                        errors.join("; "),
+                        if asked_again { ": re-asked with the errors" } else { ": no re-ask left" }
+                    );
+                    self.event("reask", Some(&phase.name), Some(attempt.n), message.clone()).await;
+                    let at = now_nanos();
+                    self.emit_span(
+                        &helix_core::ids::new_span_id(),
+                        Some(&attempt_span),
+                        format!("reask {}", i + 1),
+                        SpanKind::Retry,
+                        at,
+                        at,
+                        SpanStatus::Error,
+                        Some(&phase.name),
+                        serde_json::json!({
+                            "helix.attempt": attempt.n,
+                            "helix.reask": i + 1,
+                            "helix.reask.errors": errors,
+                            "helix.reask.asked_again": asked_again,
+                            "helix.heal.message": message,
+                        }),
+                    );
+                }
                 (outcome, Some(exchange))
             }
         };
@@ -1083,7 +1113,7 @@ impl Driver {
             heal.action = "escalate".to_owned();
             return (heal, Next::Stop(PhaseStatus::Escalated));
         }
-        if n >= max {
+        if n >= max || (class == "timeout" && phase.on_timeout == OnTimeout::GiveUp) {
             heal.action = "give_up".to_owned();
             return (heal, Next::Stop(PhaseStatus::NeedsHuman));
         }
@@ -1101,8 +1131,13 @@ impl Driver {
             let base = self.engine.settings.retry_backoff;
             base.saturating_mul(1u32 << (n - 1).min(16)).min(MAX_BACKOFF)
         };
-        match class.as_str() {
-            "deterministic" | "environment" => {
+        let with_hints = match class.as_str() {
+            "deterministic" | "environment" => true,
+            "timeout" => phase.on_timeout == OnTimeout::RetryWithHints,
+            _ => false,
+        };
+        match with_hints {
+            true => {
                 let workdir = self
                     .dir()
                     .join("work")
@@ -1148,14 +1183,20 @@ impl Driver {
                     && let Ok(Some(h)) =
                         self.engine.clients.healer.hint(sig, Some(&self.record.project)).await
                 {
+                    heal.hint_ids.push(format!("hint:{}", h.signature));
+                    heal.hint_ids.extend(h.pattern.map(|p| format!("pattern:{p}")));
                     hint.push(h.hint);
                 }
                 if hint.is_empty()
                     && let Some(m) = &heal.message
                 {
+                    heal.hint_ids.push("failure".to_owned());
                     hint.push(format!("The previous attempt failed with: {m}"));
                 }
                 for f in fixes.iter().filter(|f| f.kind != "retry").take(3) {
+                    if !heal.hint_ids.contains(&f.source) {
+                        heal.hint_ids.push(f.source.clone());
+                    }
                     hint.push(format!("Suggested fix ({}): {}", f.confidence, f.description));
                 }
                 let hints = hint.join("\n");
@@ -1163,7 +1204,7 @@ impl Driver {
                 heal.hints = Some(hints.clone());
                 (heal, Next::Retry { backoff: Duration::ZERO, fix: None, hints: Some(hints) })
             }
-            _ => {
+            false => {
                 let wait = match outcome.and_then(|o| o.output.strip_prefix("gateway-retry-after-ms:")) {
                     Some(ms) => Duration::from_millis(
                         ms.split_whitespace().next().and_then(|v| v.parse().ok()).unwrap_or(0),

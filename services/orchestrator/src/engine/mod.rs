@@ -162,7 +162,8 @@ pub struct Lineage {
 /// What the healer made of a failed attempt, and what was done about it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HealRecord {
-    /// `transient`, `deterministic`, `environment`, `security`, or `unknown` (no healer).
+    /// `transient`, `deterministic`, `environment`, `security`, `timeout`, `interrupted`, or
+    /// `unknown` (no healer).
     pub failure_class: String,
     pub signature: Option<String>,
     pub message: Option<String>,
@@ -170,6 +171,10 @@ pub struct HealRecord {
     pub action: String,
     pub backoff_ms: Option<u64>,
     pub hints: Option<String>,
+    /// Where the hints came from: `hint:<signature>` (the healer's history of it),
+    /// `pattern:<id>`, a proposal's source, or `failure` (the failure's own message).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hint_ids: Vec<String>,
     /// The fix applied before the next attempt.
     pub fix: Option<AppliedFix>,
 }

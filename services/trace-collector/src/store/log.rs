@@ -118,12 +118,21 @@ struct TraceEntry {
     run: Option<Box<str>>,
     start: u64,
     end: u64,
+    /// Merged over all spans: `error` when any failed.
     status: SpanStatus,
+    /// The root span's own status, once it arrived: a run that healed a failed attempt ended
+    /// well, and its root says so, while the failed attempt's span stays an error.
+    root_status: Option<SpanStatus>,
     phases: Vec<Arc<str>>,
     cost_usd: f64,
 }
 
 impl TraceEntry {
+    /// The trace's status: its root span's, or merged over its spans while no root arrived.
+    fn status(&self) -> SpanStatus {
+        self.root_status.unwrap_or(self.status)
+    }
+
     fn add(&mut self, e: &Event, cost_usd: f64, strings: &mut Strings) {
         if self.spans == 0 || e.start_unix_nanos < self.start {
             self.start = e.start_unix_nanos;
@@ -133,6 +142,7 @@ impl TraceEntry {
         self.spans += 1;
         if e.parent_span_id.is_none() || e.kind == SpanKind::Run {
             self.root_name = Some(e.name.as_str().into());
+            self.root_status = Some(e.status);
         }
         if self.project.is_none() {
             self.project = e.project.as_deref().map(|p| strings.intern(p));
@@ -158,7 +168,7 @@ impl TraceEntry {
             start_unix_nanos: self.start,
             end_unix_nanos: self.end,
             spans: u64::from(self.spans),
-            status: self.status,
+            status: self.status(),
             phases: self.phases.iter().map(|p| p.to_string()).collect(),
             cost_usd: self.cost_usd,
         }
@@ -181,6 +191,9 @@ struct PartialTrace {
     end: u64,
     spans: u32,
     status: SpanStatus,
+    /// Absent in summaries written before it existed.
+    #[serde(default)]
+    root_status: Option<SpanStatus>,
     cost_usd: f64,
     root_name: Option<String>,
     first_name: String,
@@ -223,6 +236,7 @@ impl SegmentSummary {
                     end: t.end,
                     spans: t.spans,
                     status: t.status,
+                    root_status: t.root_status,
                     cost_usd: t.cost_usd,
                     root_name: t.root_name.as_deref().map(str::to_owned),
                     first_name: t.first_name.to_string(),
@@ -352,6 +366,9 @@ impl Index {
                 }
             }
             t.status = merge_status(t.status, p.status);
+            if p.root_status.is_some() {
+                t.root_status = p.root_status;
+            }
             t.cost_usd += p.cost_usd;
             t.sealed.push(Loc { segment, first, count: p.spans });
             first = first.saturating_add(p.spans);
@@ -1121,7 +1138,7 @@ impl EventStore for LogStore {
             .iter()
             .filter(|(_, t)| filter.project.as_ref().is_none_or(|p| t.project.as_deref() == Some(p.as_str())))
             .filter(|(_, t)| filter.phase.as_ref().is_none_or(|p| t.phases.iter().any(|x| **x == **p)))
-            .filter(|(_, t)| filter.status.is_none_or(|s| t.status == s))
+            .filter(|(_, t)| filter.status.is_none_or(|s| t.status() == s))
             .filter(|(_, t)| filter.since_unix_nanos.is_none_or(|s| t.end >= s))
             .filter(|(_, t)| filter.until_unix_nanos.is_none_or(|u| t.start < u))
             .filter(|(id, t)| after.is_none_or(|a| (t.start, **id) < a))
@@ -1211,6 +1228,35 @@ mod tests {
         let page =
             s.traces(&TraceFilter::default(), Some((list[0].start_unix_nanos, list[0].trace_id.clone())), 10);
         assert_eq!(page.len(), 1);
+    }
+
+    #[test]
+    fn a_trace_has_its_root_spans_status_once_the_root_arrived_across_sealed_segments() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let small = LogOptions { segment_bytes: 2048, ..LogOptions::default() };
+        let with = |mut e: Event, status: SpanStatus| {
+            e.status = status;
+            e
+        };
+        let status = |s: &LogStore, filter: &TraceFilter| -> Vec<SpanStatus> {
+            s.traces(filter, None, 10).into_iter().map(|t| t.status).collect()
+        };
+        {
+            let s = LogStore::open_with(dir.path(), small, &mut |_| {}).expect("open");
+            // a failed attempt, then many ok spans (sealing segments), no root yet: error
+            s.append(vec![with(event(1, 2, Some(1), 100), SpanStatus::Error)]).expect("append");
+            for i in 0..30u32 {
+                s.append(vec![with(event(1, i + 3, Some(1), 200), SpanStatus::Ok)]).expect("append");
+            }
+            assert_eq!(status(&s, &TraceFilter::default()), [SpanStatus::Error]);
+            // the run healed it: its root ends ok
+            s.append(vec![with(event(1, 1, None, 50), SpanStatus::Ok)]).expect("root");
+            assert_eq!(status(&s, &TraceFilter::default()), [SpanStatus::Ok]);
+        }
+        let s = LogStore::open_with(dir.path(), small, &mut |_| {}).expect("reopen");
+        assert_eq!(status(&s, &TraceFilter::default()), [SpanStatus::Ok]);
+        let errors = TraceFilter { status: Some(SpanStatus::Error), ..TraceFilter::default() };
+        assert!(status(&s, &errors).is_empty(), "a healed run is not listed as failed");
     }
 
     #[test]

@@ -46,7 +46,8 @@ pub struct TraceSummary {
     pub start_unix_nanos: u64,
     pub end_unix_nanos: u64,
     pub spans: u64,
-    /// `error` when any span failed, else `ok` when any succeeded, else `unset`.
+    /// The root span's status once it arrived (a run that healed a failure is `ok`); before
+    /// that, `error` when any span failed, else `ok` when any succeeded, else `unset`.
     pub status: SpanStatus,
     /// Phases seen, in order of first appearance.
     pub phases: Vec<String>,
