@@ -23,7 +23,8 @@ const RUN_DEADLINE: Duration = Duration::from_secs(20);
 
 /// Six phases, each appending its line to `log.txt`, writing its own file, then sleeping a
 /// little, so that a kill lands in a phase, between phases, or while a checkpoint is written.
-/// Each also notes its start in `trail`, outside the workspace, where nothing is undone.
+/// Each also notes its start in `trail`, outside the workspace, where nothing is undone, and
+/// leaves a `setsid` daemon behind, which containment must kill (it carries `HELIX_RUN_ID`).
 fn pipeline(trail: &Path) -> String {
     let trail = serde_json::to_string(trail.to_str().expect("utf-8")).expect("toml string");
     let mut text = format!("name = \"killable\"\n[variables]\ntrail = {trail}\n");
@@ -31,7 +32,7 @@ fn pipeline(trail: &Path) -> String {
         text.push_str(&format!(
             "\n[[phase]]\nname = \"p{i}\"\nkind = \"command\"\nshell = true\nretries = 3\n\
              run = 'echo \"$HELIX_RUN_ID $HELIX_PHASE\" >> \"$trail\"; echo \"phase {i} done\" >> log.txt; \
-             echo {i} > p{i}.txt; sleep 0.15'\n"
+             setsid sleep 41 </dev/null >/dev/null 2>&1 & echo {i} > p{i}.txt; sleep 0.15'\n"
         ));
     }
     text
@@ -142,7 +143,8 @@ fn http() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(10)).build().expect("client")
 }
 
-async fn start_run(http: &reqwest::Client, url: &str, pipeline: &str) -> String {
+/// Starts the pipeline; its id and the resume token it printed at the start.
+async fn start_run(http: &reqwest::Client, url: &str, pipeline: &str) -> (String, String) {
     let res = http
         .post(format!("{url}/v1/runs"))
         .json(&json!({"pipeline": pipeline, "project": "killable"}))
@@ -152,7 +154,67 @@ async fn start_run(http: &reqwest::Client, url: &str, pipeline: &str) -> String 
     let status = res.status();
     let body: Value = res.json().await.expect("json");
     assert_eq!(status, 201, "{body:#}");
-    body["id"].as_str().expect("id").to_owned()
+    (body["id"].as_str().expect("id").to_owned(), body["resume_token"].as_str().expect("token").to_owned())
+}
+
+/// Every resume token the run's events printed (one per checkpoint), in order.
+fn printed_tokens(data: &Path, id: &str) -> Vec<String> {
+    let path = data.join("orchestrator/runs").join(id).join("events.ndjson");
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut out: Vec<String> = Vec::new();
+    for line in text.lines() {
+        let Ok(ev) = serde_json::from_str::<Value>(line) else { continue };
+        for word in ev["message"].as_str().unwrap_or_default().split_whitespace() {
+            if word.starts_with("hxr_") && !out.iter().any(|t| t == word) {
+                out.push(word.to_owned());
+            }
+        }
+    }
+    out
+}
+
+/// Resumes run `id` with `token`: an older token than the latest must be refused (409) naming
+/// the latest, `latest`, which then resumes.
+async fn resume_with(http: &reqwest::Client, url: &str, id: &str, token: &str, latest: &str) -> bool {
+    let post = |t: &str| http.post(format!("{url}/v1/runs/{id}/resume")).json(&json!({"token": t})).send();
+    let res = post(token).await.expect("resume");
+    let status = res.status().as_u16();
+    let body: Value = res.json().await.unwrap_or(Value::Null);
+    if token == latest {
+        assert_eq!(status, 202, "resume {id} with the latest token: {body:#}");
+        return false;
+    }
+    assert_eq!(status, 409, "an older token is refused: {body:#}");
+    assert_eq!(body["resume_token"], latest, "the refusal names the latest token: {body:#}");
+    let res = post(latest).await.expect("resume");
+    assert_eq!(res.status(), 202, "resume {id} with the token the refusal named");
+    true
+}
+
+/// Live processes whose environment says they belong to run `id`.
+fn processes_of(id: &str) -> Vec<u32> {
+    let entry = format!("HELIX_RUN_ID={id}");
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|b| *b == 0).any(|e| e == entry.as_bytes()))
+                && alive(*pid)
+        })
+        .collect()
+}
+
+/// Waits (at most 10 s) until no process of run `id` is left; the ones left, if any.
+fn survivors(id: &str) -> Vec<u32> {
+    let start = Instant::now();
+    loop {
+        let left = processes_of(id);
+        if left.is_empty() || start.elapsed() > Duration::from_secs(10) {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 async fn view(http: &reqwest::Client, url: &str, id: &str) -> Value {
@@ -300,7 +362,7 @@ async fn kill_9_at_random_moments_then_resume_ends_like_an_uninterrupted_run() {
 
     let up = Up::start(dir.path(), &data, &log);
     let clock = Instant::now();
-    let id = start_run(&http, &up.url, &pipeline).await;
+    let (id, _) = start_run(&http, &up.url, &pipeline).await;
     let reference = wait_final(&http, &up.url, &id).await;
     // kills land anywhere in the time an uninterrupted run takes
     let span_ms = u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX).max(100);
@@ -313,10 +375,12 @@ async fn kill_9_at_random_moments_then_resume_ends_like_an_uninterrupted_run() {
 
     let mut rng = Lcg(0x00c0_ffee_5eed);
     let mut up = Some(up);
-    let (mut kills, mut interrupted) = (0, 0);
+    let (mut kills, mut interrupted, mut refused) = (0, 0, 0);
+    let mut last = None;
+    assert_eq!(survivors(&id), Vec::<u32>::new(), "the uninterrupted run left processes");
     for round in 1..=5 {
         let current = up.take().unwrap_or_else(|| Up::start(dir.path(), &data, &log));
-        let id = start_run(&http, &current.url, &pipeline).await;
+        let (id, first_token) = start_run(&http, &current.url, &pipeline).await;
         let mut current = Some(current);
         let mut kills_this_round = 0;
         // phase → how often it had started when a restarted helix first showed it completed
@@ -343,10 +407,17 @@ async fn kill_9_at_random_moments_then_resume_ends_like_an_uninterrupted_run() {
                 assert!(n >= 1, "round {round}: {name} is completed but never started");
                 completed.entry(name).or_insert(n);
             }
-            assert!(v["resume_token"].as_str().is_some(), "{v:#}");
+            let latest = v["resume_token"].as_str().unwrap_or_else(|| panic!("{v:#}")).to_owned();
             interrupted += 1;
             let url = current.as_ref().expect("helix").url.clone();
-            resume(&http, &url, &id).await;
+            // resume with any token the run printed: the one at its start or one of a checkpoint
+            let mut printed = vec![first_token.clone()];
+            printed.extend(printed_tokens(&data, &id));
+            printed.dedup();
+            let pick = printed[usize::try_from(rng.below(printed.len() as u64)).expect("index")].clone();
+            if resume_with(&http, &url, &id, &pick, &latest).await {
+                refused += 1;
+            }
             // sometimes kill the resumed run again, at most three times a round
             if kills_this_round < 3 && rng.below(2) == 0 {
                 continue;
@@ -364,6 +435,8 @@ async fn kill_9_at_random_moments_then_resume_ends_like_an_uninterrupted_run() {
             assert_eq!(log_text.lines().filter(|l| *l == line).count(), 1, "round {round}: {log_text}");
         }
         assert_checkpoints_intact(&data, &id);
+        let left = survivors(&id);
+        assert!(left.is_empty(), "round {round}: processes of the run survive it: {left:?}");
         let started = starts(&trail, &id);
         for (phase, n) in &completed {
             assert_eq!(started.get(phase), Some(n), "round {round}: completed phase {phase} was redone");
@@ -380,8 +453,35 @@ async fn kill_9_at_random_moments_then_resume_ends_like_an_uninterrupted_run() {
             );
         }
         assert!(began.elapsed() < TEST_BUDGET, "over budget after round {round}");
+        last = Some((id, first_token));
     }
-    eprintln!("{kills} kills, {interrupted} of them interrupted a run (uninterrupted run: {span_ms} ms)");
+    // a fork is the one way to redo completed phases: asked for with an older token and
+    // `from_checkpoint`, it is a new run, and the original's side effects stay as they were
+    let (id, first_token) = last.expect("a round ran");
+    let url = up.as_ref().expect("helix").url.clone();
+    let before = starts(&trail, &id);
+    let res = http
+        .post(format!("{url}/v1/runs/{id}/resume"))
+        .json(&json!({"token": first_token, "from_checkpoint": 1}))
+        .send()
+        .await
+        .expect("fork");
+    assert_eq!(res.status(), 202);
+    let fork: Value = res.json().await.expect("json");
+    let fork_id = fork["id"].as_str().expect("fork id").to_owned();
+    assert_ne!(fork_id, id);
+    assert_eq!(fork["forked_from"]["run"], id.as_str(), "{fork:#}");
+    let done = wait_final(&http, &url, &fork_id).await;
+    assert_eq!(done["status"], "succeeded", "{done:#}");
+    let files = read_tree(Path::new(done["workspace"].as_str().expect("workspace")));
+    assert_eq!(files, want_files, "the fork's workspace equals the uninterrupted one");
+    assert_eq!(starts(&trail, &id), before, "forking left the original run's side effects alone");
+    assert!(starts(&trail, &fork_id).values().all(|n| *n == 1), "the fork ran each phase once");
+    assert!(survivors(&fork_id).is_empty(), "the fork left processes");
+    eprintln!(
+        "{kills} kills, {interrupted} of them interrupted a run, {refused} resumes with an older token refused \
+         (uninterrupted run: {span_ms} ms)"
+    );
     assert!(interrupted >= 3, "most kills should land in a run ({interrupted} of {kills} did)");
     drop(up);
 }
@@ -440,7 +540,7 @@ async fn a_resume_after_kill_9_leaves_no_process_of_the_interrupted_attempt_runn
     );
     let http = http();
     let up = Up::start(dir.path(), &data, &log);
-    let id = start_run(&http, &up.url, &pipeline).await;
+    let (id, _) = start_run(&http, &up.url, &pipeline).await;
     let start = Instant::now();
     let pid = loop {
         if let Some(pid) = with_cmdline(&["sleep", &marker]) {

@@ -493,6 +493,10 @@ pub async fn run(
 pub struct GroupRecord {
     pub pgid: i32,
     pub start_ticks: u64,
+    /// The command's containment marker ([`crate::contain::MARKER_VAR`]); absent in records
+    /// written before it existed.
+    #[serde(default)]
+    pub marker: Option<String>,
 }
 
 /// Field 22 of `/proc/PID/stat`: when the process started, in clock ticks since boot; None for
@@ -518,8 +522,11 @@ pub fn reap(file: &Path) -> bool {
     // The leader may have died while its children live on (a shell killed, its `sleep &`
     // orphaned): the group lives as long as any member does, and the kernel does not hand out a
     // pid that is still some group's id, so members that started after the leader are ours.
-    let alive =
-        start_ticks(rec.pgid) == Some(rec.start_ticks) || group_members(rec.pgid, rec.start_ticks) > 0;
+    // what left the group (a `setsid` daemon) still carries the command's marker
+    let marked = rec.marker.as_deref().map_or(0, crate::contain::kill_marked);
+    let alive = marked > 0
+        || start_ticks(rec.pgid) == Some(rec.start_ticks)
+        || group_members(rec.pgid, rec.start_ticks) > 0;
     if alive {
         let _ = killpg(Pid::from_raw(rec.pgid), Signal::SIGKILL);
         let until = Instant::now() + Duration::from_secs(2);
@@ -606,6 +613,10 @@ pub async fn run_scanning(
     }
     let mut full_env = command_env(env);
     full_env.extend(jail.secrets.iter().map(|(k, v)| (k.clone(), v.clone())));
+    // inherited by everything the command starts, `setsid` daemons included: what left the
+    // process group is still found by it (see crate::contain)
+    let marker = crate::contain::new_marker();
+    full_env.insert(crate::contain::MARKER_VAR.to_owned(), marker.clone());
     if !resolvable(&program, cwd, &full_env) {
         return Err(ExecError::NotFound { program });
     }
@@ -642,7 +653,7 @@ pub async fn run_scanning(
     if let (Some(file), Some(pid)) = (group_file, pgid) {
         // best effort: without the record a crash leaves the group running, as before
         if let Some(start_ticks) = start_ticks(pid.as_raw()) {
-            let rec = GroupRecord { pgid: pid.as_raw(), start_ticks };
+            let rec = GroupRecord { pgid: pid.as_raw(), start_ticks, marker: Some(marker.clone()) };
             if let Ok(bytes) = serde_json::to_vec(&rec) {
                 let _ = std::fs::write(file, bytes);
             }
@@ -703,6 +714,8 @@ pub async fn run_scanning(
     kill_group(pgid);
     if let Some(g) = jail.cgroup.clone() {
         let _ = tokio::task::spawn_blocking(move || g.kill()).await;
+    } else {
+        let _ = tokio::task::spawn_blocking(move || crate::contain::kill_marked(&marker)).await;
     }
     if let Some(file) = group_file {
         let _ = std::fs::remove_file(file);
@@ -853,6 +866,36 @@ pub(crate) mod duration_ms {
 mod tests {
     use super::*;
 
+    /// Without a cgroup, a `setsid` daemon leaves the process group; its inherited marker still
+    /// finds it when the command ends.
+    #[tokio::test]
+    async fn without_a_cgroup_a_setsid_daemon_is_killed_when_its_command_ends() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let pidfile = dir.path().join("daemon.pid");
+        let script = format!(
+            "setsid sh -c 'echo $$ > {}; exec sleep 37' </dev/null >/dev/null 2>&1 & \
+             while [ ! -s {} ]; do sleep 0.01; done; echo started",
+            pidfile.display(),
+            pidfile.display()
+        );
+        let out = run(
+            &CommandSpec::Shell(script),
+            dir.path(),
+            &BTreeMap::new(),
+            &Limits::default(),
+            &Cancel::new(),
+        )
+        .await
+        .expect("run");
+        assert_eq!(out.exit_code, Some(0), "{out:?}");
+        let pid: i32 = std::fs::read_to_string(&pidfile).expect("pid").trim().parse().expect("pid");
+        let gone = std::time::Instant::now();
+        while start_ticks(pid).is_some() && gone.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(start_ticks(pid).is_none(), "the setsid daemon {pid} outlived its command");
+    }
+
     #[test]
     fn reap_kills_a_recorded_group_its_owner_left_behind_and_only_that() {
         use std::os::unix::process::CommandExt;
@@ -865,14 +908,14 @@ mod tests {
             .spawn()
             .expect("spawn");
         let pgid = child.id() as i32;
-        let rec = GroupRecord { pgid, start_ticks: start_ticks(pgid).expect("stat") };
+        let rec = GroupRecord { pgid, start_ticks: start_ticks(pgid).expect("stat"), marker: None };
         std::fs::write(&file, serde_json::to_vec(&rec).expect("json")).expect("write");
         assert!(reap(&file), "the recorded group was alive");
         let status = child.wait().expect("wait");
         assert!(!status.success(), "killed, not finished: {status:?}");
         assert!(!file.exists());
         // a record whose process is gone (or whose pid was reused) kills nothing
-        let stale = GroupRecord { pgid, start_ticks: rec.start_ticks + 1 };
+        let stale = GroupRecord { pgid, start_ticks: rec.start_ticks + 1, marker: None };
         std::fs::write(&file, serde_json::to_vec(&stale).expect("json")).expect("write");
         assert!(!reap(&file));
         assert!(!file.exists());
