@@ -66,12 +66,18 @@ impl Lcg {
 struct Up {
     child: Child,
     url: String,
+    collector: String,
 }
 
 impl Up {
     /// Starts `helix up` on free ports with its data in `data` and its stderr appended to
     /// `log`, and waits for its banner.
     fn start(cwd: &Path, data: &Path, log: &Path) -> Up {
+        Up::start_with(cwd, data, log, &[])
+    }
+
+    /// [`Up::start`] with `env` added.
+    fn start_with(cwd: &Path, data: &Path, log: &Path, env: &[(&str, &str)]) -> Up {
         let mut cmd = Command::new(HELIX);
         cmd.current_dir(cwd);
         for (k, _) in std::env::vars() {
@@ -85,6 +91,7 @@ impl Up {
             .args(["--breaker-gateway-port", "0", "--healer-port", "0", "--data-dir"])
             .arg(data)
             .env("HELIX_ORCHESTRATOR__RETRY_BACKOFF_MS", "20")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr)
@@ -93,19 +100,22 @@ impl Up {
         let stdout = child.stdout.take().expect("piped stdout");
         let mut lines = BufReader::new(stdout).lines();
         let mut url = None;
+        let mut collector = String::new();
         for line in lines.by_ref() {
             let Ok(line) = line else { break };
             if line.starts_with("press Ctrl-C") {
                 break;
             }
             let mut words = line.split_whitespace();
-            if let (Some("orchestrator"), Some(u)) = (words.next(), words.next()) {
-                url = Some(u.to_owned());
+            match (words.next(), words.next()) {
+                (Some("orchestrator"), Some(u)) => url = Some(u.to_owned()),
+                (Some("trace-collector"), Some(u)) => collector = u.to_owned(),
+                _ => {}
             }
         }
         // nothing more is expected on stdout, but a full pipe must never block helix
         std::thread::spawn(move || lines.for_each(drop));
-        let mut up = Up { child, url: String::new() };
+        let mut up = Up { child, url: String::new(), collector };
         match url {
             Some(u) => up.url = u,
             None => {
@@ -570,4 +580,92 @@ async fn a_resume_after_kill_9_leaves_no_process_of_the_interrupted_attempt_runn
         !alive(pid) && with_cmdline(&["sleep", &marker]).is_none(),
         "process {pid} of the interrupted attempt (`sleep {marker}`) still runs after the run was resumed and succeeded"
     );
+}
+
+/// A phase that kills its orchestrator (a crash loop): each attempt is cut short, counts
+/// against `retries`, shows in the trace, and after the last one the phase is given up
+/// (`needs_human`) instead of run again.
+#[tokio::test]
+async fn a_phase_that_keeps_killing_the_orchestrator_ends_needs_human_after_its_attempts() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = dir.path().join("data");
+    let log = dir.path().join("helix.err");
+    let trail = dir.path().join("trail");
+    let pidfile = dir.path().join("helix.pid");
+    let quote = |p: &Path| serde_json::to_string(p.to_str().expect("utf-8")).expect("toml string");
+    let pipeline = format!(
+        "name = \"crashloop\"\n[variables]\ntrail = {}\npidfile = {}\n\n[[phase]]\nname = \"boom\"\n\
+         kind = \"command\"\nshell = true\nretries = 2\n\
+         run = 'echo \"$HELIX_ATTEMPT\" >> \"$trail\"; kill -9 \"$(cat \"$pidfile\")\"; sleep 30'\n\n\
+         [[phase]]\nname = \"after\"\nkind = \"command\"\nrun = [\"true\"]\n",
+        quote(&trail),
+        quote(&pidfile)
+    );
+    let http = http();
+    // no PID namespace, so that the phase can see (and kill) its orchestrator
+    let start = |pidfile: &Path| {
+        let up = Up::start_with(dir.path(), &data, &log, &[("HELIX_ORCHESTRATOR__SANDBOX", "none")]);
+        std::fs::write(pidfile, up.child.id().to_string()).expect("pid file");
+        up
+    };
+    let mut up = start(&pidfile);
+    let (id, _) = start_run(&http, &up.url, &pipeline).await;
+    let mut crashes = 0;
+    let done = loop {
+        // until the phase kills helix, or the run ends (bounded)
+        let t = Instant::now();
+        let finished = loop {
+            if up.child.try_wait().expect("wait").is_some() {
+                break None;
+            }
+            // helix may die under this request: that is an answer too
+            if let Ok(res) = http.get(format!("{}/v1/runs/{id}", up.url)).send().await
+                && let Ok(v) = res.json::<Value>().await
+                && is_final(&v)
+            {
+                break Some(v);
+            }
+            assert!(t.elapsed() < RUN_DEADLINE, "neither a crash nor an end");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        if let Some(v) = finished {
+            break v;
+        }
+        crashes += 1;
+        assert!(crashes <= 3, "the phase ran more often than its attempts allow");
+        drop(up);
+        up = start(&pidfile);
+        let v = view(&http, &up.url, &id).await;
+        if is_final(&v) {
+            break v;
+        }
+        assert_eq!(v["status"], "interrupted", "{v:#}");
+        let latest = v["resume_token"].as_str().expect("token").to_owned();
+        resume_with(&http, &up.url, &id, &latest, &latest).await;
+    };
+    assert_eq!(crashes, 3, "one crash per attempt");
+    assert_eq!(done["status"], "needs_human", "{done:#}");
+    let ran = std::fs::read_to_string(&trail).expect("trail");
+    assert_eq!(ran.lines().collect::<Vec<_>>(), ["1", "2", "3"], "each attempt ran once");
+    let failed = &done["failed"];
+    assert_eq!(failed["name"], "boom", "{done:#}");
+    let tries = failed["attempts"].as_array().expect("attempts");
+    assert_eq!(tries.len(), 3, "{failed:#}");
+    assert!(
+        tries.iter().all(|a| a["status"] == "interrupted" && a["heal"]["failure_class"] == "interrupted")
+    );
+    assert!(done["reason"].as_str().is_some_and(|r| r.contains("interrupted")), "{done:#}");
+    // the trace tells each interruption
+    let trace_id = done["trace_id"].as_str().expect("trace id");
+    let t = Instant::now();
+    loop {
+        let res = http.get(format!("{}/v1/traces/{trace_id}", up.collector)).send().await.expect("trace");
+        let text = if res.status() == 200 { res.text().await.expect("body") } else { String::new() };
+        let n = text.matches("\"helix.heal.class\":\"interrupted\"").count();
+        if n >= 3 {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(20), "{n} interruption spans in the trace: {text}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
