@@ -39,7 +39,7 @@ async fn ingest_keeps_valid_events_and_reports_invalid_ones_by_index() {
     let url = helix.url(ServiceKind::TraceCollector);
     let http = client();
     let batch = json!([
-        span(1, 1, None, 0, 5000, json!({"phase": "plan"})),
+        span(1, 1, None, 0, 5000, json!({"phase": "plan", "status": "unset"})),
         span(1, 2, Some(1), 1, 1000, json!({"phase": "development", "name": "execute_tool bash", "attributes": {"gen_ai.tool.name": "bash", "helix.cost_usd": 0.25}})),
         {"trace_id": "nothex", "span_id": "00f067aa0ba902b7", "name": "x", "kind": "other", "start_unix_nanos": 1, "end_unix_nanos": 2},
         span(1, 3, Some(2), 2, 100, json!({"status": "error", "phase": "development"})),
@@ -74,7 +74,7 @@ async fn ingest_keeps_valid_events_and_reports_invalid_ones_by_index() {
     // the span tree
     let t: serde_json::Value = get_json(&http, &format!("{url}/v1/traces/{:032x}", 1)).await;
     assert_eq!(t["summary"]["spans"], 3);
-    assert_eq!(t["summary"]["status"], "error");
+    assert_eq!(t["summary"]["status"], "error", "an unset root: any failed span makes the trace failed");
     assert_eq!(t["summary"]["phases"], json!(["plan", "development"]));
     assert!((t["summary"]["cost_usd"].as_f64().expect("cost") - 0.25).abs() < 1e-9);
     assert_eq!(t["spans"].as_array().expect("roots").len(), 1);

@@ -249,3 +249,119 @@ run = "echo \"replay=${HELIX_REPLAY:-0} run=$HELIX_RUN_ID of=${HELIX_REPLAY_OF:-
     assert_eq!(root["attributes"]["helix.replay.of_trace"], done["trace_id"], "{root:#}");
     o.helix.stop().await;
 }
+
+#[tokio::test]
+async fn command_gate_argv_is_rendered_in_runs_and_in_plans() {
+    let o = Orch::start().await;
+    let pipeline = r#"name = "rendered"
+[variables]
+python = "python3"
+word = "hello"
+
+[[phase]]
+name = "write"
+kind = "command"
+run = ["{{python}}", "-c", "open('out.txt', 'w').write('{{word}}')"]
+
+[[phase.gate]]
+name = "check"
+kind = "command"
+run = ["{{python}}", "-c", "import sys; sys.exit(open('out.txt').read() != '{{word}}')"]
+"#;
+    let res =
+        o.post("/v1/runs", &json!({"pipeline": pipeline, "project": "rendered", "dry_run": true})).await;
+    let status = res.status().as_u16();
+    let plan: Value = res.json().await.expect("json");
+    assert!(status == 200 || status == 201, "{plan:#}");
+    let text = plan.to_string();
+    assert!(!text.contains("{{python}}"), "the plan shows argv as it will run: {plan:#}");
+    let gates = plan["phases"][0]["gates"].as_array().unwrap_or_else(|| panic!("{plan:#}"));
+    assert!(gates.iter().any(|g| g.as_str().is_some_and(|g| g.contains("python3 -c"))), "{gates:?}");
+
+    let done = o.run_inline(pipeline, "rendered", None).await;
+    assert_eq!(done["status"], "succeeded", "{done:#}");
+    let tries = attempts(&done["phases"][0]);
+    assert_eq!(tries.len(), 1, "{done:#}");
+    assert_eq!(gate(&tries[0], "check")["passed"], true, "{:#}", tries[0]);
+    o.helix.stop().await;
+}
+
+/// Live processes whose environment says they belong to run `id`, after waiting (at most 10 s)
+/// for them to go.
+fn processes_left(id: &str) -> Vec<u32> {
+    let entry = format!("HELIX_RUN_ID={id}");
+    let find = || -> Vec<u32> {
+        std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
+            .filter(|pid| {
+                std::fs::read(format!("/proc/{pid}/environ"))
+                    .is_ok_and(|env| env.split(|b| *b == 0).any(|e| e == entry.as_bytes()))
+                    && std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+                        s.rsplit_once(')').is_some_and(|(_, r)| !r.trim_start().starts_with('Z'))
+                    })
+            })
+            .collect()
+    };
+    let start = Instant::now();
+    loop {
+        let left = find();
+        if left.is_empty() || start.elapsed() > Duration::from_secs(10) {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[tokio::test]
+async fn no_process_outlives_its_phase_not_even_a_setsid_daemon_of_a_phase_that_passed() {
+    let o = Orch::start().await;
+    let pipeline = r#"name = "daemons"
+
+[[phase]]
+name = "spawn"
+kind = "command"
+shell = true
+run = "setsid sleep 47 </dev/null >/dev/null 2>&1 & (sleep 48 </dev/null >/dev/null 2>&1 &) ; sleep 49 >/dev/null 2>&1 & echo spawned"
+
+[[phase]]
+name = "next"
+kind = "command"
+run = ["true"]
+"#;
+    let done = o.run_inline(pipeline, "daemons", None).await;
+    assert_eq!(done["status"], "succeeded", "{done:#}");
+    let left = processes_left(id_of(&done));
+    assert!(left.is_empty(), "processes of the run outlived it: {left:?}");
+    o.helix.stop().await;
+}
+
+#[tokio::test]
+async fn an_output_gate_sees_an_error_line_in_the_middle_of_megabytes_of_output() {
+    let o = Orch::start().await;
+    // 3 MB of noise with one ERROR line in the middle: beyond what is kept of the output
+    let pipeline = r#"name = "long-log"
+
+[[phase]]
+name = "noisy"
+kind = "command"
+run = ["python3", "-c", "import sys\nline = 'x' * 99 + '\\n'\nfor i in range(30000):\n    sys.stdout.write(line)\n    if i == 15000:\n        sys.stdout.write('ERROR: disk quota exceeded at row 15000\\n')\n"]
+retries = 0
+
+[[phase.gate]]
+name = "no errors"
+kind = "output_matches"
+regex = "(?m)^ERROR"
+negate = true
+"#;
+    let done = o.run_inline(pipeline, "long-log", None).await;
+    assert_eq!(done["status"], "needs_human", "the gate saw the line: {done:#}");
+    let tries = attempts(&done["failed"]);
+    let g = gate(&tries[0], "no errors");
+    assert_eq!(g["passed"], false, "{g:#}");
+    let cut = &tries[0]["outcome"]["output_truncated"];
+    assert!(cut.as_u64().is_some_and(|n| n > 1_000_000), "the kept output was cut: {cut}");
+    o.helix.stop().await;
+}

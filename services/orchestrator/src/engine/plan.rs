@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use super::Engine;
+use crate::gates::GateCheck;
 use crate::pipeline::{PhaseKind, Pipeline, render, render_command};
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -115,8 +116,19 @@ pub(super) async fn plan(engine: &Engine, pipeline: &Pipeline, project: &str) ->
                 .gates
                 .iter()
                 .map(|g| {
-                    format!("{} ({}, on fail: {:?})", g.display_name(), g.check.kind(), g.on_fail)
-                        .to_lowercase()
+                    let text = format!("{} ({}, on fail: {:?})", g.display_name(), g.check.kind(), g.on_fail)
+                        .to_lowercase();
+                    // a command gate as it will run: its argv rendered like the phase's
+                    match crate::gates::rendered(g, &vars) {
+                        Ok(r) => match &r.check {
+                            GateCheck::Command { run, .. } => format!("{text}: {}", run.display()),
+                            _ => text,
+                        },
+                        Err(e) => {
+                            problems.push(format!("gate {}: {e}", g.display_name()));
+                            text
+                        }
+                    }
                 })
                 .collect(),
             estimated_cost_usd: cost,

@@ -120,8 +120,9 @@ struct TraceEntry {
     end: u64,
     /// Merged over all spans: `error` when any failed.
     status: SpanStatus,
-    /// The root span's own status, once it arrived: a run that healed a failed attempt ended
-    /// well, and its root says so, while the failed attempt's span stays an error.
+    /// The root span's own status, once a root with a set status arrived: a run that healed a
+    /// failed attempt ended well, and its root says so, while the failed attempt's span stays an
+    /// error.
     root_status: Option<SpanStatus>,
     phases: Vec<Arc<str>>,
     cost_usd: f64,
@@ -142,7 +143,10 @@ impl TraceEntry {
         self.spans += 1;
         if e.parent_span_id.is_none() || e.kind == SpanKind::Run {
             self.root_name = Some(e.name.as_str().into());
-            self.root_status = Some(e.status);
+            // an unset root says nothing about the outcome: then the spans' merge decides
+            if e.status != SpanStatus::Unset {
+                self.root_status = Some(e.status);
+            }
         }
         if self.project.is_none() {
             self.project = e.project.as_deref().map(|p| strings.intern(p));

@@ -46,8 +46,9 @@ pub struct TraceSummary {
     pub start_unix_nanos: u64,
     pub end_unix_nanos: u64,
     pub spans: u64,
-    /// The root span's status once it arrived (a run that healed a failure is `ok`); before
-    /// that, `error` when any span failed, else `ok` when any succeeded, else `unset`.
+    /// The root span's status once it arrived with one set (a run that healed a failure is
+    /// `ok`); before that, or for an unset root, `error` when any span failed, else `ok` when
+    /// any succeeded, else `unset`.
     pub status: SpanStatus,
     /// Phases seen, in order of first appearance.
     pub phases: Vec<String>,
