@@ -52,6 +52,31 @@ fn serve(cwd: &Path, service: &str) -> (Child, String) {
     (child, url)
 }
 
+/// A child killed when dropped, so that a failing assertion leaves no `helix up` holding the
+/// default ports for the next test.
+struct Running(Child);
+
+impl std::ops::Deref for Running {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // a child already waited for is not signalled again (std keeps its status)
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn sigterm(child: &Child) {
     let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
     assert!(status.success());
@@ -86,12 +111,14 @@ async fn up_on_defaults_serves_all_four_on_their_ports_and_stops_on_sigterm() {
         );
     }
     let dir = tempfile::tempdir().expect("tmp");
-    let mut child = helix(dir.path())
-        .arg("up")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn helix up");
+    let mut child = Running(
+        helix(dir.path())
+            .arg("up")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn helix up"),
+    );
     let urls = read_banner(&mut child);
     let want: BTreeMap<String, String> =
         [("orchestrator", 7700), ("trace-collector", 7701), ("breaker-gateway", 7702), ("healer", 7703)]
