@@ -289,6 +289,56 @@ fn run_gated(group: &Group, argv: &[String]) -> std::io::Result<Vec<u8>> {
     Ok(out.stdout)
 }
 
+/// The environment variable that marks a command's processes (see the module docs).
+pub const MARKER_VAR: &str = "HELIX_CONTAINMENT_ID";
+
+/// A fresh marker value for one command.
+pub fn new_marker() -> String {
+    helix_core::ids::new_span_id()
+}
+
+/// Kills (SIGKILL) every process of ours whose environment holds `MARKER_VAR=marker`, again
+/// until none is left (a forking daemon may start new ones while it is killed), for at most
+/// [`KILL_WAIT`]. Returns how many were killed. Processes of other users cannot be read and are
+/// not ours to kill.
+pub fn kill_marked(marker: &str) -> usize {
+    let entry = format!("{MARKER_VAR}={marker}");
+    let me = std::process::id();
+    let until = Instant::now() + KILL_WAIT;
+    let mut killed = 0;
+    loop {
+        let found = marked(entry.as_bytes(), me);
+        if found.is_empty() {
+            return killed;
+        }
+        for pid in &found {
+            let _ =
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), nix::sys::signal::Signal::SIGKILL);
+        }
+        killed += found.len();
+        if Instant::now() >= until {
+            return killed;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Live (not zombie) processes other than `me` whose environment has the entry `entry`.
+fn marked(entry: &[u8], me: u32) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()))
+        .filter(|pid| u32::try_from(*pid).is_ok_and(|p| p != me))
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|b| *b == 0).any(|e| e == entry))
+                && std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                    stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+                })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -353,54 +403,4 @@ mod tests {
         assert_eq!(status.code(), Some(125));
         assert!(!marker.exists());
     }
-}
-
-/// The environment variable that marks a command's processes (see the module docs).
-pub const MARKER_VAR: &str = "HELIX_CONTAINMENT_ID";
-
-/// A fresh marker value for one command.
-pub fn new_marker() -> String {
-    helix_core::ids::new_span_id()
-}
-
-/// Kills (SIGKILL) every process of ours whose environment holds `MARKER_VAR=marker`, again
-/// until none is left (a forking daemon may start new ones while it is killed), for at most
-/// [`KILL_WAIT`]. Returns how many were killed. Processes of other users cannot be read and are
-/// not ours to kill.
-pub fn kill_marked(marker: &str) -> usize {
-    let entry = format!("{MARKER_VAR}={marker}");
-    let me = std::process::id();
-    let until = Instant::now() + KILL_WAIT;
-    let mut killed = 0;
-    loop {
-        let found = marked(entry.as_bytes(), me);
-        if found.is_empty() {
-            return killed;
-        }
-        for pid in &found {
-            let _ =
-                nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), nix::sys::signal::Signal::SIGKILL);
-        }
-        killed += found.len();
-        if Instant::now() >= until {
-            return killed;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-/// Live (not zombie) processes other than `me` whose environment has the entry `entry`.
-fn marked(entry: &[u8], me: u32) -> Vec<i32> {
-    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
-    dir.flatten()
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()))
-        .filter(|pid| u32::try_from(*pid).is_ok_and(|p| p != me))
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/environ"))
-                .is_ok_and(|env| env.split(|b| *b == 0).any(|e| e == entry))
-                && std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-                    stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
-                })
-        })
-        .collect()
 }
