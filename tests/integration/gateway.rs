@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 /// Every request of these tests ends within this (a hung gateway fails the test).
 const CALL_TIMEOUT: Duration = Duration::from_secs(20);
 
-fn http() -> reqwest::Client {
+pub(crate) fn http() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().timeout(CALL_TIMEOUT).build().expect("client")
 }
 
@@ -42,7 +42,12 @@ fn existing_vars(n: usize) -> Vec<(String, String)> {
     panic!("the test process needs {n} environment variables with long, distinct values");
 }
 
-fn deployment(id: &str, provider: ProviderKind, fake: &FakeProvider, model: &str) -> DeploymentConfig {
+pub(crate) fn deployment(
+    id: &str,
+    provider: ProviderKind,
+    fake: &FakeProvider,
+    model: &str,
+) -> DeploymentConfig {
     DeploymentConfig {
         id: id.to_owned(),
         provider,
@@ -54,7 +59,7 @@ fn deployment(id: &str, provider: ProviderKind, fake: &FakeProvider, model: &str
     }
 }
 
-fn chain(name: &str, ids: &[&str]) -> ModelChainConfig {
+pub(crate) fn chain(name: &str, ids: &[&str]) -> ModelChainConfig {
     ModelChainConfig { name: name.to_owned(), chain: ids.iter().map(|s| (*s).to_owned()).collect() }
 }
 
@@ -64,7 +69,7 @@ fn price(model: &str, input: f64, output: f64) -> PriceConfig {
 
 /// Helix with `[breaker_gateway]` as `adjust` leaves it (no retries and fast backoff unless the
 /// test says otherwise), and the gateway's base URL.
-async fn start(adjust: impl FnOnce(&mut BreakerGatewayConfig)) -> (Helix, String) {
+pub(crate) async fn start(adjust: impl FnOnce(&mut BreakerGatewayConfig)) -> (Helix, String) {
     let helix = Helix::start_with(|c| {
         let gw = &mut c.breaker_gateway;
         gw.max_retries = 0;
@@ -76,7 +81,7 @@ async fn start(adjust: impl FnOnce(&mut BreakerGatewayConfig)) -> (Helix, String
     (helix, url)
 }
 
-fn chat(model: &str, text: &str) -> Value {
+pub(crate) fn chat(model: &str, text: &str) -> Value {
     json!({ "model": model, "messages": [{ "role": "user", "content": text }] })
 }
 
@@ -84,12 +89,12 @@ fn message(model: &str, text: &str) -> Value {
     json!({ "model": model, "max_tokens": 64, "messages": [{ "role": "user", "content": text }] })
 }
 
-fn streaming(mut body: Value) -> Value {
+pub(crate) fn streaming(mut body: Value) -> Value {
     body["stream"] = json!(true);
     body
 }
 
-async fn post_openai(url: &str, body: &Value) -> reqwest::Response {
+pub(crate) async fn post_openai(url: &str, body: &Value) -> reqwest::Response {
     http().post(format!("{url}/v1/chat/completions")).json(body).send().await.expect("send")
 }
 
@@ -103,12 +108,12 @@ async fn post_anthropic(url: &str, body: &Value) -> reqwest::Response {
         .expect("send")
 }
 
-fn header(res: &reqwest::Response, name: &str) -> Option<String> {
+pub(crate) fn header(res: &reqwest::Response, name: &str) -> Option<String> {
     res.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
 }
 
 /// (event name, data) of each SSE event of `text`; comment lines are left out.
-fn parse_sse(text: &str) -> Vec<(Option<String>, String)> {
+pub(crate) fn parse_sse(text: &str) -> Vec<(Option<String>, String)> {
     text.split("\n\n")
         .filter_map(|block| {
             let mut event = None;
@@ -126,7 +131,7 @@ fn parse_sse(text: &str) -> Vec<(Option<String>, String)> {
 }
 
 /// The text of an OpenAI stream (its `delta.content`s), checking it ends with `[DONE]`.
-fn openai_stream_text(events: &[(Option<String>, String)]) -> String {
+pub(crate) fn openai_stream_text(events: &[(Option<String>, String)]) -> String {
     let (last, chunks) = events.split_last().expect("events");
     assert_eq!(last.1, "[DONE]", "{events:?}");
     chunks
@@ -147,7 +152,7 @@ fn anthropic_stream_text(events: &[(Option<String>, String)]) -> String {
         .collect()
 }
 
-async fn circuit(http: &reqwest::Client, url: &str, id: &str) -> Value {
+pub(crate) async fn circuit(http: &reqwest::Client, url: &str, id: &str) -> Value {
     let list = get_json(http, &format!("{url}/v1/circuits")).await;
     list["circuits"]
         .as_array()
@@ -160,7 +165,7 @@ async fn circuit(http: &reqwest::Client, url: &str, id: &str) -> Value {
 
 /// Samples of the Prometheus text: `name{labels}` → value. Panics on a line that is neither a
 /// comment nor a sample.
-fn parse_metrics(text: &str) -> BTreeMap<String, f64> {
+pub(crate) fn parse_metrics(text: &str) -> BTreeMap<String, f64> {
     let mut out = BTreeMap::new();
     for line in text.lines().filter(|l| !l.is_empty() && !l.starts_with('#')) {
         let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("not a sample: {line}"));
@@ -558,7 +563,8 @@ async fn a_stream_that_stalls_after_content_ends_with_an_error_event() {
     assert!(text.contains(": keep-alive"), "silence is filled while waiting: {text}");
 
     // Anthropic: an `event: error`
-    fake.script([Mode::StalledStream { after_chunks: 3, ms: 10_000 }]);
+    // (after its first content: a stall before any content is a failure that may fall back)
+    fake.script([Mode::StalledStream { after_chunks: 4, ms: 10_000 }]);
     let res = post_anthropic(&url, &streaming(message("an", "six seven eight"))).await;
     let events = parse_sse(&res.text().await.expect("the stream ends"));
     assert_eq!(events[0].0.as_deref(), Some("message_start"));

@@ -3,8 +3,21 @@
 //! For each deployment of the model's chain, in order: skip it when its bulkhead is full or its
 //! breaker rejects, send (translating when the deployment speaks the other protocol), classify the
 //! outcome for the breaker, retry the same deployment with backoff while the error is retryable
-//! and the retry budget allows, then fall back to the next. Client errors (400, 401, 403, 404,
-//! 422) are the client's answer and end the call. Falling back is only possible before anything
+//! and the retry budget allows, then fall back to the next. The verdicts:
+//! - 401, 403 and 404 say the *deployment* is broken (a revoked key, a model it does not have):
+//!   a failure for its breaker, no retry on it, fall back at once.
+//! - `failure_statuses` (429, 5xx, 529), connect errors and timeouts: a failure, retried with
+//!   backoff, then fall back. A `Retry-After` longer than `retry_max_backoff_ms` is not waited
+//!   out: the walk moves to the next deployment (and, when none is left, the client gets that
+//!   `Retry-After`).
+//! - Any other client error (400, 413, 422, ...) was caused by the request: the client's answer,
+//!   not the deployment's fault, and it ends the call. Only for a half-open probe it is not
+//!   proof of health either: a probe closes the breaker only on a healthy (2xx) answer.
+//! - Every upstream attempt after the call's first one, retry or fallback, spends from the retry
+//!   budget (a share of traffic), with a floor of [`MIN_RETRY_CONCURRENCY`] concurrent extra
+//!   attempts so that low traffic is never refused one (Envoy's `min_retry_concurrency`).
+//!
+//! Falling back is only possible before anything
 //! was sent to the client: a non-streaming answer is complete before it is sent; a stream is
 //! committed when its first event arrived, and a failure after that ends it with a well-formed
 //! error event in the client's protocol.
@@ -23,7 +36,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -215,17 +228,54 @@ impl CallReport {
     }
 }
 
-/// Retries may add at most `share` of the traffic: every call earns `share` tokens, a retry
-/// spends one (bounded, so a quiet period cannot save up for a storm).
+/// Extra upstream attempts (retries and fallbacks) always allowed at once, whatever the budget.
+pub const MIN_RETRY_CONCURRENCY: u32 = 3;
+
+/// Retries and fallbacks may add at most `share` of the traffic: every call earns `share`
+/// tokens, an extra attempt spends one (bounded, so a quiet period cannot save up for a storm);
+/// beyond the tokens, up to [`MIN_RETRY_CONCURRENCY`] extra attempts may run at once.
 #[derive(Debug)]
 struct RetryBudget {
     share: f64,
     /// Tokens × 1000.
     milli: AtomicU64,
+    /// Extra attempts admitted by the floor and still running.
+    floor_in_use: Arc<AtomicU32>,
+}
+
+/// An extra attempt admitted by the floor: frees its place when dropped.
+struct FloorSlot(Arc<AtomicU32>);
+
+impl Drop for FloorSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl RetryBudget {
     const CAP_MILLI: u64 = 10_000;
+
+    fn new(share: f64) -> RetryBudget {
+        RetryBudget {
+            share,
+            milli: AtomicU64::new(RetryBudget::CAP_MILLI / 2),
+            floor_in_use: Arc::new(AtomicU32::new(0)),
+        }
+    }
+
+    /// May one more upstream attempt be made? A token, or else a place of the floor (held by
+    /// the returned slot while the attempt runs).
+    fn admit(&self) -> Option<Option<FloorSlot>> {
+        if self.spend() {
+            return Some(None);
+        }
+        self.floor_in_use
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MIN_RETRY_CONCURRENCY).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Some(FloorSlot(self.floor_in_use.clone())))
+    }
 
     fn earn(&self) {
         let add = (self.share * 1000.0) as u64;
@@ -347,8 +397,13 @@ pub fn breaker_settings(
         half_open_probes: c.half_open_probes,
         // a probe may legitimately run as long as a call may
         probe_lease: Some(total_timeout.max(Duration::from_secs(60))),
+        // a client waiting on a probe looks again soon, not when a long call's lease expires
+        probe_wait: Some(PROBE_WAIT),
     }
 }
+
+/// The longest Retry-After told to a client while a deployment's probes are out.
+pub const PROBE_WAIT: Duration = Duration::from_secs(5);
 
 /// Why one attempt failed.
 enum Failure {
@@ -359,6 +414,17 @@ enum Failure {
     Transport(String),
     /// The request cannot be expressed in the deployment's protocol; not the deployment's fault.
     Untranslatable(String),
+}
+
+impl Failure {
+    /// For the log line of a fallback (never a body: it may echo what the client sent).
+    fn describe(&self) -> String {
+        match self {
+            Failure::Status(status, _, _) => format!("upstream answered {status}"),
+            Failure::Transport(e) => e.clone(),
+            Failure::Untranslatable(e) => format!("cannot translate the request: {e}"),
+        }
+    }
 }
 
 /// Where the walk along the chain ended.
@@ -428,8 +494,7 @@ impl Proxy {
         let http = Upstream::new(Duration::from_millis(cfg.connect_timeout_ms))
             .map_err(|e| format!("cannot build the upstream client: {e}"))?;
         let breakers = Breakers::new(settings, cfg.redis_url.clone(), cfg.redis_key_prefix.clone());
-        let budget =
-            RetryBudget { share: cfg.retry_budget, milli: AtomicU64::new(RetryBudget::CAP_MILLI / 2) };
+        let budget = RetryBudget::new(cfg.retry_budget);
         Ok(Proxy {
             cfg,
             deployments,
@@ -608,8 +673,11 @@ impl Proxy {
         let mut soonest_retry: Option<Duration> = None;
         let mut full = false;
         let mut last_failure: Option<(Arc<Deployment>, u32, Failure)> = None;
+        // upstream attempts of this call, and the floor places its extra ones hold
+        let mut made = 0u32;
+        let mut floor_slots: Vec<FloorSlot> = Vec::new();
 
-        for (index, dep) in call.chain.iter().enumerate() {
+        'chain: for (index, dep) in call.chain.iter().enumerate() {
             let upstream_body = match self.upstream_body(req, dep) {
                 Ok(b) => b,
                 Err(e) => {
@@ -623,6 +691,18 @@ impl Proxy {
             let fallback_from = first.clone().filter(|f| *f != dep.cfg.id);
             let mut attempt = 0u32;
             loop {
+                if attempt == 0 && made > 0 {
+                    // a fallback after a failed attempt is an extra attempt like a retry (asked
+                    // before the breaker, whose probe admission could not be handed back)
+                    match self.budget.admit() {
+                        Some(slot) => floor_slots.extend(slot),
+                        None => {
+                            self.metrics.rejected("retry_budget");
+                            tracing::info!(deployment = %dep.cfg.id, "no fallback: the retry budget is spent");
+                            break 'chain;
+                        }
+                    }
+                }
                 let limit = dep.cfg.max_in_flight.unwrap_or(self.cfg.max_in_flight_per_deployment);
                 let Some(permit) = self.bulkheads.try_enter(&dep.bulkhead_key, limit) else {
                     full = true;
@@ -636,9 +716,16 @@ impl Proxy {
                     }
                 };
                 if attempt == 0 && index > 0 {
-                    self.metrics.fallback(&call.chain[index - 1].cfg.id, &dep.cfg.id);
+                    let from = &call.chain[index - 1].cfg.id;
+                    self.metrics.fallback(from, &dep.cfg.id);
+                    let why = last_failure.as_ref().map_or_else(
+                        || "unavailable (breaker open or bulkhead full)".to_owned(),
+                        |(_, _, f)| f.describe(),
+                    );
+                    tracing::warn!(from = %from, to = %dep.cfg.id, reason = %why, "falling back");
                 }
                 attempt += 1;
+                made += 1;
                 let t = Instant::now();
                 let sent = self.send(req, dep, &upstream_body, call.deadline).await;
                 let failure = match sent {
@@ -698,8 +785,13 @@ impl Proxy {
                             .and_then(Result::ok)
                             .unwrap_or_default();
                         report.upstream_time += t.elapsed();
-                        let counts = self.cfg.breaker_of(&dep.cfg).failure_statuses.contains(&status);
-                        self.record(dep, probe, counts, t.elapsed(), Some(status)).await;
+                        // the deployment itself is broken: its key, its model
+                        let broken = matches!(status, 401 | 403 | 404);
+                        let counts =
+                            broken || self.cfg.breaker_of(&dep.cfg).failure_statuses.contains(&status);
+                        // a probe closes the breaker only on a healthy answer: a client error
+                        // proves nothing, so it is no success
+                        self.record(dep, probe, counts || probe, t.elapsed(), Some(status)).await;
                         if !counts {
                             // the client's own error (or one we do not retry): its answer, in its protocol
                             let h = json_answer_headers(&dep.cfg.id, fallback_from.as_deref(), headers);
@@ -710,6 +802,12 @@ impl Proxy {
                             let body = client_error_body(req, dep, status, &body);
                             return (Walked::Answer { status, headers: h, body }, report);
                         }
+                        if broken {
+                            tracing::warn!(deployment = %dep.cfg.id, status, "the deployment refuses calls (key or model): falling back");
+                            last_failure =
+                                Some((dep.clone(), attempt, Failure::Status(status, headers, body)));
+                            break;
+                        }
                         Failure::Status(status, headers, body)
                     }
                     Err(e) => {
@@ -719,10 +817,21 @@ impl Proxy {
                     }
                 };
                 let wait = retry_wait(&failure, attempt, &self.cfg);
+                if let Some(hint) = upstream_retry_after(&failure) {
+                    soonest_retry = Some(soonest_retry.map_or(hint, |s| s.min(hint)));
+                }
                 last_failure = Some((dep.clone(), attempt, failure));
+                // a wait longer than the backoff cap is not waited out here: on to the next
+                let Some(wait) = wait else { break };
                 let retry = attempt <= self.cfg.max_retries
                     && Instant::now() + wait < call.deadline
-                    && self.budget.spend();
+                    && match self.budget.admit() {
+                        Some(slot) => {
+                            floor_slots.extend(slot);
+                            true
+                        }
+                        None => false,
+                    };
                 if !retry {
                     break;
                 }
@@ -735,6 +844,27 @@ impl Proxy {
 
         let model = &call.model;
         let walked = match last_failure {
+            Some((dep, attempts, Failure::Status(status @ (401 | 403 | 404), _, body))) => {
+                // the gateway's credentials or model were refused, not the client's: a gateway
+                // failure, never the upstream's 401 (which would blame the client's key)
+                report.served_by(&dep, attempts, first.clone().filter(|f| *f != dep.cfg.id));
+                report.upstream_status = Some(status);
+                // the upstream's own words help (masked: an error may echo the key it was sent)
+                let said = serde_json::from_slice::<Value>(&body)
+                    .ok()
+                    .and_then(|v| v["error"]["message"].as_str().or(v["message"].as_str()).map(str::to_owned))
+                    .map(|m| {
+                        let m: String = self.redact(&m).chars().take(500).collect();
+                        format!(": {m}")
+                    })
+                    .unwrap_or_default();
+                let msg = format!(
+                    "no deployment of {model:?} answered: {} refused the call ({status}: its key or model is not accepted){said}",
+                    dep.cfg.id
+                );
+                report.error = Some(msg.clone());
+                Proxy::error(req.protocol, ErrorCode::UpstreamFailed, &msg, vec![])
+            }
             Some((dep, attempts, Failure::Status(status, headers, body))) => {
                 // every deployment failed: the last upstream answer, in the client's protocol
                 report.served_by(&dep, attempts, first.clone().filter(|f| *f != dep.cfg.id));
@@ -920,9 +1050,9 @@ impl Proxy {
         Ok((Bytes::from(out.to_string()), usage))
     }
 
-    /// Waits for the first upstream event, within the first-byte budget, so that a stream that
-    /// fails before any content (including one that opens with an error event) can still fall
-    /// back.
+    /// Waits for the first upstream event with content (or the stream's proper end), within the
+    /// first-byte budget, so that a stream that fails before any content (one that opens with an
+    /// error event, or is cut after its content-free role chunk) can still fall back.
     async fn first_event(
         &self,
         dep: &Deployment,
@@ -934,8 +1064,16 @@ impl Proxy {
         let mut pending = Vec::new();
         let first_wait = Duration::from_millis(self.cfg.first_byte_timeout_ms).min(remaining(deadline));
         let until = Instant::now() + first_wait;
-        while pending.is_empty() {
-            match tokio::time::timeout(remaining(until), upstream.next()).await {
+        // once events flow, a silence before any content is a stall like one after it
+        let idle = Duration::from_millis(self.cfg.idle_timeout_ms);
+        while !pending.iter().any(|ev| commits(dep.protocol, ev)) {
+            let wait_until = if pending.is_empty() { until } else { until.min(Instant::now() + idle) };
+            if let Some((status, _)) = pending.iter().find_map(|ev| upstream_error(dep.protocol, ev)) {
+                let body = pending.iter().find(|ev| upstream_error(dep.protocol, ev).is_some());
+                let body = body.map(|ev| Bytes::from(ev.data.clone())).unwrap_or_default();
+                return Err(Failure::Status(status, Vec::new(), body));
+            }
+            match tokio::time::timeout(remaining(wait_until), upstream.next()).await {
                 Ok(Some(Ok(chunk))) => match parser.feed(&chunk) {
                     Ok(events) => pending.extend(events),
                     Err(e) => return Err(Failure::Transport(format!("{}: {e}", dep.cfg.id))),
@@ -944,14 +1082,23 @@ impl Proxy {
                     return Err(Failure::Transport(format!("{}: stream: {}", dep.cfg.id, e.without_url())));
                 }
                 Ok(None) => match parser.finish() {
-                    Some(ev) => pending.push(ev),
-                    None => {
+                    Some(ev) if commits(dep.protocol, &ev) || upstream_error(dep.protocol, &ev).is_some() => {
+                        pending.push(ev)
+                    }
+                    _ => {
                         return Err(Failure::Transport(format!(
-                            "{}: the stream ended before any event",
+                            "{}: the stream ended before any content",
                             dep.cfg.id
                         )));
                     }
                 },
+                Err(_) if !pending.is_empty() => {
+                    return Err(Failure::Transport(format!(
+                        "{}: the stream stalled before any content (nothing for {} ms)",
+                        dep.cfg.id,
+                        idle.as_millis()
+                    )));
+                }
                 Err(_) => {
                     return Err(Failure::Transport(format!(
                         "{}: no event within {} ms",
@@ -1089,6 +1236,49 @@ impl Proxy {
 
 /// The status and message of an error event an upstream sent inside its stream, if `ev` is one:
 /// Anthropic's `event: error`, or an OpenAI chunk holding an `error` object.
+/// Whether a stream is committed to its deployment by this event: content (text, a tool call,
+/// thinking) or its proper end. Before, nothing the client could not get from another
+/// deployment was said: role chunks, `message_start`, pings, empty deltas.
+fn commits(protocol: Protocol, ev: &SseEvent) -> bool {
+    if protocol == Protocol::OpenAi && ev.is_openai_done() {
+        return true;
+    }
+    let Ok(data) = ev.json() else { return false };
+    let non_empty = |v: Option<&Value>| match v {
+        Some(Value::String(s)) => !s.is_empty(),
+        Some(Value::Array(a)) => !a.is_empty(),
+        Some(Value::Null) | None => false,
+        Some(_) => true,
+    };
+    match protocol {
+        Protocol::OpenAi => data.get("choices").and_then(Value::as_array).is_some_and(|choices| {
+            choices.iter().any(|c| {
+                let d = c.get("delta");
+                non_empty(d.and_then(|d| d.get("content")))
+                    || non_empty(d.and_then(|d| d.get("tool_calls")))
+                    || non_empty(d.and_then(|d| d.get("reasoning_content")))
+                    || non_empty(d.and_then(|d| d.get("reasoning")))
+                    || non_empty(d.and_then(|d| d.get("refusal")))
+                    || non_empty(c.get("finish_reason"))
+            })
+        }),
+        Protocol::Anthropic => {
+            let kind = data.get("type").and_then(Value::as_str).unwrap_or(ev.event_name());
+            match kind {
+                "content_block_delta" => true,
+                // a tool call is content from its start (its name); a text block is not yet
+                "content_block_start" => data
+                    .get("content_block")
+                    .and_then(|b| b.get("type"))
+                    .and_then(Value::as_str)
+                    .is_some_and(|t| t != "text" && t != "thinking"),
+                "message_delta" | "message_stop" => true,
+                _ => false,
+            }
+        }
+    }
+}
+
 fn upstream_error(protocol: Protocol, ev: &SseEvent) -> Option<(u16, String)> {
     if protocol == Protocol::OpenAi && ev.is_openai_done() {
         return None;
@@ -1317,25 +1507,33 @@ fn json_answer_headers(
 /// How long to wait before retrying: the upstream's own hint when it gave one
 /// (`retry-after-ms`, `retry-after`, `x-ratelimit-reset-*`), else exponential backoff with full
 /// jitter.
-fn retry_wait(f: &Failure, attempt: u32, cfg: &BreakerGatewayConfig) -> Duration {
+/// How long the upstream asked to wait (`retry-after-ms`, `retry-after` in seconds, OpenAI's
+/// reset hints), if it said.
+fn upstream_retry_after(f: &Failure) -> Option<Duration> {
+    let Failure::Status(_, headers, _) = f else { return None };
+    let get = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.trim().to_owned());
+    if let Some(ms) = get("retry-after-ms").and_then(|v| v.parse::<f64>().ok()) {
+        return Some(Duration::from_millis(ms.max(0.0) as u64));
+    }
+    if let Some(s) = get("retry-after").and_then(|v| v.parse::<f64>().ok()) {
+        return Some(Duration::from_millis((s.max(0.0) * 1000.0) as u64));
+    }
+    ["x-ratelimit-reset-requests", "x-ratelimit-reset-tokens"]
+        .into_iter()
+        .find_map(|name| get(name).and_then(|v| parse_reset(&v)))
+}
+
+/// The wait before retrying the same deployment: the upstream's hint when it gave one, else
+/// exponential backoff with full jitter. `None` when the hint is longer than
+/// `retry_max_backoff_ms`: then the deployment is not waited for.
+fn retry_wait(f: &Failure, attempt: u32, cfg: &BreakerGatewayConfig) -> Option<Duration> {
     let cap = Duration::from_millis(cfg.retry_max_backoff_ms);
-    if let Failure::Status(_, headers, _) = f {
-        let get = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.trim().to_owned());
-        if let Some(ms) = get("retry-after-ms").and_then(|v| v.parse::<f64>().ok()) {
-            return Duration::from_millis(ms.max(0.0) as u64).min(cap);
-        }
-        if let Some(s) = get("retry-after").and_then(|v| v.parse::<f64>().ok()) {
-            return Duration::from_millis((s.max(0.0) * 1000.0) as u64).min(cap);
-        }
-        for name in ["x-ratelimit-reset-requests", "x-ratelimit-reset-tokens"] {
-            if let Some(d) = get(name).and_then(|v| parse_reset(&v)) {
-                return d.min(cap);
-            }
-        }
+    if let Some(hint) = upstream_retry_after(f) {
+        return (hint <= cap).then_some(hint);
     }
     let base = cfg.retry_base_backoff_ms.saturating_mul(1 << attempt.saturating_sub(1).min(16));
     let ceiling = base.min(cfg.retry_max_backoff_ms).max(1);
-    Duration::from_millis(jitter(ceiling))
+    Some(Duration::from_millis(jitter(ceiling)))
 }
 
 /// OpenAI's reset hints look like `1s`, `6m0s`, `120ms`.
@@ -1391,15 +1589,18 @@ mod tests {
                 Bytes::new(),
             )
         };
-        assert_eq!(retry_wait(&status(&[("retry-after-ms", "250")]), 1, &cfg), Duration::from_millis(250));
-        assert_eq!(retry_wait(&status(&[("retry-after", "2")]), 1, &cfg), Duration::from_secs(2));
+        assert_eq!(
+            retry_wait(&status(&[("retry-after-ms", "250")]), 1, &cfg),
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(retry_wait(&status(&[("retry-after", "2")]), 1, &cfg), Some(Duration::from_secs(2)));
         assert_eq!(
             retry_wait(&status(&[("retry-after", "3600")]), 1, &cfg),
-            Duration::from_millis(10_000),
-            "capped"
+            None,
+            "longer than the backoff cap: not waited for"
         );
         for attempt in 1..6 {
-            let w = retry_wait(&Failure::Transport(String::new()), attempt, &cfg);
+            let w = retry_wait(&Failure::Transport(String::new()), attempt, &cfg).expect("backoff");
             assert!(w <= Duration::from_millis(200 << (attempt - 1)), "{w:?}");
         }
     }
@@ -1425,7 +1626,7 @@ mod tests {
 
     #[test]
     fn the_retry_budget_caps_retries_at_a_share_of_traffic() {
-        let b = RetryBudget { share: 0.2, milli: AtomicU64::new(0) };
+        let b = RetryBudget { milli: AtomicU64::new(0), ..RetryBudget::new(0.2) };
         let mut retries = 0;
         for _ in 0..100 {
             b.earn();
@@ -1434,5 +1635,11 @@ mod tests {
             }
         }
         assert_eq!(retries, 20);
+        // beyond the tokens, the floor: MIN_RETRY_CONCURRENCY at once, freed when they end
+        let slots: Vec<_> = (0..MIN_RETRY_CONCURRENCY).map(|_| b.admit().expect("floor")).collect();
+        assert!(slots.iter().all(Option::is_some), "no token left: floor places");
+        assert!(b.admit().is_none(), "the floor is full");
+        drop(slots);
+        assert!(b.admit().is_some(), "a place came free");
     }
 }

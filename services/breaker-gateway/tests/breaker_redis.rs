@@ -37,6 +37,7 @@ fn settings() -> BreakerSettings {
         max_open_duration: Duration::from_secs(35),
         half_open_probes: 3,
         probe_lease: None,
+        probe_wait: None,
     }
 }
 

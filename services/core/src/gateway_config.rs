@@ -153,9 +153,58 @@ pub struct DeploymentConfig {
     /// Calls in flight at once; beyond, the gateway answers 429 or falls back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_in_flight: Option<u32>,
-    /// Overrides of `[breaker_gateway.breaker]` for this deployment.
+    /// Overrides of `[breaker_gateway.breaker]` for this deployment, key by key: a key it does
+    /// not set is the global table's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub breaker: Option<BreakerConfig>,
+    pub breaker: Option<BreakerOverrides>,
+}
+
+/// `[breaker_gateway.deployments.breaker]`: the keys of [`BreakerConfig`], each optional.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerOverrides {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<WindowConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_size: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_secs: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_rate_threshold: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slow_call_rate_threshold: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slow_call_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minimum_calls: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_secs: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_open_secs: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub half_open_probes: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_statuses: Option<Vec<u16>>,
+}
+
+impl BreakerOverrides {
+    /// `base` with the keys set here replaced.
+    pub fn over(&self, base: &BreakerConfig) -> BreakerConfig {
+        let b = base.clone();
+        BreakerConfig {
+            window: self.window.unwrap_or(b.window),
+            window_size: self.window_size.unwrap_or(b.window_size),
+            window_secs: self.window_secs.unwrap_or(b.window_secs),
+            failure_rate_threshold: self.failure_rate_threshold.unwrap_or(b.failure_rate_threshold),
+            slow_call_rate_threshold: self.slow_call_rate_threshold.unwrap_or(b.slow_call_rate_threshold),
+            slow_call_ms: self.slow_call_ms.unwrap_or(b.slow_call_ms),
+            minimum_calls: self.minimum_calls.unwrap_or(b.minimum_calls),
+            open_secs: self.open_secs.unwrap_or(b.open_secs),
+            max_open_secs: self.max_open_secs.unwrap_or(b.max_open_secs),
+            half_open_probes: self.half_open_probes.unwrap_or(b.half_open_probes),
+            failure_statuses: self.failure_statuses.clone().unwrap_or(b.failure_statuses),
+        }
+    }
 }
 
 /// `[[breaker_gateway.models]]`: a model name clients use and the deployments that serve it, in
@@ -207,7 +256,10 @@ impl BreakerGatewayConfig {
 
     /// The breaker settings of a deployment.
     pub fn breaker_of(&self, d: &DeploymentConfig) -> BreakerConfig {
-        d.breaker.clone().unwrap_or_else(|| self.breaker.clone())
+        match &d.breaker {
+            Some(o) => o.over(&self.breaker),
+            None => self.breaker.clone(),
+        }
     }
 
     /// Checks what serde cannot: references, uniqueness and ranges. Errors name the key.
@@ -228,8 +280,8 @@ impl BreakerGatewayConfig {
             if d.model.trim().is_empty() {
                 return err(key("model"), "must not be empty".to_owned());
             }
-            if let Some(b) = &d.breaker {
-                b.validate(&key("breaker"))?;
+            if d.breaker.is_some() {
+                self.breaker_of(d).validate(&key("breaker"))?;
             }
         }
         for (i, m) in self.models.iter().enumerate() {
@@ -306,6 +358,45 @@ mod tests {
 
     fn parse(text: &str) -> BreakerGatewayConfig {
         toml::from_str(text).expect("parse")
+    }
+
+    #[test]
+    fn a_deployments_breaker_table_inherits_the_global_one_key_by_key() {
+        let c = parse(
+            r#"
+            [breaker]
+            open_secs = 4
+            minimum_calls = 2
+            [[deployments]]
+            id = "a"
+            provider = "openai"
+            base_url = "http://127.0.0.1:9"
+            model = "m"
+            [deployments.breaker]
+            failure_rate_threshold = 20.0
+            [[deployments]]
+            id = "b"
+            provider = "openai"
+            base_url = "http://127.0.0.1:9"
+            model = "m"
+            "#,
+        );
+        c.validate().expect("valid");
+        let a = c.breaker_of(&c.deployments[0]);
+        assert_eq!((a.open_secs, a.minimum_calls, a.failure_rate_threshold), (4, 2, 20.0));
+        assert_eq!(a.window_size, BreakerConfig::default().window_size, "unset everywhere: the default");
+        assert_eq!(c.breaker_of(&c.deployments[1]), c.breaker);
+        // the merged table is validated, under the deployment's key
+        let mut bad = c.clone();
+        bad.deployments[0].breaker.as_mut().expect("overrides").max_open_secs = Some(1);
+        assert_eq!(
+            bad.validate().expect_err("below open_secs").0,
+            "breaker_gateway.deployments[0].breaker.max_open_secs"
+        );
+        let unknown: Result<BreakerGatewayConfig, _> = toml::from_str(
+            "[[deployments]]\nid = \"a\"\nprovider = \"openai\"\nbase_url = \"http://x\"\nmodel = \"m\"\n[deployments.breaker]\nopen_sec = 1\n",
+        );
+        assert!(unknown.expect_err("unknown key").to_string().contains("open_sec"));
     }
 
     #[test]

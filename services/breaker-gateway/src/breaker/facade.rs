@@ -50,7 +50,7 @@ use tokio::task::JoinHandle;
 use super::backend::{BackendError, BreakerBackend, Change, MemoryBackend, Step};
 use super::clock::{Clock, SystemClock};
 use super::redis_backend::RedisBackend;
-use super::{Admission, BreakerSettings, Command, Outcome, RedisStatus, Snapshot, Transition};
+use super::{Admission, BreakerSettings, Command, Outcome, RedisStatus, Snapshot, State, Transition};
 
 /// Upper bound of every Redis call made on behalf of a request.
 pub const REDIS_CALL_TIMEOUT: Duration = Duration::from_millis(250);
@@ -180,7 +180,14 @@ impl Breakers {
     pub async fn acquire(&self, id: &str) -> Admission {
         let free = Admission::Allowed { probe: false };
         let Some(s) = self.inner.settings.get(id) else { return free };
-        self.inner.execute(id, s, Op::Acquire).await.0.admission.unwrap_or(free)
+        let step = self.inner.execute(id, s, Op::Acquire).await.0;
+        match step.admission.unwrap_or(free) {
+            // waiting on probes: bounded, whatever the leases say (see BreakerSettings::probe_wait)
+            Admission::Rejected { retry_after } if step.view.state == State::HalfOpen => {
+                Admission::Rejected { retry_after: s.probe_wait.map_or(retry_after, |w| retry_after.min(w)) }
+            }
+            other => other,
+        }
     }
 
     /// Reports the outcome of a call `acquire` admitted; `probe` as `acquire` returned it.

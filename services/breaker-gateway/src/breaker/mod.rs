@@ -79,6 +79,10 @@ pub struct BreakerSettings {
     /// `None` means `max(slow_call_duration, 60 s)`. Set it to at least the upstream timeout, or a
     /// long streaming probe is judged failed while it is still running.
     pub probe_lease: Option<Duration>,
+    /// The longest `retry_after` told to a caller while every probe is out (the lease can be as
+    /// long as the longest call; a waiting client should look again much sooner, when the probe
+    /// has likely said how the deployment is). `None`: the time until the oldest lease expires.
+    pub probe_wait: Option<Duration>,
 }
 
 impl Default for BreakerSettings {
@@ -93,6 +97,7 @@ impl Default for BreakerSettings {
             max_open_duration: Duration::from_secs(300),
             half_open_probes: 3,
             probe_lease: None,
+            probe_wait: None,
         }
     }
 }

@@ -27,6 +27,7 @@ fn settings() -> BreakerSettings {
         max_open_duration: Duration::from_secs(35),
         half_open_probes: 3,
         probe_lease: None,
+        probe_wait: None,
     }
 }
 
@@ -490,4 +491,26 @@ fn snapshots_serialize_states_in_snake_case() {
         assert_eq!(serde_json::to_value(st).expect("serializes"), st.as_str());
         assert_eq!(State::parse(st.as_str()), Some(st));
     }
+}
+
+#[tokio::test]
+async fn a_caller_waiting_on_probes_is_told_to_look_again_within_the_probe_wait() {
+    let s = BreakerSettings {
+        probe_lease: Some(Duration::from_secs(600)),
+        probe_wait: Some(Duration::from_secs(5)),
+        ..settings()
+    };
+    let (b, clock) = breakers(s);
+    trip(&b).await;
+    clock.advance(Duration::from_secs(10));
+    take_probes(&b, 3).await;
+    assert_eq!(b.acquire(ID).await, Admission::Rejected { retry_after: Duration::from_secs(5) });
+    // while open, the open period says when (not capped)
+    let (b, _) = breakers(BreakerSettings { open_duration: Duration::from_secs(30), ..s_open() });
+    trip(&b).await;
+    assert_eq!(b.acquire(ID).await, Admission::Rejected { retry_after: Duration::from_secs(30) });
+}
+
+fn s_open() -> BreakerSettings {
+    BreakerSettings { probe_wait: Some(Duration::from_secs(5)), ..settings() }
 }

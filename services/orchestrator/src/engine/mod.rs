@@ -46,6 +46,9 @@ pub use replay::{FileChange, ReplayReport};
 pub(crate) const GROUP_FILE: &str = "running.group";
 
 /// Settings of the engine (from `[orchestrator]` in the configuration).
+/// Longest a resume waits for a run that shows its final status to let go of its lock.
+const FINISHING_WAIT: Duration = Duration::from_secs(10);
+
 #[derive(Debug, Clone)]
 pub struct EngineSettings {
     /// Runs of one project executing at once; more are refused (429).
@@ -523,7 +526,25 @@ impl Engine {
             return Err(EngineError::NotFound(id.to_owned()));
         }
         if self.active_run(id).is_some() {
-            return Err(EngineError::Busy(id.to_owned()));
+            // A run whose final checkpoint is written shows its final status, and must act like
+            // it: it only has its last events to record before it lets go. Wait for that
+            // (bounded) instead of calling it busy.
+            let finishing = {
+                let dir = dir.clone();
+                blocking(move || {
+                    Ok(checkpoint::run::latest_checkpoint::<Checkpoint>(&dir)?
+                        .is_some_and(|(_, cp)| cp.status != RunStatus::Running))
+                })
+                .await
+                .unwrap_or(false)
+            };
+            let until = std::time::Instant::now() + FINISHING_WAIT;
+            while finishing && self.active_run(id).is_some() && std::time::Instant::now() < until {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            if self.active_run(id).is_some() {
+                return Err(EngineError::Busy(id.to_owned()));
+            }
         }
         let record: RunRecord = checkpoint::read_json(&dir.join(checkpoint::run::RUN_FILE))?;
         self.take_slot(&record.project)?;
