@@ -296,6 +296,9 @@ pub struct Proxy {
     pub deployments: HashMap<String, Arc<Deployment>>,
     /// The chain of every model name, and of every deployment id (a chain of one).
     chains: HashMap<String, Arc<[Arc<Deployment>]>>,
+    /// Chains whose name is a glob (`claude-*`, `gpt-5?`), most specific (longest) first; tried
+    /// when no name matches exactly.
+    globs: Vec<(String, Arc<[Arc<Deployment>]>)>,
     pub breakers: Breakers,
     /// Calls in flight per deployment (`deployment:ID`); the routes add projects (`project:NAME`)
     /// to the same structure.
@@ -479,7 +482,7 @@ impl Proxy {
             deployments.insert(d.id.clone(), Arc::new(Deployment::new(d.clone(), api_key)));
         }
         let keys = helix_core::redact::Masker::new(deployments.values().filter_map(|d| d.api_key.clone()));
-        let mut chains = HashMap::new();
+        let mut chains: HashMap<String, Arc<[Arc<Deployment>]>> = HashMap::new();
         let names = cfg.models.iter().map(|m| &m.name).chain(cfg.deployments.iter().map(|d| &d.id));
         for name in names {
             if chains.contains_key(name) {
@@ -491,6 +494,12 @@ impl Proxy {
                 chains.insert(name.clone(), Arc::from(chain));
             }
         }
+        let mut globs: Vec<(String, Arc<[Arc<Deployment>]>)> = chains
+            .iter()
+            .filter(|(name, _)| name.contains(['*', '?']))
+            .map(|(name, chain)| (name.clone(), chain.clone()))
+            .collect();
+        globs.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
         let http = Upstream::new(Duration::from_millis(cfg.connect_timeout_ms))
             .map_err(|e| format!("cannot build the upstream client: {e}"))?;
         let breakers = Breakers::new(settings, cfg.redis_url.clone(), cfg.redis_key_prefix.clone());
@@ -499,6 +508,7 @@ impl Proxy {
             cfg,
             deployments,
             chains,
+            globs,
             breakers,
             bulkheads: Arc::new(Bulkheads::new()),
             metrics: Arc::new(Metrics::new()),
@@ -510,6 +520,14 @@ impl Proxy {
 
     /// Upstream text as it may be relayed: the configured upstream keys and anything else that
     /// looks like a credential masked.
+    /// The chain serving `model`: the one of that exact name, else the most specific glob that
+    /// matches it.
+    fn chain_of(&self, model: &str) -> Option<Arc<[Arc<Deployment>]>> {
+        self.chains.get(model).cloned().or_else(|| {
+            self.globs.iter().find(|(pattern, _)| glob_matches(pattern, model)).map(|(_, c)| c.clone())
+        })
+    }
+
     pub fn redact<'a>(&self, text: &'a str) -> std::borrow::Cow<'a, str> {
         redact_with(&self.keys, text)
     }
@@ -550,7 +568,7 @@ impl Proxy {
                 Proxy::error(protocol, ErrorCode::InvalidRequest, "the request has no model", vec![]);
             return (full(answer), CallReport { status: 400, ..report });
         };
-        let Some(chain) = self.chains.get(&model).cloned() else {
+        let Some(chain) = self.chain_of(&model) else {
             let msg = format!("model {model:?} is not configured on this gateway");
             let answer = Proxy::error(protocol, ErrorCode::NotFound, &msg, vec![]);
             return (full(answer), CallReport { status: 404, ..report });
@@ -1536,6 +1554,30 @@ fn retry_wait(f: &Failure, attempt: u32, cfg: &BreakerGatewayConfig) -> Option<D
     Some(Duration::from_millis(jitter(ceiling)))
 }
 
+/// Whether `name` matches `pattern`: `*` is any run of characters, `?` one character.
+fn glob_matches(pattern: &str, name: &str) -> bool {
+    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
+    // iterative with one backtrack point: linear in practice, no recursion
+    let (mut i, mut j, mut star, mut mark) = (0, 0, None, 0);
+    while j < n.len() {
+        if i < p.len() && (p[i] == '?' || p[i] == n[j]) {
+            i += 1;
+            j += 1;
+        } else if i < p.len() && p[i] == '*' {
+            star = Some(i);
+            mark = j;
+            i += 1;
+        } else if let Some(s) = star {
+            i = s + 1;
+            mark += 1;
+            j = mark;
+        } else {
+            return false;
+        }
+    }
+    p[i..].iter().all(|c| *c == '*')
+}
+
 /// OpenAI's reset hints look like `1s`, `6m0s`, `120ms`.
 fn parse_reset(v: &str) -> Option<Duration> {
     if let Some(ms) = v.strip_suffix("ms") {
@@ -1622,6 +1664,44 @@ mod tests {
         assert_eq!(upstream_error(Protocol::OpenAi, &ev(None, "[DONE]")), None);
         let delta = r#"{"type":"content_block_delta","delta":{"type":"text_delta","text":"x"}}"#;
         assert_eq!(upstream_error(Protocol::Anthropic, &ev(Some("content_block_delta"), delta)), None);
+    }
+
+    #[test]
+    fn model_globs_match_names_and_exact_names_win() {
+        assert!(glob_matches("claude-*", "claude-sonnet-4-5-20250929"));
+        assert!(glob_matches("gpt-5?", "gpt-5o"));
+        assert!(!glob_matches("gpt-5?", "gpt-5"));
+        assert!(glob_matches("*", "anything"));
+        assert!(!glob_matches("claude-*", "gpt-4o"));
+        assert!(glob_matches("a*b*c", "axxbyyc") && !glob_matches("a*b*c", "axxbyy"));
+        let dep = |id: &str| DeploymentConfig {
+            id: id.to_owned(),
+            provider: ProviderKind::Openai,
+            base_url: "http://127.0.0.1:9".to_owned(),
+            model: "m".to_owned(),
+            api_key_env: None,
+            max_in_flight: None,
+            breaker: None,
+        };
+        let model = |name: &str, id: &str| helix_core::gateway_config::ModelChainConfig {
+            name: name.to_owned(),
+            chain: vec![id.to_owned()],
+        };
+        let cfg = BreakerGatewayConfig {
+            deployments: vec![dep("any"), dep("sonnet"), dep("exact")],
+            models: vec![
+                model("claude-*", "any"),
+                model("claude-sonnet-*", "sonnet"),
+                model("claude-sonnet-4-5", "exact"),
+            ],
+            ..BreakerGatewayConfig::default()
+        };
+        let p = Proxy::new(cfg, |_| None).expect("proxy");
+        let first = |m: &str| p.chain_of(m).map(|c| c[0].cfg.id.clone());
+        assert_eq!(first("claude-sonnet-4-5").as_deref(), Some("exact"), "an exact name wins");
+        assert_eq!(first("claude-sonnet-4-5-20250929").as_deref(), Some("sonnet"), "the most specific glob");
+        assert_eq!(first("claude-haiku-4-5").as_deref(), Some("any"));
+        assert_eq!(first("gpt-4o"), None);
     }
 
     #[test]
