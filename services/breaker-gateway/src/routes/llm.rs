@@ -135,7 +135,8 @@ fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
     req.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
-/// The project the request names in `x-helix-project` (UTF-8, once), if it names one.
+/// The project the request names in `x-helix-project` (UTF-8, once), if it names one. An empty
+/// value names none (as an absent header), the way HTTP treats empty list headers.
 fn named_project(req: &HttpRequest) -> Result<Option<&str>, GatewayError> {
     let mut values = req.headers().get_all(PROJECT_HEADER);
     let Some(value) = values.next() else {
@@ -145,7 +146,7 @@ fn named_project(req: &HttpRequest) -> Result<Option<&str>, GatewayError> {
         return Err(GatewayError::InvalidRequest(format!("{PROJECT_HEADER} is given more than once")));
     }
     std::str::from_utf8(value.as_bytes())
-        .map(Some)
+        .map(|v| Some(v).filter(|v| !v.trim().is_empty()))
         .map_err(|_| GatewayError::InvalidRequest(format!("{PROJECT_HEADER} is not UTF-8")))
 }
 

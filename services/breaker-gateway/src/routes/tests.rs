@@ -271,12 +271,16 @@ async fn an_admin_callers_header_sets_the_project_its_call_is_traced_and_metered
 
     // a name that is no project name is a 400, in the client's shape
     let long = "p".repeat(helix_core::trace::MAX_NAME + 1);
-    for bad in [" ", long.as_str()] {
+    for bad in [long.as_str()] {
         let (status, body, _) = stack.call("/v1/chat/completions", ADMIN, Some(bad)).await;
         assert_eq!((status, code(&body)), (400, Some("invalid_request")), "{bad:?}: {body}");
         assert!(body["error"]["message"].as_str().unwrap_or_default().starts_with("x-helix-project"));
     }
     assert_eq!(stack.seen.lock().expect("seen").len(), 3, "refused calls never reach the upstream");
+    // an empty (or blank) value names no project, like an absent header
+    let (status, _, trace) = stack.call("/v1/chat/completions", ADMIN, Some(" ")).await;
+    assert_eq!(status, 200);
+    assert_eq!(stack.span(&trace).await.project.as_deref(), Some("default"));
     stack.stop().await;
 }
 
