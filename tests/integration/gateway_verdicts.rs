@@ -92,7 +92,7 @@ async fn tripped(fake: &FakeProvider, url: &str, id: &str) {
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis();
         u128::from(until) > now
     }) {
-        assert!(start.elapsed() < Duration::from_secs(20), "the breaker stays open");
+        assert!(start.elapsed() < Duration::from_secs(60), "the breaker stays open");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -123,7 +123,7 @@ async fn a_half_open_probe_answered_with_a_client_error_does_not_close_the_break
         if res.status() == 200 {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(20), "no probe admitted: {}", res.status());
+        assert!(start.elapsed() < Duration::from_secs(60), "no probe admitted: {}", res.status());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(circuit(&http(), &url, "a").await["state"], "closed");
@@ -151,7 +151,7 @@ async fn a_client_waiting_on_a_probe_is_told_to_look_again_within_seconds() {
     });
     let start = std::time::Instant::now();
     while fake.in_flight() == 0 {
-        assert!(start.elapsed() < Duration::from_secs(20), "the probe never reached the upstream");
+        assert!(start.elapsed() < Duration::from_secs(60), "the probe never reached the upstream");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let res = post_openai(&url, &chat("a", "waiting")).await;

@@ -1086,10 +1086,10 @@ impl Proxy {
         let idle = Duration::from_millis(self.cfg.idle_timeout_ms);
         while !pending.iter().any(|ev| commits(dep.protocol, ev)) {
             let wait_until = if pending.is_empty() { until } else { until.min(Instant::now() + idle) };
-            if let Some((status, _)) = pending.iter().find_map(|ev| upstream_error(dep.protocol, ev)) {
-                let body = pending.iter().find(|ev| upstream_error(dep.protocol, ev).is_some());
-                let body = body.map(|ev| Bytes::from(ev.data.clone())).unwrap_or_default();
-                return Err(Failure::Status(status, Vec::new(), body));
+            if let Some((ev, status)) =
+                pending.iter().find_map(|ev| upstream_error(dep.protocol, ev).map(|(status, _)| (ev, status)))
+            {
+                return Err(Failure::Status(status, Vec::new(), Bytes::from(ev.data.clone())));
             }
             match tokio::time::timeout(remaining(wait_until), upstream.next()).await {
                 Ok(Some(Ok(chunk))) => match parser.feed(&chunk) {

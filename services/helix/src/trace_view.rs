@@ -450,19 +450,19 @@ fn label(e: &Event, p: &Painter, context: bool) -> String {
             if !why.is_empty() {
                 parts.push(why.join(" · "));
             }
-            if let Some(m) = e.text("helix.heal.message").map(summary).filter(|m| !m.is_empty()) {
-                parts.push(format!("— {m}"));
-            }
         }
         kind => {
             // a span named after its kind ("gate exit_code", "heal retry") is not labelled twice
             let word = kind_word(kind);
             let rest = name.strip_prefix(word).filter(|r| r.starts_with(' ')).map_or(name, str::trim_start);
             parts.push(format!("{} {}", p.cyan(word), rest));
-            if let Some(m) = e.text("helix.heal.message").map(summary).filter(|m| !m.is_empty()) {
-                parts.push(format!("— {m}"));
-            }
         }
+    }
+    // why a heal, retry or interruption happened, in its own words
+    if !matches!(e.kind, SpanKind::Run | SpanKind::Phase | SpanKind::ToolCall | SpanKind::LlmCall)
+        && let Some(m) = e.text("helix.heal.message").map(summary).filter(|m| !m.is_empty())
+    {
+        parts.push(format!("— {m}"));
     }
     if e.kind != SpanKind::Run
         && let Some(cost) = e.number(attr::HELIX_COST_USD)

@@ -625,7 +625,7 @@ async fn a_phase_that_keeps_killing_the_orchestrator_ends_needs_human_after_its_
             {
                 break Some(v);
             }
-            assert!(t.elapsed() < RUN_DEADLINE, "neither a crash nor an end");
+            assert!(t.elapsed() < Duration::from_secs(60), "neither a crash nor an end");
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
         if let Some(v) = finished {
@@ -665,7 +665,7 @@ async fn a_phase_that_keeps_killing_the_orchestrator_ends_needs_human_after_its_
         if n >= 3 {
             break;
         }
-        assert!(t.elapsed() < Duration::from_secs(20), "{n} interruption spans in the trace: {text}");
+        assert!(t.elapsed() < Duration::from_secs(60), "{n} interruption spans in the trace: {text}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

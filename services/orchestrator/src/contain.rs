@@ -332,9 +332,7 @@ fn marked(entry: &[u8], me: u32) -> Vec<i32> {
         .filter(|pid| {
             std::fs::read(format!("/proc/{pid}/environ"))
                 .is_ok_and(|env| env.split(|b| *b == 0).any(|e| e == entry))
-                && std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-                    stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
-                })
+                && crate::exec::start_ticks(*pid).is_some()
         })
         .collect()
 }

@@ -501,7 +501,7 @@ pub struct GroupRecord {
 
 /// Field 22 of `/proc/PID/stat`: when the process started, in clock ticks since boot; None for
 /// no such process, or a zombie (dead, waiting for its parent to reap it).
-fn start_ticks(pid: i32) -> Option<u64> {
+pub(crate) fn start_ticks(pid: i32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // the command name (field 2) may hold spaces and parentheses: count after the last ')'
     let mut rest = stat[stat.rfind(')')? + 1..].split_whitespace();

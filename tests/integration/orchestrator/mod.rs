@@ -244,3 +244,18 @@ prompt = '''Give the verdict as JSON, like this:
 schema = { type = "object", required = ["verdict"], properties = { verdict = { enum = ["ok", "fail"] } }, additionalProperties = { type = "string" } }
 output = "verdict.json"
 "#;
+
+/// The gateway serves model `smart` from the fake provider at `fake_url` (one OpenAI-protocol
+/// deployment, `fake-openai`, calling `gpt-4o`).
+fn serve_smart_from(gw: &mut helix_core::gateway_config::BreakerGatewayConfig, fake_url: String) {
+    gw.deployments.push(DeploymentConfig {
+        id: "fake-openai".to_owned(),
+        provider: ProviderKind::Openai,
+        base_url: fake_url,
+        model: "gpt-4o".to_owned(),
+        api_key_env: None,
+        max_in_flight: None,
+        breaker: None,
+    });
+    gw.models.push(ModelChainConfig { name: "smart".to_owned(), chain: vec!["fake-openai".to_owned()] });
+}

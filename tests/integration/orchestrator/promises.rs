@@ -155,16 +155,7 @@ async fn llm_cost_is_counted_once_in_the_runs_project_and_reasks_are_spans_and_e
     let o = Orch::start_with(|c| {
         let gw = &mut c.breaker_gateway;
         gw.max_retries = 0;
-        gw.deployments.push(DeploymentConfig {
-            id: "fake-openai".to_owned(),
-            provider: ProviderKind::Openai,
-            base_url: fake_url,
-            model: "gpt-4o".to_owned(),
-            api_key_env: None,
-            max_in_flight: None,
-            breaker: None,
-        });
-        gw.models.push(ModelChainConfig { name: "smart".to_owned(), chain: vec!["fake-openai".to_owned()] });
+        serve_smart_from(gw, fake_url);
         gw.prices.push(PriceConfig {
             model: "gpt-4o".to_owned(),
             input: 2.5,

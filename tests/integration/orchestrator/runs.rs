@@ -779,16 +779,7 @@ async fn an_llm_answer_is_reasked_until_it_fits_the_schema_and_replays_from_the_
     let o = Orch::start_with(|c| {
         let gw = &mut c.breaker_gateway;
         gw.max_retries = 0;
-        gw.deployments.push(DeploymentConfig {
-            id: "fake-openai".to_owned(),
-            provider: ProviderKind::Openai,
-            base_url: fake_url,
-            model: "gpt-4o".to_owned(),
-            api_key_env: None,
-            max_in_flight: None,
-            breaker: None,
-        });
-        gw.models.push(ModelChainConfig { name: "smart".to_owned(), chain: vec!["fake-openai".to_owned()] });
+        serve_smart_from(gw, fake_url);
     })
     .await;
     let calls = || fake.requests_to("/v1/chat/completions").len();
@@ -848,16 +839,7 @@ async fn an_open_circuit_at_the_gateway_is_waited_out_not_retried_into() {
         let gw = &mut c.breaker_gateway;
         gw.max_retries = 0;
         gw.breaker.open_secs = 1;
-        gw.deployments.push(DeploymentConfig {
-            id: "fake-openai".to_owned(),
-            provider: ProviderKind::Openai,
-            base_url: fake_url,
-            model: "gpt-4o".to_owned(),
-            api_key_env: None,
-            max_in_flight: None,
-            breaker: None,
-        });
-        gw.models.push(ModelChainConfig { name: "smart".to_owned(), chain: vec!["fake-openai".to_owned()] });
+        serve_smart_from(gw, fake_url);
     })
     .await;
     let gateway = o.helix.url(ServiceKind::BreakerGateway);
