@@ -10,6 +10,11 @@
 //! all messages (plus the system prompt), output tokens the words of the answer (of the JSON
 //! arguments string for a tool call).
 //!
+//! Besides chat completions and messages it answers the side endpoints a gateway passes on: the
+//! model list, Anthropic's `POST /v1/messages/count_tokens` (the word count), OpenAI's
+//! `POST /v1/embeddings` (8 numbers derived from each input's text) and the legacy
+//! `POST /v1/completions` (`"echo: " + <prompt>`).
+//!
 //! Behaviour is scripted with [`Mode`]s: a FIFO queue of [`ScriptEntry`]s (each optionally
 //! restricted to a path or a model) consumed one per generation request, a default mode when the
 //! queue has nothing for a request, and an `x-fake-mode` header that overrides both for one request.
@@ -64,6 +69,17 @@ pub enum Mode {
     /// A call of the request's first tool with arguments `{"echo": <last user text>}`; a normal
     /// answer when the request has no tools.
     ToolCall,
+    /// One turn of a coding agent's tool loop. When the conversation's last turn (the messages
+    /// after the last assistant message) holds a tool result — an Anthropic `tool_result` block in
+    /// a user message, an OpenAI `role: tool` message — the answer is the text
+    /// `"done: " + <that result's text>`. Otherwise it is a call of the declared tool named `tool`
+    /// (or else the first declared tool with that name in another case) with `arguments`, and a
+    /// normal answer when the request declares no such tool.
+    Agent {
+        tool: String,
+        #[serde(default = "empty_object")]
+        arguments: Value,
+    },
     /// An error status with the provider's error body (or `body` verbatim), plus `Retry-After`
     /// (seconds) and/or `retry-after-ms` headers when given.
     Status {
@@ -87,6 +103,10 @@ pub enum Mode {
     InvalidJson,
     /// 200 with a valid answer whose text is exactly `bytes` bytes long.
     Huge { bytes: usize },
+}
+
+fn empty_object() -> Value {
+    json!({})
 }
 
 impl Mode {
@@ -563,6 +583,9 @@ enum Endpoint {
     Models(Protocol),
     ChatCompletions,
     Messages,
+    CountTokens,
+    Embeddings,
+    Completions,
     Unknown(Protocol),
 }
 
@@ -578,6 +601,9 @@ impl Endpoint {
             ("GET", "/v1/models") => Endpoint::Models(guess),
             ("POST", "/v1/chat/completions") => Endpoint::ChatCompletions,
             ("POST", "/v1/messages") => Endpoint::Messages,
+            ("POST", "/v1/messages/count_tokens") => Endpoint::CountTokens,
+            ("POST", "/v1/embeddings") => Endpoint::Embeddings,
+            ("POST", "/v1/completions") => Endpoint::Completions,
             _ => Endpoint::Unknown(guess),
         }
     }
@@ -585,13 +611,28 @@ impl Endpoint {
     fn protocol(self) -> Protocol {
         match self {
             Endpoint::Models(p) | Endpoint::Unknown(p) => p,
-            Endpoint::ChatCompletions => Protocol::OpenAi,
-            Endpoint::Messages => Protocol::Anthropic,
+            Endpoint::ChatCompletions | Endpoint::Embeddings | Endpoint::Completions => Protocol::OpenAi,
+            Endpoint::Messages | Endpoint::CountTokens => Protocol::Anthropic,
         }
     }
 
+    /// Whether unrestricted script entries and the default mode apply (token counting is a side
+    /// request, like the model list: only entries naming its path apply to it).
     fn is_generation(self) -> bool {
-        matches!(self, Endpoint::ChatCompletions | Endpoint::Messages)
+        matches!(
+            self,
+            Endpoint::ChatCompletions | Endpoint::Messages | Endpoint::Embeddings | Endpoint::Completions
+        )
+    }
+
+    /// The body fields the provider refuses a request without.
+    fn required_fields(self) -> &'static [&'static str] {
+        match self {
+            Endpoint::ChatCompletions | Endpoint::Messages | Endpoint::CountTokens => &["model", "messages"],
+            Endpoint::Embeddings => &["model", "input"],
+            Endpoint::Completions => &["model", "prompt"],
+            Endpoint::Models(_) | Endpoint::Unknown(_) => &[],
+        }
     }
 }
 
@@ -698,6 +739,9 @@ async fn provider(req: HttpRequest, body: web::Bytes, shared: web::Data<Arc<Shar
                 Endpoint::ChatCompletions | Endpoint::Messages => {
                     generation_reply(protocol, json.as_ref().unwrap_or(&Value::Null), &mode, seq)
                 }
+                Endpoint::CountTokens => count_tokens_reply(json.as_ref().unwrap_or(&Value::Null), &mode),
+                Endpoint::Embeddings => embeddings_reply(json.as_ref().unwrap_or(&Value::Null), &mode),
+                Endpoint::Completions => completions_reply(json.as_ref().unwrap_or(&Value::Null), &mode, seq),
                 Endpoint::Unknown(p) => {
                     error_reply(p, 404, &format!("Invalid URL ({} {})", req.method(), req.path()))
                 }
@@ -787,18 +831,23 @@ fn check_request(
             Err(e) => return Err(error_reply(protocol, 400, &format!("invalid {MODE_HEADER} header: {e}"))),
         },
     };
-    if endpoint.is_generation() {
+    let required = endpoint.required_fields();
+    if !required.is_empty() {
         let Some(body) = body.filter(|b| b.is_object()) else {
             return Err(error_reply(protocol, 400, "the request body is not a valid JSON object"));
         };
-        if body.get("model").and_then(Value::as_str).is_none() {
-            return Err(error_reply(protocol, 400, "model: Field required"));
-        }
-        if body.get("messages").and_then(Value::as_array).is_none() {
-            return Err(error_reply(protocol, 400, "messages: Field required"));
+        for field in required {
+            let present = match *field {
+                "model" => body.get("model").and_then(Value::as_str).is_some(),
+                "messages" => body.get("messages").and_then(Value::as_array).is_some(),
+                other => body.get(other).is_some_and(|v| v.is_string() || v.is_array()),
+            };
+            if !present {
+                return Err(error_reply(protocol, 400, &format!("{field}: Field required")));
+            }
         }
         // the gateway must add it when it translates an OpenAI request, where it is optional
-        if protocol == Protocol::Anthropic && body.get("max_tokens").and_then(Value::as_u64).is_none() {
+        if endpoint == Endpoint::Messages && body.get("max_tokens").and_then(Value::as_u64).is_none() {
             return Err(error_reply(protocol, 400, "max_tokens: Field required"));
         }
     }
@@ -953,7 +1002,10 @@ struct Exchange {
     include_usage: bool,
     input_tokens: u64,
     last_user: String,
-    tool: Option<String>,
+    /// The names of the declared tools, in order.
+    tools: Vec<String>,
+    /// The text of the last tool result of the conversation's last turn, if it has one.
+    tool_result: Option<String>,
 }
 
 impl Exchange {
@@ -973,9 +1025,40 @@ impl Exchange {
             .map(content_text)
             .unwrap_or_default();
         // OpenAI nests the name under "function", Anthropic has it at the top
-        let tool = body.get("tools").and_then(|t| t.get(0)).and_then(|t| {
-            t.pointer("/function/name").or_else(|| t.get("name")).and_then(Value::as_str).map(str::to_owned)
-        });
+        let tools = body
+            .get("tools")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+            .iter()
+            .filter_map(|t| t.pointer("/function/name").or_else(|| t.get("name")).and_then(Value::as_str))
+            .map(str::to_owned)
+            .collect();
+        // the last turn: what came after the model last spoke
+        let last_turn =
+            match messages.iter().rposition(|m| m.get("role").and_then(Value::as_str) == Some("assistant")) {
+                Some(i) => &messages[i + 1..],
+                None => messages,
+            };
+        let tool_result = last_turn
+            .iter()
+            .flat_map(|m| {
+                let content = m.get("content").unwrap_or(&Value::Null);
+                let results: Vec<String> = match m.get("role").and_then(Value::as_str) {
+                    Some("tool") => vec![content_text(content)],
+                    Some("user") => content
+                        .as_array()
+                        .map(Vec::as_slice)
+                        .unwrap_or(&[])
+                        .iter()
+                        .filter(|part| part.get("type").and_then(Value::as_str) == Some("tool_result"))
+                        .map(|part| part.get("content").map(content_text).unwrap_or_default())
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                results
+            })
+            .next_back();
         Exchange {
             model: body.get("model").and_then(Value::as_str).unwrap_or_default().to_owned(),
             stream: body.get("stream").and_then(Value::as_bool).unwrap_or(false),
@@ -985,8 +1068,18 @@ impl Exchange {
                 .unwrap_or(false),
             input_tokens,
             last_user,
-            tool,
+            tools,
+            tool_result,
         }
+    }
+
+    /// The declared tool named `name`, or else the first one whose name matches it in any case.
+    fn find_tool(&self, name: &str) -> Option<&str> {
+        self.tools
+            .iter()
+            .find(|t| *t == name)
+            .or_else(|| self.tools.iter().find(|t| t.eq_ignore_ascii_case(name)))
+            .map(String::as_str)
     }
 }
 
@@ -1073,12 +1166,22 @@ fn generation_reply(protocol: Protocol, body: &Value, mode: &Mode, seq: u64) -> 
         Mode::Status { .. } => return status_reply(protocol, mode),
         Mode::InvalidJson => return invalid_json_reply(protocol, exchange.stream, seq),
         Mode::Huge { bytes } => Answer::Text(huge_text(*bytes)),
-        Mode::ToolCall => match &exchange.tool {
+        Mode::ToolCall => match exchange.tools.first() {
             Some(name) => {
                 let input = json!({ "echo": exchange.last_user });
                 Answer::Tool { id_seq: seq, name: name.clone(), arguments: input.to_string(), input }
             }
             None => Answer::Text(format!("echo: {}", exchange.last_user)),
+        },
+        Mode::Agent { tool, arguments } => match (&exchange.tool_result, exchange.find_tool(tool)) {
+            (Some(result), _) => Answer::Text(format!("done: {}", result.trim())),
+            (None, Some(name)) => Answer::Tool {
+                id_seq: seq,
+                name: name.to_owned(),
+                arguments: arguments.to_string(),
+                input: arguments.clone(),
+            },
+            (None, None) => Answer::Text(format!("echo: {}", exchange.last_user)),
         },
         Mode::Ok | Mode::SlowFirstByte { .. } | Mode::StalledStream { .. } | Mode::CutStream { .. } => {
             Answer::Text(format!("echo: {}", exchange.last_user))
@@ -1276,6 +1379,194 @@ fn anthropic_events(exchange: &Exchange, answer: &Answer, seq: u64) -> Vec<Strin
     ));
     events.push(sse_event("message_stop", &json!({ "type": "message_stop" })));
     events
+}
+
+// ---------------------------------------------------------------------------------------------
+// side endpoints: token counting, embeddings, legacy completions
+
+/// A 200 `application/json` answer whose body is the start of a JSON document, cut off.
+fn truncated_json(start: String) -> Reply {
+    Reply {
+        status: StatusCode::OK,
+        content_type: "application/json",
+        headers: Vec::new(),
+        chunks: vec![web::Bytes::from(start)],
+        streaming: false,
+    }
+}
+
+/// `POST /v1/messages/count_tokens`: the input tokens the same request would report from
+/// `/v1/messages`.
+fn count_tokens_reply(body: &Value, mode: &Mode) -> Reply {
+    match mode {
+        Mode::Status { .. } => status_reply(Protocol::Anthropic, mode),
+        Mode::InvalidJson => truncated_json(r#"{"input_tokens":"#.to_owned()),
+        _ => Reply::json(StatusCode::OK, &json!({ "input_tokens": Exchange::read(body).input_tokens })),
+    }
+}
+
+/// The inputs of an embeddings or legacy completions request (`input` / `prompt`): a string, an
+/// array of strings, one array of token ids or an array of them. Each comes with its token count:
+/// words for text, ids for token arrays.
+fn batch_inputs(input: &Value) -> Vec<(String, u64)> {
+    let one = |item: &Value| match item {
+        Value::String(text) => (text.clone(), count_words(text)),
+        Value::Array(ids) => (item.to_string(), ids.len() as u64),
+        other => (other.to_string(), 1),
+    };
+    match input {
+        Value::Array(items) if !items.is_empty() && !items.iter().all(Value::is_number) => {
+            items.iter().map(one).collect()
+        }
+        other => vec![one(other)],
+    }
+}
+
+/// `dimensions` numbers in [-1, 1] derived from `text` (FNV-1a, one seed per dimension), with three
+/// decimals so they print exactly.
+fn embedding_of(text: &str, dimensions: usize) -> Vec<f64> {
+    (0..dimensions as u64)
+        .map(|seed| {
+            let mut hash = 0xcbf2_9ce4_8422_2325_u64 ^ seed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            for byte in text.bytes() {
+                hash = (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
+            }
+            (((hash >> 11) % 2001) as f64 - 1000.0) / 1000.0
+        })
+        .collect()
+}
+
+/// Standard base64 with padding, for `encoding_format: "base64"` embeddings.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[(n >> (18 - 6 * i)) as usize & 63]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Embeddings have 8 dimensions unless the request asks for `dimensions` (at most this many).
+const EMBEDDING_DIMENSIONS: usize = 8;
+const MAX_EMBEDDING_DIMENSIONS: usize = 4096;
+
+/// `POST /v1/embeddings` in OpenAI's shape; `encoding_format: "base64"` (what the OpenAI SDKs ask
+/// for by default) sends the little-endian f32s base64-encoded.
+fn embeddings_reply(body: &Value, mode: &Mode) -> Reply {
+    match mode {
+        Mode::Status { .. } => return status_reply(Protocol::OpenAi, mode),
+        Mode::InvalidJson => {
+            return truncated_json(
+                r#"{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.5,"#.to_owned(),
+            );
+        }
+        _ => {}
+    }
+    let dimensions = body.get("dimensions").and_then(Value::as_u64).map_or(EMBEDDING_DIMENSIONS, |d| {
+        usize::try_from(d).unwrap_or(usize::MAX).clamp(1, MAX_EMBEDDING_DIMENSIONS)
+    });
+    let base64_encoded = body.get("encoding_format").and_then(Value::as_str) == Some("base64");
+    let inputs = batch_inputs(body.get("input").unwrap_or(&Value::Null));
+    let tokens: u64 = inputs.iter().map(|(_, n)| n).sum();
+    let data: Vec<Value> = inputs
+        .iter()
+        .enumerate()
+        .map(|(index, (text, _))| {
+            let numbers = embedding_of(text, dimensions);
+            let embedding = if base64_encoded {
+                let bytes: Vec<u8> = numbers.iter().flat_map(|x| (*x as f32).to_le_bytes()).collect();
+                json!(base64(&bytes))
+            } else {
+                json!(numbers)
+            };
+            json!({ "object": "embedding", "index": index, "embedding": embedding })
+        })
+        .collect();
+    Reply::json(
+        StatusCode::OK,
+        &json!({
+            "object": "list",
+            "data": data,
+            "model": body.get("model").and_then(Value::as_str).unwrap_or_default(),
+            "usage": { "prompt_tokens": tokens, "total_tokens": tokens },
+        }),
+    )
+}
+
+/// `POST /v1/completions`, the legacy text completions: one choice per prompt, `"echo: " +
+/// <prompt>` (or the [`Mode::Huge`] text), streamed when asked like chat completions are.
+fn completions_reply(body: &Value, mode: &Mode, seq: u64) -> Reply {
+    let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    match mode {
+        Mode::Status { .. } => return status_reply(Protocol::OpenAi, mode),
+        Mode::InvalidJson => {
+            let start =
+                format!(r#"{{"id":"cmpl-fake{seq}","object":"text_completion","choices":[{{"text":"ec"#);
+            if stream {
+                return Reply::sse(vec![format!("data: {start}\n\n"), "data: [DONE]\n\n".to_owned()]);
+            }
+            return truncated_json(start);
+        }
+        _ => {}
+    }
+    let model = body.get("model").and_then(Value::as_str).unwrap_or_default();
+    let prompts = batch_inputs(body.get("prompt").unwrap_or(&Value::Null));
+    let texts: Vec<String> = prompts
+        .iter()
+        .map(|(prompt, _)| match mode {
+            Mode::Huge { bytes } => huge_text(*bytes),
+            _ => format!("echo: {prompt}"),
+        })
+        .collect();
+    let input: u64 = prompts.iter().map(|(_, n)| n).sum();
+    let output: u64 = texts.iter().map(|t| count_words(t)).sum();
+    let usage =
+        json!({ "prompt_tokens": input, "completion_tokens": output, "total_tokens": input + output });
+    let id = format!("cmpl-fake{seq}");
+    let created = now_secs();
+    let choice = |index: usize, text: &str, finish_reason: Value| json!({ "text": text, "index": index, "logprobs": null, "finish_reason": finish_reason });
+    if !stream {
+        let choices: Vec<Value> =
+            texts.iter().enumerate().map(|(i, t)| choice(i, t, json!("stop"))).collect();
+        return Reply::json(
+            StatusCode::OK,
+            &json!({
+                "id": id,
+                "object": "text_completion",
+                "created": created,
+                "model": model,
+                "choices": choices,
+                "usage": usage,
+                "system_fingerprint": null,
+            }),
+        );
+    }
+    let chunk = |choices: Value, usage: Option<Value>| {
+        let mut chunk = json!({ "id": id, "object": "text_completion", "created": created, "model": model, "choices": choices });
+        if let Some(usage) = usage {
+            chunk["usage"] = usage;
+        }
+        format!("data: {chunk}\n\n")
+    };
+    let mut events = Vec::new();
+    for (index, text) in texts.iter().enumerate() {
+        for piece in text_pieces(text) {
+            events.push(chunk(json!([choice(index, &piece, Value::Null)]), None));
+        }
+        events.push(chunk(json!([choice(index, "", json!("stop"))]), None));
+    }
+    if body.pointer("/stream_options/include_usage").and_then(Value::as_bool) == Some(true) {
+        events.push(chunk(json!([]), Some(usage)));
+    }
+    events.push("data: [DONE]\n\n".to_owned());
+    Reply::sse(events)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1644,6 +1935,242 @@ mod tests {
             openai(&fake, chat("gpt-4o", "no tools")).send().await.expect("send").json().await.expect("json");
         assert_eq!(answer["choices"][0]["message"]["content"], "echo: no tools");
         assert_eq!(answer["choices"][0]["finish_reason"], "stop");
+        fake.stop().await;
+    }
+
+    #[tokio::test]
+    async fn agent_mode_calls_the_named_tool_then_answers_the_tool_result() {
+        let fake = FakeProvider::start().await;
+        let arguments = json!({ "command": "echo hi > out.txt" });
+        let agent = Mode::Agent { tool: "Bash".to_owned(), arguments: arguments.clone() };
+        assert_eq!(
+            serde_json::from_str::<Mode>(
+                r#"{"mode":"agent","tool":"Bash","arguments":{"command":"echo hi > out.txt"}}"#
+            )
+            .expect("mode"),
+            agent
+        );
+        fake.set_default(agent);
+
+        // OpenAI: the tool is matched in any case; its arguments are sent verbatim
+        let tools = json!([
+            { "type": "function", "function": { "name": "read", "parameters": { "type": "object" } } },
+            { "type": "function", "function": { "name": "bash", "parameters": { "type": "object" } } },
+        ]);
+        let first = with(chat("gpt-4o", "write the file"), "tools", tools);
+        let answer: Value =
+            openai(&fake, first.clone()).send().await.expect("send").json().await.expect("json");
+        let call = &answer["choices"][0]["message"]["tool_calls"][0];
+        assert_eq!(answer["choices"][0]["finish_reason"], "tool_calls");
+        assert_eq!(call["function"]["name"], "bash");
+        let sent = call["function"]["arguments"].as_str().expect("arguments");
+        assert_eq!(serde_json::from_str::<Value>(sent).expect("json"), arguments);
+
+        let mut second = first.clone();
+        let history = second["messages"].as_array_mut().expect("messages");
+        history.push(json!({ "role": "assistant", "content": null, "tool_calls": [call] }));
+        history.push(json!({ "role": "tool", "tool_call_id": call["id"], "content": " hi\n" }));
+        let answer: Value =
+            openai(&fake, second.clone()).send().await.expect("send").json().await.expect("json");
+        assert_eq!(answer["choices"][0]["message"]["content"], "done: hi");
+        assert_eq!(answer["choices"][0]["finish_reason"], "stop");
+        let chunks = openai_chunks(
+            &sse_of(openai(&fake, with(second, "stream", json!(true))).send().await.expect("send")).await,
+        );
+        let text: String =
+            chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
+        assert_eq!(text, "done: hi");
+        let chunks = openai_chunks(
+            &sse_of(openai(&fake, with(first, "stream", json!(true))).send().await.expect("send")).await,
+        );
+        assert_eq!(chunks[0]["choices"][0]["delta"]["tool_calls"][0]["function"]["name"], "bash");
+        assert_eq!(chunks.last().expect("finish")["choices"][0]["finish_reason"], "tool_calls");
+
+        // Anthropic, streaming: a tool_use block of the named tool
+        let first = with(
+            with(
+                message("claude-sonnet-4-5", "write the file"),
+                "tools",
+                json!([{ "name": "Read" }, { "name": "Bash" }]),
+            ),
+            "stream",
+            json!(true),
+        );
+        let events = sse_of(anthropic(&fake, first.clone()).send().await.expect("send")).await;
+        let data: Vec<Value> = events.iter().map(|(_, d)| serde_json::from_str(d).expect("json")).collect();
+        assert_eq!(data[1]["content_block"]["type"], "tool_use");
+        assert_eq!(data[1]["content_block"]["name"], "Bash");
+        let partial: String = data.iter().filter_map(|d| d["delta"]["partial_json"].as_str()).collect();
+        assert_eq!(serde_json::from_str::<Value>(&partial).expect("json"), arguments);
+
+        // a tool result in the last user message (after a mid-conversation system message) ends it
+        let mut second = with(first, "stream", json!(false));
+        let history = second["messages"].as_array_mut().expect("messages");
+        history.push(json!({ "role": "system", "content": "environment" }));
+        history.push(json!({ "role": "assistant", "content": [
+            { "type": "tool_use", "id": "toolu_1", "name": "Bash", "input": arguments },
+        ] }));
+        history.push(json!({ "role": "user", "content": [
+            { "type": "tool_result", "tool_use_id": "toolu_1", "content": [{ "type": "text", "text": "hi" }] },
+            { "type": "text", "text": "<system-reminder>keep going</system-reminder>" },
+        ] }));
+        let answer: Value = anthropic(&fake, second).send().await.expect("send").json().await.expect("json");
+        assert_eq!(answer["content"], json!([{ "type": "text", "text": "done: hi" }]));
+        assert_eq!(answer["stop_reason"], "end_turn");
+
+        // no such tool: a normal answer
+        let answer: Value =
+            anthropic(&fake, with(message("claude", "no bash"), "tools", json!([{ "name": "Read" }])))
+                .send()
+                .await
+                .expect("send")
+                .json()
+                .await
+                .expect("json");
+        assert_eq!(answer["content"][0]["text"], "echo: no bash");
+        fake.stop().await;
+    }
+
+    #[tokio::test]
+    async fn count_tokens_counts_the_words_a_message_would_report() {
+        let fake = FakeProvider::start().await;
+        // the default mode is for generations; token counting is not one
+        fake.set_default(Mode::status(500));
+        let body = json!({
+            "model": "claude-sonnet-4-5",
+            "system": "be brief",
+            "messages": [{ "role": "user", "content": [{ "type": "text", "text": "count these three" }] }],
+        });
+        let res = http()
+            .post(format!("{}/v1/messages/count_tokens", fake.url()))
+            .header("x-api-key", "sk-ant-test")
+            .header("anthropic-version", "2023-06-01")
+            .json(&body)
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.json::<Value>().await.expect("json"), json!({ "input_tokens": 5 }));
+        let unversioned = http()
+            .post(format!("{}/v1/messages/count_tokens", fake.url()))
+            .json(&body)
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(unversioned.status(), 400);
+        fake.stop().await;
+    }
+
+    #[tokio::test]
+    async fn embeddings_are_derived_from_each_input() {
+        let fake = FakeProvider::start().await;
+        let post = |body: Value| {
+            http().post(format!("{}/v1/embeddings", fake.url())).bearer_auth("sk-test").json(&body).send()
+        };
+        let one: Value = post(json!({ "model": "text-embedding-3-small", "input": "hello world" }))
+            .await
+            .expect("send")
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(one["object"], "list");
+        assert_eq!(one["model"], "text-embedding-3-small");
+        assert_eq!(one["usage"], json!({ "prompt_tokens": 2, "total_tokens": 2 }));
+        let vector = one["data"][0]["embedding"].as_array().expect("floats").clone();
+        assert_eq!(
+            (one["data"][0]["object"].as_str(), one["data"][0]["index"].as_u64()),
+            (Some("embedding"), Some(0))
+        );
+        assert_eq!(vector.len(), 8);
+        assert!(vector.iter().all(|x| x.as_f64().is_some_and(|x| (-1.0..=1.0).contains(&x))), "{vector:?}");
+
+        let batch: Value = post(json!({ "model": "m", "input": ["hello world", "something else"] }))
+            .await
+            .expect("send")
+            .json()
+            .await
+            .expect("json");
+        let data = batch["data"].as_array().expect("data");
+        assert_eq!(data.len(), 2);
+        assert_eq!(data[0]["embedding"].as_array(), Some(&vector), "the same input, the same numbers");
+        assert_ne!(data[1]["embedding"], data[0]["embedding"]);
+        assert_eq!(data[1]["index"], 1);
+        assert_eq!(batch["usage"]["prompt_tokens"], 4);
+
+        // base64: the same numbers as little-endian f32s
+        let encoded: Value =
+            post(json!({ "model": "m", "input": "hello world", "encoding_format": "base64" }))
+                .await
+                .expect("send")
+                .json()
+                .await
+                .expect("json");
+        let expected: Vec<u8> =
+            vector.iter().flat_map(|x| (x.as_f64().expect("float") as f32).to_le_bytes()).collect();
+        assert_eq!(encoded["data"][0]["embedding"], json!(base64(&expected)));
+        assert_eq!(base64(b"any carnal pleas"), "YW55IGNhcm5hbCBwbGVhcw==");
+        assert_eq!(base64(b"any carnal pleasu"), "YW55IGNhcm5hbCBwbGVhc3U=");
+        assert_eq!(base64(b"any carnal pleasur"), "YW55IGNhcm5hbCBwbGVhc3Vy");
+
+        let tokens: Value = post(json!({ "model": "m", "input": [1, 2, 3], "dimensions": 3 }))
+            .await
+            .expect("send")
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(tokens["data"].as_array().map(Vec::len), Some(1));
+        assert_eq!(tokens["data"][0]["embedding"].as_array().map(Vec::len), Some(3));
+        assert_eq!(tokens["usage"]["prompt_tokens"], 3);
+        assert_eq!(post(json!({ "model": "m" })).await.expect("send").status(), 400);
+        fake.script([Mode::status(429)]);
+        assert_eq!(post(json!({ "model": "m", "input": "x" })).await.expect("send").status(), 429);
+        fake.stop().await;
+    }
+
+    #[tokio::test]
+    async fn legacy_completions_echo_the_prompt() {
+        let fake = FakeProvider::start().await;
+        let post = |body: Value| {
+            http().post(format!("{}/v1/completions", fake.url())).bearer_auth("sk-test").json(&body).send()
+        };
+        let answer: Value = post(json!({ "model": "gpt-3.5-turbo-instruct", "prompt": "say this" }))
+            .await
+            .expect("send")
+            .json()
+            .await
+            .expect("json");
+        assert!(answer["id"].as_str().is_some_and(|id| id.starts_with("cmpl-")), "{answer}");
+        assert_eq!(answer["object"], "text_completion");
+        assert!(answer["created"].as_u64().is_some_and(|c| c > 1_600_000_000));
+        assert_eq!(answer["model"], "gpt-3.5-turbo-instruct");
+        assert_eq!(
+            answer["choices"],
+            json!([{ "text": "echo: say this", "index": 0, "logprobs": null, "finish_reason": "stop" }])
+        );
+        assert_eq!(answer["usage"], json!({ "prompt_tokens": 2, "completion_tokens": 3, "total_tokens": 5 }));
+
+        let batch: Value = post(json!({ "model": "m", "prompt": ["a", "b c"] }))
+            .await
+            .expect("send")
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(batch["choices"][1]["text"], "echo: b c");
+        assert_eq!(batch["choices"][1]["index"], 1);
+
+        let events = sse_of(
+            post(json!({ "model": "m", "prompt": "one two", "stream": true, "stream_options": { "include_usage": true } }))
+                .await
+                .expect("send"),
+        )
+        .await;
+        let chunks = openai_chunks(&events);
+        assert!(chunks.iter().all(|c| c["object"] == "text_completion"));
+        let text: String = chunks.iter().filter_map(|c| c["choices"][0]["text"].as_str()).collect();
+        assert_eq!(text, "echo: one two");
+        assert_eq!(chunks[chunks.len() - 2]["choices"][0]["finish_reason"], "stop");
+        assert_eq!(chunks.last().expect("usage")["usage"]["completion_tokens"], 3);
+        assert_eq!(post(json!({ "model": "m" })).await.expect("send").status(), 400);
         fake.stop().await;
     }
 
