@@ -7,6 +7,7 @@ mod dashboard_live;
 mod errors;
 mod gateway;
 mod gateway_redis;
+mod gateway_responses;
 mod gateway_verdicts;
 mod healer;
 mod openapi;

@@ -139,3 +139,19 @@ impl GatewayState {
 pub fn overhead_ms(started: Instant, report: &CallReport) -> f64 {
     started.elapsed().saturating_sub(report.upstream_time).as_secs_f64() * 1000.0
 }
+
+/// The SSE comment a stream ends with: the deployment that served it, its cost in USD (absent
+/// when unpriced) and its tokens, as one JSON object after `: helix `. SDKs ignore comments; a
+/// client that wants the cost of a stream reads this line.
+pub fn cost_comment(report: &CallReport, cost: Option<f64>) -> String {
+    let usage = report.usage.unwrap_or_default();
+    let body = serde_json::json!({
+        "deployment": report.deployment,
+        "cost_usd": cost,
+        "input_tokens": usage.total_input_tokens(),
+        "output_tokens": usage.output_tokens,
+        "cache_read_tokens": usage.cache_read_tokens,
+        "cache_write_tokens": usage.cache_write_tokens,
+    });
+    crate::protocol::sse::comment(&format!("helix {body}"))
+}

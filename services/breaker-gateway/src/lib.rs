@@ -15,6 +15,7 @@ pub mod calls;
 pub mod error;
 pub mod protocol;
 pub mod proxy;
+pub mod responses;
 pub mod routes;
 
 use std::path::PathBuf;
@@ -48,6 +49,8 @@ pub struct GatewayState {
     pub collector_url: String,
     /// When the gateway started (the `created` of the model list).
     pub started_unix_ms: i64,
+    /// Recent Responses API answers, for `previous_response_id`.
+    pub responses: Arc<protocol::responses::ResponseStore>,
 }
 
 /// The trace-collector this configuration places next to the gateway: same host (a wildcard bind
@@ -111,6 +114,7 @@ impl GatewayState {
             emitter,
             collector_url,
             started_unix_ms: helix_core::time::now_ms(),
+            responses: Arc::new(protocol::responses::ResponseStore::default()),
         })
     }
 
@@ -217,6 +221,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<GatewayState>) {
     cfg.app_data(state)
         .service(post("/v1/chat/completions", routes::llm::chat_completions))
         .service(post("/v1/messages", routes::llm::messages))
+        .service(post("/v1/responses", routes::llm::responses))
         .service(get("/v1/models", routes::llm::models))
         .service(get("/v1/circuits", routes::circuits::list))
         .service(post("/v1/circuits/{id}/reset", routes::circuits::reset))
@@ -230,6 +235,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<GatewayState>) {
     paths(
         routes::llm::chat_completions,
         routes::llm::messages,
+        routes::llm::responses,
         routes::llm::models,
         routes::circuits::list,
         routes::circuits::reset,

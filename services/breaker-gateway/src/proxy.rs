@@ -1238,17 +1238,19 @@ impl Proxy {
         // the client's end of the stream closes now, whatever the accounting below takes
         drop(tx);
         let failed = failure.is_some() || pipe.upstream_error.is_some();
-        // a client that went away says nothing about the deployment (a probe's lease then
-        // expires, see the breaker docs)
-        if !client_gone {
-            self.record(&dep, probe, failed, started.elapsed(), Some(status)).await;
-        }
+        let took = started.elapsed();
         report.usage = pipe.usage();
         report.error = failure
             .map(|f| self.redact(&f).into_owned())
             .or(pipe.upstream_error)
             .or_else(|| client_gone.then(|| "the client went away before the stream ended".to_owned()));
+        // the report first: the client's stream ends with the cost it carries
         let _ = done.send(report);
+        // a client that went away says nothing about the deployment (a probe's lease then
+        // expires, see the breaker docs)
+        if !client_gone {
+            self.record(&dep, probe, failed, took, Some(status)).await;
+        }
     }
 }
 

@@ -16,6 +16,7 @@
 
 pub mod error;
 pub mod raw;
+pub mod responses;
 pub mod sse;
 pub mod translate;
 pub mod usage;

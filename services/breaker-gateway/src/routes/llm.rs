@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
+use bytes::Bytes;
 use futures_util::stream;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -124,7 +125,7 @@ pub struct AnthropicModel {
 pub fn protocol_of_path(req: &HttpRequest) -> Option<Protocol> {
     match req.path() {
         "/v1/messages" => Some(Protocol::Anthropic),
-        "/v1/chat/completions" => Some(Protocol::OpenAi),
+        "/v1/chat/completions" | "/v1/responses" => Some(Protocol::OpenAi),
         "/v1/models" if req.headers().contains_key("anthropic-version") => Some(Protocol::Anthropic),
         "/v1/models" => Some(Protocol::OpenAi),
         _ => None,
@@ -198,7 +199,7 @@ pub async fn chat_completions(
     req: HttpRequest,
     body: Result<web::Bytes, actix_web::Error>,
 ) -> HttpResponse {
-    proxy_call(state, req, body, Protocol::OpenAi).await
+    proxy_call(state, req, body, Protocol::OpenAi, Api::Native).await
 }
 
 /// Create a message (Anthropic)
@@ -242,7 +243,66 @@ pub async fn messages(
     req: HttpRequest,
     body: Result<web::Bytes, actix_web::Error>,
 ) -> HttpResponse {
-    proxy_call(state, req, body, Protocol::Anthropic).await
+    proxy_call(state, req, body, Protocol::Anthropic, Api::Native).await
+}
+
+/// Create a response (OpenAI Responses API)
+///
+/// OpenAI's Responses API, as Codex and the Vercel AI SDK's OpenAI provider call it: point the
+/// client's base URL at `<gateway>/v1`. The request is turned into Chat Completions and served
+/// through the model's chain like `/v1/chat/completions` (breakers, retries, fallbacks,
+/// translation to Anthropic deployments), and the answer turned back: a `response` object, or with
+/// `stream: true` the Responses events (`response.created`, `response.output_item.added`,
+/// `response.output_text.delta`, `response.function_call_arguments.delta`, ...,
+/// `response.completed`; `error` and `response.failed` on failure). Function and custom tools,
+/// `instructions`, `text.format`, `reasoning.effort` and `tool_choice` are mapped; hosted tools
+/// (web search, file search, ...) cannot be and are refused with a 400. `previous_response_id`
+/// continues a response this gateway process stored (the most recent ones, in memory; not those
+/// sent with `store: false`); an unknown id is a 400. The answer keeps the model name asked for.
+#[utoipa::path(
+    post,
+    path = "/v1/responses",
+    tag = "llm",
+    operation_id = "responses",
+    security(("bearer" = ["llm"]), ("api_key" = ["llm"])),
+    params(("x-helix-project" = Option<String>, Header, description = "the project the call bills to and is traced under (see `/v1/chat/completions`)")),
+    request_body(content = ChatRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "the response, or with `stream: true` the Responses server-sent events ending with `response.completed`, then a `: helix {...}` comment with the deployment and cost",
+            content((Object = "application/json"), (String = "text/event-stream")),
+            headers(
+                ("x-helix-deployment" = String, description = "the deployment that answered"),
+                ("x-helix-fallback-from" = String, description = "the first deployment of the chain, when another one answered"),
+                ("x-helix-cost-usd" = String, description = "the cost of the call in USD (non-streaming, priced models)"),
+                ("x-helix-overhead-ms" = String, description = "time spent in the gateway itself")
+            )),
+        (status = 400, description = "the body is not a Responses request the gateway can serve (hosted tools, file inputs, an unknown `previous_response_id`), or the upstream rejected it", body = OpenAiError, content_type = "application/json"),
+        (status = 401, description = "missing or unknown gateway key", body = OpenAiError, content_type = "application/json"),
+        (status = 404, description = "the model is not configured on the gateway", body = OpenAiError, content_type = "application/json"),
+        (status = 413, description = "body larger than `max_body_bytes`", body = OpenAiError, content_type = "application/json"),
+        (status = 429, description = "the project's daily budget is spent, or too many calls in flight (see `Retry-After`)", body = OpenAiError, content_type = "application/json",
+            headers(("retry-after" = String, description = "seconds until a retry can succeed"))),
+        (status = 502, description = "no deployment gave a usable answer", body = OpenAiError, content_type = "application/json"),
+        (status = 503, description = "every deployment of the model has its circuit open (see `Retry-After`)", body = OpenAiError, content_type = "application/json",
+            headers(("retry-after" = String, description = "seconds until a breaker admits a probe"))),
+        (status = "4XX", description = "an upstream client error, passed on", body = OpenAiError, content_type = "application/json"),
+        (status = "5XX", description = "an upstream error after retries and fallbacks, passed on", body = OpenAiError, content_type = "application/json")
+    )
+)]
+pub async fn responses(
+    state: web::Data<GatewayState>,
+    req: HttpRequest,
+    body: Result<web::Bytes, actix_web::Error>,
+) -> HttpResponse {
+    proxy_call(state, req, body, Protocol::OpenAi, Api::Responses).await
+}
+
+/// The API a proxy route speaks: its protocol's own, or the Responses API on top of Chat
+/// Completions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Api {
+    Native,
+    Responses,
 }
 
 /// Body, key, JSON, budget and bulkhead, then the proxy; see the module docs of `calls`.
@@ -251,6 +311,7 @@ async fn proxy_call(
     req: HttpRequest,
     body: Result<web::Bytes, actix_web::Error>,
     protocol: Protocol,
+    api: Api,
 ) -> HttpResponse {
     let started = Instant::now();
     let refuse = |e: GatewayError, model: &str| {
@@ -268,6 +329,17 @@ async fn proxy_call(
     {
         Ok(p) => p,
         Err(e) => return refuse(e, ""),
+    };
+    // a Responses call goes through the proxy as Chat Completions
+    let (body, responses) = match api {
+        Api::Native => (body, None),
+        Api::Responses => match crate::responses::prepare(&state.responses, &project.name, &body) {
+            Ok(p) => (p.chat.clone(), Some(p)),
+            Err(e) => {
+                let model = protocol::RequestHead::parse(&body).ok().and_then(|h| h.model).unwrap_or_default();
+                return refuse(e, &model);
+            }
+        },
     };
     // validated whole, but only `model` and `stream` are read: the body is forwarded as it came
     let head = match protocol::RequestHead::parse(&body) {
@@ -297,6 +369,10 @@ async fn proxy_call(
         ProxyResponse::Full { status, headers, body } => {
             // an upstream error may echo the key it was sent
             let body = if status >= 400 { state.proxy.redact_body(body) } else { body };
+            let body = match &responses {
+                Some(r) if (200..300).contains(&status) => r.answer(&body),
+                _ => body,
+            };
             let cost = state.settle(&admitted, &model, &report);
             let mut res =
                 HttpResponse::build(StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY));
@@ -319,14 +395,31 @@ async fn proxy_call(
                 res.append_header((k.as_str(), v.as_str()));
             }
             res.insert_header(("x-helix-overhead-ms", format!("{:.3}", overhead_ms(started, &report))));
-            // usage is known when the stream ends; the permit in `admitted` is held until then
+            // usage is known when the stream ends; the permit in `admitted` is held until then.
+            // Settled in a task of its own, so that a client going away cannot skip it; the
+            // stream's last word is a comment with the cost (SDKs ignore comments).
             let accounting = state.clone();
+            let (cost_tx, cost_rx) = tokio::sync::oneshot::channel();
             tokio::spawn(async move {
                 let report = done.await.unwrap_or(report);
-                accounting.settle(&admitted, &model, &report);
+                let cost = accounting.settle(&admitted, &model, &report);
+                let _ = cost_tx.send(crate::calls::cost_comment(&report, cost));
             });
-            let events = stream::unfold(body, |mut rx| async move {
-                rx.recv().await.map(|chunk| (Ok::<_, actix_web::Error>(chunk), rx))
+            let body = match responses {
+                Some(r) => r.stream(body),
+                None => body,
+            };
+            let events = stream::unfold(Some((body, cost_rx)), |tail| async move {
+                let (mut rx, cost_rx) = tail?;
+                match rx.recv().await {
+                    Some(chunk) => Some((Ok::<_, actix_web::Error>(chunk), Some((rx, cost_rx)))),
+                    None => {
+                        // bounded: the report follows the stream's end at once
+                        let comment =
+                            tokio::time::timeout(std::time::Duration::from_secs(5), cost_rx).await.ok()?.ok()?;
+                        Some((Ok(Bytes::from(comment)), None))
+                    }
+                }
             });
             res.streaming(events)
         }

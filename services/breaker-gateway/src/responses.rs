@@ -1,0 +1,129 @@
+//! One Responses API call around the proxy: the request turned into Chat Completions (earlier
+//! turns replayed from the store for `previous_response_id`), and the answer, whole or streamed,
+//! turned back and stored for the next turn. The mapping itself is [`crate::protocol::responses`];
+//! this is the glue with the store and the stream's channel. No actix types here.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use crate::error::GatewayError;
+use crate::protocol::responses::{ChatToResponsesStream, ResponseStore, ResponsesCall, chat_to_response, to_chat};
+use crate::protocol::sse::encode_json;
+use crate::protocol::{SseParser, TranslateError};
+
+/// A Responses call on its way through the proxy.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The Chat Completions body for the proxy.
+    pub chat: Bytes,
+    call: ResponsesCall,
+    parent: Option<String>,
+    project: String,
+    store: Arc<ResponseStore>,
+}
+
+/// Reads a Responses request of `project` and turns it into Chat Completions.
+pub fn prepare(store: &Arc<ResponseStore>, project: &str, body: &[u8]) -> Result<Prepared, GatewayError> {
+    let req: Value = serde_json::from_slice(body).map_err(|e| GatewayError::InvalidJson(e.to_string()))?;
+    if !req.is_object() {
+        return Err(GatewayError::InvalidRequest("the body must be a JSON object".to_owned()));
+    }
+    let parent = match req.get("previous_response_id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(id)) => Some(id.clone()),
+        Some(_) => {
+            return Err(GatewayError::InvalidRequest("`previous_response_id` must be a string".to_owned()));
+        }
+    };
+    let history = match &parent {
+        None => Vec::new(),
+        Some(id) => store.conversation(project, id).ok_or_else(|| {
+            GatewayError::InvalidRequest(format!(
+                "previous response {id:?} is not stored on this gateway (it keeps the {} most recent responses of each gateway process, in memory, and none with `store: false`): send the whole conversation as `input`",
+                crate::protocol::responses::MAX_STORED
+            ))
+        })?,
+    };
+    let call = to_chat(&req, &history).map_err(|e| match e {
+        TranslateError::Invalid(m) => GatewayError::InvalidRequest(m),
+        TranslateError::Unsupported(m) => {
+            GatewayError::InvalidRequest(format!("the Responses request cannot be served by this gateway: {m}"))
+        }
+    })?;
+    let chat = Bytes::from(call.chat.to_string());
+    Ok(Prepared { chat, call, parent, project: project.to_owned(), store: store.clone() })
+}
+
+impl Prepared {
+    pub fn is_stream(&self) -> bool {
+        self.call.stream
+    }
+
+    fn keep(&self, id: &str, output: Vec<Value>) {
+        if !self.call.ctx.stored() {
+            return;
+        }
+        let mut items = self.call.input_items.clone();
+        items.extend(output);
+        // a turn too large to keep is simply not continuable by id
+        let _ = self.store.put(&self.project, id, self.parent.as_deref(), items);
+    }
+
+    /// The Responses object for a successful Chat answer (stored unless `store: false`).
+    pub fn answer(&self, chat: &[u8]) -> Bytes {
+        let Ok(json) = serde_json::from_slice::<Value>(chat) else {
+            return Bytes::copy_from_slice(chat);
+        };
+        let (object, output) = chat_to_response(&json, &self.call.ctx);
+        self.keep(&self.call.ctx.id, output);
+        Bytes::from(object.to_string())
+    }
+
+    /// Turns the proxy's Chat event stream into Responses events; the response is stored when
+    /// the stream completes. Comments (keep-alives) pass as they are.
+    pub fn stream(self, mut chat: mpsc::Receiver<Bytes>) -> mpsc::Receiver<Bytes> {
+        let (tx, rx) = mpsc::channel(64);
+        tokio::spawn(async move {
+            let mut parser = SseParser::default();
+            let mut events = ChatToResponsesStream::new(self.call.ctx.clone());
+            let send_all = |out: Vec<(String, Value)>| {
+                out.into_iter().map(|(name, v)| Bytes::from(encode_json(Some(&name), &v))).collect::<Vec<_>>()
+            };
+            while let Some(chunk) = chat.recv().await {
+                let mut out = Vec::new();
+                if chunk.first() == Some(&b':') {
+                    out.push(chunk);
+                } else {
+                    let parsed = parser.feed(&chunk).unwrap_or_default();
+                    for ev in parsed {
+                        if ev.is_openai_done() {
+                            out.extend(send_all(events.finish()));
+                        } else if let Ok(v) = ev.json() {
+                            out.extend(send_all(events.push(&v)));
+                        }
+                    }
+                }
+                for b in out {
+                    if tx.send(b).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            if !events.is_done() {
+                let cut = serde_json::json!({"error": {"message": "the upstream stream ended early", "code": "upstream_failed"}});
+                for b in send_all(events.push(&cut)) {
+                    if tx.send(b).await.is_err() {
+                        return;
+                    }
+                }
+            } else if events.completed() {
+                let id = events.context().id.clone();
+                self.keep(&id, events.output());
+            }
+        });
+        rx
+    }
+}
