@@ -22,7 +22,9 @@
 #
 # usage: tests/api/agents.sh HELIX_BINARY FAKE_PROVIDER_BINARY
 #   AGENTS_SCENARIOS="claude-anthropic codex-responses" runs only those;
-#   AGENTS_KEEP=1 keeps the scratch directory (its path is printed).
+#   AGENTS_KEEP=1 keeps the scratch directory (its path is printed);
+#   AGENTS_CODEX_CONFIG='web_search = "disabled"' adds top-level lines to Codex's config.toml (by
+#   default Codex runs as it comes, declaring its hosted web_search and namespace tools).
 set -euo pipefail
 helix_bin=$(realpath "$1")
 fake_bin=$(realpath "$2")
@@ -291,6 +293,7 @@ run_codex() {
 model = "$model"
 model_provider = "helix"
 check_for_update_on_startup = false
+${AGENTS_CODEX_CONFIG:-}
 
 [analytics]
 enabled = false
