@@ -32,13 +32,18 @@ fn count(v: &Value, key: &str) -> Option<u64> {
 
 impl Usage {
     /// Reads an OpenAI `usage` object (`prompt_tokens`, `completion_tokens`,
-    /// `prompt_tokens_details.cached_tokens`); `None` when `usage` is not an object.
+    /// `prompt_tokens_details.cached_tokens`, or DeepSeek's `prompt_cache_hit_tokens` when the
+    /// details are missing); `None` when `usage` is not an object.
     pub fn from_openai(usage: &Value) -> Option<Usage> {
         if !usage.is_object() {
             return None;
         }
         let prompt = count(usage, "prompt_tokens").unwrap_or(0);
-        let cached = usage.get("prompt_tokens_details").and_then(|d| count(d, "cached_tokens")).unwrap_or(0);
+        let cached = usage
+            .get("prompt_tokens_details")
+            .and_then(|d| count(d, "cached_tokens"))
+            .or_else(|| count(usage, "prompt_cache_hit_tokens"))
+            .unwrap_or(0);
         Some(Usage {
             input_tokens: prompt.saturating_sub(cached),
             output_tokens: count(usage, "completion_tokens").unwrap_or(0),
@@ -198,6 +203,28 @@ mod tests {
         assert_eq!(usage, Some(Usage { input_tokens: 12, output_tokens: 5, ..Usage::default() }));
         assert_eq!(Usage::from_openai(&Value::Null), None);
         assert_eq!(response_usage(Protocol::OpenAi, &json!({"choices": []})), None);
+    }
+
+    #[test]
+    fn deepseek_cache_hits_count_as_cache_reads_without_prompt_tokens_details() {
+        let usage = Usage::from_openai(&json!({
+            "prompt_tokens": 900, "completion_tokens": 40, "total_tokens": 940,
+            "prompt_cache_hit_tokens": 640, "prompt_cache_miss_tokens": 260
+        }));
+        assert_eq!(
+            usage,
+            Some(Usage {
+                input_tokens: 260,
+                output_tokens: 40,
+                cache_read_tokens: 640,
+                cache_write_tokens: 0
+            })
+        );
+        // The standard field wins when both are there.
+        let usage = Usage::from_openai(&json!({
+            "prompt_tokens": 900, "prompt_tokens_details": {"cached_tokens": 512}, "prompt_cache_hit_tokens": 640
+        }));
+        assert_eq!(usage.map(|u| u.cache_read_tokens), Some(512));
     }
 
     #[test]

@@ -14,11 +14,19 @@
 //! - Tool arguments travel as a JSON string in OpenAI and as an object in Anthropic. Arguments that
 //!   are not a JSON object (a model can emit broken JSON) become `{"_raw_arguments": "<string>"}`
 //!   because Anthropic requires an object; empty arguments become `{}`.
-//! - Anthropic `thinking` and `redacted_thinking` blocks are dropped when going to OpenAI: Chat
-//!   Completions has no field for them and they are only valid when sent back to Anthropic with
-//!   their signature. OpenAI-compatible `reasoning_content` is likewise not turned into thinking
-//!   blocks (there is no signature to give them).
-//! - Prompt caching hints (`cache_control`) are dropped; usage is mapped as in [`super::usage`].
+//! - Reasoning is shown, never replayed. In answers, Anthropic `thinking` becomes the
+//!   `reasoning_content` that OpenAI-compatible servers (DeepSeek, vLLM) use, and their
+//!   `reasoning_content` (or `reasoning`) becomes a `thinking` block with an empty `signature`,
+//!   streamed or not, so agents can display it. In requests, thinking in the history is dropped
+//!   either way: Anthropic only accepts thinking with its own signature, and Chat Completions
+//!   has no field for it. [`strip_unsigned_thinking`] removes the unsigned blocks from a request
+//!   that goes to Anthropic as it is. The thinking budget and `reasoning_effort` are mapped onto
+//!   each other where the target accepts them (see the request functions).
+//! - Prompt caching hints (`cache_control`) are dropped, as OpenAI caches by itself; usage,
+//!   cache reads and writes included, is mapped as in [`super::usage`].
+//! - Anthropic's `stop_sequence` stop reason becomes `finish_reason: "stop"`; back, a `stop` is
+//!   `stop_sequence` only when the server names the matched string (vLLM's `stop_reason`),
+//!   `end_turn` otherwise.
 
 mod request;
 mod response;
@@ -30,8 +38,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::{Map, Value};
 
 pub use request::{
-    DEFAULT_ANTHROPIC_MAX_TOKENS, MaxTokensField, anthropic_request_to_openai,
-    anthropic_request_to_openai_with, openai_request_to_anthropic,
+    DEFAULT_ANTHROPIC_MAX_TOKENS, MaxTokensField, OPENAI_MAX_STOP_SEQUENCES, TOOL_ERROR_PREFIX,
+    anthropic_request_to_openai, anthropic_request_to_openai_with, openai_request_to_anthropic,
+    strip_unsigned_thinking,
 };
 pub use response::{anthropic_response_to_openai, openai_response_to_anthropic};
 pub use stream::{AnthropicToOpenAiStream, OpenAiToAnthropicStream, StreamError};
@@ -131,6 +140,26 @@ fn stop_reason_from_finish(finish_reason: Option<&str>, has_tool_calls: bool) ->
         _ if has_tool_calls => "tool_use",
         _ => "end_turn",
     }
+}
+
+/// Anthropic `stop_reason` and `stop_sequence` for an OpenAI choice (a response's or a stream's
+/// finishing one). A `stop` is a stop sequence only when the server says which string matched, as
+/// vLLM does in `stop_reason` (a number there is a stop token, not a sequence).
+fn anthropic_stop(choice: &Value, has_tool_calls: bool) -> (&'static str, Value) {
+    let finish_reason = str_of(choice, "finish_reason");
+    if finish_reason == Some("stop")
+        && !has_tool_calls
+        && let Some(matched) = str_of(choice, "stop_reason").filter(|s| !s.is_empty())
+    {
+        return ("stop_sequence", Value::String(matched.to_owned()));
+    }
+    (stop_reason_from_finish(finish_reason, has_tool_calls), Value::Null)
+}
+
+/// The reasoning text of an OpenAI message or stream delta: `reasoning_content` (DeepSeek, vLLM)
+/// or `reasoning` (OpenRouter, newer vLLM), whichever is a non-empty string.
+fn reasoning_text(v: &Value) -> Option<&str> {
+    ["reasoning_content", "reasoning"].into_iter().find_map(|key| str_of(v, key).filter(|t| !t.is_empty()))
 }
 
 /// OpenAI `finish_reason` for an Anthropic `stop_reason`.

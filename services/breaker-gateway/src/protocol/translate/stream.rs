@@ -6,15 +6,17 @@
 //! `finish_reason`, then (if asked) a usage-only chunk, then `[DONE]`. Anthropic sends a message
 //! made of content blocks, each opened, filled with deltas and closed in turn, and reports the stop
 //! reason and final usage together in `message_delta`. Translating from OpenAI therefore opens a
-//! new block whenever the stream switches between text and a tool call (or between tool calls),
-//! and holds `message_delta` back until the stream ends so the usage chunk that follows
-//! `finish_reason` can be folded into it.
+//! new block whenever the stream switches between reasoning, text and a tool call (or between
+//! tool calls), and holds `message_delta` back until the stream ends so the usage chunk that
+//! follows `finish_reason` can be folded into it. Translating from Anthropic flattens the blocks
+//! again: thinking deltas become `reasoning_content` deltas, text deltas `content`, and each
+//! tool_use block a tool call numbered by its order among the tool calls, whatever its block index.
 
 use serde_json::{Value, json};
 
 use super::{
-    finish_from_stop_reason, generated_id, input_to_arguments, present, reprefix_id, stop_reason_from_finish,
-    str_of, unix_now,
+    anthropic_stop, finish_from_stop_reason, generated_id, input_to_arguments, present, reasoning_text,
+    reprefix_id, str_of, unix_now,
 };
 use crate::protocol::Protocol;
 use crate::protocol::error::anthropic_error_status;
@@ -22,6 +24,7 @@ use crate::protocol::usage::{Usage, UsageAccumulator};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum OpenBlock {
+    Thinking(u64),
     Text(u64),
     Tool(u64),
 }
@@ -42,9 +45,13 @@ struct ToolCall {
 /// Feed every chunk's parsed data to [`push`](Self::push) and call [`finish`](Self::finish) when
 /// the upstream sends `[DONE]`; each call returns `(event name, data)` pairs to send in order.
 /// An OpenAI in-stream error chunk (`{"error": …}`) becomes an Anthropic `error` event and ends the
-/// translation. Refusal text is streamed as text; `reasoning_content` is dropped. Should an
-/// upstream interleave fragments of several tool calls, fragments of a call whose block was already
-/// closed are still sent with that block's index, which SDK accumulators apply by index.
+/// translation. `reasoning_content` (or `reasoning`) deltas are streamed as a `thinking` block
+/// (`thinking_delta` events; the block starts with an empty `signature` and gets no
+/// `signature_delta`, as there is none); refusal text is streamed as text. Should an upstream
+/// interleave fragments of several tool calls, fragments of a call whose block was already closed
+/// are still sent with that block's index, which SDK accumulators apply by index. Usage from the
+/// final chunk goes into `message_delta`, cache reads split from the input as in
+/// [`Usage::from_openai`].
 #[derive(Debug)]
 pub struct OpenAiToAnthropicStream {
     requested_model: String,
@@ -54,6 +61,8 @@ pub struct OpenAiToAnthropicStream {
     open: Option<OpenBlock>,
     tools: Vec<ToolCall>,
     finish_reason: Option<String>,
+    /// The stop string the upstream says it matched (vLLM's `stop_reason`).
+    matched_stop: Option<String>,
     usage: Option<Usage>,
 }
 
@@ -74,6 +83,7 @@ impl OpenAiToAnthropicStream {
             open: None,
             tools: Vec::new(),
             finish_reason: None,
+            matched_stop: None,
             usage: None,
         }
     }
@@ -100,6 +110,9 @@ impl OpenAiToAnthropicStream {
             return out;
         };
         let delta = choice.get("delta").unwrap_or(&Value::Null);
+        if let Some(reasoning) = reasoning_text(delta) {
+            self.thinking(reasoning, &mut out);
+        }
         for key in ["content", "refusal"] {
             if let Some(text) = str_of(delta, key).filter(|t| !t.is_empty()) {
                 self.text(text, &mut out);
@@ -112,6 +125,7 @@ impl OpenAiToAnthropicStream {
         }
         if let Some(reason) = str_of(choice, "finish_reason") {
             self.finish_reason = Some(reason.to_owned());
+            self.matched_stop = str_of(choice, "stop_reason").map(str::to_owned);
             self.flush_unnamed_tools(&mut out);
             self.close(&mut out);
         }
@@ -131,13 +145,14 @@ impl OpenAiToAnthropicStream {
         self.start(&Value::Null, &mut out);
         self.flush_unnamed_tools(&mut out);
         self.close(&mut out);
-        let stop_reason = stop_reason_from_finish(self.finish_reason.as_deref(), !self.tools.is_empty());
+        let choice = json!({"finish_reason": self.finish_reason, "stop_reason": self.matched_stop});
+        let (stop_reason, stop_sequence) = anthropic_stop(&choice, !self.tools.is_empty());
         let usage = self.usage.unwrap_or_default();
         emit(
             &mut out,
             json!({
                 "type": "message_delta",
-                "delta": {"stop_reason": stop_reason, "stop_sequence": null},
+                "delta": {"stop_reason": stop_reason, "stop_sequence": stop_sequence},
                 "usage": usage.to_anthropic(),
             }),
         );
@@ -188,9 +203,25 @@ impl OpenAiToAnthropicStream {
     }
 
     fn close(&mut self, out: &mut Events) {
-        if let Some(OpenBlock::Text(index) | OpenBlock::Tool(index)) = self.open.take() {
+        if let Some(OpenBlock::Thinking(index) | OpenBlock::Text(index) | OpenBlock::Tool(index)) =
+            self.open.take()
+        {
             emit(out, json!({"type": "content_block_stop", "index": index}));
         }
+    }
+
+    fn thinking(&mut self, thinking: &str, out: &mut Events) {
+        let index = match self.open {
+            Some(OpenBlock::Thinking(index)) => index,
+            _ => {
+                let block = json!({"type": "thinking", "thinking": "", "signature": ""});
+                let index = self.open_block(block, out);
+                self.open = Some(OpenBlock::Thinking(index));
+                index
+            }
+        };
+        let delta = json!({"type": "thinking_delta", "thinking": thinking});
+        emit(out, json!({"type": "content_block_delta", "index": index, "delta": delta}));
     }
 
     fn text(&mut self, text: &str, out: &mut Events) {
@@ -313,12 +344,13 @@ impl StreamError {
 ///
 /// Feed every event (its name and parsed data) to [`push`](Self::push) and send the returned
 /// chunks in order; after `message_stop`, the caller sends `data: [DONE]`. The first chunk carries
-/// `role: assistant`, text deltas become `content`, each `tool_use` block becomes a tool call
-/// (numbered from 0 in order) announced with its id and name, then its argument fragments;
-/// `message_delta` gives the chunk with `finish_reason`, and with `include_usage` a usage-only
-/// chunk (`choices: []`) follows at `message_stop`, and other chunks carry `usage: null`, as
-/// OpenAI does. Thinking, citations and server-tool blocks are dropped. An `error` event is
-/// returned as [`StreamError`].
+/// `role: assistant`, text deltas become `content`, thinking deltas `reasoning_content` (their
+/// signatures are dropped), each `tool_use` block becomes a tool call (numbered from 0 in order)
+/// announced with its id and name, then its argument fragments; `message_delta` gives the chunk
+/// with `finish_reason`, and with `include_usage` a usage-only chunk (`choices: []`, cache reads
+/// and writes counted into `prompt_tokens` as in [`Usage::to_openai`]) follows at
+/// `message_stop`, and other chunks carry `usage: null`, as OpenAI does. Redacted thinking,
+/// citations and server-tool blocks are dropped. An `error` event is returned as [`StreamError`].
 #[derive(Debug)]
 pub struct AnthropicToOpenAiStream {
     requested_model: String,
@@ -446,11 +478,18 @@ impl AnthropicToOpenAiStream {
         }
     }
 
+    fn reasoning(&self, thinking: &str, out: &mut Vec<Value>) {
+        if !thinking.is_empty() {
+            out.push(self.chunk(json!({"reasoning_content": thinking}), None));
+        }
+    }
+
     fn block_start(&mut self, data: &Value, out: &mut Vec<Value>) {
         let block = data.get("content_block").unwrap_or(&Value::Null);
         let index = data.get("index").and_then(Value::as_u64).unwrap_or(0);
         match str_of(block, "type") {
             Some("text") => self.text(str_of(block, "text").unwrap_or_default(), out),
+            Some("thinking") => self.reasoning(str_of(block, "thinking").unwrap_or_default(), out),
             Some("tool_use") => {
                 let call_index = self.tool_blocks.len() as u64;
                 self.tool_blocks.push((index, call_index));
@@ -475,6 +514,7 @@ impl AnthropicToOpenAiStream {
         let index = data.get("index").and_then(Value::as_u64).unwrap_or(0);
         match str_of(delta, "type") {
             Some("text_delta") => self.text(str_of(delta, "text").unwrap_or_default(), out),
+            Some("thinking_delta") => self.reasoning(str_of(delta, "thinking").unwrap_or_default(), out),
             Some("input_json_delta") => {
                 let call = self.tool_blocks.iter().find(|(block, _)| *block == index).map(|(_, call)| *call);
                 if let Some(call) = call {
