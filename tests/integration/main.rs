@@ -6,6 +6,7 @@ mod dashboard;
 mod dashboard_live;
 mod errors;
 mod gateway;
+mod gateway_endpoints;
 mod gateway_redis;
 mod gateway_responses;
 mod gateway_verdicts;

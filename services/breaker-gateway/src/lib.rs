@@ -222,7 +222,11 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<GatewayState>) {
         .service(post("/v1/chat/completions", routes::llm::chat_completions))
         .service(post("/v1/messages", routes::llm::messages))
         .service(post("/v1/responses", routes::llm::responses))
+        .service(post("/v1/messages/count_tokens", routes::llm::count_tokens))
+        .service(post("/v1/embeddings", routes::llm::embeddings))
+        .service(post("/v1/completions", routes::llm::completions))
         .service(get("/v1/models", routes::llm::models))
+        .service(get("/v1/models/{id}", routes::llm::model))
         .service(get("/v1/circuits", routes::circuits::list))
         .service(post("/v1/circuits/{id}/reset", routes::circuits::reset))
         .service(post("/v1/circuits/{id}/force-open", routes::circuits::force_open))
@@ -236,7 +240,11 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<GatewayState>) {
         routes::llm::chat_completions,
         routes::llm::messages,
         routes::llm::responses,
+        routes::llm::count_tokens,
+        routes::llm::embeddings,
+        routes::llm::completions,
         routes::llm::models,
+        routes::llm::model,
         routes::circuits::list,
         routes::circuits::reset,
         routes::circuits::force_open,
@@ -255,6 +263,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<GatewayState>) {
         routes::llm::OpenAiModel,
         routes::llm::AnthropicModelList,
         routes::llm::AnthropicModel,
+        routes::llm::ModelInfo,
         routes::circuits::CircuitList,
         Snapshot,
         State,

@@ -94,8 +94,11 @@ pub struct Deployment {
     pub protocol: Protocol,
     /// Read from the environment at start; never logged (see the Debug impl).
     api_key: Option<String>,
-    /// The endpoint, parsed once (an unparsable `base_url` fails each call, as it always did).
+    /// The generation endpoint, parsed once (an unparsable `base_url` fails each call, as it
+    /// always did).
     url: Result<reqwest::Url, String>,
+    /// `base_url` without a trailing `/v1`, for the other endpoints.
+    base: String,
     /// Its key in the bulkheads, `deployment:ID`.
     bulkhead_key: String,
 }
@@ -123,7 +126,53 @@ impl Deployment {
         };
         let url = reqwest::Url::parse(&url).map_err(|e| format!("invalid base_url: {e}"));
         let bulkhead_key = format!("deployment:{}", cfg.id);
-        Deployment { cfg, protocol, api_key, url, bulkhead_key }
+        let base = base.to_owned();
+        Deployment { cfg, protocol, api_key, url, base, bulkhead_key }
+    }
+
+    /// The URL of `endpoint` on this deployment.
+    fn url_for(&self, endpoint: Endpoint) -> Result<reqwest::Url, String> {
+        match endpoint {
+            Endpoint::Generate => self.url.clone(),
+            other => reqwest::Url::parse(&format!("{}{}", self.base, other.path()))
+                .map_err(|e| format!("invalid base_url: {e}")),
+        }
+    }
+}
+
+/// What a call asks of a deployment: a generation (`/v1/chat/completions` or `/v1/messages`,
+/// translated across protocols), or an endpoint only deployments of one protocol serve. The walk
+/// skips deployments that do not serve it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Endpoint {
+    #[default]
+    Generate,
+    /// `POST /v1/embeddings` (OpenAI protocol).
+    Embeddings,
+    /// The legacy `POST /v1/completions` (OpenAI protocol).
+    Completions,
+    /// `POST /v1/messages/count_tokens` (Anthropic protocol).
+    CountTokens,
+}
+
+impl Endpoint {
+    /// Whether a deployment of `protocol` serves it.
+    pub fn served_by(self, protocol: Protocol) -> bool {
+        match self {
+            Endpoint::Generate => true,
+            Endpoint::Embeddings | Endpoint::Completions => protocol == Protocol::OpenAi,
+            Endpoint::CountTokens => protocol == Protocol::Anthropic,
+        }
+    }
+
+    /// Its path on a deployment (not for [`Endpoint::Generate`], whose path is the protocol's).
+    pub fn path(self) -> &'static str {
+        match self {
+            Endpoint::Generate => "",
+            Endpoint::Embeddings => "/v1/embeddings",
+            Endpoint::Completions => "/v1/completions",
+            Endpoint::CountTokens => "/v1/messages/count_tokens",
+        }
     }
 }
 
@@ -140,6 +189,7 @@ pub struct ProxyRequest {
     json: std::sync::OnceLock<Value>,
     /// The client's headers (lowercase names); the forwardable ones go upstream untouched.
     pub headers: Vec<(String, String)>,
+    pub endpoint: Endpoint,
 }
 
 impl ProxyRequest {
@@ -150,7 +200,20 @@ impl ProxyRequest {
         head: protocol::RequestHead,
         headers: Vec<(String, String)>,
     ) -> ProxyRequest {
-        ProxyRequest { protocol, raw, head, json: std::sync::OnceLock::new(), headers }
+        ProxyRequest {
+            protocol,
+            raw,
+            head,
+            json: std::sync::OnceLock::new(),
+            headers,
+            endpoint: Endpoint::Generate,
+        }
+    }
+
+    /// The request for `endpoint` instead of a generation.
+    pub fn at(mut self, endpoint: Endpoint) -> ProxyRequest {
+        self.endpoint = endpoint;
+        self
     }
 
     /// The body as JSON (`null` if it is not; the caller checked that it is).
@@ -522,7 +585,7 @@ impl Proxy {
     /// looks like a credential masked.
     /// The chain serving `model`: the one of that exact name, else the most specific glob that
     /// matches it.
-    fn chain_of(&self, model: &str) -> Option<Arc<[Arc<Deployment>]>> {
+    pub fn chain_of(&self, model: &str) -> Option<Arc<[Arc<Deployment>]>> {
         self.chains.get(model).cloned().or_else(|| {
             self.globs.iter().find(|(pattern, _)| glob_matches(pattern, model)).map(|(_, c)| c.clone())
         })
@@ -573,6 +636,15 @@ impl Proxy {
             let answer = Proxy::error(protocol, ErrorCode::NotFound, &msg, vec![]);
             return (full(answer), CallReport { status: 404, ..report });
         };
+        if !chain.iter().any(|d| req.endpoint.served_by(d.protocol)) {
+            let kind = if req.endpoint == Endpoint::CountTokens { "Anthropic" } else { "OpenAI" };
+            let msg = format!(
+                "no deployment of {model:?} serves {} (only {kind}-protocol deployments do)",
+                req.endpoint.path()
+            );
+            let answer = Proxy::error(protocol, ErrorCode::InvalidRequest, &msg, vec![]);
+            return (full(answer), CallReport { status: 400, ..report });
+        }
         self.budget.earn();
         let deadline = Instant::now() + Duration::from_millis(self.cfg.total_timeout_ms);
         let call = Arc::new(Call { req, model, chain, stream, deadline });
@@ -696,6 +768,9 @@ impl Proxy {
         let mut floor_slots: Vec<FloorSlot> = Vec::new();
 
         'chain: for (index, dep) in call.chain.iter().enumerate() {
+            if !req.endpoint.served_by(dep.protocol) {
+                continue;
+            }
             let upstream_body = match self.upstream_body(req, dep) {
                 Ok(b) => b,
                 Err(e) => {
@@ -965,15 +1040,26 @@ impl Proxy {
     fn upstream_body(&self, req: &ProxyRequest, dep: &Deployment) -> Result<Bytes, String> {
         let model = dep.cfg.model.as_str();
         if req.forwards_as_is(dep.protocol)
+            && !(dep.protocol == Protocol::Anthropic && has_unsigned_thinking(&req.raw))
             && let Some(body) = protocol::replace_model(&req.raw, model)
         {
             return Ok(Bytes::from(body));
         }
         let mut body = match (req.protocol, dep.protocol) {
-            (a, b) if a == b => protocol::with_model(req.json(), model),
-            (Protocol::Anthropic, Protocol::OpenAi) => {
-                protocol::anthropic_request_to_openai(req.json(), model).map_err(|e| e.to_string())?
+            (Protocol::Anthropic, Protocol::Anthropic) => {
+                let mut body = protocol::with_model(req.json(), model);
+                // thinking the gateway made from an OpenAI deployment's reasoning has no
+                // signature, which Anthropic refuses when the client sends it back
+                protocol::translate::strip_unsigned_thinking(&mut body);
+                body
             }
+            (a, b) if a == b => protocol::with_model(req.json(), model),
+            (Protocol::Anthropic, Protocol::OpenAi) => protocol::translate::anthropic_request_to_openai_with(
+                req.json(),
+                model,
+                max_tokens_field(model),
+            )
+            .map_err(|e| e.to_string())?,
             _ => protocol::openai_request_to_anthropic(req.json(), model).map_err(|e| e.to_string())?,
         };
         if dep.protocol == Protocol::OpenAi {
@@ -989,8 +1075,8 @@ impl Proxy {
         body: &Bytes,
         deadline: Instant,
     ) -> Result<reqwest::Response, String> {
-        let url = match &dep.url {
-            Ok(url) => url.clone(),
+        let url = match dep.url_for(req.endpoint) {
+            Ok(url) => url,
             Err(e) => return Err(format!("{}: {e}", dep.cfg.id)),
         };
         let mut r = self.http.client().post(url);
@@ -1054,6 +1140,11 @@ impl Proxy {
         if req.protocol == dep.protocol {
             let Ok(usage) = protocol::response_usage_raw(dep.protocol, &bytes) else {
                 return Err(Failure::Transport(format!("{}: the answer is not valid JSON", dep.cfg.id)));
+            };
+            // the answer keeps the name the client asked for (a chain's, not the upstream's)
+            let bytes = match protocol::replace_model(&bytes, model) {
+                Some(b) => Bytes::from(b),
+                None => bytes,
             };
             return Ok((bytes, usage));
         }
@@ -1274,7 +1365,8 @@ fn commits(protocol: Protocol, ev: &SseEvent) -> bool {
         Protocol::OpenAi => data.get("choices").and_then(Value::as_array).is_some_and(|choices| {
             choices.iter().any(|c| {
                 let d = c.get("delta");
-                non_empty(d.and_then(|d| d.get("content")))
+                non_empty(c.get("text"))
+                    || non_empty(d.and_then(|d| d.get("content")))
                     || non_empty(d.and_then(|d| d.get("tool_calls")))
                     || non_empty(d.and_then(|d| d.get("reasoning_content")))
                     || non_empty(d.and_then(|d| d.get("reasoning")))
@@ -1376,6 +1468,8 @@ struct StreamPipe {
     upstream_error: Option<String>,
     /// Masked in an upstream error event before it is relayed.
     keys: helix_core::redact::Masker,
+    /// The model the client asked for, which the answer keeps.
+    model: String,
 }
 
 impl StreamPipe {
@@ -1403,6 +1497,7 @@ impl StreamPipe {
             keys,
             done: false,
             upstream_error: None,
+            model: model.to_owned(),
         }
     }
 
@@ -1454,9 +1549,17 @@ impl StreamPipe {
                 if self.strip_usage && protocol::strip_usage_chunk(&mut data) {
                     return Vec::new();
                 }
+                if let Some(m) = data.get_mut("model").filter(|m| m.is_string()) {
+                    *m = Value::String(self.model.clone());
+                }
                 vec![Bytes::from(encode_json(None, &data))]
             }
             (Protocol::Anthropic, Protocol::Anthropic) => {
+                if let Some(m) =
+                    data.get_mut("message").and_then(|m| m.get_mut("model")).filter(|m| m.is_string())
+                {
+                    *m = Value::String(self.model.clone());
+                }
                 vec![Bytes::from(encode_json(ev.event.as_deref(), &data))]
             }
             (Protocol::Anthropic, Protocol::OpenAi) => match &mut self.to_anthropic {
@@ -1488,6 +1591,25 @@ impl StreamPipe {
                 None => Vec::new(),
             },
         }
+    }
+}
+
+/// Whether an Anthropic body may hold a thinking block with an empty signature (a cheap byte
+/// search; the parse that removes them is only paid when it finds one).
+fn has_unsigned_thinking(raw: &[u8]) -> bool {
+    memchr::memmem::find(raw, b"\"signature\":\"\"").is_some()
+        || memchr::memmem::find(raw, b"\"signature\": \"\"").is_some()
+}
+
+/// How a Chat Completions deployment of `model` takes its output limit: OpenAI's reasoning
+/// models (o1, o3, o4, gpt-5) refuse `max_tokens` and want `max_completion_tokens`.
+fn max_tokens_field(model: &str) -> protocol::MaxTokensField {
+    let m = model.rsplit('/').next().unwrap_or(model);
+    let reasoning = ["o1", "o3", "o4", "gpt-5"].iter().any(|p| m == *p || m.starts_with(&format!("{p}-")));
+    if reasoning {
+        protocol::MaxTokensField::MaxCompletionTokens
+    } else {
+        protocol::MaxTokensField::MaxTokens
     }
 }
 

@@ -10,7 +10,9 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use crate::error::GatewayError;
-use crate::protocol::responses::{ChatToResponsesStream, ResponseStore, ResponsesCall, chat_to_response, to_chat};
+use crate::protocol::responses::{
+    ChatToResponsesStream, ResponseStore, ResponsesCall, chat_to_response, to_chat,
+};
 use crate::protocol::sse::encode_json;
 use crate::protocol::{SseParser, TranslateError};
 
@@ -49,10 +51,13 @@ pub fn prepare(store: &Arc<ResponseStore>, project: &str, body: &[u8]) -> Result
     };
     let call = to_chat(&req, &history).map_err(|e| match e {
         TranslateError::Invalid(m) => GatewayError::InvalidRequest(m),
-        TranslateError::Unsupported(m) => {
-            GatewayError::InvalidRequest(format!("the Responses request cannot be served by this gateway: {m}"))
-        }
+        TranslateError::Unsupported(m) => GatewayError::InvalidRequest(format!(
+            "the Responses request cannot be served by this gateway: {m}"
+        )),
     })?;
+    if !call.dropped_tools.is_empty() {
+        tracing::debug!(tools = ?call.dropped_tools, "hosted tools offered to a Chat deployment are left out");
+    }
     let chat = Bytes::from(call.chat.to_string());
     Ok(Prepared { chat, call, parent, project: project.to_owned(), store: store.clone() })
 }

@@ -15,6 +15,7 @@
 //! for OpenAI's `created` timestamps and generating ids.
 
 pub mod error;
+pub mod estimate;
 pub mod raw;
 pub mod responses;
 pub mod sse;

@@ -15,7 +15,7 @@ use crate::accounting::PROJECT_HEADER;
 use crate::calls::overhead_ms;
 use crate::error::GatewayError;
 use crate::protocol::{self, Protocol};
-use crate::proxy::{ProxyRequest, ProxyResponse};
+use crate::proxy::{Endpoint, ProxyRequest, ProxyResponse};
 
 /// The body of a generation request: the provider's own, passed on untouched when the deployment
 /// speaks the same protocol (unknown fields included). The gateway only needs `model`; the
@@ -125,7 +125,14 @@ pub struct AnthropicModel {
 pub fn protocol_of_path(req: &HttpRequest) -> Option<Protocol> {
     match req.path() {
         "/v1/messages" => Some(Protocol::Anthropic),
-        "/v1/chat/completions" | "/v1/responses" => Some(Protocol::OpenAi),
+        "/v1/messages/count_tokens" => Some(Protocol::Anthropic),
+        "/v1/chat/completions" | "/v1/responses" | "/v1/embeddings" | "/v1/completions" => {
+            Some(Protocol::OpenAi)
+        }
+        p if p.starts_with("/v1/models/") && req.headers().contains_key("anthropic-version") => {
+            Some(Protocol::Anthropic)
+        }
+        p if p.starts_with("/v1/models/") => Some(Protocol::OpenAi),
         "/v1/models" if req.headers().contains_key("anthropic-version") => Some(Protocol::Anthropic),
         "/v1/models" => Some(Protocol::OpenAi),
         _ => None,
@@ -199,7 +206,7 @@ pub async fn chat_completions(
     req: HttpRequest,
     body: Result<web::Bytes, actix_web::Error>,
 ) -> HttpResponse {
-    proxy_call(state, req, body, Protocol::OpenAi, Api::Native).await
+    proxy_call(state, req, body, Protocol::OpenAi, Api::Native(Endpoint::Generate)).await
 }
 
 /// Create a message (Anthropic)
@@ -243,7 +250,7 @@ pub async fn messages(
     req: HttpRequest,
     body: Result<web::Bytes, actix_web::Error>,
 ) -> HttpResponse {
-    proxy_call(state, req, body, Protocol::Anthropic, Api::Native).await
+    proxy_call(state, req, body, Protocol::Anthropic, Api::Native(Endpoint::Generate)).await
 }
 
 /// Create a response (OpenAI Responses API)
@@ -297,11 +304,138 @@ pub async fn responses(
     proxy_call(state, req, body, Protocol::OpenAi, Api::Responses).await
 }
 
+/// `{"input_tokens": N}` estimated by the gateway, marked `x-helix-token-count: estimated`.
+fn estimated_count(body: &[u8]) -> HttpResponse {
+    let json = serde_json::from_slice::<serde_json::Value>(body).unwrap_or_default();
+    HttpResponse::Ok()
+        .insert_header(("x-helix-token-count", "estimated"))
+        .json(serde_json::json!({"input_tokens": protocol::estimate::input_tokens(&json)}))
+}
+
+/// Count tokens of a message (Anthropic)
+///
+/// Anthropic's `POST /v1/messages/count_tokens`, which Claude Code calls every turn. Forwarded to
+/// the first Anthropic deployment of the model's chain whose breaker admits it (breakers, retries
+/// and fallbacks as for `/v1/messages`). When the chain has no Anthropic deployment, or none of
+/// them could answer (429, 5xx, circuits open), the gateway estimates the count itself and says
+/// so with `x-helix-token-count: estimated`: about four characters per token over the system
+/// prompt, message texts, tool inputs and results and tool definitions, plus a few tokens per
+/// message and tool and 1,600 per image. Costs nothing and is not charged.
+#[utoipa::path(
+    post,
+    path = "/v1/messages/count_tokens",
+    tag = "llm",
+    operation_id = "count_tokens",
+    security(("bearer" = ["llm"]), ("api_key" = ["llm"])),
+    params(("x-helix-project" = Option<String>, Header, description = "the project the call is traced under (see `/v1/chat/completions`)")),
+    request_body(content = ChatRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "`{\"input_tokens\": N}`, from an Anthropic deployment or estimated",
+            content((Object = "application/json")),
+            headers(
+                ("x-helix-token-count" = String, description = "`estimated` when the gateway estimated the count"),
+                ("x-helix-deployment" = String, description = "the deployment that counted")
+            )),
+        (status = 400, description = "the body is not a JSON object with a `model`, or the upstream rejected it", body = AnthropicError, content_type = "application/json"),
+        (status = 401, description = "missing or unknown gateway key", body = AnthropicError, content_type = "application/json"),
+        (status = 404, description = "the model is not configured on the gateway", body = AnthropicError, content_type = "application/json"),
+        (status = 413, description = "body larger than `max_body_bytes`", body = AnthropicError, content_type = "application/json"),
+        (status = 429, description = "too many calls of the project in flight (see `Retry-After`)", body = AnthropicError, content_type = "application/json",
+            headers(("retry-after" = String, description = "seconds until a retry can succeed")))
+    )
+)]
+pub async fn count_tokens(
+    state: web::Data<GatewayState>,
+    req: HttpRequest,
+    body: Result<web::Bytes, actix_web::Error>,
+) -> HttpResponse {
+    proxy_call(state, req, body, Protocol::Anthropic, Api::Native(Endpoint::CountTokens)).await
+}
+
+/// Create embeddings (OpenAI)
+///
+/// OpenAI's `POST /v1/embeddings`, through the model's chain like `/v1/chat/completions`
+/// (breakers, retries, fallbacks, budgets, cost from `prompt_tokens`). Only OpenAI-protocol
+/// deployments serve it: Anthropic deployments of the chain are skipped, and a chain without an
+/// OpenAI deployment is a 400. The answer keeps the model name asked for.
+#[utoipa::path(
+    post,
+    path = "/v1/embeddings",
+    tag = "llm",
+    operation_id = "embeddings",
+    security(("bearer" = ["llm"]), ("api_key" = ["llm"])),
+    params(("x-helix-project" = Option<String>, Header, description = "the project the call bills to and is traced under (see `/v1/chat/completions`)")),
+    request_body(content = ChatRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "the embeddings (`object: list`)", content((Object = "application/json")),
+            headers(
+                ("x-helix-deployment" = String, description = "the deployment that answered"),
+                ("x-helix-cost-usd" = String, description = "the cost of the call in USD (priced models)")
+            )),
+        (status = 400, description = "the body is not a JSON object with a `model`, the chain has no OpenAI deployment, or the upstream rejected it", body = OpenAiError, content_type = "application/json"),
+        (status = 401, description = "missing or unknown gateway key", body = OpenAiError, content_type = "application/json"),
+        (status = 404, description = "the model is not configured on the gateway", body = OpenAiError, content_type = "application/json"),
+        (status = 413, description = "body larger than `max_body_bytes`", body = OpenAiError, content_type = "application/json"),
+        (status = 429, description = "the project's daily budget is spent, or too many calls in flight (see `Retry-After`)", body = OpenAiError, content_type = "application/json",
+            headers(("retry-after" = String, description = "seconds until a retry can succeed"))),
+        (status = 502, description = "no deployment gave a usable answer", body = OpenAiError, content_type = "application/json"),
+        (status = 503, description = "every deployment of the model has its circuit open (see `Retry-After`)", body = OpenAiError, content_type = "application/json",
+            headers(("retry-after" = String, description = "seconds until a breaker admits a probe")))
+    )
+)]
+pub async fn embeddings(
+    state: web::Data<GatewayState>,
+    req: HttpRequest,
+    body: Result<web::Bytes, actix_web::Error>,
+) -> HttpResponse {
+    proxy_call(state, req, body, Protocol::OpenAi, Api::Native(Endpoint::Embeddings)).await
+}
+
+/// Create a completion (OpenAI, legacy)
+///
+/// OpenAI's legacy `POST /v1/completions` (`prompt` in, `choices[].text` out, streaming too),
+/// which many OpenAI-compatible servers (vLLM, llama.cpp, Ollama) still serve. Through the
+/// model's chain like `/v1/chat/completions`; only OpenAI-protocol deployments serve it (Anthropic
+/// deployments are skipped; a chain without an OpenAI deployment is a 400).
+#[utoipa::path(
+    post,
+    path = "/v1/completions",
+    tag = "llm",
+    operation_id = "completions",
+    security(("bearer" = ["llm"]), ("api_key" = ["llm"])),
+    params(("x-helix-project" = Option<String>, Header, description = "the project the call bills to and is traced under (see `/v1/chat/completions`)")),
+    request_body(content = ChatRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "the completion (`object: text_completion`), or with `stream: true` its chunks ending with `data: [DONE]`",
+            content((Object = "application/json"), (String = "text/event-stream")),
+            headers(
+                ("x-helix-deployment" = String, description = "the deployment that answered"),
+                ("x-helix-cost-usd" = String, description = "the cost of the call in USD (non-streaming, priced models)")
+            )),
+        (status = 400, description = "the body is not a JSON object with a `model`, the chain has no OpenAI deployment, or the upstream rejected it", body = OpenAiError, content_type = "application/json"),
+        (status = 401, description = "missing or unknown gateway key", body = OpenAiError, content_type = "application/json"),
+        (status = 404, description = "the model is not configured on the gateway", body = OpenAiError, content_type = "application/json"),
+        (status = 413, description = "body larger than `max_body_bytes`", body = OpenAiError, content_type = "application/json"),
+        (status = 429, description = "the project's daily budget is spent, or too many calls in flight (see `Retry-After`)", body = OpenAiError, content_type = "application/json",
+            headers(("retry-after" = String, description = "seconds until a retry can succeed"))),
+        (status = 502, description = "no deployment gave a usable answer", body = OpenAiError, content_type = "application/json"),
+        (status = 503, description = "every deployment of the model has its circuit open (see `Retry-After`)", body = OpenAiError, content_type = "application/json",
+            headers(("retry-after" = String, description = "seconds until a breaker admits a probe")))
+    )
+)]
+pub async fn completions(
+    state: web::Data<GatewayState>,
+    req: HttpRequest,
+    body: Result<web::Bytes, actix_web::Error>,
+) -> HttpResponse {
+    proxy_call(state, req, body, Protocol::OpenAi, Api::Native(Endpoint::Completions)).await
+}
+
 /// The API a proxy route speaks: its protocol's own, or the Responses API on top of Chat
 /// Completions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Api {
-    Native,
+    Native(Endpoint),
     Responses,
 }
 
@@ -332,11 +466,12 @@ async fn proxy_call(
     };
     // a Responses call goes through the proxy as Chat Completions
     let (body, responses) = match api {
-        Api::Native => (body, None),
+        Api::Native(_) => (body, None),
         Api::Responses => match crate::responses::prepare(&state.responses, &project.name, &body) {
             Ok(p) => (p.chat.clone(), Some(p)),
             Err(e) => {
-                let model = protocol::RequestHead::parse(&body).ok().and_then(|h| h.model).unwrap_or_default();
+                let model =
+                    protocol::RequestHead::parse(&body).ok().and_then(|h| h.model).unwrap_or_default();
                 return refuse(e, &model);
             }
         },
@@ -350,6 +485,19 @@ async fn proxy_call(
         return refuse(GatewayError::InvalidRequest("the body must be a JSON object".to_owned()), "");
     }
     let model = head.model.clone().unwrap_or_default();
+    let endpoint = match api {
+        Api::Native(e) => e,
+        Api::Responses => Endpoint::Generate,
+    };
+    if endpoint == Endpoint::CountTokens {
+        // counted by an Anthropic deployment of the chain, else estimated (see protocol::estimate)
+        let counted =
+            state.proxy.chain_of(&model).map(|c| c.iter().any(|d| d.protocol == Protocol::Anthropic));
+        if counted == Some(false) {
+            state.count_refused(protocol, &model, 200);
+            return estimated_count(&body);
+        }
+    }
     let admitted = match state.admit(project, protocol, header(&req, "traceparent")) {
         Ok(a) => a,
         Err(e) => return refuse(e, &model),
@@ -364,7 +512,16 @@ async fn proxy_call(
     // the upstream call is a child of the gateway's span
     headers.push(("traceparent".to_owned(), admitted.trace.traceparent()));
 
-    let (response, report) = state.proxy.handle(ProxyRequest::new(protocol, body, head, headers)).await;
+    let request = ProxyRequest::new(protocol, body.clone(), head, headers).at(endpoint);
+    let (response, report) = state.proxy.handle(request).await;
+    if let ProxyResponse::Full { status, .. } = &response
+        && endpoint == Endpoint::CountTokens
+        && (*status == 429 || *status >= 500)
+    {
+        // no Anthropic deployment could count: a count of the right size keeps the client going
+        state.settle(&admitted, &model, &report);
+        return estimated_count(&body);
+    }
     match response {
         ProxyResponse::Full { status, headers, body } => {
             // an upstream error may echo the key it was sent
@@ -415,8 +572,10 @@ async fn proxy_call(
                     Some(chunk) => Some((Ok::<_, actix_web::Error>(chunk), Some((rx, cost_rx)))),
                     None => {
                         // bounded: the report follows the stream's end at once
-                        let comment =
-                            tokio::time::timeout(std::time::Duration::from_secs(5), cost_rx).await.ok()?.ok()?;
+                        let comment = tokio::time::timeout(std::time::Duration::from_secs(5), cost_rx)
+                            .await
+                            .ok()?
+                            .ok()?;
                         Some((Ok(Bytes::from(comment)), None))
                     }
                 }
@@ -485,4 +644,61 @@ pub async fn models(state: web::Data<GatewayState>, req: HttpRequest) -> HttpRes
         }
     };
     HttpResponse::Ok().json(list)
+}
+
+/// One model in either provider's shape.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum ModelInfo {
+    OpenAi(OpenAiModel),
+    Anthropic(AnthropicModel),
+}
+
+/// Get a model
+///
+/// A model name the gateway serves: a configured chain (also a name a chain's glob matches,
+/// such as `claude-sonnet-4-5` for `claude-*`) or a deployment id. OpenAI's shape, or Anthropic's
+/// when the request has an `anthropic-version` header; an unknown name is a 404 in that shape.
+#[utoipa::path(
+    get,
+    path = "/v1/models/{id}",
+    tag = "llm",
+    operation_id = "get_model",
+    security(("bearer" = ["llm"]), ("api_key" = ["llm"])),
+    params(
+        ("id" = String, Path, description = "the model name"),
+        ("anthropic-version" = Option<String>, Header, description = "present: answer in Anthropic's shape")
+    ),
+    responses(
+        (status = 200, description = "the model, in the shape of the client's provider", body = ModelInfo),
+        (status = 401, description = "missing or unknown gateway key", body = ProviderError, content_type = "application/json"),
+        (status = 404, description = "the gateway serves no such model", body = ProviderError, content_type = "application/json")
+    )
+)]
+pub async fn model(state: web::Data<GatewayState>, req: HttpRequest, id: web::Path<String>) -> HttpResponse {
+    let protocol =
+        if req.headers().contains_key("anthropic-version") { Protocol::Anthropic } else { Protocol::OpenAi };
+    let id = id.into_inner();
+    if state.proxy.chain_of(&id).is_none() {
+        let msg = format!("model {id:?} is not configured on this gateway");
+        let body = protocol::error_body(protocol, 404, helix_core::ErrorCode::NotFound.as_str(), &msg);
+        let mut res = HttpResponse::NotFound().content_type("application/json").body(body.to_string());
+        res.extensions_mut().insert(helix_http::middleware::OwnErrorShape);
+        return res;
+    }
+    let info = match protocol {
+        Protocol::OpenAi => ModelInfo::OpenAi(OpenAiModel {
+            id: id.clone(),
+            object: "model".to_owned(),
+            created: state.started_unix_ms / 1000,
+            owned_by: "helix".to_owned(),
+        }),
+        Protocol::Anthropic => ModelInfo::Anthropic(AnthropicModel {
+            kind: "model".to_owned(),
+            display_name: id.clone(),
+            id,
+            created_at: helix_core::time::rfc3339_ms(state.started_unix_ms),
+        }),
+    };
+    HttpResponse::Ok().json(info)
 }

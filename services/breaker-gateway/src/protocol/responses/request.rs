@@ -20,6 +20,8 @@ pub struct ResponsesCall {
     /// with the output, what a later `previous_response_id` continues from.
     pub input_items: Vec<Value>,
     pub stream: bool,
+    /// Hosted tools offered but left out (no Chat deployment has them).
+    pub dropped_tools: Vec<String>,
 }
 
 fn invalid(msg: impl Into<String>) -> TranslateError {
@@ -68,7 +70,15 @@ pub fn to_chat(req: &Value, history: &[Value]) -> Result<ResponsesCall, Translat
     if let Some(choice) = r.get("tool_choice").filter(|v| !v.is_null()) {
         chat.insert("tool_choice".to_owned(), tool_choice(choice)?);
     }
-    for key in ["parallel_tool_calls", "temperature", "top_p", "user", "seed", "frequency_penalty", "presence_penalty"] {
+    for key in [
+        "parallel_tool_calls",
+        "temperature",
+        "top_p",
+        "user",
+        "seed",
+        "frequency_penalty",
+        "presence_penalty",
+    ] {
         if let Some(v) = r.get(key).filter(|v| !v.is_null()) {
             chat.insert(key.to_owned(), v.clone());
         }
@@ -96,23 +106,36 @@ pub fn to_chat(req: &Value, history: &[Value]) -> Result<ResponsesCall, Translat
         return Err(unsupported("`background: true` (the gateway answers in the foreground)"));
     }
     let ctx = ResponseContext::new(req, Arc::new(tools.kinds));
-    Ok(ResponsesCall { chat: Value::Object(chat), ctx, input_items, stream })
+    Ok(ResponsesCall { chat: Value::Object(chat), ctx, input_items, stream, dropped_tools: tools.hosted })
 }
 
 struct Tools {
     chat: Option<Value>,
     kinds: HashMap<String, ToolKind>,
+    /// Hosted tool types offered and left out.
+    hosted: Vec<String>,
 }
 
 fn declared_tools(tools: Option<&Value>) -> Result<Tools, TranslateError> {
     let mut kinds = HashMap::new();
+    let mut hosted = Vec::new();
     let list = match tools {
-        None | Some(Value::Null) => return Ok(Tools { chat: None, kinds }),
+        None | Some(Value::Null) => return Ok(Tools { chat: None, kinds, hosted }),
         Some(Value::Array(list)) => list,
         Some(_) => return Err(invalid("`tools` must be an array")),
     };
     let mut out = Vec::with_capacity(list.len());
-    for t in list {
+    // a namespace (Codex's `multi_agent_v1`) groups function tools: offered flat
+    let flat: Vec<&Value> = list
+        .iter()
+        .flat_map(|t| {
+            match (t.get("type").and_then(Value::as_str), t.get("tools").and_then(Value::as_array)) {
+                (Some("namespace"), Some(inner)) => inner.iter().collect(),
+                _ => vec![t],
+            }
+        })
+        .collect();
+    for t in flat {
         let kind = t.get("type").and_then(Value::as_str).unwrap_or("function");
         let name = t.get("name").and_then(Value::as_str);
         match kind {
@@ -147,14 +170,15 @@ fn declared_tools(tools: Option<&Value>) -> Result<Tools, TranslateError> {
                     },
                 }}));
             }
+            // a hosted tool (web search, file search, ...) is an offer the model may take up:
+            // a Chat deployment has none, so the offer is left out, not the request refused
+            // (a `tool_choice` that forces one is refused in `tool_choice`)
             other => {
-                return Err(unsupported(format!(
-                    "the hosted tool type `{other}` (only `function` and `custom` tools can be served by a Chat Completions or Messages deployment)"
-                )));
+                hosted.push(other.to_owned());
             }
         }
     }
-    Ok(Tools { chat: (!out.is_empty()).then_some(Value::Array(out)), kinds })
+    Ok(Tools { chat: (!out.is_empty()).then_some(Value::Array(out)), kinds, hosted })
 }
 
 fn tool_choice(choice: &Value) -> Result<Value, TranslateError> {
@@ -162,12 +186,18 @@ fn tool_choice(choice: &Value) -> Result<Value, TranslateError> {
         Value::String(s) if matches!(s.as_str(), "auto" | "none" | "required") => Ok(choice.clone()),
         Value::Object(o) => match o.get("type").and_then(Value::as_str) {
             Some("function" | "custom") => {
-                let name = o.get("name").and_then(Value::as_str).ok_or_else(|| invalid("`tool_choice` has no `name`"))?;
+                let name = o
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| invalid("`tool_choice` has no `name`"))?;
                 Ok(json!({"type": "function", "function": {"name": name}}))
             }
             Some(t @ ("auto" | "none" | "required")) => Ok(json!(t)),
             Some("allowed_tools") => Ok(json!(o.get("mode").and_then(Value::as_str).unwrap_or("auto"))),
-            other => Err(unsupported(format!("`tool_choice` of type {}", other.unwrap_or("(none)")))),
+            other => Err(unsupported(format!(
+                "`tool_choice` forcing the hosted tool `{}` (a Chat Completions or Messages deployment has no hosted tools)",
+                other.unwrap_or("(none)")
+            ))),
         },
         _ => Err(invalid("`tool_choice` must be a string or an object")),
     }
@@ -203,7 +233,9 @@ fn text_of(content: &Value, what: &str) -> Result<String, TranslateError> {
                     Some("input_text" | "output_text" | "text" | "summary_text") => {
                         texts.push(p.get("text").and_then(Value::as_str).unwrap_or_default());
                     }
-                    Some("refusal") => texts.push(p.get("refusal").and_then(Value::as_str).unwrap_or_default()),
+                    Some("refusal") => {
+                        texts.push(p.get("refusal").and_then(Value::as_str).unwrap_or_default())
+                    }
                     other => {
                         return Err(unsupported(format!(
                             "a `{}` part in {what} (only text can go there)",
@@ -242,7 +274,10 @@ fn user_content(content: &Value) -> Result<Value, TranslateError> {
                 out.push(json!({"type": "image_url", "image_url": image}));
             }
             other => {
-                return Err(unsupported(format!("a `{}` part in a user message", other.unwrap_or("(untyped)"))));
+                return Err(unsupported(format!(
+                    "a `{}` part in a user message",
+                    other.unwrap_or("(untyped)")
+                )));
             }
         }
     }
@@ -259,14 +294,19 @@ fn push_item(item: &Value, messages: &mut Vec<Value>) -> Result<(), TranslateErr
             let content = item.get("content").unwrap_or(&Value::Null);
             let msg = match role {
                 "user" => json!({"role": "user", "content": user_content(content)?}),
-                "assistant" => json!({"role": "assistant", "content": text_of(content, "an assistant message")?}),
-                "system" | "developer" => json!({"role": "system", "content": text_of(content, "a system message")?}),
+                "assistant" => {
+                    json!({"role": "assistant", "content": text_of(content, "an assistant message")?})
+                }
+                "system" | "developer" => {
+                    json!({"role": "system", "content": text_of(content, "a system message")?})
+                }
                 other => return Err(invalid(format!("unknown message role `{other}`"))),
             };
             messages.push(msg);
         }
         Some(t @ ("function_call" | "custom_tool_call")) => {
-            let call_id = str_field("call_id").ok_or_else(|| invalid(format!("a `{t}` item has no `call_id`")))?;
+            let call_id =
+                str_field("call_id").ok_or_else(|| invalid(format!("a `{t}` item has no `call_id`")))?;
             let name = str_field("name").ok_or_else(|| invalid(format!("a `{t}` item has no `name`")))?;
             let arguments = if t == "function_call" {
                 str_field("arguments").unwrap_or("{}").to_owned()
@@ -290,7 +330,8 @@ fn push_item(item: &Value, messages: &mut Vec<Value>) -> Result<(), TranslateErr
             }
         }
         Some(t @ ("function_call_output" | "custom_tool_call_output")) => {
-            let call_id = str_field("call_id").ok_or_else(|| invalid(format!("a `{t}` item has no `call_id`")))?;
+            let call_id =
+                str_field("call_id").ok_or_else(|| invalid(format!("a `{t}` item has no `call_id`")))?;
             let output = match item.get("output") {
                 Some(Value::String(s)) => s.clone(),
                 Some(v @ Value::Array(_)) => text_of(v, "a tool output")?,

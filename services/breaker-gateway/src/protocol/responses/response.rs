@@ -26,7 +26,8 @@ pub fn chat_to_response(chat: &Value, ctx: &ResponseContext) -> (Value, Vec<Valu
             let f = call.get("function");
             let name = f.and_then(|f| f.get("name")).and_then(Value::as_str).unwrap_or_default();
             let arguments = f.and_then(|f| f.get("arguments")).and_then(Value::as_str).unwrap_or("{}");
-            let call_id = call.get("id").and_then(Value::as_str).map_or_else(|| new_id("call_"), str::to_owned);
+            let call_id =
+                call.get("id").and_then(Value::as_str).map_or_else(|| new_id("call_"), str::to_owned);
             output.push(call_item(ctx, &call_id, name, arguments, "completed"));
         }
     }

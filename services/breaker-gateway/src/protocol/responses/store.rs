@@ -64,7 +64,13 @@ impl ResponseStore {
 
     /// Keeps response `id` of `project`: the turn's `items` (input, then output), continuing
     /// `parent`. Evicts the oldest responses to stay within bounds.
-    pub fn put(&self, project: &str, id: &str, parent: Option<&str>, items: Vec<Value>) -> Result<(), StoreFull> {
+    pub fn put(
+        &self,
+        project: &str,
+        id: &str,
+        parent: Option<&str>,
+        items: Vec<Value>,
+    ) -> Result<(), StoreFull> {
         let bytes = items.iter().map(|v| v.to_string().len()).sum::<usize>() + id.len();
         if bytes > self.max_bytes {
             return Err(StoreFull);
@@ -76,8 +82,12 @@ impl ResponseStore {
                 inner.bytes -= e.bytes;
             }
         }
-        let entry =
-            Entry { project: Arc::from(project), parent: parent.map(str::to_owned), items: Arc::new(items), bytes };
+        let entry = Entry {
+            project: Arc::from(project),
+            parent: parent.map(str::to_owned),
+            items: Arc::new(items),
+            bytes,
+        };
         if let Some(old) = inner.map.insert(id.to_owned(), entry) {
             inner.bytes -= old.bytes;
         } else {

@@ -118,7 +118,9 @@ impl ChatToResponsesStream {
             json!({"item_id": t.id, "output_index": t.output_index, "content_index": 0, "part": part}),
         ));
         let item = message_item(&t.id, &t.text, "completed");
-        out.push(self.event("response.output_item.done", json!({"output_index": t.output_index, "item": item})));
+        out.push(
+            self.event("response.output_item.done", json!({"output_index": t.output_index, "item": item})),
+        );
         self.output.insert(t.output_index, item);
     }
 
@@ -143,7 +145,12 @@ impl ChatToResponsesStream {
                     ));
                 }
             }
-            out.push(self.event("response.output_item.done", json!({"output_index": c.output_index, "item": item})));
+            out.push(
+                self.event(
+                    "response.output_item.done",
+                    json!({"output_index": c.output_index, "item": item}),
+                ),
+            );
             self.output.insert(c.output_index, item);
         }
     }
@@ -169,13 +176,18 @@ impl ChatToResponsesStream {
         }
         let Some(choice) = chunk.get("choices").and_then(|c| c.get(0)) else { return out };
         let delta = choice.get("delta");
-        if let Some(text) = delta.and_then(|d| d.get("content")).and_then(Value::as_str).filter(|t| !t.is_empty()) {
+        if let Some(text) =
+            delta.and_then(|d| d.get("content")).and_then(Value::as_str).filter(|t| !t.is_empty())
+        {
             if self.text.is_none() {
                 let id = new_id("msg_");
                 let output_index = self.next_index;
                 self.next_index += 1;
                 let item = json!({"type": "message", "id": id, "status": "in_progress", "role": "assistant", "content": []});
-                out.push(self.event("response.output_item.added", json!({"output_index": output_index, "item": item})));
+                out.push(self.event(
+                    "response.output_item.added",
+                    json!({"output_index": output_index, "item": item}),
+                ));
                 out.push(self.event(
                     "response.content_part.added",
                     json!({"item_id": id, "output_index": output_index, "content_index": 0,
@@ -199,8 +211,10 @@ impl ChatToResponsesStream {
             if !self.calls.contains_key(&index) {
                 // text before a tool call is finished when the call starts
                 self.close_text(&mut out);
-                let name = f.and_then(|f| f.get("name")).and_then(Value::as_str).unwrap_or_default().to_owned();
-                let call_id = call.get("id").and_then(Value::as_str).map_or_else(|| new_id("call_"), str::to_owned);
+                let name =
+                    f.and_then(|f| f.get("name")).and_then(Value::as_str).unwrap_or_default().to_owned();
+                let call_id =
+                    call.get("id").and_then(Value::as_str).map_or_else(|| new_id("call_"), str::to_owned);
                 let kind = self.ctx.kind_of(&name);
                 let output_index = self.next_index;
                 self.next_index += 1;
@@ -209,8 +223,14 @@ impl ChatToResponsesStream {
                 if kind == ToolKind::Custom {
                     item["input"] = json!("");
                 }
-                out.push(self.event("response.output_item.added", json!({"output_index": output_index, "item": item})));
-                self.calls.insert(index, CallItem { output_index, call_id, name, arguments: String::new(), kind, item_id });
+                out.push(self.event(
+                    "response.output_item.added",
+                    json!({"output_index": output_index, "item": item}),
+                ));
+                self.calls.insert(
+                    index,
+                    CallItem { output_index, call_id, name, arguments: String::new(), kind, item_id },
+                );
             }
             if args.is_empty() {
                 continue;
@@ -257,7 +277,8 @@ impl ChatToResponsesStream {
     fn fail(&mut self, error: &Value, out: &mut Vec<(String, Value)>) {
         self.done = true;
         self.failed = true;
-        let message = error.get("message").and_then(Value::as_str).unwrap_or("the upstream failed").to_owned();
+        let message =
+            error.get("message").and_then(Value::as_str).unwrap_or("the upstream failed").to_owned();
         let code = error
             .get("code")
             .and_then(Value::as_str)

@@ -3,6 +3,10 @@ use serde_json::{Value, json};
 use super::*;
 use crate::protocol::TranslateError;
 
+fn shell() -> Value {
+    json!({"type": "function", "name": "shell", "parameters": {"type": "object"}})
+}
+
 fn codex_like_request() -> Value {
     json!({
         "model": "gpt-helix",
@@ -36,7 +40,8 @@ fn codex_like_request() -> Value {
 fn a_codex_like_request_becomes_chat_messages_in_order() {
     let call = to_chat(&codex_like_request(), &[]).expect("translates");
     let chat = &call.chat;
-    let roles: Vec<&str> = chat["messages"].as_array().unwrap().iter().map(|m| m["role"].as_str().unwrap()).collect();
+    let roles: Vec<&str> =
+        chat["messages"].as_array().unwrap().iter().map(|m| m["role"].as_str().unwrap()).collect();
     assert_eq!(roles, ["system", "system", "user", "assistant", "tool", "tool", "assistant", "tool"]);
     assert_eq!(chat["messages"][0]["content"], "You are a coding agent.");
     assert_eq!(chat["messages"][1]["content"], "sandbox: none");
@@ -50,7 +55,10 @@ fn a_codex_like_request_becomes_chat_messages_in_order() {
     // a custom tool's input travels wrapped
     let custom = &chat["messages"][6]["tool_calls"][0]["function"];
     assert_eq!(custom["name"], "apply_patch");
-    assert_eq!(serde_json::from_str::<Value>(custom["arguments"].as_str().unwrap()).unwrap(), json!({"input": "*** Begin Patch"}));
+    assert_eq!(
+        serde_json::from_str::<Value>(custom["arguments"].as_str().unwrap()).unwrap(),
+        json!({"input": "*** Begin Patch"})
+    );
     assert_eq!(chat["tools"][0]["function"]["name"], "shell");
     assert_eq!(chat["tools"][1]["function"]["parameters"]["required"], json!(["input"]));
     assert!(chat["tools"][1]["function"]["description"].as_str().unwrap().contains("start: x"));
@@ -71,7 +79,8 @@ fn history_comes_before_the_new_input_and_a_string_input_is_a_user_message() {
         json!({"type": "message", "role": "user", "content": "first"}),
         message_item("msg_1", "answer", "completed"),
     ];
-    let call = to_chat(&json!({"model": "m", "input": "second", "max_output_tokens": 50}), &history).expect("ok");
+    let call =
+        to_chat(&json!({"model": "m", "input": "second", "max_output_tokens": 50}), &history).expect("ok");
     let m = &call.chat["messages"];
     assert_eq!(m[0], json!({"role": "user", "content": "first"}));
     assert_eq!(m[1], json!({"role": "assistant", "content": "answer"}));
@@ -88,24 +97,41 @@ fn images_and_structured_formats_are_mapped() {
     ]}], "text": {"format": {"type": "json_schema", "name": "x", "schema": {"type": "object"}, "strict": true}}});
     let call = to_chat(&req, &[]).expect("ok");
     let content = &call.chat["messages"][0]["content"];
-    assert_eq!(content[1], json!({"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA", "detail": "low"}}));
+    assert_eq!(
+        content[1],
+        json!({"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA", "detail": "low"}})
+    );
     assert_eq!(call.chat["response_format"]["json_schema"]["name"], "x");
 }
 
 #[test]
 fn what_chat_cannot_express_is_refused_naming_it() {
-    let hosted = json!({"model": "m", "input": "hi", "tools": [{"type": "web_search"}]});
-    match to_chat(&hosted, &[]) {
+    // a hosted tool offered is left out; forcing one cannot be served
+    let hosted = json!({"model": "m", "input": "hi", "tools": [{"type": "web_search"}, shell()]});
+    let call = to_chat(&hosted, &[]).expect("served without the hosted tool");
+    assert_eq!(call.dropped_tools, ["web_search"]);
+    assert_eq!(call.chat["tools"].as_array().map(Vec::len), Some(1));
+    let forced = json!({"model": "m", "input": "hi", "tools": [{"type": "web_search"}], "tool_choice": {"type": "web_search"}});
+    match to_chat(&forced, &[]) {
         Err(TranslateError::Unsupported(m)) => assert!(m.contains("web_search"), "{m}"),
         other => panic!("expected unsupported, got {other:?}"),
     }
+    // a namespace's tools are offered flat
+    let ns = json!({"model": "m", "input": "hi", "tools": [{"type": "namespace", "name": "multi_agent_v1", "tools": [shell()]}]});
+    let call = to_chat(&ns, &[]).expect("ok");
+    assert_eq!(call.chat["tools"][0]["function"]["name"], "shell");
     let reference = json!({"model": "m", "input": [{"type": "item_reference", "id": "msg_1"}]});
-    assert!(matches!(to_chat(&reference, &[]), Err(TranslateError::Unsupported(m)) if m.contains("item_reference")));
+    assert!(
+        matches!(to_chat(&reference, &[]), Err(TranslateError::Unsupported(m)) if m.contains("item_reference"))
+    );
     let file = json!({"model": "m", "input": [{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]});
     assert!(matches!(to_chat(&file, &[]), Err(TranslateError::Unsupported(_))));
     assert!(matches!(to_chat(&json!({"model": "m"}), &[]), Err(TranslateError::Invalid(_))));
     assert!(matches!(to_chat(&json!({"model": "m", "input": 3}), &[]), Err(TranslateError::Invalid(_))));
-    assert!(matches!(to_chat(&json!({"model": "m", "input": [{"type": "message"}]}), &[]), Err(TranslateError::Invalid(_))));
+    assert!(matches!(
+        to_chat(&json!({"model": "m", "input": [{"type": "message"}]}), &[]),
+        Err(TranslateError::Invalid(_))
+    ));
 }
 
 fn ctx_for(req: &Value) -> ResponseContext {
@@ -216,7 +242,9 @@ fn a_chat_stream_becomes_responses_events_in_order_with_sequence_numbers() {
 fn an_error_chunk_fails_the_response_and_a_custom_call_streams_its_input_whole() {
     let mut s = ChatToResponsesStream::new(ctx_for(&codex_like_request()));
     let mut all = s.push(&json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "id": "call_p", "function": {"name": "apply_patch", "arguments": "{\"input\":\"abc\"}"}}]}}]}));
-    all.extend(s.push(&json!({"error": {"message": "upstream broke", "type": "server_error", "code": "upstream_failed"}})));
+    all.extend(s.push(
+        &json!({"error": {"message": "upstream broke", "type": "server_error", "code": "upstream_failed"}}),
+    ));
     let n = names(&all);
     assert_eq!(n[2], "response.output_item.added");
     assert_eq!(all[2].1["item"]["type"], "custom_tool_call");
@@ -228,7 +256,8 @@ fn an_error_chunk_fails_the_response_and_a_custom_call_streams_its_input_whole()
     let mut s = ChatToResponsesStream::new(ctx_for(&codex_like_request()));
     let mut all = s.push(&json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "id": "call_p", "function": {"name": "apply_patch", "arguments": "{\"input\":\"abc\"}"}}]}, "finish_reason": "tool_calls"}]}));
     all.extend(s.finish());
-    let input_done = all.iter().find(|(n, _)| n == "response.custom_tool_call_input.done").expect("input done");
+    let input_done =
+        all.iter().find(|(n, _)| n == "response.custom_tool_call_input.done").expect("input done");
     assert_eq!(input_done.1["input"], "abc");
     assert_eq!(all.last().unwrap().1["response"]["output"][0]["input"], "abc");
 }
