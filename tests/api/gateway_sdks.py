@@ -640,10 +640,91 @@ def all_circuits_open():
           == ("open", "forced_open", "closed"), f"got {states}")
 
 
+OPENAI_RESPONSE_TOOLS = [{"type": "function", "name": "get_weather", "description": "the weather in a city",
+                          "parameters": WEATHER_SCHEMA}]
+
+
+def responses_api():
+    """The Responses API (what Codex and the Vercel AI SDK call), served by Chat and Anthropic
+    deployments through the gateway's translation."""
+    for model, deployment, upstream in (("gpt", "oa-main", "/v1/chat/completions"), ("claude", "an-main", "/v1/messages")):
+        name = f"responses.create → {deployment}"
+        script()
+        raw = oai().responses.with_raw_response.create(model=model, instructions=SYSTEM, input=PROMPT)
+        r = raw.parse()
+        check(f"{name}: output_text", r.output_text == echo(PROMPT), f"got {r.output_text!r}")
+        check(f"{name}: status and model", (r.status, r.model) == ("completed", model), f"got {(r.status, r.model)}")
+        check(f"{name}: usage", (r.usage.input_tokens, r.usage.output_tokens) == (INPUT_TOKENS, OUTPUT_TOKENS),
+              f"got {r.usage!r}")
+        helix_headers(name, raw.headers, deployment)
+        sent = upstream_requests()
+        check(f"{name}: upstream path", [x["path"] for x in sent] == [upstream], f"got {[x['path'] for x in sent]}")
+
+        name = f"responses.create(stream=True) → {deployment}"
+        script()
+        deltas, kinds, final = [], [], None
+        for event in oai().responses.create(model=model, instructions=SYSTEM, input=PROMPT, stream=True):
+            kinds.append(event.type)
+            if event.type == "response.output_text.delta":
+                deltas.append(event.delta)
+            if event.type == "response.completed":
+                final = event.response
+        check(f"{name}: text deltas", "".join(deltas) == echo(PROMPT), f"got {''.join(deltas)!r}")
+        check(f"{name}: event order", kinds[:2] == ["response.created", "response.in_progress"]
+              and kinds[-1:] == ["response.completed"], f"got {kinds}")
+        check(f"{name}: final usage", final is not None and final.usage is not None
+              and (final.usage.input_tokens, final.usage.output_tokens) == (INPUT_TOKENS, OUTPUT_TOKENS),
+              f"got {final!r}")
+
+    name = "responses.stream() helper"
+    script()
+    with oai().responses.stream(model="gpt", input=PROMPT) as stream:
+        text = "".join(e.delta for e in stream if e.type == "response.output_text.delta")
+        final = stream.get_final_response()
+    check(f"{name}: text", text == echo(PROMPT) and final.output_text == echo(PROMPT), f"got {text!r}")
+
+    name = "responses tools, then previous_response_id"
+    script({"mode": "tool_call", "model": "gpt-main"})
+    r = oai().responses.create(model="gpt", input=TOOL_PROMPT, tools=OPENAI_RESPONSE_TOOLS)
+    calls = [o for o in r.output if o.type == "function_call"]
+    check(f"{name}: function_call", len(calls) == 1 and calls[0].name == "get_weather"
+          and json.loads(calls[0].arguments) == {"echo": TOOL_PROMPT}, f"got {r.output!r}")
+    if calls:
+        script()
+        r2 = oai().responses.create(model="gpt", previous_response_id=r.id, tools=OPENAI_RESPONSE_TOOLS,
+                                    input=[{"type": "function_call_output", "call_id": calls[0].call_id,
+                                            "output": "sunny"}])
+        check(f"{name}: an answer", r2.status == "completed" and bool(r2.output_text), f"got {r2!r}")
+        sent = upstream_requests()
+        roles = [m.get("role") for m in (sent[-1]["body"].get("messages") if sent else [])]
+        check(f"{name}: the earlier turn was replayed", roles == ["user", "assistant", "tool"], f"got {roles}")
+
+
+def count_tokens_and_embeddings():
+    name = "messages.count_tokens → anthropic"
+    script()
+    raw = ant().messages.with_raw_response.count_tokens(model="claude", system=SYSTEM, messages=ANTHROPIC_MESSAGES)
+    n = raw.parse()
+    check(f"{name}: input_tokens", n.input_tokens == INPUT_TOKENS, f"got {n.input_tokens}")
+    check(f"{name}: counted, not estimated", raw.headers.get("x-helix-token-count") is None
+          and raw.headers.get("x-helix-deployment") == "an-main", f"got {dict(raw.headers)}")
+    name = "messages.count_tokens, no anthropic deployment"
+    raw = ant().messages.with_raw_response.count_tokens(model="gpt", system=SYSTEM, messages=ANTHROPIC_MESSAGES)
+    check(f"{name}: estimated", raw.headers.get("x-helix-token-count") == "estimated" and raw.parse().input_tokens > 0,
+          f"got {dict(raw.headers)}")
+    name = "embeddings.create"
+    script()
+    e = oai().embeddings.create(model="gpt", input=["one two", "three"])
+    check(f"{name}: vectors", len(e.data) == 2 and all(len(d.embedding) > 0 for d in e.data), f"got {e!r}")
+    check(f"{name}: model name kept", e.model == "gpt", f"got {e.model!r}")
+
+
 SCENARIOS = [
     models_are_listed,
     openai_same_protocol,
     anthropic_same_protocol,
+    responses_api,
+    count_tokens_and_embeddings,
     anthropic_falls_back_to_openai,
     openai_falls_back_to_anthropic,
     anthropic_tool_call_through_openai,
