@@ -2,6 +2,8 @@
 //! count_tokens through chains (deployments of the other protocol skipped), `GET
 //! /v1/models/{id}`, and answers that keep the model name the client asked for.
 
+#![allow(clippy::unwrap_used)] // a test fails loudly on what it did not expect
+
 use helix_core::gateway_config::ProviderKind;
 use helix_tests::fake_provider::{FakeProvider, Mode, ScriptEntry};
 use serde_json::{Value, json};

@@ -2,6 +2,8 @@
 //! deployments through the same chain walk, whole and streamed, with tool calls,
 //! `previous_response_id` and `store: false`.
 
+#![allow(clippy::unwrap_used)] // a test fails loudly on what it did not expect
+
 use helix_core::gateway_config::ProviderKind;
 use helix_tests::fake_provider::{FakeProvider, Mode};
 use serde_json::{Value, json};

@@ -96,7 +96,9 @@ pub struct ResponseContext {
 }
 
 /// Request fields the Responses object repeats, with their defaults when the request left them out.
-const ECHOED: &[(&str, fn() -> Value)] = &[
+type Default = fn() -> Value;
+
+const ECHOED: &[(&str, Default)] = &[
     ("instructions", || Value::Null),
     ("max_output_tokens", || Value::Null),
     ("metadata", || json!({})),

@@ -89,10 +89,10 @@ pub fn to_chat(req: &Value, history: &[Value]) -> Result<ResponsesCall, Translat
     if let Some(effort) = r.get("reasoning").and_then(|x| x.get("effort")).filter(|v| !v.is_null()) {
         chat.insert("reasoning_effort".to_owned(), effort.clone());
     }
-    if let Some(format) = r.get("text").and_then(|t| t.get("format")).filter(|v| !v.is_null()) {
-        if let Some(rf) = response_format(format)? {
-            chat.insert("response_format".to_owned(), rf);
-        }
+    if let Some(format) = r.get("text").and_then(|t| t.get("format")).filter(|v| !v.is_null())
+        && let Some(rf) = response_format(format)?
+    {
+        chat.insert("response_format".to_owned(), rf);
     }
     let stream = r.get("stream").and_then(Value::as_bool).unwrap_or(false);
     if stream {

@@ -1,3 +1,5 @@
+#![allow(clippy::unwrap_used)] // a test fails loudly on what it did not expect
+
 use serde_json::{Value, json};
 
 use super::*;

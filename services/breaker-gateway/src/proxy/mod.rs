@@ -36,11 +36,9 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use helix_core::ErrorCode;
 use helix_core::gateway_config::{BreakerGatewayConfig, DeploymentConfig, ProviderKind, WindowConfig};
@@ -51,6 +49,13 @@ use crate::accounting::metrics::status_class;
 use crate::accounting::{Bulkheads, Metrics, Permit};
 use crate::breaker::{Admission, BreakerSettings, Breakers, Outcome, WindowKind};
 use crate::protocol::{self, Protocol, SseEvent, SseParser, Usage};
+
+mod retry;
+mod stream;
+
+pub use retry::MIN_RETRY_CONCURRENCY;
+use retry::{FloorSlot, RetryBudget, retry_wait, upstream_retry_after};
+use stream::stream_headers;
 
 /// Request headers never forwarded upstream: hop-by-hop, framing, and the client's credentials
 /// (the upstream gets the deployment's key instead).
@@ -288,67 +293,6 @@ impl CallReport {
         self.upstream_model = Some(dep.cfg.model.clone());
         self.fallback_from = fallback_from;
         self.attempts = attempts;
-    }
-}
-
-/// Extra upstream attempts (retries and fallbacks) always allowed at once, whatever the budget.
-pub const MIN_RETRY_CONCURRENCY: u32 = 3;
-
-/// Retries and fallbacks may add at most `share` of the traffic: every call earns `share`
-/// tokens, an extra attempt spends one (bounded, so a quiet period cannot save up for a storm);
-/// beyond the tokens, up to [`MIN_RETRY_CONCURRENCY`] extra attempts may run at once.
-#[derive(Debug)]
-struct RetryBudget {
-    share: f64,
-    /// Tokens × 1000.
-    milli: AtomicU64,
-    /// Extra attempts admitted by the floor and still running.
-    floor_in_use: Arc<AtomicU32>,
-}
-
-/// An extra attempt admitted by the floor: frees its place when dropped.
-struct FloorSlot(Arc<AtomicU32>);
-
-impl Drop for FloorSlot {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-impl RetryBudget {
-    const CAP_MILLI: u64 = 10_000;
-
-    fn new(share: f64) -> RetryBudget {
-        RetryBudget {
-            share,
-            milli: AtomicU64::new(RetryBudget::CAP_MILLI / 2),
-            floor_in_use: Arc::new(AtomicU32::new(0)),
-        }
-    }
-
-    /// May one more upstream attempt be made? A token, or else a place of the floor (held by
-    /// the returned slot while the attempt runs).
-    fn admit(&self) -> Option<Option<FloorSlot>> {
-        if self.spend() {
-            return Some(None);
-        }
-        self.floor_in_use
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < MIN_RETRY_CONCURRENCY).then_some(n + 1)
-            })
-            .ok()
-            .map(|_| Some(FloorSlot(self.floor_in_use.clone())))
-    }
-
-    fn earn(&self) {
-        let add = (self.share * 1000.0) as u64;
-        let _ = self
-            .milli
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| Some((v + add).min(Self::CAP_MILLI)));
-    }
-
-    fn spend(&self) -> bool {
-        self.milli.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| v.checked_sub(1000)).is_ok()
     }
 }
 
@@ -1158,262 +1102,6 @@ impl Proxy {
         };
         Ok((Bytes::from(out.to_string()), usage))
     }
-
-    /// Waits for the first upstream event with content (or the stream's proper end), within the
-    /// first-byte budget, so that a stream that fails before any content (one that opens with an
-    /// error event, or is cut after its content-free role chunk) can still fall back.
-    async fn first_event(
-        &self,
-        dep: &Deployment,
-        res: reqwest::Response,
-        deadline: Instant,
-    ) -> Result<(BoxStream<'static, reqwest::Result<Bytes>>, SseParser, Vec<SseEvent>), Failure> {
-        let mut upstream = res.bytes_stream().boxed();
-        let mut parser = SseParser::default();
-        let mut pending = Vec::new();
-        let first_wait = Duration::from_millis(self.cfg.first_byte_timeout_ms).min(remaining(deadline));
-        let until = Instant::now() + first_wait;
-        // once events flow, a silence before any content is a stall like one after it
-        let idle = Duration::from_millis(self.cfg.idle_timeout_ms);
-        while !pending.iter().any(|ev| commits(dep.protocol, ev)) {
-            let wait_until = if pending.is_empty() { until } else { until.min(Instant::now() + idle) };
-            if let Some((ev, status)) =
-                pending.iter().find_map(|ev| upstream_error(dep.protocol, ev).map(|(status, _)| (ev, status)))
-            {
-                return Err(Failure::Status(status, Vec::new(), Bytes::from(ev.data.clone())));
-            }
-            match tokio::time::timeout(remaining(wait_until), upstream.next()).await {
-                Ok(Some(Ok(chunk))) => match parser.feed(&chunk) {
-                    Ok(events) => pending.extend(events),
-                    Err(e) => return Err(Failure::Transport(format!("{}: {e}", dep.cfg.id))),
-                },
-                Ok(Some(Err(e))) => {
-                    return Err(Failure::Transport(format!("{}: stream: {}", dep.cfg.id, e.without_url())));
-                }
-                Ok(None) => match parser.finish() {
-                    Some(ev) if commits(dep.protocol, &ev) || upstream_error(dep.protocol, &ev).is_some() => {
-                        pending.push(ev)
-                    }
-                    _ => {
-                        return Err(Failure::Transport(format!(
-                            "{}: the stream ended before any content",
-                            dep.cfg.id
-                        )));
-                    }
-                },
-                Err(_) if !pending.is_empty() => {
-                    return Err(Failure::Transport(format!(
-                        "{}: the stream stalled before any content (nothing for {} ms)",
-                        dep.cfg.id,
-                        idle.as_millis()
-                    )));
-                }
-                Err(_) => {
-                    return Err(Failure::Transport(format!(
-                        "{}: no event within {} ms",
-                        dep.cfg.id,
-                        first_wait.as_millis()
-                    )));
-                }
-            }
-        }
-        if let Some((status, _)) = pending.first().and_then(|ev| upstream_error(dep.protocol, ev)) {
-            let body = pending.first().map(|ev| Bytes::from(ev.data.clone())).unwrap_or_default();
-            return Err(Failure::Status(status, Vec::new(), body));
-        }
-        Ok((upstream, parser, pending))
-    }
-
-    /// Pipes a committed stream to the client: translated when needed, keep-alive comments while
-    /// the upstream is silent, cut with an error event when it stalls or breaks. Reports the
-    /// outcome to the breaker and the final report (usage included) on `done`.
-    async fn pipe(
-        self: Arc<Self>,
-        start: Box<StreamStart>,
-        call: Arc<Call>,
-        tx: mpsc::Sender<Bytes>,
-        mut report: CallReport,
-        done: oneshot::Sender<CallReport>,
-    ) {
-        let StreamStart { dep, status, mut upstream, mut parser, pending, probe, started, _permit, .. } =
-            *start;
-        let mut pipe = StreamPipe::new(&call.req, &dep, &call.model, self.keys.clone());
-        let idle = Duration::from_millis(self.cfg.idle_timeout_ms);
-        let keepalive = self.keepalive();
-        let deadline = call.deadline;
-        let mut failure: Option<String> = None;
-        let mut client_gone = false;
-        'outer: {
-            for ev in pending {
-                for out in pipe.event(ev) {
-                    if tx.send(out).await.is_err() {
-                        client_gone = true;
-                        break 'outer;
-                    }
-                }
-            }
-            let mut last = Instant::now();
-            loop {
-                if pipe.done {
-                    break;
-                }
-                let wait = keepalive.min(remaining(deadline));
-                match tokio::time::timeout(wait, upstream.next()).await {
-                    Ok(Some(Ok(chunk))) => {
-                        last = Instant::now();
-                        let events = match parser.feed(&chunk) {
-                            Ok(ev) => ev,
-                            Err(e) => {
-                                failure = Some(e.to_string());
-                                break;
-                            }
-                        };
-                        for ev in events {
-                            for out in pipe.event(ev) {
-                                if tx.send(out).await.is_err() {
-                                    client_gone = true;
-                                    break 'outer;
-                                }
-                            }
-                        }
-                    }
-                    Ok(Some(Err(e))) => {
-                        failure = Some(format!("the upstream stream broke: {}", e.without_url()));
-                        break;
-                    }
-                    Ok(None) => {
-                        // an upstream that omits the final blank line still ends its last event
-                        if let Some(ev) = parser.finish() {
-                            for out in pipe.event(ev) {
-                                if tx.send(out).await.is_err() {
-                                    client_gone = true;
-                                    break 'outer;
-                                }
-                            }
-                        }
-                        if !pipe.done {
-                            failure = Some("the upstream stream ended early".to_owned());
-                        }
-                        break;
-                    }
-                    Err(_) => {
-                        if Instant::now() >= deadline {
-                            failure = Some("the call took longer than the total timeout".to_owned());
-                            break;
-                        }
-                        if last.elapsed() >= idle {
-                            failure =
-                                Some(format!("the upstream stream stalled for {} ms", idle.as_millis()));
-                            break;
-                        }
-                        if tx.send(Bytes::from(protocol::sse::comment("keep-alive"))).await.is_err() {
-                            client_gone = true;
-                            break 'outer;
-                        }
-                    }
-                }
-            }
-            if let Some(f) = &failure {
-                let f = self.redact(f);
-                tracing::warn!(deployment = %dep.cfg.id, error = %f, "stream failed after it started");
-                let _ = tx
-                    .send(Bytes::from(protocol::stream_error(
-                        pipe.client,
-                        502,
-                        ErrorCode::UpstreamFailed.as_str(),
-                        &f,
-                    )))
-                    .await;
-            }
-        }
-        // the client's end of the stream closes now, whatever the accounting below takes
-        drop(tx);
-        let failed = failure.is_some() || pipe.upstream_error.is_some();
-        let took = started.elapsed();
-        report.usage = pipe.usage();
-        report.error = failure
-            .map(|f| self.redact(&f).into_owned())
-            .or(pipe.upstream_error)
-            .or_else(|| client_gone.then(|| "the client went away before the stream ended".to_owned()));
-        // the report first: the client's stream ends with the cost it carries
-        let _ = done.send(report);
-        // a client that went away says nothing about the deployment (a probe's lease then
-        // expires, see the breaker docs)
-        if !client_gone {
-            self.record(&dep, probe, failed, took, Some(status)).await;
-        }
-    }
-}
-
-/// The status and message of an error event an upstream sent inside its stream, if `ev` is one:
-/// Anthropic's `event: error`, or an OpenAI chunk holding an `error` object.
-/// Whether a stream is committed to its deployment by this event: content (text, a tool call,
-/// thinking) or its proper end. Before, nothing the client could not get from another
-/// deployment was said: role chunks, `message_start`, pings, empty deltas.
-fn commits(protocol: Protocol, ev: &SseEvent) -> bool {
-    if protocol == Protocol::OpenAi && ev.is_openai_done() {
-        return true;
-    }
-    let Ok(data) = ev.json() else { return false };
-    let non_empty = |v: Option<&Value>| match v {
-        Some(Value::String(s)) => !s.is_empty(),
-        Some(Value::Array(a)) => !a.is_empty(),
-        Some(Value::Null) | None => false,
-        Some(_) => true,
-    };
-    match protocol {
-        Protocol::OpenAi => data.get("choices").and_then(Value::as_array).is_some_and(|choices| {
-            choices.iter().any(|c| {
-                let d = c.get("delta");
-                non_empty(c.get("text"))
-                    || non_empty(d.and_then(|d| d.get("content")))
-                    || non_empty(d.and_then(|d| d.get("tool_calls")))
-                    || non_empty(d.and_then(|d| d.get("reasoning_content")))
-                    || non_empty(d.and_then(|d| d.get("reasoning")))
-                    || non_empty(d.and_then(|d| d.get("refusal")))
-                    || non_empty(c.get("finish_reason"))
-            })
-        }),
-        Protocol::Anthropic => {
-            let kind = data.get("type").and_then(Value::as_str).unwrap_or(ev.event_name());
-            match kind {
-                "content_block_delta" => true,
-                // a tool call is content from its start (its name); a text block is not yet
-                "content_block_start" => data
-                    .get("content_block")
-                    .and_then(|b| b.get("type"))
-                    .and_then(Value::as_str)
-                    .is_some_and(|t| t != "text" && t != "thinking"),
-                "message_delta" | "message_stop" => true,
-                _ => false,
-            }
-        }
-    }
-}
-
-fn upstream_error(protocol: Protocol, ev: &SseEvent) -> Option<(u16, String)> {
-    if protocol == Protocol::OpenAi && ev.is_openai_done() {
-        return None;
-    }
-    let data = ev.json().ok()?;
-    let error = data.get("error").filter(|e| e.is_object())?;
-    let is_error = match protocol {
-        Protocol::Anthropic => {
-            ev.event_name() == "error" || data.get("type").and_then(Value::as_str) == Some("error")
-        }
-        Protocol::OpenAi => true,
-    };
-    if !is_error {
-        return None;
-    }
-    let message = error.get("message").and_then(Value::as_str).unwrap_or("upstream stream failed").to_owned();
-    let status = match protocol {
-        Protocol::Anthropic => protocol::error::anthropic_error_status(
-            error.get("type").and_then(Value::as_str).unwrap_or("api_error"),
-        ),
-        Protocol::OpenAi => 500,
-    };
-    Some((status, message))
 }
 
 fn client_error_body(req: &ProxyRequest, dep: &Deployment, status: u16, body: &Bytes) -> Bytes {
@@ -1441,156 +1129,6 @@ fn full(walked: Walked) -> ProxyResponse {
                 .to_string(),
             ),
         },
-    }
-}
-
-/// The head of every SSE answer (`x-accel-buffering: no` keeps nginx-style proxies from holding
-/// events back).
-fn stream_headers() -> Vec<(String, String)> {
-    vec![
-        ("content-type".to_owned(), "text/event-stream".to_owned()),
-        ("cache-control".to_owned(), "no-cache".to_owned()),
-        ("x-accel-buffering".to_owned(), "no".to_owned()),
-    ]
-}
-
-/// Turns upstream SSE events into what the client's protocol expects.
-struct StreamPipe {
-    client: Protocol,
-    upstream: Protocol,
-    /// The client did not ask for OpenAI's usage chunk (the gateway did, to meter the call).
-    strip_usage: bool,
-    to_anthropic: Option<protocol::OpenAiToAnthropicStream>,
-    to_openai: Option<protocol::AnthropicToOpenAiStream>,
-    usage: protocol::UsageAccumulator,
-    done: bool,
-    /// The upstream ended its stream with an error event (already passed on to the client).
-    upstream_error: Option<String>,
-    /// Masked in an upstream error event before it is relayed.
-    keys: helix_core::redact::Masker,
-    /// The model the client asked for, which the answer keeps.
-    model: String,
-}
-
-impl StreamPipe {
-    fn new(
-        req: &ProxyRequest,
-        dep: &Deployment,
-        model: &str,
-        keys: helix_core::redact::Masker,
-    ) -> StreamPipe {
-        let asked = req
-            .json()
-            .get("stream_options")
-            .and_then(|o| o.get("include_usage"))
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-        StreamPipe {
-            client: req.protocol,
-            upstream: dep.protocol,
-            strip_usage: req.protocol == Protocol::OpenAi && !asked,
-            to_anthropic: (req.protocol == Protocol::Anthropic && dep.protocol == Protocol::OpenAi)
-                .then(|| protocol::OpenAiToAnthropicStream::new(model)),
-            to_openai: (req.protocol == Protocol::OpenAi && dep.protocol == Protocol::Anthropic)
-                .then(|| protocol::AnthropicToOpenAiStream::new(model, asked)),
-            usage: protocol::UsageAccumulator::new(dep.protocol),
-            keys,
-            done: false,
-            upstream_error: None,
-            model: model.to_owned(),
-        }
-    }
-
-    fn usage(&self) -> Option<Usage> {
-        self.usage.usage()
-    }
-
-    fn event(&mut self, ev: protocol::SseEvent) -> Vec<Bytes> {
-        use protocol::sse::{OPENAI_DONE, encode_json};
-        if self.done {
-            return Vec::new();
-        }
-        if self.upstream == Protocol::OpenAi && ev.is_openai_done() {
-            self.done = true;
-            if let Some(t) = &mut self.to_anthropic {
-                return t
-                    .finish()
-                    .into_iter()
-                    .map(|(name, v)| Bytes::from(encode_json(Some(&name), &v)))
-                    .collect();
-            }
-            return vec![Bytes::from_static(OPENAI_DONE.as_bytes())];
-        }
-        let failed = upstream_error(self.upstream, &ev);
-        if let Some((_, message)) = &failed {
-            // the stream ends here; the translators below turn the error into the client's kind
-            self.done = true;
-            let message = redact_with(&self.keys, message);
-            self.upstream_error = Some(format!("the upstream sent an error event: {message}"));
-        }
-        let Ok(mut data) = ev.json() else { return Vec::new() };
-        if failed.is_some() {
-            // an upstream error may echo the key it was sent
-            let text = data.to_string();
-            let masked = redact_with(&self.keys, &text);
-            if masked != text {
-                data = serde_json::from_str(&masked).unwrap_or(data);
-            }
-        }
-        self.usage.push(&data);
-        let name = ev.event_name().to_owned();
-        if self.upstream == Protocol::Anthropic
-            && (name == "message_stop" || data.get("type").and_then(Value::as_str) == Some("message_stop"))
-        {
-            self.done = true;
-        }
-        match (self.client, self.upstream) {
-            (Protocol::OpenAi, Protocol::OpenAi) => {
-                if self.strip_usage && protocol::strip_usage_chunk(&mut data) {
-                    return Vec::new();
-                }
-                if let Some(m) = data.get_mut("model").filter(|m| m.is_string()) {
-                    *m = Value::String(self.model.clone());
-                }
-                vec![Bytes::from(encode_json(None, &data))]
-            }
-            (Protocol::Anthropic, Protocol::Anthropic) => {
-                if let Some(m) =
-                    data.get_mut("message").and_then(|m| m.get_mut("model")).filter(|m| m.is_string())
-                {
-                    *m = Value::String(self.model.clone());
-                }
-                vec![Bytes::from(encode_json(ev.event.as_deref(), &data))]
-            }
-            (Protocol::Anthropic, Protocol::OpenAi) => match &mut self.to_anthropic {
-                Some(t) => {
-                    t.push(&data).into_iter().map(|(n, v)| Bytes::from(encode_json(Some(&n), &v))).collect()
-                }
-                None => Vec::new(),
-            },
-            (Protocol::OpenAi, Protocol::Anthropic) => match &mut self.to_openai {
-                Some(t) => match t.push(&name, &data) {
-                    Ok(chunks) => {
-                        let mut out: Vec<Bytes> =
-                            chunks.iter().map(|c| Bytes::from(encode_json(None, c))).collect();
-                        if self.done {
-                            out.push(Bytes::from_static(OPENAI_DONE.as_bytes()));
-                        }
-                        out
-                    }
-                    Err(e) => {
-                        self.done = true;
-                        vec![Bytes::from(protocol::stream_error(
-                            Protocol::OpenAi,
-                            e.status(),
-                            &e.error_type,
-                            &e.message,
-                        ))]
-                    }
-                },
-                None => Vec::new(),
-            },
-        }
     }
 }
 
@@ -1646,38 +1184,6 @@ fn json_answer_headers(
     h
 }
 
-/// How long to wait before retrying: the upstream's own hint when it gave one
-/// (`retry-after-ms`, `retry-after`, `x-ratelimit-reset-*`), else exponential backoff with full
-/// jitter.
-/// How long the upstream asked to wait (`retry-after-ms`, `retry-after` in seconds, OpenAI's
-/// reset hints), if it said.
-fn upstream_retry_after(f: &Failure) -> Option<Duration> {
-    let Failure::Status(_, headers, _) = f else { return None };
-    let get = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.trim().to_owned());
-    if let Some(ms) = get("retry-after-ms").and_then(|v| v.parse::<f64>().ok()) {
-        return Some(Duration::from_millis(ms.max(0.0) as u64));
-    }
-    if let Some(s) = get("retry-after").and_then(|v| v.parse::<f64>().ok()) {
-        return Some(Duration::from_millis((s.max(0.0) * 1000.0) as u64));
-    }
-    ["x-ratelimit-reset-requests", "x-ratelimit-reset-tokens"]
-        .into_iter()
-        .find_map(|name| get(name).and_then(|v| parse_reset(&v)))
-}
-
-/// The wait before retrying the same deployment: the upstream's hint when it gave one, else
-/// exponential backoff with full jitter. `None` when the hint is longer than
-/// `retry_max_backoff_ms`: then the deployment is not waited for.
-fn retry_wait(f: &Failure, attempt: u32, cfg: &BreakerGatewayConfig) -> Option<Duration> {
-    let cap = Duration::from_millis(cfg.retry_max_backoff_ms);
-    if let Some(hint) = upstream_retry_after(f) {
-        return (hint <= cap).then_some(hint);
-    }
-    let base = cfg.retry_base_backoff_ms.saturating_mul(1 << attempt.saturating_sub(1).min(16));
-    let ceiling = base.min(cfg.retry_max_backoff_ms).max(1);
-    Some(Duration::from_millis(jitter(ceiling)))
-}
-
 /// Whether `name` matches `pattern`: `*` is any run of characters, `?` one character.
 fn glob_matches(pattern: &str, name: &str) -> bool {
     let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
@@ -1702,93 +1208,9 @@ fn glob_matches(pattern: &str, name: &str) -> bool {
     p[i..].iter().all(|c| *c == '*')
 }
 
-/// OpenAI's reset hints look like `1s`, `6m0s`, `120ms`.
-fn parse_reset(v: &str) -> Option<Duration> {
-    if let Some(ms) = v.strip_suffix("ms") {
-        return ms.parse::<f64>().ok().map(|m| Duration::from_millis(m as u64));
-    }
-    let mut total = 0.0;
-    let mut num = String::new();
-    for c in v.chars() {
-        match c {
-            '0'..='9' | '.' => num.push(c),
-            'h' | 'm' | 's' => {
-                let n: f64 = num.parse().ok()?;
-                num.clear();
-                total += n * match c {
-                    'h' => 3600.0,
-                    'm' => 60.0,
-                    _ => 1.0,
-                };
-            }
-            _ => return None,
-        }
-    }
-    num.is_empty().then(|| Duration::from_millis((total * 1000.0) as u64))
-}
-
-/// A uniformly random number of milliseconds in `[0, ceiling]` (full jitter).
-fn jitter(ceiling: u64) -> u64 {
-    let r = uuid::Uuid::new_v4().as_u128() as u64;
-    r % (ceiling + 1)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn reset_hints_parse() {
-        assert_eq!(parse_reset("1s"), Some(Duration::from_secs(1)));
-        assert_eq!(parse_reset("6m0s"), Some(Duration::from_secs(360)));
-        assert_eq!(parse_reset("120ms"), Some(Duration::from_millis(120)));
-        assert_eq!(parse_reset("soon"), None);
-    }
-
-    #[test]
-    fn retry_waits_honour_hints_then_back_off_with_jitter() {
-        let cfg = BreakerGatewayConfig::default();
-        let status = |h: &[(&str, &str)]| {
-            Failure::Status(
-                429,
-                h.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-                Bytes::new(),
-            )
-        };
-        assert_eq!(
-            retry_wait(&status(&[("retry-after-ms", "250")]), 1, &cfg),
-            Some(Duration::from_millis(250))
-        );
-        assert_eq!(retry_wait(&status(&[("retry-after", "2")]), 1, &cfg), Some(Duration::from_secs(2)));
-        assert_eq!(
-            retry_wait(&status(&[("retry-after", "3600")]), 1, &cfg),
-            None,
-            "longer than the backoff cap: not waited for"
-        );
-        for attempt in 1..6 {
-            let w = retry_wait(&Failure::Transport(String::new()), attempt, &cfg).expect("backoff");
-            assert!(w <= Duration::from_millis(200 << (attempt - 1)), "{w:?}");
-        }
-    }
-
-    #[test]
-    fn error_events_are_recognised_in_both_protocols() {
-        let ev = |event: Option<&str>, data: &str| SseEvent {
-            event: event.map(str::to_owned),
-            data: data.to_owned(),
-            ..SseEvent::default()
-        };
-        let overloaded = r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#;
-        assert_eq!(
-            upstream_error(Protocol::Anthropic, &ev(Some("error"), overloaded)),
-            Some((529, "Overloaded".to_owned()))
-        );
-        let boom = r#"{"error":{"message":"boom","type":"server_error"}}"#;
-        assert_eq!(upstream_error(Protocol::OpenAi, &ev(None, boom)), Some((500, "boom".to_owned())));
-        assert_eq!(upstream_error(Protocol::OpenAi, &ev(None, "[DONE]")), None);
-        let delta = r#"{"type":"content_block_delta","delta":{"type":"text_delta","text":"x"}}"#;
-        assert_eq!(upstream_error(Protocol::Anthropic, &ev(Some("content_block_delta"), delta)), None);
-    }
 
     #[test]
     fn model_globs_match_names_and_exact_names_win() {
@@ -1826,24 +1248,5 @@ mod tests {
         assert_eq!(first("claude-sonnet-4-5-20250929").as_deref(), Some("sonnet"), "the most specific glob");
         assert_eq!(first("claude-haiku-4-5").as_deref(), Some("any"));
         assert_eq!(first("gpt-4o"), None);
-    }
-
-    #[test]
-    fn the_retry_budget_caps_retries_at_a_share_of_traffic() {
-        let b = RetryBudget { milli: AtomicU64::new(0), ..RetryBudget::new(0.2) };
-        let mut retries = 0;
-        for _ in 0..100 {
-            b.earn();
-            if b.spend() {
-                retries += 1;
-            }
-        }
-        assert_eq!(retries, 20);
-        // beyond the tokens, the floor: MIN_RETRY_CONCURRENCY at once, freed when they end
-        let slots: Vec<_> = (0..MIN_RETRY_CONCURRENCY).map(|_| b.admit().expect("floor")).collect();
-        assert!(slots.iter().all(Option::is_some), "no token left: floor places");
-        assert!(b.admit().is_none(), "the floor is full");
-        drop(slots);
-        assert!(b.admit().is_some(), "a place came free");
     }
 }
