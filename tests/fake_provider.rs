@@ -586,6 +586,7 @@ enum Endpoint {
     CountTokens,
     Embeddings,
     Completions,
+    Responses,
     Unknown(Protocol),
 }
 
@@ -604,6 +605,7 @@ impl Endpoint {
             ("POST", "/v1/messages/count_tokens") => Endpoint::CountTokens,
             ("POST", "/v1/embeddings") => Endpoint::Embeddings,
             ("POST", "/v1/completions") => Endpoint::Completions,
+            ("POST", "/v1/responses") => Endpoint::Responses,
             _ => Endpoint::Unknown(guess),
         }
     }
@@ -611,7 +613,10 @@ impl Endpoint {
     fn protocol(self) -> Protocol {
         match self {
             Endpoint::Models(p) | Endpoint::Unknown(p) => p,
-            Endpoint::ChatCompletions | Endpoint::Embeddings | Endpoint::Completions => Protocol::OpenAi,
+            Endpoint::ChatCompletions
+            | Endpoint::Embeddings
+            | Endpoint::Completions
+            | Endpoint::Responses => Protocol::OpenAi,
             Endpoint::Messages | Endpoint::CountTokens => Protocol::Anthropic,
         }
     }
@@ -621,7 +626,11 @@ impl Endpoint {
     fn is_generation(self) -> bool {
         matches!(
             self,
-            Endpoint::ChatCompletions | Endpoint::Messages | Endpoint::Embeddings | Endpoint::Completions
+            Endpoint::ChatCompletions
+                | Endpoint::Messages
+                | Endpoint::Embeddings
+                | Endpoint::Completions
+                | Endpoint::Responses
         )
     }
 
@@ -631,6 +640,7 @@ impl Endpoint {
             Endpoint::ChatCompletions | Endpoint::Messages | Endpoint::CountTokens => &["model", "messages"],
             Endpoint::Embeddings => &["model", "input"],
             Endpoint::Completions => &["model", "prompt"],
+            Endpoint::Responses => &["model", "input"],
             Endpoint::Models(_) | Endpoint::Unknown(_) => &[],
         }
     }
@@ -742,6 +752,7 @@ async fn provider(req: HttpRequest, body: web::Bytes, shared: web::Data<Arc<Shar
                 Endpoint::CountTokens => count_tokens_reply(json.as_ref().unwrap_or(&Value::Null), &mode),
                 Endpoint::Embeddings => embeddings_reply(json.as_ref().unwrap_or(&Value::Null), &mode),
                 Endpoint::Completions => completions_reply(json.as_ref().unwrap_or(&Value::Null), &mode, seq),
+                Endpoint::Responses => responses_reply(json.as_ref().unwrap_or(&Value::Null), &mode, seq),
                 Endpoint::Unknown(p) => {
                     error_reply(p, 404, &format!("Invalid URL ({} {})", req.method(), req.path()))
                 }
@@ -1566,6 +1577,125 @@ fn completions_reply(body: &Value, mode: &Mode, seq: u64) -> Reply {
         events.push(chunk(json!([]), Some(usage)));
     }
     events.push("data: [DONE]\n\n".to_owned());
+    Reply::sse(events)
+}
+
+/// The text of the last user input of a Responses request (`input` a string, or items whose
+/// last user message holds text).
+fn responses_input_text(body: &Value) -> String {
+    match body.get("input") {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .rev()
+            .find(|i| i.get("role").and_then(Value::as_str) == Some("user"))
+            .map(|i| content_text(i.get("content").unwrap_or(&Value::Null)))
+            .unwrap_or_default(),
+        _ => String::new(),
+    }
+}
+
+/// `POST /v1/responses`, OpenAI's Responses API, for deployments that serve it themselves:
+/// `"echo: " + <last user input>` as one message item (a call of the first function tool in
+/// [`Mode::ToolCall`]), tokens counted in words (instructions and every input text in, the answer
+/// out), streamed as the Responses events when asked.
+fn responses_reply(body: &Value, mode: &Mode, seq: u64) -> Reply {
+    let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    match mode {
+        Mode::Status { .. } => return status_reply(Protocol::OpenAi, mode),
+        Mode::InvalidJson => return truncated_json(format!(r#"{{"id":"resp_fake{seq}","object":"resp"#)),
+        _ => {}
+    }
+    let model = body.get("model").and_then(Value::as_str).unwrap_or_default();
+    let text = responses_input_text(body);
+    let mut input = body.get("instructions").and_then(Value::as_str).map_or(0, count_words);
+    input += match body.get("input") {
+        Some(Value::Array(items)) => {
+            items.iter().map(|i| count_words(&content_text(i.get("content").unwrap_or(&Value::Null)))).sum()
+        }
+        _ => count_words(&text),
+    };
+    let tool = body
+        .get("tools")
+        .and_then(Value::as_array)
+        .and_then(|t| t.iter().find(|t| t.get("type").and_then(Value::as_str) == Some("function")))
+        .and_then(|t| t.get("name").and_then(Value::as_str));
+    let (item, answer) = match (mode, tool) {
+        (Mode::ToolCall, Some(name)) => {
+            let arguments = json!({ "echo": text }).to_string();
+            let item = json!({ "type": "function_call", "id": format!("fc_fake{seq}"), "call_id": format!("call_fake{seq}"),
+                               "name": name, "arguments": arguments, "status": "completed" });
+            (item, text.clone())
+        }
+        _ => {
+            let answer = match mode {
+                Mode::Huge { bytes } => huge_text(*bytes),
+                _ => format!("echo: {text}"),
+            };
+            let item = json!({ "type": "message", "id": format!("msg_fake{seq}"), "status": "completed", "role": "assistant",
+                               "content": [{ "type": "output_text", "text": answer, "annotations": [] }] });
+            (item, answer)
+        }
+    };
+    let output = count_words(&answer);
+    let usage = json!({ "input_tokens": input, "input_tokens_details": { "cached_tokens": 0 },
+                        "output_tokens": output, "output_tokens_details": { "reasoning_tokens": 0 },
+                        "total_tokens": input + output });
+    let response = |status: &str, output: Value, usage: Value| {
+        json!({ "id": format!("resp_fake{seq}"), "object": "response", "created_at": now_secs(), "status": status,
+                "model": model, "output": output, "usage": usage, "error": null, "incomplete_details": null })
+    };
+    if !stream {
+        return Reply::json(StatusCode::OK, &response("completed", json!([item]), usage));
+    }
+    let mut n = 0u64;
+    let mut event = |name: &str, mut data: Value| {
+        data["type"] = json!(name);
+        data["sequence_number"] = json!(n);
+        n += 1;
+        format!("event: {name}\ndata: {data}\n\n")
+    };
+    let mut events = vec![
+        event("response.created", json!({ "response": response("in_progress", json!([]), Value::Null) })),
+        event("response.in_progress", json!({ "response": response("in_progress", json!([]), Value::Null) })),
+    ];
+    let item_id = item["id"].clone();
+    if item["type"] == "message" {
+        let mut open = item.clone();
+        open["status"] = json!("in_progress");
+        open["content"] = json!([]);
+        events.push(event("response.output_item.added", json!({ "output_index": 0, "item": open })));
+        events.push(event("response.content_part.added", json!({ "item_id": item_id, "output_index": 0, "content_index": 0,
+                                                                "part": { "type": "output_text", "text": "", "annotations": [] } })));
+        for piece in text_pieces(&answer) {
+            events.push(event(
+                "response.output_text.delta",
+                json!({ "item_id": item_id, "output_index": 0, "content_index": 0, "delta": piece }),
+            ));
+        }
+        events.push(event(
+            "response.output_text.done",
+            json!({ "item_id": item_id, "output_index": 0, "content_index": 0, "text": answer }),
+        ));
+    } else {
+        let mut open = item.clone();
+        open["status"] = json!("in_progress");
+        open["arguments"] = json!("");
+        events.push(event("response.output_item.added", json!({ "output_index": 0, "item": open })));
+        events.push(event(
+            "response.function_call_arguments.delta",
+            json!({ "item_id": item_id, "output_index": 0, "delta": item["arguments"] }),
+        ));
+        events.push(event(
+            "response.function_call_arguments.done",
+            json!({ "item_id": item_id, "output_index": 0, "arguments": item["arguments"] }),
+        ));
+    }
+    events.push(event("response.output_item.done", json!({ "output_index": 0, "item": item })));
+    events.push(event(
+        "response.completed",
+        json!({ "response": response("completed", json!([item]), usage) }),
+    ));
     Reply::sse(events)
 }
 

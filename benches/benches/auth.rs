@@ -76,6 +76,7 @@ fn config(dir: &std::path::Path, upstream: &str, token_file: Option<&std::path::
         api_key_env: None,
         max_in_flight: None,
         breaker: None,
+        responses_api: false,
     }];
     cfg.breaker_gateway.models =
         vec![ModelChainConfig { name: "gpt".to_owned(), chain: vec!["oa-main".to_owned()] }];

@@ -81,6 +81,7 @@ fn gateway_config(dir: &std::path::Path, upstream: &str) -> HelixConfig {
         api_key_env: None,
         max_in_flight: None,
         breaker: None,
+        responses_api: false,
     }];
     cfg.breaker_gateway.models =
         vec![ModelChainConfig { name: "gpt".to_owned(), chain: vec!["oa-main".to_owned()] }];

@@ -56,6 +56,7 @@ pub(crate) fn deployment(
         api_key_env: None,
         max_in_flight: None,
         breaker: None,
+        responses_api: false,
     }
 }
 

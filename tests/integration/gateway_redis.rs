@@ -261,6 +261,7 @@ fn deployment(id: &str, fake: &FakeProvider, model: &str) -> DeploymentConfig {
         api_key_env: None,
         max_in_flight: None,
         breaker: None,
+        responses_api: false,
     }
 }
 

@@ -143,3 +143,60 @@ async fn a_stream_through_an_anthropic_deployment_after_a_fallback_has_the_respo
     assert!(body["error"]["message"].as_str().unwrap().contains("web_search"), "{body}");
     assert_eq!(fake.request_count() + broken.request_count(), before);
 }
+
+#[tokio::test]
+async fn a_deployment_serving_the_responses_api_gets_the_call_as_it_came_and_falls_back_to_chat() {
+    let native = FakeProvider::start().await;
+    let chat = FakeProvider::start().await;
+    let (_helix, url) = start(|gw| {
+        let mut d = deployment("oa-responses", ProviderKind::Openai, &native, "gpt-native");
+        d.responses_api = true;
+        gw.deployments = vec![d, deployment("oa-chat", ProviderKind::Openai, &chat, "gpt-chat")];
+        gw.models = vec![chain("gpt-helix", &["oa-responses", "oa-chat"])];
+    })
+    .await;
+    let body =
+        json!({"model": "gpt-helix", "input": "pass me through", "include": ["reasoning.encrypted_content"]});
+    let res = post_responses(&url, &body).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(header(&res, "x-helix-deployment").as_deref(), Some("oa-responses"));
+    let r: Value = res.json().await.expect("json");
+    assert_eq!(r["id"], "resp_fake1", "the upstream's own response");
+    assert_eq!(r["model"], "gpt-helix");
+    assert_eq!(r["output"][0]["content"][0]["text"], "echo: pass me through");
+    let sent = native.last_request().unwrap();
+    assert_eq!(sent.path, "/v1/responses");
+    assert_eq!(sent.body["model"], "gpt-native");
+    assert_eq!(sent.body["include"], json!(["reasoning.encrypted_content"]), "forwarded as it came");
+
+    // streamed: the upstream's events, relayed, then the cost comment
+    let res =
+        post_responses(&url, &json!({"model": "gpt-helix", "input": "stream me", "stream": true})).await;
+    let text = res.text().await.expect("body");
+    let events = parse_sse(&text);
+    let names: Vec<&str> = events.iter().map(|(n, _)| n.as_deref().unwrap_or("")).collect();
+    assert_eq!(names.last(), Some(&"response.completed"), "{names:?}");
+    let done: Value = serde_json::from_str(&events.last().unwrap().1).unwrap();
+    assert_eq!(done["response"]["model"], "gpt-helix");
+    assert!(text.trim_end().lines().last().unwrap().starts_with(": helix {\"cache_read_tokens\""), "{text}");
+    assert!(text.contains("\"deployment\":\"oa-responses\""));
+
+    // an id the gateway did not store goes to the deployment that made it, and nowhere else
+    let res = post_responses(
+        &url,
+        &json!({"model": "gpt-helix", "input": "and then", "previous_response_id": "resp_fake1"}),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(native.last_request().unwrap().body["previous_response_id"], "resp_fake1");
+    assert_eq!(chat.request_count(), 0);
+
+    // the native deployment failing: the chat one serves the translated call
+    native.set_default(Mode::status(500));
+    let res = post_responses(&url, &json!({"model": "gpt-helix", "input": "fall back"})).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(header(&res, "x-helix-deployment").as_deref(), Some("oa-chat"));
+    let r: Value = res.json().await.expect("json");
+    assert_eq!(r["output"][0]["content"][0]["text"], "echo: fall back");
+    assert_eq!(chat.last_request().unwrap().path, "/v1/chat/completions");
+}

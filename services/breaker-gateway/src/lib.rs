@@ -393,6 +393,7 @@ mod tests {
             api_key_env: Some("UPSTREAM_KEY".to_owned()),
             max_in_flight: None,
             breaker: None,
+            responses_api: false,
         }];
         cfg.breaker_gateway.keys = vec![GatewayKeyConfig {
             key_env: "GATEWAY_KEY".to_owned(),

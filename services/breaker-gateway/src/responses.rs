@@ -21,14 +21,25 @@ use crate::protocol::{SseParser, TranslateError};
 pub struct Prepared {
     /// The Chat Completions body for the proxy.
     pub chat: Bytes,
+    /// The request as it came, for deployments that serve the Responses API themselves.
+    pub raw: Bytes,
+    /// It continues a response the gateway did not store: only such deployments can serve it.
+    pub native_only: bool,
     call: ResponsesCall,
     parent: Option<String>,
     project: String,
     store: Arc<ResponseStore>,
 }
 
-/// Reads a Responses request of `project` and turns it into Chat Completions.
-pub fn prepare(store: &Arc<ResponseStore>, project: &str, body: &[u8]) -> Result<Prepared, GatewayError> {
+/// Reads a Responses request of `project` and turns it into Chat Completions. `native(model)`
+/// says whether the model's chain has a deployment serving the Responses API itself, to which a
+/// `previous_response_id` the gateway did not store is forwarded.
+pub fn prepare(
+    store: &Arc<ResponseStore>,
+    project: &str,
+    body: &Bytes,
+    native: impl Fn(&str) -> bool,
+) -> Result<Prepared, GatewayError> {
     let req: Value = serde_json::from_slice(body).map_err(|e| GatewayError::InvalidJson(e.to_string()))?;
     if !req.is_object() {
         return Err(GatewayError::InvalidRequest("the body must be a JSON object".to_owned()));
@@ -40,8 +51,14 @@ pub fn prepare(store: &Arc<ResponseStore>, project: &str, body: &[u8]) -> Result
             return Err(GatewayError::InvalidRequest("`previous_response_id` must be a string".to_owned()));
         }
     };
+    let model = req.get("model").and_then(Value::as_str).unwrap_or_default();
+    let mut native_only = false;
     let history = match &parent {
         None => Vec::new(),
+        Some(id) if native(model) && store.conversation(project, id).is_none() => {
+            native_only = true;
+            Vec::new()
+        }
         Some(id) => store.conversation(project, id).ok_or_else(|| {
             GatewayError::InvalidRequest(format!(
                 "previous response {id:?} is not stored on this gateway (it keeps the {} most recent responses of each gateway process, in memory, and none with `store: false`): send the whole conversation as `input`",
@@ -59,7 +76,15 @@ pub fn prepare(store: &Arc<ResponseStore>, project: &str, body: &[u8]) -> Result
         tracing::debug!(tools = ?call.dropped_tools, "hosted tools offered to a Chat deployment are left out");
     }
     let chat = Bytes::from(call.chat.to_string());
-    Ok(Prepared { chat, call, parent, project: project.to_owned(), store: store.clone() })
+    Ok(Prepared {
+        chat,
+        raw: body.clone(),
+        native_only,
+        call,
+        parent,
+        project: project.to_owned(),
+        store: store.clone(),
+    })
 }
 
 impl Prepared {
@@ -77,8 +102,12 @@ impl Prepared {
         let _ = self.store.put(&self.project, id, self.parent.as_deref(), items);
     }
 
-    /// The Responses object for a successful Chat answer (stored unless `store: false`).
-    pub fn answer(&self, chat: &[u8]) -> Bytes {
+    /// The Responses object for a successful Chat answer (stored unless `store: false`); a
+    /// passed-through answer is already one.
+    pub fn answer(&self, chat: &Bytes, passthrough: bool) -> Bytes {
+        if passthrough {
+            return chat.clone();
+        }
         let Ok(json) = serde_json::from_slice::<Value>(chat) else {
             return Bytes::copy_from_slice(chat);
         };
@@ -94,16 +123,31 @@ impl Prepared {
         tokio::spawn(async move {
             let mut parser = SseParser::default();
             let mut events = ChatToResponsesStream::new(self.call.ctx.clone());
+            // a deployment serving the Responses API itself streams its events: relayed as they
+            // are (known at the first event: the stream's head may have gone out before)
+            let mut native: Option<bool> = None;
             let send_all = |out: Vec<(String, Value)>| {
                 out.into_iter().map(|(name, v)| Bytes::from(encode_json(Some(&name), &v))).collect::<Vec<_>>()
             };
             while let Some(chunk) = chat.recv().await {
                 let mut out = Vec::new();
-                if chunk.first() == Some(&b':') {
+                if chunk.first() == Some(&b':') || native == Some(true) {
                     out.push(chunk);
                 } else {
                     let parsed = parser.feed(&chunk).unwrap_or_default();
                     for ev in parsed {
+                        if native.is_none() {
+                            let responses = ev
+                                .event
+                                .as_deref()
+                                .is_some_and(|e| e.starts_with("response.") || e == "error")
+                                || ev.data.starts_with("{\"type\":\"response.");
+                            native = Some(responses);
+                            if responses {
+                                out.push(chunk.clone());
+                                break;
+                            }
+                        }
                         if ev.is_openai_done() {
                             out.extend(send_all(events.finish()));
                         } else if let Ok(v) = ev.json() {
@@ -116,6 +160,9 @@ impl Prepared {
                         return;
                     }
                 }
+            }
+            if native == Some(true) {
+                return;
             }
             if !events.is_done() {
                 let cut = serde_json::json!({"error": {"message": "the upstream stream ended early", "code": "upstream_failed"}});

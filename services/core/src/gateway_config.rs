@@ -157,6 +157,11 @@ pub struct DeploymentConfig {
     /// not set is the global table's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub breaker: Option<BreakerOverrides>,
+    /// The deployment also serves OpenAI's Responses API (`POST {base_url}/v1/responses`, as
+    /// OpenAI does): Responses calls are passed through to it as they came instead of being
+    /// translated to Chat Completions (OpenAI-protocol deployments only).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub responses_api: bool,
 }
 
 /// `[breaker_gateway.deployments.breaker]`: the keys of [`BreakerConfig`], each optional.
@@ -282,6 +287,12 @@ impl BreakerGatewayConfig {
             }
             if d.breaker.is_some() {
                 self.breaker_of(d).validate(&key("breaker"))?;
+            }
+            if d.responses_api && d.provider != ProviderKind::Openai {
+                return err(
+                    key("responses_api"),
+                    "only an `openai` deployment can serve the Responses API".to_owned(),
+                );
             }
         }
         for (i, m) in self.models.iter().enumerate() {

@@ -256,6 +256,7 @@ fn serve_smart_from(gw: &mut helix_core::gateway_config::BreakerGatewayConfig, f
         api_key_env: None,
         max_in_flight: None,
         breaker: None,
+        responses_api: false,
     });
     gw.models.push(ModelChainConfig { name: "smart".to_owned(), chain: vec!["fake-openai".to_owned()] });
 }

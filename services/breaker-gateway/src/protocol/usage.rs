@@ -52,6 +52,22 @@ impl Usage {
         })
     }
 
+    /// Reads a Responses API `usage` object (`input_tokens` inclusive of
+    /// `input_tokens_details.cached_tokens`, `output_tokens`); `None` when it is not an object.
+    pub fn from_responses(usage: &Value) -> Option<Usage> {
+        if !usage.is_object() {
+            return None;
+        }
+        let input = count(usage, "input_tokens").unwrap_or(0);
+        let cached = usage.get("input_tokens_details").and_then(|d| count(d, "cached_tokens")).unwrap_or(0);
+        Some(Usage {
+            input_tokens: input.saturating_sub(cached),
+            output_tokens: count(usage, "output_tokens").unwrap_or(0),
+            cache_read_tokens: cached.min(input),
+            cache_write_tokens: 0,
+        })
+    }
+
     /// Reads an Anthropic `usage` object (`input_tokens`, `output_tokens`,
     /// `cache_read_input_tokens`, `cache_creation_input_tokens`); `None` when it is not an object.
     pub fn from_anthropic(usage: &Value) -> Option<Usage> {

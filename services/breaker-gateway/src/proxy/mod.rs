@@ -158,6 +158,8 @@ pub enum Endpoint {
     Completions,
     /// `POST /v1/messages/count_tokens` (Anthropic protocol).
     CountTokens,
+    /// `POST /v1/responses`, on deployments with `responses_api` (see [`ProxyRequest::with_responses`]).
+    Responses,
 }
 
 impl Endpoint {
@@ -165,7 +167,9 @@ impl Endpoint {
     pub fn served_by(self, protocol: Protocol) -> bool {
         match self {
             Endpoint::Generate => true,
-            Endpoint::Embeddings | Endpoint::Completions => protocol == Protocol::OpenAi,
+            Endpoint::Embeddings | Endpoint::Completions | Endpoint::Responses => {
+                protocol == Protocol::OpenAi
+            }
             Endpoint::CountTokens => protocol == Protocol::Anthropic,
         }
     }
@@ -177,6 +181,7 @@ impl Endpoint {
             Endpoint::Embeddings => "/v1/embeddings",
             Endpoint::Completions => "/v1/completions",
             Endpoint::CountTokens => "/v1/messages/count_tokens",
+            Endpoint::Responses => "/v1/responses",
         }
     }
 }
@@ -195,6 +200,11 @@ pub struct ProxyRequest {
     /// The client's headers (lowercase names); the forwardable ones go upstream untouched.
     pub headers: Vec<(String, String)>,
     pub endpoint: Endpoint,
+    /// A Responses API call as the client sent it, passed through to deployments that serve that
+    /// API (`responses_api`); `raw` is then its Chat Completions translation for the others.
+    pub responses: Option<Bytes>,
+    /// Only such deployments may serve it (it continues a response the gateway did not store).
+    pub responses_only: bool,
 }
 
 impl ProxyRequest {
@@ -212,6 +222,8 @@ impl ProxyRequest {
             json: std::sync::OnceLock::new(),
             headers,
             endpoint: Endpoint::Generate,
+            responses: None,
+            responses_only: false,
         }
     }
 
@@ -224,6 +236,19 @@ impl ProxyRequest {
     /// The body as JSON (`null` if it is not; the caller checked that it is).
     pub fn json(&self) -> &Value {
         self.json.get_or_init(|| serde_json::from_slice(&self.raw).unwrap_or(Value::Null))
+    }
+
+    /// The Responses call `raw` (this request being its Chat translation), passed through where a
+    /// deployment serves the Responses API; with `only`, nowhere else.
+    pub fn with_responses(mut self, raw: Bytes, only: bool) -> ProxyRequest {
+        self.responses = Some(raw);
+        self.responses_only = only;
+        self
+    }
+
+    /// Whether `dep` gets the client's Responses call as it came.
+    fn passes_through(&self, dep: &Deployment) -> bool {
+        self.responses.is_some() && dep.cfg.responses_api && dep.protocol == Protocol::OpenAi
     }
 
     /// Whether forwarding to a deployment of `upstream`'s protocol only changes the model: the
@@ -281,6 +306,8 @@ pub struct CallReport {
     /// failure after it started.
     pub error: Option<String>,
     pub streaming: bool,
+    /// The answer is the Responses API's own (passed through), not a Chat Completions answer.
+    pub passthrough: bool,
     /// Time spent waiting for upstreams and between retries, up to the answer's head: the rest
     /// is the gateway's own overhead.
     pub upstream_time: Duration,
@@ -712,7 +739,7 @@ impl Proxy {
         let mut floor_slots: Vec<FloorSlot> = Vec::new();
 
         'chain: for (index, dep) in call.chain.iter().enumerate() {
-            if !req.endpoint.served_by(dep.protocol) {
+            if !req.endpoint.served_by(dep.protocol) || (req.responses_only && !req.passes_through(dep)) {
                 continue;
             }
             let upstream_body = match self.upstream_body(req, dep) {
@@ -770,7 +797,7 @@ impl Proxy {
                         let status = res.status().as_u16();
                         let headers = pass_headers(res.headers());
                         let read = if call.stream {
-                            self.first_event(dep, res, call.deadline).await.map(
+                            self.first_event(dep, req.passes_through(dep), res, call.deadline).await.map(
                                 |(upstream, parser, pending)| {
                                     Walked::Stream(Box::new(StreamStart {
                                         dep: dep.clone(),
@@ -805,6 +832,7 @@ impl Proxy {
                                 report.served_by(dep, attempt, fallback_from);
                                 report.status = status;
                                 report.upstream_status = Some(status);
+                                report.passthrough = req.passes_through(dep);
                                 return (walked, report);
                             }
                             Err(f) => {
@@ -983,6 +1011,12 @@ impl Proxy {
     /// possible), or translated.
     fn upstream_body(&self, req: &ProxyRequest, dep: &Deployment) -> Result<Bytes, String> {
         let model = dep.cfg.model.as_str();
+        if let Some(raw) = req.responses.as_ref().filter(|_| req.passes_through(dep)) {
+            return Ok(Bytes::from(protocol::replace_model(raw, model).unwrap_or_else(|| {
+                let json = serde_json::from_slice::<Value>(raw).unwrap_or(Value::Null);
+                protocol::with_model(&json, model).to_string().into_bytes()
+            })));
+        }
         if req.forwards_as_is(dep.protocol)
             && !(dep.protocol == Protocol::Anthropic && has_unsigned_thinking(&req.raw))
             && let Some(body) = protocol::replace_model(&req.raw, model)
@@ -1019,7 +1053,8 @@ impl Proxy {
         body: &Bytes,
         deadline: Instant,
     ) -> Result<reqwest::Response, String> {
-        let url = match dep.url_for(req.endpoint) {
+        let endpoint = if req.passes_through(dep) { Endpoint::Responses } else { req.endpoint };
+        let url = match dep.url_for(endpoint) {
             Ok(url) => url,
             Err(e) => return Err(format!("{}: {e}", dep.cfg.id)),
         };
@@ -1081,6 +1116,14 @@ impl Proxy {
             }
             Err(_) => return Err(Failure::Transport(format!("{}: body timed out", dep.cfg.id))),
         };
+        if req.passes_through(dep) {
+            let Ok(json) = serde_json::from_slice::<Value>(&bytes) else {
+                return Err(Failure::Transport(format!("{}: the answer is not valid JSON", dep.cfg.id)));
+            };
+            let usage = json.get("usage").and_then(Usage::from_responses);
+            let bytes = protocol::replace_model(&bytes, model).map_or(bytes, Bytes::from);
+            return Ok((bytes, usage));
+        }
         if req.protocol == dep.protocol {
             let Ok(usage) = protocol::response_usage_raw(dep.protocol, &bytes) else {
                 return Err(Failure::Transport(format!("{}: the answer is not valid JSON", dep.cfg.id)));
@@ -1228,6 +1271,7 @@ mod tests {
             api_key_env: None,
             max_in_flight: None,
             breaker: None,
+            responses_api: false,
         };
         let model = |name: &str, id: &str| helix_core::gateway_config::ModelChainConfig {
             name: name.to_owned(),

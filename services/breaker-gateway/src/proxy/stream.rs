@@ -24,6 +24,7 @@ impl Proxy {
     pub(super) async fn first_event(
         &self,
         dep: &Deployment,
+        native: bool,
         res: reqwest::Response,
         deadline: Instant,
     ) -> Result<(BoxStream<'static, reqwest::Result<Bytes>>, SseParser, Vec<SseEvent>), Failure> {
@@ -34,10 +35,13 @@ impl Proxy {
         let until = Instant::now() + first_wait;
         // once events flow, a silence before any content is a stall like one after it
         let idle = Duration::from_millis(self.cfg.idle_timeout_ms);
-        while !pending.iter().any(|ev| commits(dep.protocol, ev)) {
+        let commits = |ev: &SseEvent| if native { responses_commits(ev) } else { commits(dep.protocol, ev) };
+        let upstream_error =
+            |ev: &SseEvent| if native { responses_error(ev) } else { upstream_error(dep.protocol, ev) };
+        while !pending.iter().any(commits) {
             let wait_until = if pending.is_empty() { until } else { until.min(Instant::now() + idle) };
             if let Some((ev, status)) =
-                pending.iter().find_map(|ev| upstream_error(dep.protocol, ev).map(|(status, _)| (ev, status)))
+                pending.iter().find_map(|ev| upstream_error(ev).map(|(status, _)| (ev, status)))
             {
                 return Err(Failure::Status(status, Vec::new(), Bytes::from(ev.data.clone())));
             }
@@ -50,9 +54,7 @@ impl Proxy {
                     return Err(Failure::Transport(format!("{}: stream: {}", dep.cfg.id, e.without_url())));
                 }
                 Ok(None) => match parser.finish() {
-                    Some(ev) if commits(dep.protocol, &ev) || upstream_error(dep.protocol, &ev).is_some() => {
-                        pending.push(ev)
-                    }
+                    Some(ev) if commits(&ev) || upstream_error(&ev).is_some() => pending.push(ev),
                     _ => {
                         return Err(Failure::Transport(format!(
                             "{}: the stream ended before any content",
@@ -76,7 +78,7 @@ impl Proxy {
                 }
             }
         }
-        if let Some((status, _)) = pending.first().and_then(|ev| upstream_error(dep.protocol, ev)) {
+        if let Some((status, _)) = pending.first().and_then(upstream_error) {
             let body = pending.first().map(|ev| Bytes::from(ev.data.clone())).unwrap_or_default();
             return Err(Failure::Status(status, Vec::new(), body));
         }
@@ -250,6 +252,42 @@ pub(super) fn commits(protocol: Protocol, ev: &SseEvent) -> bool {
     }
 }
 
+/// The type of a Responses API event (its `type`, else its `event:` name).
+fn responses_type(ev: &SseEvent, data: &Value) -> String {
+    data.get("type").and_then(Value::as_str).unwrap_or(ev.event_name()).to_owned()
+}
+
+/// [`commits`] for a Responses API stream (a passed-through call): an output delta, a finished
+/// item, a function call announced, or the response's end.
+fn responses_commits(ev: &SseEvent) -> bool {
+    let Ok(data) = ev.json() else { return false };
+    match responses_type(ev, &data).as_str() {
+        "response.output_item.added" => data
+            .get("item")
+            .and_then(|i| i.get("type"))
+            .and_then(Value::as_str)
+            .is_some_and(|t| t != "message" && t != "reasoning"),
+        t => {
+            t.ends_with(".delta")
+                || t == "response.output_item.done"
+                || t == "response.completed"
+                || t == "response.incomplete"
+        }
+    }
+}
+
+/// [`upstream_error`] for a Responses API stream: an `error` event or `response.failed`.
+fn responses_error(ev: &SseEvent) -> Option<(u16, String)> {
+    let data = ev.json().ok()?;
+    let error = match responses_type(ev, &data).as_str() {
+        "error" => data.clone(),
+        "response.failed" => data.get("response").and_then(|r| r.get("error")).cloned().unwrap_or_default(),
+        _ => return None,
+    };
+    let message = error.get("message").and_then(Value::as_str).unwrap_or("upstream stream failed").to_owned();
+    Some((500, message))
+}
+
 pub(super) fn upstream_error(protocol: Protocol, ev: &SseEvent) -> Option<(u16, String)> {
     if protocol == Protocol::OpenAi && ev.is_openai_done() {
         return None;
@@ -301,6 +339,9 @@ struct StreamPipe {
     keys: helix_core::redact::Masker,
     /// The model the client asked for, which the answer keeps.
     model: String,
+    /// A passed-through Responses API stream: relayed as it is, its usage read from its end.
+    native: bool,
+    native_usage: Option<Usage>,
 }
 
 impl StreamPipe {
@@ -329,17 +370,50 @@ impl StreamPipe {
             done: false,
             upstream_error: None,
             model: model.to_owned(),
+            native: req.passes_through(dep),
+            native_usage: None,
         }
     }
 
     fn usage(&self) -> Option<Usage> {
-        self.usage.usage()
+        self.native_usage.or_else(|| self.usage.usage())
+    }
+
+    /// A Responses API event of a passed-through call, relayed with the client's model name.
+    fn native_event(&mut self, ev: protocol::SseEvent) -> Vec<Bytes> {
+        if let Some((_, message)) = responses_error(&ev) {
+            self.done = true;
+            let message = redact_with(&self.keys, &message);
+            self.upstream_error = Some(format!("the upstream sent an error event: {message}"));
+        }
+        let Ok(mut data) = ev.json() else { return Vec::new() };
+        let kind = responses_type(&ev, &data);
+        if let Some(response) = data.get_mut("response") {
+            if let Some(m) = response.get_mut("model").filter(|m| m.is_string()) {
+                *m = Value::String(self.model.clone());
+            }
+            if kind == "response.completed" || kind == "response.incomplete" {
+                self.native_usage = response.get("usage").and_then(Usage::from_responses);
+                self.done = true;
+            }
+        }
+        if self.upstream_error.is_some() {
+            let text = data.to_string();
+            let masked = redact_with(&self.keys, &text);
+            if masked != text {
+                data = serde_json::from_str(&masked).unwrap_or(data);
+            }
+        }
+        vec![Bytes::from(protocol::sse::encode_json(Some(&kind), &data))]
     }
 
     fn event(&mut self, ev: protocol::SseEvent) -> Vec<Bytes> {
         use protocol::sse::{OPENAI_DONE, encode_json};
         if self.done {
             return Vec::new();
+        }
+        if self.native {
+            return self.native_event(ev);
         }
         if self.upstream == Protocol::OpenAi && ev.is_openai_done() {
             self.done = true;

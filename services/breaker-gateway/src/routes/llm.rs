@@ -467,7 +467,9 @@ async fn proxy_call(
     // a Responses call goes through the proxy as Chat Completions
     let (body, responses) = match api {
         Api::Native(_) => (body, None),
-        Api::Responses => match crate::responses::prepare(&state.responses, &project.name, &body) {
+        Api::Responses => match crate::responses::prepare(&state.responses, &project.name, &body, |model| {
+            state.proxy.chain_of(model).is_some_and(|c| c.iter().any(|d| d.cfg.responses_api))
+        }) {
             Ok(p) => (p.chat.clone(), Some(p)),
             Err(e) => {
                 let model =
@@ -512,7 +514,10 @@ async fn proxy_call(
     // the upstream call is a child of the gateway's span
     headers.push(("traceparent".to_owned(), admitted.trace.traceparent()));
 
-    let request = ProxyRequest::new(protocol, body.clone(), head, headers).at(endpoint);
+    let mut request = ProxyRequest::new(protocol, body.clone(), head, headers).at(endpoint);
+    if let Some(r) = &responses {
+        request = request.with_responses(r.raw.clone(), r.native_only);
+    }
     let (response, report) = state.proxy.handle(request).await;
     if let ProxyResponse::Full { status, .. } = &response
         && endpoint == Endpoint::CountTokens
@@ -527,7 +532,7 @@ async fn proxy_call(
             // an upstream error may echo the key it was sent
             let body = if status >= 400 { state.proxy.redact_body(body) } else { body };
             let body = match &responses {
-                Some(r) if (200..300).contains(&status) => r.answer(&body),
+                Some(r) if (200..300).contains(&status) => r.answer(&body, report.passthrough),
                 _ => body,
             };
             let cost = state.settle(&admitted, &model, &report);

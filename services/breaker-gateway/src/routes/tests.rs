@@ -106,6 +106,7 @@ impl Stack {
             api_key_env: None,
             max_in_flight: None,
             breaker: None,
+            responses_api: false,
         }];
         gw.prices = vec![PriceConfig {
             model: MODEL.to_owned(),
