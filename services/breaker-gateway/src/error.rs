@@ -34,6 +34,8 @@ pub enum GatewayError {
     ProjectBusy { project: String, limit: u32 },
     #[error("no deployment {0:?}")]
     UnknownDeployment(String),
+    #[error("model {0:?} is not configured on this gateway")]
+    UnknownModel(String),
     /// The caller may not bill to the project its request names.
     #[error("{0}")]
     Forbidden(String),
@@ -57,7 +59,7 @@ impl GatewayError {
             GatewayError::BadRequest(_) => ErrorCode::BadRequest,
             GatewayError::Budget { .. } => ErrorCode::BudgetExceeded,
             GatewayError::ProjectBusy { .. } => ErrorCode::ConcurrencyLimit,
-            GatewayError::UnknownDeployment(_) => ErrorCode::NotFound,
+            GatewayError::UnknownDeployment(_) | GatewayError::UnknownModel(_) => ErrorCode::NotFound,
             GatewayError::Forbidden(_) => ErrorCode::Forbidden,
         }
     }
@@ -131,6 +133,7 @@ mod tests {
             (GatewayError::Budget { project: "shop".to_owned(), source: budget }, 429),
             (GatewayError::ProjectBusy { project: "shop".to_owned(), limit: 2 }, 429),
             (GatewayError::UnknownDeployment("x".to_owned()), 404),
+            (GatewayError::UnknownModel("x".to_owned()), 404),
             (GatewayError::Forbidden("token \"t\" may not access project \"p\"".to_owned()), 403),
             (ProjectRefused::Invalid("x-helix-project: empty".to_owned()).into(), 400),
         ];

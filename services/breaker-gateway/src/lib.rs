@@ -253,6 +253,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<GatewayState>) {
     ),
     components(schemas(
         routes::llm::ChatRequest,
+        routes::llm::ResponsesRequest,
         routes::llm::OpenAiError,
         routes::llm::OpenAiErrorDetail,
         routes::llm::AnthropicError,

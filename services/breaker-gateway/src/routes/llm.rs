@@ -8,6 +8,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::Bytes;
 use futures_util::stream;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::GatewayState;
@@ -28,6 +29,30 @@ pub struct ChatRequest {
     /// Server-sent events instead of one JSON answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream: Option<bool>,
+}
+
+/// A Responses API request (OpenAI's own fields; those the gateway does not map are listed in
+/// the operation's description).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ResponsesRequest {
+    /// A model name configured on the gateway (`[[breaker_gateway.models]]`) or a deployment id.
+    #[schema(example = "gpt-helix")]
+    pub model: String,
+    /// A user message as a string, or input items (`message`, `function_call`,
+    /// `function_call_output`, `custom_tool_call(_output)`, `reasoning`).
+    #[schema(value_type = Object)]
+    pub input: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instructions: Option<String>,
+    /// The Responses events instead of one JSON answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<bool>,
+    /// A response of this gateway (or of a `responses_api` deployment) the call continues.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_response_id: Option<String>,
+    /// `false`: the response is not kept for a later `previous_response_id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<bool>,
 }
 
 /// An error in OpenAI's shape.
@@ -273,7 +298,7 @@ pub async fn messages(
     operation_id = "responses",
     security(("bearer" = ["llm"]), ("api_key" = ["llm"])),
     params(("x-helix-project" = Option<String>, Header, description = "the project the call bills to and is traced under (see `/v1/chat/completions`)")),
-    request_body(content = ChatRequest, content_type = "application/json"),
+    request_body(content = ResponsesRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "the response, or with `stream: true` the Responses server-sent events ending with `response.completed`, then a `: helix {...}` comment with the deployment and cost",
             content((Object = "application/json"), (String = "text/event-stream")),
@@ -467,6 +492,16 @@ async fn proxy_call(
     // a Responses call goes through the proxy as Chat Completions
     let (body, responses) = match api {
         Api::Native(_) => (body, None),
+        // an unknown model is a 404 whatever else is wrong with the call, as on the other routes
+        Api::Responses
+            if protocol::RequestHead::parse(&body)
+                .ok()
+                .and_then(|h| h.model)
+                .is_some_and(|m| state.proxy.chain_of(&m).is_none()) =>
+        {
+            let model = protocol::RequestHead::parse(&body).ok().and_then(|h| h.model).unwrap_or_default();
+            return refuse(GatewayError::UnknownModel(model.clone()), &model);
+        }
         Api::Responses => match crate::responses::prepare(&state.responses, &project.name, &body, |model| {
             state.proxy.chain_of(model).is_some_and(|c| c.iter().any(|d| d.cfg.responses_api))
         }) {
