@@ -309,10 +309,12 @@ wire_api = "responses"
 EOF
   agent_mode exec_command "{\"cmd\": \"echo $marker > agent_out.txt && cat agent_out.txt\"}"
   local rc=0
-  # workspace-write: the command may write in the workspace (and nowhere else)
+  # Codex's own sandbox is off: it runs commands through helper binaries it refuses to create
+  # when CODEX_HOME is under the temporary directory (as here, and as a fresh clone in /tmp is);
+  # the run is contained by its scratch workspace and, where possible, a network namespace
   (cd "$dir/ws" && exec env -i PATH="$PATH" HOME="$dir/home" CODEX_HOME="$dir/home/codex" TERM=dumb \
     LANG=C.UTF-8 HELIX_AGENTS_CODEX_KEY="$HELIX_AGENTS_CODEX_KEY" \
-    timeout 180 "$codex_bin" exec --json --skip-git-repo-check --ephemeral -s workspace-write \
+    timeout 180 "$codex_bin" exec --json --skip-git-repo-check --ephemeral --dangerously-bypass-approvals-and-sandbox \
     "Write agent_out.txt with the shell, then report." \
     </dev/null >"$dir/out.jsonl" 2>"$dir/err.txt") || rc=$?
   check "$name: Codex $codex_version exec, Responses API, model $model" "$dir" "$marker" "$rc" codex
