@@ -124,6 +124,13 @@ pub fn start(
     };
 
     let mut server = HttpServer::new(factory)
+        // Nagle off: a streamed answer (SSE) is many small writes after the head, and with Nagle
+        // each waited for the client's delayed ACK, ~40 ms per event burst on a reused connection
+        .on_connect(|conn, _| {
+            if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
+                let _ = tcp.set_nodelay(true);
+            }
+        })
         .disable_signals()
         .shutdown_timeout(settings.shutdown_grace.as_secs())
         .listen(listener)?;
