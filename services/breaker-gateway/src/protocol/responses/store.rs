@@ -7,7 +7,9 @@
 //! chain back. The store is bounded in entries and bytes, oldest out first; a conversation whose
 //! earlier turn was evicted can no longer be continued (the client gets a clear 400 and can send
 //! the whole conversation instead). Entries belong to a project: another project's id is unknown.
-//! In memory only: a restart forgets them, as the docs say.
+//! Turns are kept serialized (one JSON array each), so the byte bound is what they take, not a
+//! fraction of it (a `serde_json::Value` tree is several times its JSON); a lookup parses them
+//! back. In memory only: a restart forgets them, as the docs say.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -25,7 +27,8 @@ const MAX_CHAIN: usize = 10_000;
 struct Entry {
     project: Arc<str>,
     parent: Option<String>,
-    items: Arc<Vec<Value>>,
+    /// The turn's items as one JSON array.
+    items: Arc<[u8]>,
     bytes: usize,
 }
 
@@ -71,7 +74,11 @@ impl ResponseStore {
         parent: Option<&str>,
         items: Vec<Value>,
     ) -> Result<(), StoreFull> {
-        let bytes = items.iter().map(|v| v.to_string().len()).sum::<usize>() + id.len();
+        let json = match serde_json::to_vec(&items) {
+            Ok(j) => j,
+            Err(_) => return Err(StoreFull),
+        };
+        let bytes = json.len() + id.len() + parent.map_or(0, str::len) + project.len();
         if bytes > self.max_bytes {
             return Err(StoreFull);
         }
@@ -85,7 +92,7 @@ impl ResponseStore {
         let entry = Entry {
             project: Arc::from(project),
             parent: parent.map(str::to_owned),
-            items: Arc::new(items),
+            items: Arc::from(json),
             bytes,
         };
         if let Some(old) = inner.map.insert(id.to_owned(), entry) {
@@ -112,7 +119,11 @@ impl ResponseStore {
             next = e.parent.as_deref();
         }
         drop(inner);
-        Some(turns.iter().rev().flat_map(|t| t.iter().cloned()).collect())
+        let mut out = Vec::new();
+        for turn in turns.iter().rev() {
+            out.extend(serde_json::from_slice::<Vec<Value>>(turn).ok()?);
+        }
+        Some(out)
     }
 
     pub fn len(&self) -> usize {
