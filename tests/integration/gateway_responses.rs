@@ -125,6 +125,17 @@ async fn a_stream_through_an_anthropic_deployment_after_a_fallback_has_the_respo
     assert_eq!(comment["deployment"], "an");
     assert!(comment["output_tokens"].as_u64().unwrap() > 0);
 
+    // a streamed turn is kept like a whole one
+    let res = post_responses(
+        &url,
+        &json!({"model": "gpt-helix", "input": "and then", "previous_response_id": done["response"]["id"]}),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let sent = &fake.last_request().unwrap().body["messages"];
+    assert_eq!(sent[0]["content"], "hello there", "{sent}");
+    assert_eq!(sent[1]["role"], "assistant", "{sent}");
+
     // a hosted tool offered is left out (Codex offers web search); forcing one is a 400 naming
     // it, before any call
     let res =

@@ -1,20 +1,18 @@
 //! One Responses API call around the proxy: the request turned into Chat Completions (earlier
 //! turns replayed from the store for `previous_response_id`), and the answer, whole or streamed,
 //! turned back and stored for the next turn. The mapping itself is [`crate::protocol::responses`];
-//! this is the glue with the store and the stream's channel. No actix types here.
+//! a stream is turned back inside the proxy's stream pipe (on the parsed chunks, no second
+//! encoding), which hands the completed turn's output back in its final report. This is the glue
+//! with the store. No actix types here.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use serde_json::Value;
-use tokio::sync::mpsc;
 
 use crate::error::GatewayError;
-use crate::protocol::responses::{
-    ChatToResponsesStream, ResponseStore, ResponsesCall, chat_to_response, to_chat,
-};
-use crate::protocol::sse::encode_json;
-use crate::protocol::{SseParser, TranslateError};
+use crate::protocol::TranslateError;
+use crate::protocol::responses::{ResponseContext, ResponseStore, ResponsesCall, chat_to_response, to_chat};
 
 /// A Responses call on its way through the proxy.
 #[derive(Debug)]
@@ -116,66 +114,13 @@ impl Prepared {
         Bytes::from(object.to_string())
     }
 
-    /// Turns the proxy's Chat event stream into Responses events; the response is stored when
-    /// the stream completes. Comments (keep-alives) pass as they are.
-    pub fn stream(self, mut chat: mpsc::Receiver<Bytes>) -> mpsc::Receiver<Bytes> {
-        let (tx, rx) = mpsc::channel(64);
-        tokio::spawn(async move {
-            let mut parser = SseParser::default();
-            let mut events = ChatToResponsesStream::new(self.call.ctx.clone());
-            // a deployment serving the Responses API itself streams its events: relayed as they
-            // are (known at the first event: the stream's head may have gone out before)
-            let mut native: Option<bool> = None;
-            let send_all = |out: Vec<(String, Value)>| {
-                out.into_iter().map(|(name, v)| Bytes::from(encode_json(Some(&name), &v))).collect::<Vec<_>>()
-            };
-            while let Some(chunk) = chat.recv().await {
-                let mut out = Vec::new();
-                if chunk.first() == Some(&b':') || native == Some(true) {
-                    out.push(chunk);
-                } else {
-                    let parsed = parser.feed(&chunk).unwrap_or_default();
-                    for ev in parsed {
-                        if native.is_none() {
-                            let responses = ev
-                                .event
-                                .as_deref()
-                                .is_some_and(|e| e.starts_with("response.") || e == "error")
-                                || ev.data.starts_with("{\"type\":\"response.");
-                            native = Some(responses);
-                            if responses {
-                                out.push(chunk.clone());
-                                break;
-                            }
-                        }
-                        if ev.is_openai_done() {
-                            out.extend(send_all(events.finish()));
-                        } else if let Ok(v) = ev.json() {
-                            out.extend(send_all(events.push(&v)));
-                        }
-                    }
-                }
-                for b in out {
-                    if tx.send(b).await.is_err() {
-                        return;
-                    }
-                }
-            }
-            if native == Some(true) {
-                return;
-            }
-            if !events.is_done() {
-                let cut = serde_json::json!({"error": {"message": "the upstream stream ended early", "code": "upstream_failed"}});
-                for b in send_all(events.push(&cut)) {
-                    if tx.send(b).await.is_err() {
-                        return;
-                    }
-                }
-            } else if events.completed() {
-                let id = events.context().id.clone();
-                self.keep(&id, events.output());
-            }
-        });
-        rx
+    /// What the proxy turns a translated stream back with.
+    pub fn context(&self) -> ResponseContext {
+        self.call.ctx.clone()
+    }
+
+    /// Keeps the turn of a completed stream (`output`, its items) unless `store: false`.
+    pub fn keep_turn(&self, output: Vec<Value>) {
+        self.keep(&self.call.ctx.id, output);
     }
 }

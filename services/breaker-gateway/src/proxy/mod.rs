@@ -205,6 +205,9 @@ pub struct ProxyRequest {
     pub responses: Option<Bytes>,
     /// Only such deployments may serve it (it continues a response the gateway did not store).
     pub responses_only: bool,
+    /// The Responses call a translated stream is turned back into (its events built in the
+    /// stream's pipe from the parsed Chat chunks).
+    pub respond_as: Option<protocol::responses::ResponseContext>,
 }
 
 impl ProxyRequest {
@@ -224,6 +227,7 @@ impl ProxyRequest {
             endpoint: Endpoint::Generate,
             responses: None,
             responses_only: false,
+            respond_as: None,
         }
     }
 
@@ -240,9 +244,15 @@ impl ProxyRequest {
 
     /// The Responses call `raw` (this request being its Chat translation), passed through where a
     /// deployment serves the Responses API; with `only`, nowhere else.
-    pub fn with_responses(mut self, raw: Bytes, only: bool) -> ProxyRequest {
+    pub fn with_responses(
+        mut self,
+        raw: Bytes,
+        only: bool,
+        ctx: protocol::responses::ResponseContext,
+    ) -> ProxyRequest {
         self.responses = Some(raw);
         self.responses_only = only;
+        self.respond_as = Some(ctx);
         self
     }
 
@@ -308,6 +318,8 @@ pub struct CallReport {
     pub streaming: bool,
     /// The answer is the Responses API's own (passed through), not a Chat Completions answer.
     pub passthrough: bool,
+    /// A translated Responses stream that completed: its output items (for the store).
+    pub responses_output: Option<Vec<Value>>,
     /// Time spent waiting for upstreams and between retries, up to the answer's head: the rest
     /// is the gateway's own overhead.
     pub upstream_time: Duration,
@@ -717,9 +729,7 @@ impl Proxy {
                     .and_then(|e| e.get("code").or_else(|| e.get("type")))
                     .and_then(Value::as_str)
                     .unwrap_or(ErrorCode::UpstreamFailed.as_str());
-                let _ = tx
-                    .send(Bytes::from(protocol::stream_error(call.req.protocol, status, code, &message)))
-                    .await;
+                let _ = tx.send(stream::error_event(&call.req, status, code, &message)).await;
                 report.status = 200;
                 report.error.get_or_insert(message);
                 let _ = done.send(report);

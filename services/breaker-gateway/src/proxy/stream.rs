@@ -177,14 +177,7 @@ impl Proxy {
             if let Some(f) = &failure {
                 let f = self.redact(f);
                 tracing::warn!(deployment = %dep.cfg.id, error = %f, "stream failed after it started");
-                let _ = tx
-                    .send(Bytes::from(protocol::stream_error(
-                        pipe.client,
-                        502,
-                        ErrorCode::UpstreamFailed.as_str(),
-                        &f,
-                    )))
-                    .await;
+                let _ = tx.send(pipe.failure(&f)).await;
             }
         }
         // the client's end of the stream closes now, whatever the accounting below takes
@@ -192,6 +185,7 @@ impl Proxy {
         let failed = failure.is_some() || pipe.upstream_error.is_some();
         let took = started.elapsed();
         report.usage = pipe.usage();
+        report.responses_output = pipe.responses_output();
         report.error = failure
             .map(|f| self.redact(&f).into_owned())
             .or(pipe.upstream_error)
@@ -342,6 +336,9 @@ struct StreamPipe {
     /// A passed-through Responses API stream: relayed as it is, its usage read from its end.
     native: bool,
     native_usage: Option<Usage>,
+    /// A Responses call served by Chat (or, through `to_openai`, Anthropic): the OpenAI chunks
+    /// become Responses events here.
+    to_responses: Option<protocol::responses::ChatToResponsesStream>,
 }
 
 impl StreamPipe {
@@ -372,6 +369,52 @@ impl StreamPipe {
             model: model.to_owned(),
             native: req.passes_through(dep),
             native_usage: None,
+            to_responses: req
+                .respond_as
+                .clone()
+                .filter(|_| !req.passes_through(dep))
+                .map(protocol::responses::ChatToResponsesStream::new),
+        }
+    }
+
+    /// The completed Responses stream's output items.
+    fn responses_output(&self) -> Option<Vec<Value>> {
+        self.to_responses.as_ref().filter(|t| t.completed()).map(|t| t.output())
+    }
+
+    /// The event that ends the stream when it failed after it started, in the client's kind.
+    fn failure(&mut self, message: &str) -> Bytes {
+        let code = ErrorCode::UpstreamFailed.as_str();
+        match &mut self.to_responses {
+            Some(t) => {
+                let chunk = serde_json::json!({"error": {"message": message, "code": code}});
+                responses_bytes(t.push(&chunk))
+            }
+            None => Bytes::from(protocol::stream_error(self.client, 502, code, message)),
+        }
+    }
+
+    /// OpenAI chunks for the client: as they are, or as Responses events; `end` after `[DONE]`.
+    fn openai_out(&mut self, chunks: Vec<Value>, end: bool) -> Vec<Bytes> {
+        use protocol::sse::{OPENAI_DONE, encode_json};
+        match &mut self.to_responses {
+            Some(t) => {
+                let mut events = Vec::new();
+                for c in &chunks {
+                    events.extend(t.push(c));
+                }
+                if end {
+                    events.extend(t.finish());
+                }
+                if events.is_empty() { Vec::new() } else { vec![responses_bytes(events)] }
+            }
+            None => {
+                let mut out: Vec<Bytes> = chunks.iter().map(|c| Bytes::from(encode_json(None, c))).collect();
+                if end {
+                    out.push(Bytes::from_static(OPENAI_DONE.as_bytes()));
+                }
+                out
+            }
         }
     }
 
@@ -408,7 +451,7 @@ impl StreamPipe {
     }
 
     fn event(&mut self, ev: protocol::SseEvent) -> Vec<Bytes> {
-        use protocol::sse::{OPENAI_DONE, encode_json};
+        use protocol::sse::encode_json;
         if self.done {
             return Vec::new();
         }
@@ -424,7 +467,7 @@ impl StreamPipe {
                     .map(|(name, v)| Bytes::from(encode_json(Some(&name), &v)))
                     .collect();
             }
-            return vec![Bytes::from_static(OPENAI_DONE.as_bytes())];
+            return self.openai_out(Vec::new(), true);
         }
         let failed = upstream_error(self.upstream, &ev);
         if let Some((_, message)) = &failed {
@@ -457,7 +500,7 @@ impl StreamPipe {
                 if let Some(m) = data.get_mut("model").filter(|m| m.is_string()) {
                     *m = Value::String(self.model.clone());
                 }
-                vec![Bytes::from(encode_json(None, &data))]
+                self.openai_out(vec![data], false)
             }
             (Protocol::Anthropic, Protocol::Anthropic) => {
                 if let Some(m) =
@@ -476,26 +519,41 @@ impl StreamPipe {
             (Protocol::OpenAi, Protocol::Anthropic) => match &mut self.to_openai {
                 Some(t) => match t.push(&name, &data) {
                     Ok(chunks) => {
-                        let mut out: Vec<Bytes> =
-                            chunks.iter().map(|c| Bytes::from(encode_json(None, c))).collect();
-                        if self.done {
-                            out.push(Bytes::from_static(OPENAI_DONE.as_bytes()));
-                        }
-                        out
+                        let end = self.done;
+                        self.openai_out(chunks, end)
                     }
                     Err(e) => {
                         self.done = true;
-                        vec![Bytes::from(protocol::stream_error(
-                            Protocol::OpenAi,
-                            e.status(),
-                            &e.error_type,
-                            &e.message,
-                        ))]
+                        let chunk =
+                            protocol::error_body(Protocol::OpenAi, e.status(), &e.error_type, &e.message);
+                        self.openai_out(vec![chunk], false)
                     }
                 },
                 None => Vec::new(),
             },
         }
+    }
+}
+
+/// Responses events encoded as one chunk of SSE.
+fn responses_bytes(events: Vec<(String, Value)>) -> Bytes {
+    let mut out = String::new();
+    for (name, v) in events {
+        out.push_str(&protocol::sse::encode_json(Some(&name), &v));
+    }
+    Bytes::from(out)
+}
+
+/// The error event a stream whose head went out early ends with when no deployment answered:
+/// the client protocol's error event, or for a Responses call `error` and `response.failed`.
+pub(super) fn error_event(req: &ProxyRequest, status: u16, code: &str, message: &str) -> Bytes {
+    match &req.respond_as {
+        Some(ctx) => {
+            let mut t = protocol::responses::ChatToResponsesStream::new(ctx.clone());
+            let chunk = serde_json::json!({"error": {"message": message, "code": code}});
+            responses_bytes(t.push(&chunk))
+        }
+        None => Bytes::from(protocol::stream_error(req.protocol, status, code, message)),
     }
 }
 

@@ -551,7 +551,7 @@ async fn proxy_call(
 
     let mut request = ProxyRequest::new(protocol, body.clone(), head, headers).at(endpoint);
     if let Some(r) = &responses {
-        request = request.with_responses(r.raw.clone(), r.native_only);
+        request = request.with_responses(r.raw.clone(), r.native_only, r.context());
     }
     let (response, report) = state.proxy.handle(request).await;
     if let ProxyResponse::Full { status, .. } = &response
@@ -598,14 +598,15 @@ async fn proxy_call(
             let accounting = state.clone();
             let (cost_tx, cost_rx) = tokio::sync::oneshot::channel();
             tokio::spawn(async move {
-                let report = done.await.unwrap_or(report);
+                let mut report = done.await.unwrap_or(report);
+                // a Responses stream the proxy turned back: its turn, for previous_response_id
+                // (kept before the stream ends, so that the client's next call finds it)
+                if let (Some(r), Some(output)) = (&responses, report.responses_output.take()) {
+                    r.keep_turn(output);
+                }
                 let cost = accounting.settle(&admitted, &model, &report);
                 let _ = cost_tx.send(crate::calls::cost_comment(&report, cost));
             });
-            let body = match responses {
-                Some(r) => r.stream(body),
-                None => body,
-            };
             let events = stream::unfold(Some((body, cost_rx)), |tail| async move {
                 let (mut rx, cost_rx) = tail?;
                 match rx.recv().await {
