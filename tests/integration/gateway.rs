@@ -810,6 +810,11 @@ async fn calls_are_traced_to_the_collector_and_counted_in_metrics() {
     assert_eq!(span["attributes"]["gen_ai.request.model"], "gpt");
     assert_eq!(span["attributes"]["helix.gateway.deployment"], "oa");
     assert_eq!(span["attributes"]["gen_ai.usage.input_tokens"], 3);
+    // timed in nanoseconds: a sub-millisecond call is not a span of 0 or 1 ms (which made every
+    // duration baseline a median of 0 and every call an anomaly)
+    let took =
+        span["end_unix_nanos"].as_u64().expect("end") - span["start_unix_nanos"].as_u64().expect("start");
+    assert_ne!(took % 1_000_000, 0, "{span}");
     let streamed = traces.iter().find(|t| t["trace_id"] != trace_id).expect("the stream's trace");
     // "and this stream": 3 words in, "echo: and this stream" 4 out
     let expected = 3.0 / 1e6 * 2.5 + 4.0 / 1e6 * 10.0;
