@@ -71,17 +71,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# waits up to 30 s for a line matching $2 in file $1 while process $3 lives
-wait_for() {
-  for _ in $(seq 1 300); do
-    grep -q "$2" "$1" 2>/dev/null && return 0
-    kill -0 "$3" 2>/dev/null || break
-    sleep 0.1
-  done
-  grep -q "$2" "$1" 2>/dev/null
-}
+# wait_for, random_hex, start_fake
+source "$here/lib.sh"
 
-random_hex() { od -An -N12 -tx1 /dev/urandom | tr -d ' \n'; }
 
 # Fresh random keys each run, so finding one in a log can only mean it leaked. The fake accepts
 # only the upstream key, so a success also proves the gateway sent the deployment's key.
@@ -89,12 +81,7 @@ export HELIX_AGENTS_UPSTREAM_KEY="sk-upstream-$(random_hex)"
 export HELIX_AGENTS_CLAUDE_KEY="sk-helix-claude-$(random_hex)"
 export HELIX_AGENTS_CODEX_KEY="sk-helix-codex-$(random_hex)"
 
-"$fake_bin" --port 0 --openai-key "$HELIX_AGENTS_UPSTREAM_KEY" --anthropic-key "$HELIX_AGENTS_UPSTREAM_KEY" \
-  >"$work/fake.out" 2>"$work/fake.err" &
-fake_pid=$!
-wait_for "$work/fake.out" "^listening on http://127.0.0.1:" "$fake_pid" \
-  || { cat "$work/fake.err" >&2; echo "the fake provider did not start" >&2; exit 1; }
-fake_url=$(sed -n 's/^listening on //p' "$work/fake.out" | head -n 1)
+start_fake "$fake_bin" "$HELIX_AGENTS_UPSTREAM_KEY"
 
 # Claude Code asks for whatever --model says: claude-sonnet-4-5 goes to the glob chain (an
 # Anthropic deployment, passed through), claude-via-openai to its exact chain (an OpenAI

@@ -21,28 +21,16 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# waits up to 30 s for a line matching $2 in file $1 while process $3 lives
-wait_for() {
-  for _ in $(seq 1 300); do
-    grep -q "$2" "$1" 2>/dev/null && return 0
-    kill -0 "$3" 2>/dev/null || break
-    sleep 0.1
-  done
-  grep -q "$2" "$1" 2>/dev/null
-}
+# wait_for, random_hex, start_fake
+source "$here/lib.sh"
 
 # Fresh random keys each run, so finding one in a log can only mean it leaked. The fake accepts
 # only the upstream key, so a success also proves the gateway sent the deployment's key.
-export HELIX_SDK_UPSTREAM_KEY="sk-upstream-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
-export HELIX_SDK_GATEWAY_KEY="sk-helix-sdk-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
-export HELIX_SDK_BUDGET_KEY="sk-helix-budget-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
+export HELIX_SDK_UPSTREAM_KEY="sk-upstream-$(random_hex)"
+export HELIX_SDK_GATEWAY_KEY="sk-helix-sdk-$(random_hex)"
+export HELIX_SDK_BUDGET_KEY="sk-helix-budget-$(random_hex)"
 
-"$fake_bin" --port 0 --openai-key "$HELIX_SDK_UPSTREAM_KEY" --anthropic-key "$HELIX_SDK_UPSTREAM_KEY" \
-  >"$work/fake.out" 2>"$work/fake.err" &
-fake_pid=$!
-wait_for "$work/fake.out" "^listening on http://127.0.0.1:" "$fake_pid" \
-  || { cat "$work/fake.err" >&2; echo "the fake provider did not start" >&2; exit 1; }
-fake_url=$(sed -n 's/^listening on //p' "$work/fake.out" | head -n 1)
+start_fake "$fake_bin" "$HELIX_SDK_UPSTREAM_KEY"
 
 # Each scenario of gateway_sdks.py has its own deployments and upstream model names, so the fake
 # can be scripted per model and one scenario's failures never count against another's breaker.

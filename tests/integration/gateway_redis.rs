@@ -281,6 +281,22 @@ fn two_deployments(gw: &mut BreakerGatewayConfig, fake: &FakeProvider, open_secs
     gw.breaker.half_open_probes = probes;
 }
 
+/// Two replicas with [`two_deployments`] on `redis`, both connected to it.
+async fn two_replicas(
+    redis: &SharedRedis,
+    fake: &FakeProvider,
+    open_secs: u64,
+    probes: u32,
+    http: &reqwest::Client,
+) -> (Gateway, Gateway) {
+    let a = Gateway::start(redis, |gw| two_deployments(gw, fake, open_secs, probes)).await;
+    let b = Gateway::start(redis, |gw| two_deployments(gw, fake, open_secs, probes)).await;
+    for gw in [&a, &b] {
+        gw.wait_redis_connected(http, Duration::from_secs(5)).await;
+    }
+    (a, b)
+}
+
 fn header(res: &reqwest::Response, name: &str) -> Option<String> {
     res.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
 }
@@ -312,12 +328,8 @@ async fn trip_first(gw: &Gateway, http: &reqwest::Client, fake: &FakeProvider) -
 async fn a_breaker_tripped_through_one_replica_makes_the_other_fail_over_at_once() {
     let redis = SharedRedis::new("trip");
     let fake = FakeProvider::start().await;
-    let a = Gateway::start(&redis, |gw| two_deployments(gw, &fake, 30, 1)).await;
-    let b = Gateway::start(&redis, |gw| two_deployments(gw, &fake, 30, 1)).await;
     let http = http();
-    for gw in [&a, &b] {
-        gw.wait_redis_connected(&http, Duration::from_secs(5)).await;
-    }
+    let (a, b) = two_replicas(&redis, &fake, 30, 1, &http).await;
     // b has seen first closed before the trip (its local mirror is not what makes it fail over)
     let res = b.chat(&http, "smart", "before").await;
     assert_eq!(res.status(), 200);
@@ -332,16 +344,15 @@ async fn a_breaker_tripped_through_one_replica_makes_the_other_fail_over_at_once
     assert_eq!(seen_by_b["shared"], true, "{seen_by_b}");
     assert_eq!(seen_by_b["next_half_open_unix_ms"], tripped["next_half_open_unix_ms"], "{seen_by_b}");
 
+    // fail-over without a wait: b sends nothing to the open deployment (counted below), and each
+    // call is bounded by the client's timeout
     for i in 0..3 {
-        let started = Instant::now();
         let res = b.chat(&http, "smart", &format!("after {i}")).await;
         assert_eq!(res.status(), 200);
         assert_eq!(header(&res, "x-helix-deployment").as_deref(), Some("second"));
         assert_eq!(header(&res, "x-helix-fallback-from").as_deref(), Some("first"));
         let body: Value = res.json().await.expect("json");
         assert_eq!(body["choices"][0]["message"]["content"], format!("echo: after {i}"), "{body}");
-        // generous on a busy machine: the proof of an immediate fail-over is that first got no call
-        assert!(started.elapsed() < CALL_TIMEOUT, "fail-over is immediate: {:?}", started.elapsed());
     }
     assert_eq!(first_model_calls(&fake), 0, "b sent nothing to the open deployment");
     let second: Vec<_> = fake.requests().into_iter().filter(|r| r.model() == Some(SECOND_MODEL)).collect();
@@ -362,12 +373,8 @@ async fn half_open_admits_the_configured_probes_across_both_replicas() {
     const CALLS_PER_REPLICA: usize = 4;
     let redis = SharedRedis::new("probes");
     let fake = FakeProvider::start().await;
-    let a = Gateway::start(&redis, |gw| two_deployments(gw, &fake, 1, PROBES)).await;
-    let b = Gateway::start(&redis, |gw| two_deployments(gw, &fake, 1, PROBES)).await;
     let http = http();
-    for gw in [&a, &b] {
-        gw.wait_redis_connected(&http, Duration::from_secs(5)).await;
-    }
+    let (a, b) = two_replicas(&redis, &fake, 1, PROBES, &http).await;
     let tripped = trip_first(&a, &http, &fake).await;
     assert_eq!(b.circuit(&http, "first").await["state"], "open");
 
@@ -423,12 +430,8 @@ async fn wait_open_time_over(gw: &Gateway, http: &reqwest::Client, id: &str, wit
 async fn a_revoked_key_seen_by_one_replica_opens_the_breaker_for_both() {
     let redis = SharedRedis::new("revoked");
     let fake = FakeProvider::start().await;
-    let a = Gateway::start(&redis, |gw| two_deployments(gw, &fake, 30, 1)).await;
-    let b = Gateway::start(&redis, |gw| two_deployments(gw, &fake, 30, 1)).await;
     let http = http();
-    for gw in [&a, &b] {
-        gw.wait_redis_connected(&http, Duration::from_secs(5)).await;
-    }
+    let (a, b) = two_replicas(&redis, &fake, 30, 1, &http).await;
     // first's key is refused: every client still gets an answer, from second, and the refusals
     // are failures of first's (shared) breaker
     fake.script_for_model(FIRST_MODEL, std::iter::repeat_n(Mode::status(401), 4));
@@ -461,12 +464,8 @@ async fn a_revoked_key_seen_by_one_replica_opens_the_breaker_for_both() {
 async fn a_client_error_answering_a_probe_leaves_the_shared_breaker_open() {
     let redis = SharedRedis::new("probe400");
     let fake = FakeProvider::start().await;
-    let a = Gateway::start(&redis, |gw| two_deployments(gw, &fake, 1, 1)).await;
-    let b = Gateway::start(&redis, |gw| two_deployments(gw, &fake, 1, 1)).await;
     let http = http();
-    for gw in [&a, &b] {
-        gw.wait_redis_connected(&http, Duration::from_secs(5)).await;
-    }
+    let (a, b) = two_replicas(&redis, &fake, 1, 1, &http).await;
     trip_first(&a, &http, &fake).await;
     wait_open_time_over(&b, &http, "first", Duration::from_secs(10)).await;
 

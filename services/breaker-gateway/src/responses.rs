@@ -53,16 +53,19 @@ pub fn prepare(
     let mut native_only = false;
     let history = match &parent {
         None => Vec::new(),
-        Some(id) if native(model) && store.conversation(project, id).is_none() => {
-            native_only = true;
-            Vec::new()
-        }
-        Some(id) => store.conversation(project, id).ok_or_else(|| {
-            GatewayError::InvalidRequest(format!(
-                "previous response {id:?} is not stored on this gateway (it keeps the {} most recent responses of each gateway process, in memory, and none with `store: false`): send the whole conversation as `input`",
-                crate::protocol::responses::MAX_STORED
-            ))
-        })?,
+        Some(id) => match store.conversation(project, id) {
+            Some(history) => history,
+            None if native(model) => {
+                native_only = true;
+                Vec::new()
+            }
+            None => {
+                return Err(GatewayError::InvalidRequest(format!(
+                    "previous response {id:?} is not stored on this gateway (it keeps the {} most recent responses of each gateway process, in memory, and none with `store: false`): send the whole conversation as `input`",
+                    crate::protocol::responses::MAX_STORED
+                )));
+            }
+        },
     };
     let call = to_chat(&req, &history).map_err(|e| match e {
         TranslateError::Invalid(m) => GatewayError::InvalidRequest(m),

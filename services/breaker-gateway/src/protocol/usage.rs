@@ -44,12 +44,17 @@ impl Usage {
             .and_then(|d| count(d, "cached_tokens"))
             .or_else(|| count(usage, "prompt_cache_hit_tokens"))
             .unwrap_or(0);
-        Some(Usage {
-            input_tokens: prompt.saturating_sub(cached),
-            output_tokens: count(usage, "completion_tokens").unwrap_or(0),
-            cache_read_tokens: cached.min(prompt),
+        Some(Usage::inclusive(prompt, cached, count(usage, "completion_tokens").unwrap_or(0)))
+    }
+
+    /// OpenAI's way of counting (input inclusive of the cached part, no cache writes) in ours.
+    fn inclusive(input: u64, cached: u64, output: u64) -> Usage {
+        Usage {
+            input_tokens: input.saturating_sub(cached),
+            output_tokens: output,
+            cache_read_tokens: cached.min(input),
             cache_write_tokens: 0,
-        })
+        }
     }
 
     /// Reads a Responses API `usage` object (`input_tokens` inclusive of
@@ -60,12 +65,7 @@ impl Usage {
         }
         let input = count(usage, "input_tokens").unwrap_or(0);
         let cached = usage.get("input_tokens_details").and_then(|d| count(d, "cached_tokens")).unwrap_or(0);
-        Some(Usage {
-            input_tokens: input.saturating_sub(cached),
-            output_tokens: count(usage, "output_tokens").unwrap_or(0),
-            cache_read_tokens: cached.min(input),
-            cache_write_tokens: 0,
-        })
+        Some(Usage::inclusive(input, cached, count(usage, "output_tokens").unwrap_or(0)))
     }
 
     /// Reads an Anthropic `usage` object (`input_tokens`, `output_tokens`,

@@ -386,10 +386,7 @@ impl StreamPipe {
     fn failure(&mut self, message: &str) -> Bytes {
         let code = ErrorCode::UpstreamFailed.as_str();
         match &mut self.to_responses {
-            Some(t) => {
-                let chunk = serde_json::json!({"error": {"message": message, "code": code}});
-                responses_bytes(t.push(&chunk))
-            }
+            Some(t) => responses_bytes(t.error(code, message)),
             None => Bytes::from(protocol::stream_error(self.client, 502, code, message)),
         }
     }
@@ -549,9 +546,7 @@ fn responses_bytes(events: Vec<(String, Value)>) -> Bytes {
 pub(super) fn error_event(req: &ProxyRequest, status: u16, code: &str, message: &str) -> Bytes {
     match &req.respond_as {
         Some(ctx) => {
-            let mut t = protocol::responses::ChatToResponsesStream::new(ctx.clone());
-            let chunk = serde_json::json!({"error": {"message": message, "code": code}});
-            responses_bytes(t.push(&chunk))
+            responses_bytes(protocol::responses::ChatToResponsesStream::new(ctx.clone()).error(code, message))
         }
         None => Bytes::from(protocol::stream_error(req.protocol, status, code, message)),
     }

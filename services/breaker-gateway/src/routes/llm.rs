@@ -492,26 +492,19 @@ async fn proxy_call(
     // a Responses call goes through the proxy as Chat Completions
     let (body, responses) = match api {
         Api::Native(_) => (body, None),
-        // an unknown model is a 404 whatever else is wrong with the call, as on the other routes
-        Api::Responses
-            if protocol::RequestHead::parse(&body)
-                .ok()
-                .and_then(|h| h.model)
-                .is_some_and(|m| state.proxy.chain_of(&m).is_none()) =>
-        {
+        Api::Responses => {
             let model = protocol::RequestHead::parse(&body).ok().and_then(|h| h.model).unwrap_or_default();
-            return refuse(GatewayError::UnknownModel(model.clone()), &model);
-        }
-        Api::Responses => match crate::responses::prepare(&state.responses, &project.name, &body, |model| {
-            state.proxy.chain_of(model).is_some_and(|c| c.iter().any(|d| d.cfg.responses_api))
-        }) {
-            Ok(p) => (p.chat.clone(), Some(p)),
-            Err(e) => {
-                let model =
-                    protocol::RequestHead::parse(&body).ok().and_then(|h| h.model).unwrap_or_default();
-                return refuse(e, &model);
+            // an unknown model is a 404 whatever else is wrong with the call, as on the other routes
+            if !model.is_empty() && state.proxy.chain_of(&model).is_none() {
+                return refuse(GatewayError::UnknownModel(model.clone()), &model);
             }
-        },
+            let native =
+                |m: &str| state.proxy.chain_of(m).is_some_and(|c| c.iter().any(|d| d.cfg.responses_api));
+            match crate::responses::prepare(&state.responses, &project.name, &body, native) {
+                Ok(p) => (p.chat.clone(), Some(p)),
+                Err(e) => return refuse(e, &model),
+            }
+        }
     };
     // validated whole, but only `model` and `stream` are read: the body is forwarded as it came
     let head = match protocol::RequestHead::parse(&body) {
@@ -721,11 +714,7 @@ pub async fn model(state: web::Data<GatewayState>, req: HttpRequest, id: web::Pa
         if req.headers().contains_key("anthropic-version") { Protocol::Anthropic } else { Protocol::OpenAi };
     let id = id.into_inner();
     if state.proxy.chain_of(&id).is_none() {
-        let msg = format!("model {id:?} is not configured on this gateway");
-        let body = protocol::error_body(protocol, 404, helix_core::ErrorCode::NotFound.as_str(), &msg);
-        let mut res = HttpResponse::NotFound().content_type("application/json").body(body.to_string());
-        res.extensions_mut().insert(helix_http::middleware::OwnErrorShape);
-        return res;
+        return GatewayError::UnknownModel(id).provider_response(protocol);
     }
     let info = match protocol {
         Protocol::OpenAi => ModelInfo::OpenAi(OpenAiModel {

@@ -42,8 +42,6 @@ pub use stream::ChatToResponsesStream;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value, json};
 
@@ -62,14 +60,7 @@ pub const CUSTOM_INPUT_KEY: &str = "input";
 
 /// A new id with `prefix` (`resp_`, `msg_`, `fc_`): unique in the process and across restarts.
 pub fn new_id(prefix: &str) -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("{prefix}{nanos:x}{:04x}", n & 0xffff)
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    format!("{prefix}{}", super::translate::generated_id())
 }
 
 /// The Responses `usage` object for `usage` (reasoning tokens from Chat's details when given).
@@ -125,7 +116,7 @@ impl ResponseContext {
         ResponseContext {
             id: new_id("resp_"),
             model: req.get("model").and_then(Value::as_str).unwrap_or_default().to_owned(),
-            created_at: unix_now(),
+            created_at: super::translate::unix_now(),
             echo,
             tools,
         }

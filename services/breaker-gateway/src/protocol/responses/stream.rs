@@ -101,8 +101,7 @@ impl ChatToResponsesStream {
         }
         self.started = true;
         let response = self.ctx.object("in_progress", &[], None);
-        out.push(self.event("response.created", json!({"response": response})));
-        let response = self.ctx.object("in_progress", &[], None);
+        out.push(self.event("response.created", json!({"response": response.clone()})));
         out.push(self.event("response.in_progress", json!({"response": response})));
     }
 
@@ -272,6 +271,12 @@ impl ChatToResponsesStream {
         let name = if incomplete.is_some() { "response.incomplete" } else { "response.completed" };
         out.push(self.event(name, json!({"response": response})));
         out
+    }
+
+    /// The events that end the stream with an error (`error`, `response.failed`) the gateway
+    /// reports itself.
+    pub fn error(&mut self, code: &str, message: &str) -> Vec<(String, Value)> {
+        self.push(&json!({"error": {"message": message, "code": code}}))
     }
 
     fn fail(&mut self, error: &Value, out: &mut Vec<(String, Value)>) {

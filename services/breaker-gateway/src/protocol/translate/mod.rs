@@ -106,14 +106,14 @@ fn present<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
 
 /// An id for a response or tool call that came without one: unique within the process and across
 /// restarts (time based), which is all clients use ids for.
-fn generated_id() -> String {
+pub(super) fn generated_id() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     format!("{:x}{:04x}", nanos, n & 0xffff)
 }
 
-fn unix_now() -> u64 {
+pub(super) fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
