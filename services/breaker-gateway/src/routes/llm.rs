@@ -493,11 +493,12 @@ async fn proxy_call(
     let (body, responses) = match api {
         Api::Native(_) => (body, None),
         Api::Responses => {
-            let model = protocol::RequestHead::parse(&body).ok().and_then(|h| h.model).unwrap_or_default();
+            let named = protocol::RequestHead::parse(&body).ok().and_then(|h| h.model);
             // an unknown model is a 404 whatever else is wrong with the call, as on the other routes
-            if !model.is_empty() && state.proxy.chain_of(&model).is_none() {
-                return refuse(GatewayError::UnknownModel(model.clone()), &model);
+            if let Some(m) = named.as_ref().filter(|m| state.proxy.chain_of(m).is_none()) {
+                return refuse(GatewayError::UnknownModel(m.clone()), m);
             }
+            let model = named.unwrap_or_default();
             let native =
                 |m: &str| state.proxy.chain_of(m).is_some_and(|c| c.iter().any(|d| d.cfg.responses_api));
             match crate::responses::prepare(&state.responses, &project.name, &body, native) {
