@@ -23,8 +23,10 @@
 # of helix processes started side by side, `helix up` and `helix serve breaker-gateway`, so the
 # fake, serve and up can be measured in interleaved rounds and compared per round:
 # (e) PHASES "c1", added latency at concurrency 1: C1_ROUNDS rounds, each C1_REQUESTS sequential
-#     non-streaming requests on one kept-alive connection to the fake, then serve, then up; the
-#     figures are the medians over the rounds of (gateway p50/p99 - the fake's in the same round).
+#     non-streaming requests on one kept-alive connection to the fake, then to a TCP relay in front
+#     of it that does no work (benches/examples/tcp_relay.rs: the floor any second hop costs on
+#     this machine), then serve, then up; the figures are the medians over the rounds of
+#     (gateway p50/p99 - the fake's in the same round), and the relay's the same way.
 # (f) PHASES "stream", streaming translation at RATE req/s (open loop): ROUNDS rounds of
 #     STREAM_SECS per target: the fake's own Chat and Anthropic streams, and through serve
 #     `/v1/responses` (Responses -> Chat) and `/v1/messages` (Anthropic -> Chat), both served by the
@@ -41,7 +43,7 @@
 # scratch directory is removed at the end.
 #
 # usage: benches/gateway_load.sh   (env: DURATION=10s CONC=32 RATE=2000 THREADS=1 REDIS=1 LITELLM_VENV=
-#        HELIX_BIN= FAKE_BIN= CLIENT_BIN=: prebuilt binaries to measure instead of building, e.g. to
+#        HELIX_BIN= FAKE_BIN= CLIENT_BIN= RELAY_BIN=: prebuilt binaries to measure instead of building, e.g. to
 #        compare two versions of the gateway in turn; PHASES="wrk c1 stream up" C1_ROUNDS=7
 #        C1_REQUESTS=3000 ROUNDS=5 STREAM_SECS=3 UP_SECS=4 UP_CALLS=200000 SOAK_SECS=10;
 #        RESULTS=file keeps the raw result lines)
@@ -76,7 +78,7 @@ else
 fi
 client_bin=${CLIENT_BIN:-}
 if [[ -z "$client_bin" ]] && { wants c1 || wants stream || wants up; }; then
-  cargo build --release -p helix-benches --example gateway_client >&2
+  cargo build --release -p helix-benches --example gateway_client --example tcp_relay >&2
   client_bin=${CARGO_TARGET_DIR:-$root/target}/release/examples/gateway_client
 fi
 
@@ -353,18 +355,31 @@ if wants c1 || wants stream || wants up; then
   reset="--after-round-post $fake_url/_fake/reset"
   chat_targets=("fake,chat,gpt-4o-mini,$fake_url/v1/chat/completions" "serve,chat,gpt,$serve_url/v1/chat/completions"
     "up,chat,gpt,$up_url/v1/chat/completions")
+  # the floor: a relay doing no work (benches/examples/tcp_relay.rs), what any second hop costs here
+  relay_bin=${RELAY_BIN:-$(dirname "$client_bin")/tcp_relay}
+  relay_targets=() relay_stream=()
+  if [[ -x "$relay_bin" ]]; then
+    "$relay_bin" "${fake_url#http://}" >"$work/relay.out" 2>"$work/relay.err" &
+    relay_pid=$!
+    pids+=("$relay_pid")
+    if wait_for "$work/relay.out" "^listening on http://127.0.0.1:" "$relay_pid"; then
+      relay_url=$(sed -n 's/^listening on //p' "$work/relay.out" | head -n 1)
+      relay_targets=("relay,chat,gpt-4o-mini,$relay_url/v1/chat/completions")
+      relay_stream=("relay-chat,chat-stream,gpt-4o-mini,$relay_url/v1/chat/completions")
+    fi
+  fi
   if wants c1; then
     echo "(e) concurrency 1: $C1_ROUNDS rounds of $C1_REQUESTS requests per target" >&2
     # shellcheck disable=SC2086
     timeout 1200 "$client_bin" seq --rounds "$C1_ROUNDS" --requests "$C1_REQUESTS" --warmup 500 $reset \
-      "${chat_targets[@]}" | sed 's/^ROUND /c1 /; s/^ERRORS /c1-errors /' | tee -a "$results" >&2
+      "${chat_targets[0]}" "${relay_targets[@]}" "${chat_targets[@]:1}" | sed 's/^ROUND /c1 /; s/^ERRORS /c1-errors /' | tee -a "$results" >&2
   fi
   if wants stream; then
     echo "(f) streams at $RATE req/s: $ROUNDS rounds of ${STREAM_SECS}s per target" >&2
     # shellcheck disable=SC2086
     timeout 1200 "$client_bin" paced --rounds "$ROUNDS" --secs "$STREAM_SECS" --rate "$RATE" $reset \
       "fake-chat,chat-stream,gpt-4o-mini,$fake_url/v1/chat/completions" \
-      "fake-messages,messages-stream,claude-haiku-4-5,$fake_url/v1/messages" \
+      "fake-messages,messages-stream,claude-haiku-4-5,$fake_url/v1/messages" "${relay_stream[@]}" \
       "serve-responses,responses-stream,gpt,$serve_url/v1/responses" \
       "serve-messages,messages-stream,gpt,$serve_url/v1/messages" | sed 's/^ROUND /stream /; s/^ERRORS /stream-errors /' \
       | tee -a "$results" >&2
@@ -491,14 +506,23 @@ if c1:
     print("(e) concurrency 1, sequential non-streaming chat (medians over rounds):")
     table(c1)
     errors("c1")
+    if "relay" in c1:
+        # a byte relay doing no work: what the second hop alone costs on this machine
+        line(c1, "relay", "fake", "p50", None, "added p50, relay (the floor)")
+        line(c1, "relay", "fake", "p99", None, "added p99, relay (the floor)")
     for gw in ("serve", "up"):
         line(c1, gw, "fake", "p50", 60, f"added p50, {gw}")
         line(c1, gw, "fake", "p99", 150, f"added p99, {gw}")
+        if "relay" in c1:
+            line(c1, gw, "relay", "p50", None, f"added p50, {gw} over the relay")
 st = rounds("stream")
 if st:
     print(f"(f) streams at {rate} req/s, open loop (medians over rounds; helix: share ending with ': helix'):")
     table(st, stream=True)
     errors("stream")
+    if "relay-chat" in st:
+        line(st, "relay-chat", "fake-chat", "p99", None, "added p99, relay (the floor)")
+        line(st, "relay-chat", "fake-chat", "t99", None, "added TTFT p99, relay (the floor)")
     line(st, "serve-responses", "fake-chat", "p99", 1000, "added p99, Responses -> Chat (vs Chat direct)")
     line(st, "serve-messages", "fake-messages", "p99", 1000, "added p99, Messages -> Chat (vs Anthropic)")
     line(st, "serve-messages", "fake-chat", "p99", 1000, "added p99, Messages -> Chat (vs Chat direct)")
