@@ -11,6 +11,7 @@
 //! [`engine`] (runs: phases, attempts, healing, resume, replay, plans), [`routes`] (thin
 //! handlers).
 
+pub mod agent;
 pub mod checkpoint;
 pub mod confine;
 pub mod contain;

@@ -1,0 +1,6 @@
+//! Coding agents as phases: what the orchestrator needs to run an agent CLI (Claude Code, Codex,
+//! or any command printing one of their stream formats) and to see its work as it happens.
+//!
+//! [`stream`] turns the agent's JSON-lines output into trace steps (model turns, tool calls) live.
+
+pub mod stream;
