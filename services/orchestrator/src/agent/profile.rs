@@ -100,6 +100,8 @@ pub struct GatewayAccess<'a> {
 pub struct Invocation {
     pub argv: Vec<String>,
     pub env: Vec<(String, String)>,
+    /// Directories to create before the start (Codex refuses a `CODEX_HOME` that does not exist).
+    pub dirs: Vec<std::path::PathBuf>,
 }
 
 /// The environment variable holding the attempt's gateway key, for every profile.
@@ -224,7 +226,12 @@ pub fn invocation(
             spec.run.iter().map(|a| replace_prompt(a, spec.prompt)).collect()
         }
     };
-    Ok(Invocation { argv, env })
+    let dirs = match spec.profile {
+        Profile::ClaudeCode => vec![Path::new(&home).join(".claude")],
+        Profile::Codex => vec![Path::new(&home).join(".codex")],
+        Profile::Generic => vec![Path::new(&home).to_path_buf()],
+    };
+    Ok(Invocation { argv, env, dirs })
 }
 
 /// `{{prompt}}` (spaces inside the braces allowed) replaced by the prompt.
@@ -369,6 +376,7 @@ mod tests {
         assert_eq!(&inv.argv[inv.argv.len() - 2..], ["--", "-rf everything"], "the prompt is never a flag");
         assert_eq!(env(&inv, KEY_ENV), Some("hx-key-1"));
         assert_eq!(env(&inv, "CODEX_HOME"), Some("/scratch/a2/.codex"));
+        assert_eq!(inv.dirs, [Path::new("/scratch/a2/.codex")]);
         assert!(!inv.argv.iter().any(|a| a.contains("hx-key-1")));
         let h = headers();
         let inv = invocation(&s, &GatewayAccess { headers: &h, ..GW }, Path::new("/s")).unwrap();

@@ -346,12 +346,11 @@ impl AgentStream {
             }
             "turn.completed" => {
                 let u = v.get("usage").cloned().unwrap_or(Value::Null);
-                let cache_read = u64_at(&u, "cached_input_tokens");
                 let tokens = Tokens {
                     input: u64_at(&u, "input_tokens"),
                     output: u64_at(&u, "output_tokens"),
-                    cache_read,
-                    cache_write: 0,
+                    cache_read: u64_at(&u, "cached_input_tokens"),
+                    cache_write: u64_at(&u, "cache_write_input_tokens"),
                 };
                 let start = self.codex_turn_start.take().unwrap_or(now);
                 let id = format!("turn-{}", self.outcome.turns + 1);

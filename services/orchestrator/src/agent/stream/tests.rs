@@ -164,3 +164,39 @@ fn unknown_lines_and_results_without_calls_are_skipped_not_fatal() {
     assert_eq!(o.skipped_lines, 3);
     assert_eq!(o.format, Some(Format::ClaudeCode));
 }
+
+/// Real output of the pinned CLIs (tests/api/agents.sh versions) against the gateway in front of
+/// the fake provider's agent mode: one Bash / exec_command call, its result, a final text.
+#[test]
+fn real_claude_code_and_codex_transcripts_parse() {
+    let claude = include_str!("fixtures/claude-code-2.1.332.jsonl");
+    let lines: Vec<&str> = claude.lines().collect();
+    let (steps, o) = feed(&lines);
+    let tools: Vec<&Step> = steps.iter().map(|(_, s)| s).filter(|s| matches!(s, Step::Tool { .. })).collect();
+    assert_eq!(tools.len(), 1, "{steps:?}");
+    let Step::Tool { name, arguments, result, is_error, .. } = tools[0] else { panic!() };
+    assert_eq!(name, "Bash");
+    assert!(arguments.contains("echo hi > agent_out.txt"), "{arguments}");
+    assert_eq!(result.as_deref(), Some("(Bash completed with no output)"));
+    assert!(!is_error);
+    assert_eq!((o.turns, o.tool_calls), (2, 1));
+    assert!(o.tokens.input > 0 && o.tokens.output > 0, "{:?}", o.tokens);
+    assert_eq!(o.reported_cost_usd, Some(0.036123));
+    assert!(o.final_text.as_deref().is_some_and(|t| t.starts_with("done:")));
+    assert_eq!(o.error, None);
+    assert!(o.session.is_some());
+
+    let codex = include_str!("fixtures/codex-0.171.0.jsonl");
+    let lines: Vec<&str> = codex.lines().collect();
+    let (steps, o) = feed(&lines);
+    assert_eq!(steps.len(), 2, "{steps:?}");
+    let Step::Tool { name, arguments, result, is_error, .. } = &steps[0].1 else { panic!() };
+    assert_eq!((name.as_str(), *is_error), ("shell", false));
+    assert!(arguments.contains("echo hi > agent_out.txt"), "{arguments}");
+    assert_eq!(result.as_deref(), Some("hi"));
+    let Step::Turn { tokens, .. } = &steps[1].1 else { panic!() };
+    assert_eq!((tokens.input, tokens.output), (6264, 26));
+    // Codex's warning item (unknown model metadata) is no failure
+    assert_eq!(o.error, None);
+    assert!(o.final_text.as_deref().is_some_and(|t| t.starts_with("done:")));
+}
