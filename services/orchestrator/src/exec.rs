@@ -600,6 +600,29 @@ pub async fn run_scanning(
     jail: &Jail,
     patterns: &[String],
 ) -> Result<Outcome, ExecError> {
+    run_observed(spec, cwd, env, limits, cancel, group_file, jail, patterns, None).await
+}
+
+/// Longest stdout line handed to a line observer; the rest of a longer line is dropped (an
+/// agent's JSON event is a few KB; a line of megabytes is output, not an event).
+pub const MAX_OBSERVED_LINE: usize = 1 << 20;
+
+/// [`run_scanning`], also handing each line of the command's **stdout** (not stderr), with
+/// secrets masked, to `on_line` as it arrives: how an agent phase follows its agent's event
+/// stream live. A line longer than [`MAX_OBSERVED_LINE`] is cut there; a last line without a
+/// newline is handed over when the command ends.
+#[allow(clippy::too_many_arguments)]
+pub async fn run_observed(
+    spec: &CommandSpec,
+    cwd: &Path,
+    env: &BTreeMap<String, String>,
+    limits: &Limits,
+    cancel: &Cancel,
+    group_file: Option<&Path>,
+    jail: &Jail,
+    patterns: &[String],
+    mut on_line: Option<&mut (dyn FnMut(&str) + Send)>,
+) -> Result<Outcome, ExecError> {
     let argv: Vec<String> = match spec {
         CommandSpec::Argv(argv) => match argv.first() {
             Some(p) if !p.is_empty() => argv.clone(),
@@ -660,14 +683,20 @@ pub async fn run_scanning(
         }
     }
 
-    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(64);
+    let (tx, mut rx) = mpsc::channel::<(bool, Vec<u8>)>(64);
     if let Some(out) = child.stdout.take() {
-        tokio::spawn(pump(out, tx.clone()));
+        tokio::spawn(pump(out, true, tx.clone()));
     }
     if let Some(err) = child.stderr.take() {
-        tokio::spawn(pump(err, tx.clone()));
+        tokio::spawn(pump(err, false, tx.clone()));
     }
     drop(tx);
+    let mut lines = LineSplitter::default();
+    let mut observe = |stdout: bool, bytes: &[u8], lines: &mut LineSplitter| {
+        if let (true, Some(f)) = (stdout, on_line.as_deref_mut()) {
+            lines.push(bytes, |line| f(&jail.masker.mask(&String::from_utf8_lossy(line))));
+        }
+    };
 
     let mut output = BoundedOutput::new(limits.max_output_bytes);
     let mut scan = crate::scan::OutputScan::new(patterns);
@@ -682,8 +711,9 @@ pub async fn run_scanning(
         let stall_at = limits.stall_timeout.map(|s| last_output + s);
         tokio::select! {
             chunk = rx.recv(), if pipes_open => match chunk {
-                Some(bytes) => {
+                Some((stdout, bytes)) => {
                     last_output = Instant::now();
+                    observe(stdout, &bytes, &mut lines);
                     let masked = masker.push(&bytes);
                     scan.push(&masked);
                     output.push(&masked);
@@ -723,13 +753,17 @@ pub async fn run_scanning(
     let drain_until = tokio::time::Instant::now() + DRAIN_GRACE;
     while pipes_open {
         match tokio::time::timeout_at(drain_until, rx.recv()).await {
-            Ok(Some(bytes)) => {
+            Ok(Some((stdout, bytes))) => {
+                observe(stdout, &bytes, &mut lines);
                 let masked = masker.push(&bytes);
                 scan.push(&masked);
                 output.push(&masked);
             }
             Ok(None) | Err(_) => pipes_open = false,
         }
+    }
+    if let Some(f) = on_line.as_deref_mut() {
+        lines.finish(|line| f(&jail.masker.mask(&String::from_utf8_lossy(line))));
     }
     let rest = masker.finish();
     scan.push(&rest);
@@ -764,16 +798,61 @@ fn kill_group(pgid: Option<Pid>) {
     }
 }
 
-async fn pump(mut reader: impl tokio::io::AsyncRead + Unpin, tx: mpsc::Sender<Vec<u8>>) {
+async fn pump(
+    mut reader: impl tokio::io::AsyncRead + Unpin,
+    stdout: bool,
+    tx: mpsc::Sender<(bool, Vec<u8>)>,
+) {
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         match reader.read(&mut buf).await {
             Ok(0) | Err(_) => return,
             Ok(n) => {
-                if tx.send(buf[..n].to_vec()).await.is_err() {
+                if tx.send((stdout, buf[..n].to_vec())).await.is_err() {
                     return;
                 }
             }
+        }
+    }
+}
+
+/// Splits a byte stream into lines, each at most [`MAX_OBSERVED_LINE`] bytes (the rest of a longer
+/// line is dropped), so memory stays bounded whatever the command prints.
+#[derive(Debug, Default)]
+struct LineSplitter {
+    partial: Vec<u8>,
+    /// The current line passed the bound: drop bytes until its newline.
+    overlong: bool,
+}
+
+impl LineSplitter {
+    fn push(&mut self, mut bytes: &[u8], mut emit: impl FnMut(&[u8])) {
+        while let Some(nl) = bytes.iter().position(|&b| b == b'\n') {
+            self.take(&bytes[..nl]);
+            let line = std::mem::take(&mut self.partial);
+            emit(line.strip_suffix(b"\r").unwrap_or(&line));
+            self.overlong = false;
+            bytes = &bytes[nl + 1..];
+        }
+        self.take(bytes);
+    }
+
+    fn take(&mut self, bytes: &[u8]) {
+        if self.overlong {
+            return;
+        }
+        let room = MAX_OBSERVED_LINE - self.partial.len();
+        if bytes.len() > room {
+            self.partial.extend_from_slice(&bytes[..room]);
+            self.overlong = true;
+        } else {
+            self.partial.extend_from_slice(bytes);
+        }
+    }
+
+    fn finish(self, mut emit: impl FnMut(&[u8])) {
+        if !self.partial.is_empty() {
+            emit(&self.partial);
         }
     }
 }
@@ -1139,6 +1218,46 @@ mod tests {
         assert!(!out.output.contains(secret) && !out.output.contains("0123456789"), "{}", out.output);
         assert!(out.output.contains("token=***"), "{}", out.output);
         assert_eq!(out.output.matches("***").count(), 3, "{}", out.output);
+    }
+
+    #[tokio::test]
+    async fn stdout_lines_reach_the_observer_live_masked_and_bounded() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let secret = "s3cr3t-value-0123456789";
+        let jail = Jail::new(
+            Sandbox::none(),
+            Rlimits::default(),
+            [("API_TOKEN".to_owned(), secret.to_owned())].into(),
+        );
+        // a line split across writes, stderr (not observed), CRLF, an overlong line, a last
+        // line without its newline
+        let script = format!(
+            "printf '{{\"a\":'; sleep 0.1; echo '1}}'; echo err >&2; printf 'key=%s\\r\\n' \"$API_TOKEN\"; \
+             head -c {} /dev/zero | tr '\\0' x; echo; printf 'last'",
+            MAX_OBSERVED_LINE + 10
+        );
+        let mut seen: Vec<String> = Vec::new();
+        let mut on_line = |l: &str| seen.push(l.to_owned());
+        let out = run_observed(
+            &CommandSpec::Shell(script),
+            dir.path(),
+            &BTreeMap::new(),
+            &Limits::default(),
+            &Cancel::new(),
+            None,
+            &jail,
+            &[],
+            Some(&mut on_line),
+        )
+        .await
+        .expect("run");
+        assert_eq!(out.exit_code, Some(0), "{out:?}");
+        assert_eq!(seen.len(), 4, "{:?}", seen.iter().map(|l| l.len()).collect::<Vec<_>>());
+        assert_eq!(seen[0], "{\"a\":1}");
+        assert_eq!(seen[1], "key=***");
+        assert_eq!(seen[2].len(), MAX_OBSERVED_LINE);
+        assert_eq!(seen[3], "last");
+        assert!(out.output.contains("err"), "stderr is still in the output");
     }
 
     #[tokio::test]
