@@ -762,7 +762,7 @@ pub async fn run_observed(
             Ok(None) | Err(_) => pipes_open = false,
         }
     }
-    if let Some(f) = on_line.as_deref_mut() {
+    if let Some(f) = on_line {
         lines.finish(|line| f(&jail.masker.mask(&String::from_utf8_lossy(line))));
     }
     let rest = masker.finish();
