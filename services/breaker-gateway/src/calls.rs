@@ -21,6 +21,8 @@ pub struct Admitted {
     /// The call's place in the client's trace (a new trace without `traceparent`).
     pub trace: TraceContext,
     pub start_unix_nanos: u64,
+    /// The minted key the call was made with, charged with its cost.
+    pub key: Option<std::sync::Arc<str>>,
     /// The project's bulkhead slot, freed when the call (its stream included) has ended.
     _permit: Permit,
 }
@@ -55,13 +57,21 @@ impl GatewayState {
         })
     }
 
-    /// Checks the project's budget and takes a slot of its bulkhead.
+    /// Checks the caller's cap (a minted key's), the project's budget and takes a slot of its
+    /// bulkhead.
     pub fn admit(
         &self,
+        caller: &helix_core::auth::Principal,
         project: Project,
         protocol: Protocol,
         traceparent: Option<&str>,
     ) -> Result<Admitted, GatewayError> {
+        if let Some(id) = &caller.minted
+            && let Err(spent) = self.caps.admit(id)
+        {
+            self.metrics().rejected("key_cap");
+            return Err(GatewayError::KeySpent(spent));
+        }
         if let Err(source) = self.budgets.check(&project, now_unix_ms()) {
             self.metrics().rejected("budget");
             return Err(GatewayError::Budget { project: project.name.to_string(), source });
@@ -76,6 +86,7 @@ impl GatewayState {
             protocol,
             trace: TraceContext::from_traceparent(traceparent),
             start_unix_nanos: now_unix_nanos(),
+            key: caller.minted.clone(),
             _permit: permit,
         })
     }
@@ -107,6 +118,9 @@ impl GatewayState {
                 let cost = self.prices.cost(model, usage);
                 if let Some(c) = cost {
                     self.budgets.charge(project, c, now_unix_ms());
+                    if let Some(k) = &call.key {
+                        self.caps.charge(k, c);
+                    }
                     metrics.cost(project, model, c);
                 }
                 cost

@@ -13,7 +13,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use helix_core::ErrorCode;
 
-use crate::accounting::{BudgetExceeded, ProjectRefused};
+use crate::accounting::{BudgetExceeded, CapSpent, ProjectRefused};
 use crate::protocol::{self, Protocol};
 
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +39,15 @@ pub enum GatewayError {
     /// The caller may not bill to the project its request names.
     #[error("{0}")]
     Forbidden(String),
+    /// A minted key spent its cap: final, not to be retried.
+    #[error("{0}")]
+    KeySpent(CapSpent),
+    /// No minted key with this id (or not one the caller may see).
+    #[error("no key {0:?}")]
+    UnknownKey(String),
+    /// As many minted keys exist as the gateway keeps.
+    #[error("{0}")]
+    TooManyKeys(String),
 }
 
 impl From<ProjectRefused> for GatewayError {
@@ -61,6 +70,9 @@ impl GatewayError {
             GatewayError::ProjectBusy { .. } => ErrorCode::ConcurrencyLimit,
             GatewayError::UnknownDeployment(_) | GatewayError::UnknownModel(_) => ErrorCode::NotFound,
             GatewayError::Forbidden(_) => ErrorCode::Forbidden,
+            GatewayError::KeySpent(_) => ErrorCode::BudgetExceeded,
+            GatewayError::UnknownKey(_) => ErrorCode::NotFound,
+            GatewayError::TooManyKeys(_) => ErrorCode::ConcurrencyLimit,
         }
     }
 
@@ -90,11 +102,23 @@ impl GatewayError {
     /// The error as the client's provider would have sent it (see the module docs).
     pub fn provider_response(&self, protocol: Protocol) -> HttpResponse {
         let code = self.code();
-        let body = protocol::error_body(protocol, code.status(), code.as_str(), &self.to_string());
+        let mut body = protocol::error_body(protocol, code.status(), code.as_str(), &self.to_string());
+        if matches!(self, GatewayError::Budget { .. } | GatewayError::KeySpent(_))
+            && protocol == Protocol::OpenAi
+        {
+            // what OpenAI answers for a spent quota: clients (Codex) stop instead of retrying
+            body["error"]["type"] = serde_json::json!("insufficient_quota");
+        }
         let mut res = HttpResponse::build(helix_http::problem::status_of(code))
             .content_type("application/json")
             .body(body.to_string());
         self.add_retry_after(&mut res);
+        if matches!(self, GatewayError::KeySpent(_)) {
+            // a spent cap does not come back: the official SDKs (and the agents built on them)
+            // honour this header and do not retry
+            res.headers_mut()
+                .insert(header::HeaderName::from_static("x-should-retry"), HeaderValue::from_static("false"));
+        }
         res.extensions_mut().insert(helix_http::middleware::OwnErrorShape);
         res
     }

@@ -13,6 +13,7 @@ pub mod accounting;
 pub mod breaker;
 pub mod calls;
 pub mod error;
+pub mod minting;
 pub mod protocol;
 pub mod proxy;
 pub mod responses;
@@ -43,6 +44,8 @@ pub struct GatewayState {
     pub proxy: Arc<Proxy>,
     pub keys: KeyRing,
     pub budgets: Budgets,
+    /// Cost caps of minted keys (`POST /v1/keys`).
+    pub caps: accounting::KeyCaps,
     pub prices: Prices,
     pub emitter: Arc<Emitter>,
     /// Where the emitter sends events (for readiness).
@@ -110,6 +113,7 @@ impl GatewayState {
             proxy,
             keys,
             budgets,
+            caps: accounting::KeyCaps::default(),
             prices: Prices::from_config(&gw.prices),
             emitter,
             collector_url,
@@ -231,6 +235,13 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<GatewayState>) {
         .service(post("/v1/circuits/{id}/reset", routes::circuits::reset))
         .service(post("/v1/circuits/{id}/force-open", routes::circuits::force_open))
         .service(post("/v1/circuits/{id}/disable", routes::circuits::disable))
+        .service(post("/v1/keys", routes::keys::mint))
+        .service(
+            web::resource("/v1/keys/{id}")
+                .route(web::get().to(routes::keys::usage))
+                .route(web::delete().to(routes::keys::revoke))
+                .default_service(web::to(helix_http::routes::method_not_allowed("GET, DELETE"))),
+        )
         .service(get("/metrics", routes::circuits::metrics));
 }
 
@@ -249,7 +260,10 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<GatewayState>) {
         routes::circuits::reset,
         routes::circuits::force_open,
         routes::circuits::disable,
-        routes::circuits::metrics
+        routes::circuits::metrics,
+        routes::keys::mint,
+        routes::keys::usage,
+        routes::keys::revoke
     ),
     components(schemas(
         routes::llm::ChatRequest,
@@ -266,13 +280,17 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<GatewayState>) {
         routes::llm::AnthropicModel,
         routes::llm::ModelInfo,
         routes::circuits::CircuitList,
+        minting::MintRequest,
+        minting::MintedKey,
+        accounting::KeyUsage,
         Snapshot,
         State,
         RedisStatus,
     )),
     tags(
         (name = "llm", description = "the OpenAI- and Anthropic-compatible proxy (point an SDK's base_url here)"),
-        (name = "circuits", description = "circuit breakers per deployment, and metrics")
+        (name = "circuits", description = "circuit breakers per deployment, and metrics"),
+        (name = "keys", description = "keys minted for agents: one project, a cost cap, an expiry")
     )
 )]
 struct ApiDoc;

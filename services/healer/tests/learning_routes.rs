@@ -52,6 +52,7 @@ impl Healer {
                 projects: (!projects.is_empty())
                     .then(|| Arc::from(projects.iter().map(|p| p.to_string()).collect::<Vec<_>>())),
                 gateway_key: None,
+                minted: None,
             };
             auth.add(id, TokenSource::Value(Secret::new(token)), principal, &|_| None).expect("token");
         }

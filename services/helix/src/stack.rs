@@ -52,6 +52,7 @@ fn credentials(cfg: &HelixConfig) -> anyhow::Result<Credentials> {
             scopes: Scopes::of(&[Scope::Admin]),
             projects: None,
             gateway_key: None,
+            minted: None,
         };
         authenticator.add("the local token", TokenSource::Value(token), admin, &env)?;
         tracing::info!(path = %path.display(), "local token written (auth.local_token)");
@@ -77,6 +78,7 @@ fn credentials(cfg: &HelixConfig) -> anyhow::Result<Credentials> {
                 ]),
                 projects: None,
                 gateway_key: None,
+                minted: None,
             };
             authenticator.add_internal(token.clone(), internal)?;
             Some(token)

@@ -103,6 +103,8 @@ pub fn start(
     let compress = service.kind() != helix_core::ServiceKind::BreakerGateway;
     let gateway = service.kind() == helix_core::ServiceKind::BreakerGateway;
     let policy = Arc::new(Policy::new(&doc, settings.access.clone(), gateway));
+    // for handlers that mint keys into the shared authenticator (the gateway's `POST /v1/keys`)
+    let access = web::Data::from(settings.access.clone());
 
     let factory = move || {
         let svc = shared.clone();
@@ -111,6 +113,7 @@ pub fn start(
             .wrap(Condition::new(compress, Compress::default()))
             .wrap(from_fn(move |req, next| request_context(policy.clone(), service.clone(), req, next)))
             .app_data(svc.clone())
+            .app_data(access.clone())
             .app_data(web::JsonConfig::default().limit(limit).error_handler(json_error))
             .app_data(web::PayloadConfig::new(limit))
             .app_data(web::QueryConfig::default().error_handler(query_error))

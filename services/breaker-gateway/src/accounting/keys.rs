@@ -162,6 +162,7 @@ mod tests {
             scopes: Scopes::of(&[Scope::Llm]),
             projects: projects.map(|ps| Arc::from(ps.iter().map(|p| p.to_string()).collect::<Vec<_>>())),
             gateway_key,
+            minted: None,
         };
         let alpha = ring.project_of(&caller(Some(0), Some(&["alpha"])));
         assert_eq!(
@@ -188,6 +189,7 @@ mod tests {
             scopes: Scopes::of(&[Scope::Llm]),
             projects: projects.map(|ps| Arc::from(ps.iter().map(|p| p.to_string()).collect::<Vec<_>>())),
             gateway_key,
+            minted: None,
         };
         let admin = Principal { scopes: Scopes::of(&[Scope::Admin]), ..Principal::anonymous() };
         // unlimited callers name any project, with its key's limits when it has one

@@ -9,6 +9,7 @@
 //!   spent budget again.
 //! - [`bulkhead`]: calls in flight per project and per deployment, refused rather than queued so
 //!   one noisy project or one slow deployment cannot take every connection.
+//! - [`caps`]: the cost caps of keys minted for agents (`POST /v1/keys`).
 //! - [`pricing`]: token usage → USD.
 //! - [`emitter`]: one trace span per proxied call, sent to the trace-collector in the background
 //!   without ever slowing or failing a call.
@@ -16,6 +17,7 @@
 
 pub mod budget;
 pub mod bulkhead;
+pub mod caps;
 pub mod emitter;
 pub mod keys;
 pub mod metrics;
@@ -23,6 +25,7 @@ pub mod pricing;
 
 pub use budget::{BudgetExceeded, Budgets};
 pub use bulkhead::{Bulkheads, Permit};
+pub use caps::{CapSpent, KeyCaps, KeyUsage};
 pub use emitter::{
     Emitter, EmitterStats, LlmCall, TraceContext, circuit_event, llm_call_event, llm_call_json,
 };

@@ -483,9 +483,8 @@ async fn proxy_call(
     };
     // the access layer checked the key before the body was read; the project it may name is
     // checked here
-    let project = match named_project(&req)
-        .and_then(|named| state.project_for(&helix_http::access::principal(&req), named))
-    {
+    let caller = helix_http::access::principal(&req);
+    let project = match named_project(&req).and_then(|named| state.project_for(&caller, named)) {
         Ok(p) => p,
         Err(e) => return refuse(e, ""),
     };
@@ -529,7 +528,7 @@ async fn proxy_call(
             return estimated_count(&body);
         }
     }
-    let admitted = match state.admit(project, protocol, header(&req, "traceparent")) {
+    let admitted = match state.admit(&caller, project, protocol, header(&req, "traceparent")) {
         Ok(a) => a,
         Err(e) => return refuse(e, &model),
     };

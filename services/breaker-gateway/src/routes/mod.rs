@@ -2,6 +2,7 @@
 //! ([`circuits`]).
 
 pub mod circuits;
+pub mod keys;
 pub mod llm;
 
 #[cfg(test)]

@@ -328,3 +328,99 @@ async fn a_gateway_key_keeps_its_project_whatever_the_header_says() {
     assert!(stack.metric("shop").await.is_some() && stack.metric("webshop").await.is_none());
     stack.stop().await;
 }
+
+#[actix_web::test]
+async fn a_minted_key_bills_to_its_project_until_its_cap_is_spent_and_only_its_minter_sees_it() {
+    let stack = Stack::start().await;
+    let http = reqwest::Client::new();
+    let cost = 10.0 / 1e6 * 2.5 + 5.0 / 1e6 * 10.0;
+    let mint = |credential: &str, body: Value| {
+        http.post(format!("{}/v1/keys", stack.url)).bearer_auth(credential).json(&body).send()
+    };
+    // a cap of one and a half calls: the first two are admitted, the third is refused
+    let res = mint(ADMIN, json!({"project": "agents", "max_cost_usd": cost * 1.5, "ttl_seconds": 600}))
+        .await
+        .expect("mint");
+    assert_eq!(res.status(), 201);
+    let minted: Value = res.json().await.expect("json");
+    let (id, key) = (minted["id"].as_str().expect("id"), minted["key"].as_str().expect("key"));
+    assert_eq!(minted["project"], "agents");
+
+    let (status, body, trace) = stack.call("/v1/chat/completions", key, None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(stack.span(&trace).await.project.as_deref(), Some("agents"), "billed to its project");
+    // it may not name another project, nor do anything but call models
+    let (status, _, _) = stack.call("/v1/chat/completions", key, Some("shop")).await;
+    assert_eq!(status, 403);
+    let circuits = http.get(format!("{}/v1/circuits", stack.url)).bearer_auth(key).send().await.expect("get");
+    assert_eq!(circuits.status(), 403);
+    assert_eq!(mint(key, json!({})).await.expect("mint").status(), 403, "a minted key mints nothing");
+
+    let (status, body, _) = stack.call("/v1/messages", key, None).await;
+    assert_eq!(status, 200, "{body}");
+    for path in ["/v1/chat/completions", "/v1/messages"] {
+        let trace_id = crate::accounting::emitter::new_trace_id();
+        let res = http
+            .post(format!("{}{path}", stack.url))
+            .bearer_auth(key)
+            .header("anthropic-version", "2023-06-01")
+            .header("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01"))
+            .json(&json!({"model": "oa", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(res.status(), 429, "{path}: the cap is spent");
+        assert_eq!(res.headers().get("x-should-retry").and_then(|v| v.to_str().ok()), Some("false"));
+        assert!(res.headers().get("retry-after").is_none(), "a spent cap does not come back");
+        let body: Value = res.json().await.expect("json");
+        assert!(code(&body).is_some_and(|c| c.contains("budget_exceeded") || c.contains("cap")), "{body}");
+        if path == "/v1/chat/completions" {
+            assert_eq!(body["error"]["type"], "insufficient_quota", "{body}");
+        }
+    }
+    assert_eq!(stack.seen.lock().expect("seen").len(), 2, "refused calls never reach the upstream");
+
+    // its usage: for its minter and admins only
+    let usage =
+        |credential: &str| http.get(format!("{}/v1/keys/{id}", stack.url)).bearer_auth(credential).send();
+    let res = usage(ADMIN).await.expect("get");
+    assert_eq!(res.status(), 200);
+    let u: Value = res.json().await.expect("json");
+    assert!((u["spent_usd"].as_f64().expect("spent") - 2.0 * cost).abs() < 1e-12, "{u}");
+    assert_eq!((u["calls"].as_u64(), u["refused"].as_u64()), (Some(2), Some(2)), "{u}");
+    assert!(!u.to_string().contains(key), "the usage never shows the key");
+    assert_eq!(usage(LIMITED).await.expect("get").status(), 404, "another caller does not see it");
+
+    // a limited token mints only for its own projects, with its own name as the minter
+    let res = mint(LIMITED, json!({"project": "shop"})).await.expect("mint");
+    assert_eq!(res.status(), 403);
+    let res = mint(LIMITED, json!({"project": "alpha", "ttl_seconds": 60})).await.expect("mint");
+    assert_eq!(res.status(), 201);
+    let alpha: Value = res.json().await.expect("json");
+    let alpha_id = alpha["id"].as_str().expect("id");
+    let res = http.get(format!("{}/v1/keys/{alpha_id}", stack.url)).bearer_auth(LIMITED).send().await;
+    assert_eq!(res.expect("get").status(), 200);
+    // bad requests are problems with stable codes
+    for bad in [
+        json!({"max_cost_usd": -1}),
+        json!({"max_cost_usd": 0}),
+        json!({"ttl_seconds": 0}),
+        json!({"ttl_seconds": 86_401}),
+        json!({"project": " x"}),
+        json!({"unknown": 1}),
+    ] {
+        let res = mint(ADMIN, bad.clone()).await.expect("mint");
+        assert_eq!(res.status(), 400, "{bad}");
+        let p: Value = res.json().await.expect("problem");
+        assert!(p["code"].as_str().is_some_and(|c| c.starts_with("invalid")), "{bad}: {p}");
+    }
+
+    // revoked: refused as an unknown token, and gone
+    let res =
+        http.delete(format!("{}/v1/keys/{id}", stack.url)).bearer_auth(ADMIN).send().await.expect("delete");
+    assert_eq!(res.status(), 200);
+    let (status, _, _) = stack.call("/v1/chat/completions", key, None).await;
+    assert_eq!(status, 401);
+    assert_eq!(usage(ADMIN).await.expect("get").status(), 404);
+    stack.stop().await;
+}

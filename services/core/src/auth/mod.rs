@@ -29,6 +29,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+pub mod minted;
+
 /// What a token may do. `admin` implies every other scope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Scope {
@@ -148,12 +150,20 @@ pub struct Principal {
     pub projects: Option<Arc<[String]>>,
     /// For a gateway key: its position in `[[breaker_gateway.keys]]` (budget, bulkhead).
     pub gateway_key: Option<usize>,
+    /// For a minted key (see [`minted`]): its id, under which the gateway keeps its cost cap.
+    pub minted: Option<Arc<str>>,
 }
 
 impl Principal {
     /// The caller when no tokens are configured (loopback only): every scope, every project.
     pub fn anonymous() -> Principal {
-        Principal { id: Arc::from("anonymous"), scopes: Scopes::EVERY, projects: None, gateway_key: None }
+        Principal {
+            id: Arc::from("anonymous"),
+            scopes: Scopes::EVERY,
+            projects: None,
+            gateway_key: None,
+            minted: None,
+        }
     }
 
     pub fn allows(&self, scope: Scope) -> bool {
@@ -275,6 +285,8 @@ pub struct Authenticator {
     enforced: bool,
     /// Whether gateway keys exist: then the gateway's LLM routes need a token.
     gateway_keys: bool,
+    /// Keys minted at run time (see [`minted`]); they never make tokens required.
+    minted: minted::MintedKeys,
 }
 
 impl fmt::Debug for Authenticator {
@@ -295,7 +307,12 @@ pub enum TokenSource<'a> {
 impl Authenticator {
     /// No tokens: every caller is anonymous (loopback only).
     pub fn open() -> Authenticator {
-        Authenticator { entries: Vec::new(), enforced: false, gateway_keys: false }
+        Authenticator {
+            entries: Vec::new(),
+            enforced: false,
+            gateway_keys: false,
+            minted: minted::MintedKeys::default(),
+        }
     }
 
     /// Adds a token. `what` names it in errors (`auth.tokens[0]`, `breaker_gateway.keys[1]`);
@@ -377,6 +394,7 @@ impl Authenticator {
                 scopes: Scopes::of(&[Scope::Llm]),
                 projects: Some(Arc::from(vec![k.project.clone()])),
                 gateway_key: Some(i),
+                minted: None,
             };
             a.add(
                 &format!("breaker_gateway.keys[{i}] ({})", k.key_env),
@@ -406,6 +424,31 @@ impl Authenticator {
         authorization: Option<&str>,
         x_api_key: Option<&str>,
     ) -> Result<Option<Principal>, Refusal> {
+        self.identify_at(authorization, x_api_key, crate::time::now_ms())
+    }
+
+    /// A new key standing for `principal` (see [`minted::narrowed`]) until `expires_at_ms`.
+    pub fn mint(
+        &self,
+        principal: Principal,
+        expires_at_ms: i64,
+        now_ms: i64,
+    ) -> Result<Secret, minted::MintError> {
+        self.minted.mint(principal, expires_at_ms, now_ms)
+    }
+
+    /// Revokes the minted key with id `id`; whether it existed.
+    pub fn revoke_minted(&self, id: &str) -> bool {
+        self.minted.revoke(id)
+    }
+
+    /// [`Authenticator::identify`] at `now_ms` (which minted keys have expired).
+    pub fn identify_at(
+        &self,
+        authorization: Option<&str>,
+        x_api_key: Option<&str>,
+        now_ms: i64,
+    ) -> Result<Option<Principal>, Refusal> {
         let candidates = [x_api_key.map(str::trim).filter(|k| !k.is_empty()), authorization.and_then(bearer)];
         let mut presented = false;
         for token in candidates.into_iter().flatten() {
@@ -420,6 +463,9 @@ impl Authenticator {
             }
             if let Some(p) = found {
                 return Ok(Some(p.clone()));
+            }
+            if let Some(p) = self.minted.find(&d, now_ms) {
+                return Ok(Some(p));
             }
         }
         if presented { Err(Refusal::Invalid) } else { Ok(None) }
@@ -561,6 +607,7 @@ impl TokenConfig {
             scopes: Scopes::of(&scopes),
             projects: (!self.projects.is_empty()).then(|| Arc::from(self.projects.clone())),
             gateway_key: None,
+            minted: None,
         }
     }
 
@@ -688,6 +735,7 @@ mod tests {
             scopes: Scopes::of(scopes),
             projects: projects.map(|ps| Arc::from(ps.iter().map(|p| p.to_string()).collect::<Vec<_>>())),
             gateway_key: None,
+            minted: None,
         }
     }
 

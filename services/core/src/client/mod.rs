@@ -23,6 +23,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub mod keys;
+
 use crate::Health;
 use crate::trace::Event;
 
