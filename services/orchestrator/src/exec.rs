@@ -289,7 +289,13 @@ impl Sandbox {
     }
 
     /// `argv` wrapped in the sandbox and the rlimits, to run in `cwd`.
-    fn wrap(&self, argv: Vec<String>, cwd: &Path, rlimits: &Rlimits) -> Vec<String> {
+    fn wrap(
+        &self,
+        argv: Vec<String>,
+        cwd: &Path,
+        rlimits: &Rlimits,
+        binds: &[std::path::PathBuf],
+    ) -> Vec<String> {
         let mut out = Vec::new();
         if let Some(bwrap) = &self.inner.bwrap {
             let cwd = cwd.canonicalize().unwrap_or_else(|_| cwd.to_path_buf());
@@ -320,6 +326,12 @@ impl Sandbox {
             if self.inner.hide_dirs.iter().any(|d| cwd.starts_with(d)) {
                 out.extend(["--bind".to_owned(), s(&cwd), s(&cwd)]);
             }
+            for b in binds {
+                let b = b.canonicalize().unwrap_or_else(|_| b.clone());
+                if self.inner.hide_dirs.iter().any(|d| b.starts_with(d)) {
+                    out.extend(["--bind".to_owned(), s(&b), s(&b)]);
+                }
+            }
             out.extend(["--chdir".to_owned(), s(&cwd), "--".to_owned()]);
         }
         if let Some(prlimit) = self.inner.prlimit.as_ref().filter(|_| !rlimits.is_empty()) {
@@ -345,13 +357,16 @@ pub struct Jail {
     /// The attempt's cgroup (see [`crate::contain`]): every command joins it before it starts
     /// and everything in it is killed when the command ends.
     pub cgroup: Option<Arc<crate::contain::Group>>,
+    /// Directories the command may write besides its workspace, visible inside the sandbox
+    /// even where they lie under a hidden directory (an agent's scratch home).
+    pub binds: Vec<std::path::PathBuf>,
 }
 
 impl Jail {
     /// A jail with `rlimits` and `secrets`, the secrets masked in the output.
     pub fn new(sandbox: Sandbox, rlimits: Rlimits, secrets: BTreeMap<String, String>) -> Jail {
         let masker = helix_core::redact::Masker::new(secrets.values());
-        Jail { sandbox, rlimits, secrets, masker, cgroup: None }
+        Jail { sandbox, rlimits, secrets, masker, cgroup: None, binds: Vec::new() }
     }
 
     /// This jail, its commands contained in `cgroup`.
@@ -643,7 +658,7 @@ pub async fn run_observed(
     if !resolvable(&program, cwd, &full_env) {
         return Err(ExecError::NotFound { program });
     }
-    let mut wrapped = jail.sandbox.wrap(argv, cwd, &jail.rlimits);
+    let mut wrapped = jail.sandbox.wrap(argv, cwd, &jail.rlimits, &jail.binds);
     if jail.cgroup.is_some() {
         wrapped = crate::contain::gated(wrapped);
     }

@@ -248,6 +248,32 @@ pub enum PhaseKind {
         /// Workspace file the answer is written to.
         output: Option<String>,
     },
+    /// A coding-agent CLI working in the workspace (see [`AgentPhase`]).
+    Agent(AgentPhase),
+}
+
+/// What an agent phase runs (`kind = "agent"`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentPhase {
+    /// `claude-code`, `codex` or `generic`.
+    pub agent: crate::agent::profile::Profile,
+    /// The CLI to start instead of the profile's (`claude`, `codex`); may hold `{{var}}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub program: Option<String>,
+    /// `generic` only: the command (argv) that starts the agent; `{{prompt}}` is the prompt.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub run: Vec<String>,
+    /// Template with `{{var}}` and `{{phases.NAME.output}}` placeholders.
+    pub prompt: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_turns: Option<u32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_tools: Vec<String>,
+    /// What all attempts of the phase may spend on model calls together, enforced by the gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_cost_usd: Option<f64>,
 }
 
 impl PhaseKind {
@@ -255,6 +281,7 @@ impl PhaseKind {
         match self {
             PhaseKind::Command { .. } => "command",
             PhaseKind::Llm { .. } => "llm",
+            PhaseKind::Agent(_) => "agent",
         }
     }
 }
@@ -626,6 +653,24 @@ impl<'a, 'i> Tab<'a, 'i> {
         }
     }
 
+    /// A number (integer or float), finite.
+    fn float(&self, k: &str) -> Res<Option<f64>> {
+        match self.find(k) {
+            None => Ok(None),
+            Some((_, v)) => {
+                let n = match v.get_ref() {
+                    DeValue::Integer(_) => self.int(k)?.map(|i| i as f64),
+                    DeValue::Float(f) => f.as_str().replace('_', "").parse::<f64>().ok(),
+                    other => return Err(self.type_err(k, "a number", other)),
+                };
+                match n {
+                    Some(n) if n.is_finite() => Ok(Some(n)),
+                    _ => Err(self.err(k, "must be a finite number")),
+                }
+            }
+        }
+    }
+
     fn bounded(&self, k: &str, min: i64, max: i64) -> Res<Option<u32>> {
         match self.int(k)? {
             None => Ok(None),
@@ -954,6 +999,14 @@ const LIMIT_KEYS: &[&str] = &["cpu", "memory", "file_size", "processes"];
 const COMMAND_KEYS: &[&str] = &["run", "shell"];
 const LLM_KEYS: &[&str] =
     &["model", "prompt", "system", "schema", "schema_file", "max_reasks", "max_tokens", "output"];
+const AGENT_KEYS: &[&str] =
+    &["agent", "program", "run", "prompt", "model", "max_turns", "allowed_tools", "max_cost_usd"];
+/// Each phase kind and the keys that belong to it (besides [`PHASE_KEYS`]).
+const KIND_KEYS: &[(&str, &[&str])] = &[("command", COMMAND_KEYS), ("llm", LLM_KEYS), ("agent", AGENT_KEYS)];
+/// Most turns an agent phase may allow.
+const MAX_AGENT_TURNS: i64 = 1000;
+/// Largest `max_cost_usd` (a bound against typos, as the gateway's).
+const MAX_AGENT_COST_USD: f64 = 1_000_000.0;
 const GATE_KEYS: &[&str] = &["name", "kind", "on_fail"];
 const GATE_KINDS: &[(&str, &[&str])] = &[
     ("exit_code", &["expect"]),
@@ -1045,21 +1098,17 @@ fn parse_phase(
     pipeline_env: &BTreeMap<String, String>,
     base: Option<&Path>,
 ) -> Res<Phase> {
-    let kind = tab.req_str("kind", "\"command\" or \"llm\"")?;
-    let (own, other, other_kind): (&[&str], &[&str], &str) = match kind.as_str() {
-        "command" => (COMMAND_KEYS, LLM_KEYS, "llm"),
-        "llm" => (LLM_KEYS, COMMAND_KEYS, "command"),
-        _ => {
-            return Err(
-                tab.err("kind", format!("unknown phase kind {kind:?}, expected \"command\" or \"llm\""))
-            );
-        }
+    let kinds = || KIND_KEYS.iter().map(|(k, _)| format!("\"{k}\"")).collect::<Vec<_>>().join(", ");
+    let kind = tab.req_str("kind", &kinds())?;
+    let Some((_, own)) = KIND_KEYS.iter().find(|(k, _)| *k == kind) else {
+        return Err(tab.err("kind", format!("unknown phase kind {kind:?}, expected one of {}", kinds())));
     };
-    let allowed: Vec<&str> = PHASE_KEYS.iter().chain(own).copied().collect();
+    let allowed: Vec<&str> = PHASE_KEYS.iter().chain(own.iter()).copied().collect();
     tab.check_keys(&allowed, |k| {
-        other
-            .contains(&k)
-            .then(|| format!("`{k}` belongs to {other_kind} phases, this phase is kind = {kind:?}"))
+        KIND_KEYS
+            .iter()
+            .find(|(_, keys)| keys.contains(&k))
+            .map(|(other, _)| format!("`{k}` belongs to {other} phases, this phase is kind = {kind:?}"))
     })?;
 
     let env = tab.name_map("env")?;
@@ -1073,8 +1122,11 @@ fn parse_phase(
         "command" => PhaseKind::Command {
             run: parse_run(&tab, &scope)?.ok_or_else(|| tab.missing("run", "the command"))?,
         },
+        "agent" => PhaseKind::Agent(parse_agent(&tab, &scope)?),
         _ => parse_llm(&tab, &scope, base)?,
     };
+    // a command or an agent is a process: its exit code is judged unless a gate says how
+    let process = matches!(kind, PhaseKind::Command { .. } | PhaseKind::Agent(_));
 
     let gate_paths: Vec<String> =
         (0..tab.sub_array("gate")?.len()).map(|j| tab.key(&format!("gate[{j}]"))).collect();
@@ -1082,7 +1134,7 @@ fn parse_phase(
     let mut gate_names: Vec<String> = Vec::new();
     for (j, (map, start)) in tab.sub_array("gate")?.into_iter().enumerate() {
         let gtab = tab.child(map, start, &gate_paths[j]);
-        let gate = parse_gate(&gtab, &scope, matches!(kind, PhaseKind::Command { .. }), base)?;
+        let gate = parse_gate(&gtab, &scope, process, base)?;
         if let Some(name) = &gate.name {
             if gate_names.contains(name) {
                 return Err(gtab.err("name", format!("duplicate gate name {name:?} in this phase")));
@@ -1091,9 +1143,7 @@ fn parse_phase(
         }
         gates.push(gate);
     }
-    if matches!(kind, PhaseKind::Command { .. })
-        && !gates.iter().any(|g| matches!(g.check, GateCheck::ExitCode { .. }))
-    {
+    if process && !gates.iter().any(|g| matches!(g.check, GateCheck::ExitCode { .. })) {
         gates.insert(0, Gate::default_exit_code());
     }
 
@@ -1153,6 +1203,79 @@ fn parse_run(tab: &Tab<'_, '_>, scope: &Scope<'_>) -> Res<Option<CommandSpec>> {
         }
         other => Err(tab.type_err("run", "an array of strings (or a string with shell = true)", other)),
     }
+}
+
+fn parse_agent(tab: &Tab<'_, '_>, scope: &Scope<'_>) -> Res<AgentPhase> {
+    use crate::agent::profile::Profile;
+    let name = tab.req_str("agent", "\"claude-code\", \"codex\" or \"generic\"")?;
+    let agent = Profile::parse(&name).ok_or_else(|| {
+        tab.err(
+            "agent",
+            format!("unknown agent {name:?}, expected \"claude-code\", \"codex\" or \"generic\""),
+        )
+    })?;
+    let prompt = tab.req_str("prompt", "the task, a template")?;
+    check_template(tab, "prompt", &prompt, scope, true)?;
+    let program = tab.str("program")?;
+    if let Some(p) = &program {
+        if p.trim().is_empty() {
+            return Err(tab.err("program", "must not be empty"));
+        }
+        check_template(tab, "program", p, scope, false)?;
+    }
+    let run: Vec<String> = tab.str_list("run")?.unwrap_or_default().into_iter().map(|(s, _)| s).collect();
+    match agent {
+        Profile::Generic => {
+            if run.first().is_none_or(|p| p.trim().is_empty()) {
+                return Err(tab.missing(
+                    "run",
+                    "the command that starts a generic agent, e.g. [\"my-agent\", \"{{prompt}}\"]",
+                ));
+            }
+            if program.is_some() {
+                return Err(tab.err(
+                    "program",
+                    "a generic agent is started by `run`; `program` is for claude-code and codex",
+                ));
+            }
+            // `{{prompt}}` is the rendered prompt
+            let mut with_prompt =
+                Scope { vars: scope.vars.clone(), phase_names: scope.phase_names, index: scope.index };
+            with_prompt.vars.insert("prompt".to_owned());
+            for arg in &run {
+                check_template(tab, "run", arg, &with_prompt, false)?;
+            }
+        }
+        _ if !run.is_empty() => {
+            return Err(tab.err("run", format!("`run` starts a generic agent; a {name} agent is started by its profile (name another binary with `program`)")));
+        }
+        _ => {}
+    }
+    let max_cost_usd = tab.float("max_cost_usd")?;
+    if let Some(c) = max_cost_usd
+        && !(c > 0.0 && c <= MAX_AGENT_COST_USD)
+    {
+        return Err(
+            tab.err("max_cost_usd", format!("must be above 0 and at most {MAX_AGENT_COST_USD}, got {c}"))
+        );
+    }
+    let allowed_tools: Vec<String> =
+        tab.str_list("allowed_tools")?.unwrap_or_default().into_iter().map(|(s, _)| s).collect();
+    if let Some(t) = allowed_tools.iter().find(|t| t.trim().is_empty() || t.contains(',')) {
+        return Err(
+            tab.err("allowed_tools", format!("{t:?} is not a tool name (one per element, no commas)"))
+        );
+    }
+    Ok(AgentPhase {
+        agent,
+        program,
+        run,
+        prompt,
+        model: tab.str("model")?.filter(|m| !m.trim().is_empty()),
+        max_turns: tab.bounded("max_turns", 1, MAX_AGENT_TURNS)?,
+        allowed_tools,
+        max_cost_usd,
+    })
 }
 
 fn parse_llm(tab: &Tab<'_, '_>, scope: &Scope<'_>, base: Option<&Path>) -> Res<PhaseKind> {
@@ -1241,7 +1364,7 @@ fn parse_gate(tab: &Tab<'_, '_>, scope: &Scope<'_>, command_phase: bool, base: O
     let check = match kind.as_str() {
         "exit_code" => {
             if !command_phase {
-                return Err(tab.err("kind", "exit_code gates apply to command phases only"));
+                return Err(tab.err("kind", "exit_code gates apply to command and agent phases only"));
             }
             let expect = tab.int("expect")?.unwrap_or(0);
             let expect = i32::try_from(expect).map_err(|_| tab.err("expect", "out of range"))?;
@@ -1578,8 +1701,10 @@ mod tests {
         assert!(err(&MINIMAL.replace("[\"true\"]", "[\"\", \"x\"]")).contains("program name"));
         let e = err("name = \"p\"\n[[phase]]\nname = \"a\"\nkind = \"llm\"\nmodel = \"m\"\n");
         assert_eq!(e, "line 2: phase[0].prompt: missing required key `prompt` (the prompt template)");
+        let e = err("name = \"p\"\n[[phase]]\nname = \"a\"\nkind = \"robot\"\n");
+        assert!(e.starts_with("line 4: phase[0].kind: unknown phase kind \"robot\""), "{e}");
         let e = err("name = \"p\"\n[[phase]]\nname = \"a\"\nkind = \"agent\"\n");
-        assert!(e.starts_with("line 4: phase[0].kind: unknown phase kind \"agent\""), "{e}");
+        assert!(e.starts_with("line 2: phase[0].agent: missing required key `agent`"), "{e}");
     }
 
     #[test]
@@ -1684,6 +1809,53 @@ mod tests {
     }
 
     #[test]
+    fn agent_phases_parse_with_their_profile_and_round_trip() {
+        let text = r#"name = "a"
+
+[[phase]]
+name = "plan"
+kind = "llm"
+model = "m"
+prompt = "plan it"
+
+[[phase]]
+name = "dev"
+kind = "agent"
+agent = "claude-code"
+program = "{{CLAUDE}}"
+prompt = "Do {{phases.plan.output}}"
+model = "claude-sonnet-4-5"
+max_turns = 12
+allowed_tools = ["Read", "Edit", "Bash(cargo test:*)"]
+max_cost_usd = 1.5
+variables = {}
+
+[phase.env]
+CLAUDE = "/opt/claude"
+"#
+        .replace("variables = {}\n", "");
+        let p = Pipeline::parse(&text).expect("agent phase");
+        let PhaseKind::Agent(a) = &p.phases[1].kind else { panic!("agent") };
+        assert_eq!(a.agent, crate::agent::profile::Profile::ClaudeCode);
+        assert_eq!((a.max_turns, a.max_cost_usd), (Some(12), Some(1.5)));
+        assert_eq!(a.allowed_tools.len(), 3);
+        assert_eq!(p.phases[1].kind.name(), "agent");
+        // a process: its exit code is judged
+        assert!(matches!(p.phases[1].gates[0].check, GateCheck::ExitCode { expect: 0 }));
+        // stored in run.json and read back the same
+        let back: Pipeline = serde_json::from_str(&serde_json::to_string(&p).expect("json")).expect("read");
+        assert_eq!(back, p);
+        // an integer budget is a number too
+        let whole = text.replace("max_cost_usd = 1.5", "max_cost_usd = 2");
+        let PhaseKind::Agent(a) = &Pipeline::parse(&whole).expect("integer").phases[1].kind else { panic!() };
+        assert_eq!(a.max_cost_usd, Some(2.0));
+        let e = Pipeline::parse(&text.replace("max_cost_usd = 1.5", "max_cost_usd = nan"))
+            .expect_err("nan")
+            .to_string();
+        assert!(e.contains("max_cost_usd"), "{e}");
+    }
+
+    #[test]
     fn llm_schema_inline_json_text_or_file() {
         let inline = LLM_PIPELINE
             .replace("PROMPT", "x")
@@ -1741,7 +1913,7 @@ mod tests {
         assert_eq!(more.phases[0].gates[0], Gate::default_exit_code());
         let e = err(&LLM_PIPELINE
             .replace("prompt = \"PROMPT\"", "prompt = \"x\"\n[[phase.gate]]\nkind = \"exit_code\""));
-        assert!(e.contains("exit_code gates apply to command phases only"), "{e}");
+        assert!(e.contains("exit_code gates apply to command and agent phases only"), "{e}");
     }
 
     #[test]

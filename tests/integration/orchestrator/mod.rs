@@ -16,6 +16,7 @@ use helix_tests::{Helix, expect_problem, get_json};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+mod agents;
 mod promises;
 mod runs;
 

@@ -8,7 +8,7 @@ use super::*;
 
 /// The spans of `trace_id` once `ready` holds for them (the emitter sends in batches: poll, for
 /// at most 20 s).
-async fn spans_when(
+pub(super) async fn spans_when(
     o: &Orch,
     trace_id: &str,
     what: &str,
@@ -29,7 +29,7 @@ async fn spans_when(
     }
 }
 
-fn named<'a>(spans: &'a [Value], name: &str) -> Vec<&'a Value> {
+pub(super) fn named<'a>(spans: &'a [Value], name: &str) -> Vec<&'a Value> {
     spans.iter().filter(|s| s["name"] == name).collect()
 }
 

@@ -36,7 +36,7 @@ pub struct KeyUsage {
 
 /// The cap of a key is spent: no further call.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("key {id} has spent ${spent_usd:.4} of its ${max_usd:.4} cap")]
+#[error("budget_exceeded: key {id} has spent ${spent_usd:.4} of its ${max_usd:.4} budget")]
 pub struct CapSpent {
     pub id: String,
     pub spent_usd: f64,

@@ -31,7 +31,8 @@
 use std::path::Path;
 
 /// The agent CLI a phase runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Profile {
     ClaudeCode,
     Codex,

@@ -401,6 +401,51 @@ impl Driver {
         self.emit(span);
     }
 
+    /// One finished step of an agent, as a span under its attempt, the moment it is known: a
+    /// tool call is `execute_tool NAME` (as a command phase's), a model turn `turn MODEL`. The
+    /// turn's tokens are `helix.agent.*`, not `gen_ai.usage.*`: the gateway's span of the same
+    /// call carries those, with its cost, and nothing is counted twice.
+    fn agent_step(&self, step: &crate::agent::stream::Step, attempt_span: &str, phase: &str) {
+        use crate::agent::stream::Step;
+        match step {
+            Step::Tool { id, name, arguments, result, is_error, start, end } => self.emit_span(
+                &helix_core::ids::new_span_id(),
+                Some(attempt_span),
+                format!("execute_tool {name}"),
+                SpanKind::ToolCall,
+                *start,
+                *end,
+                if *is_error { SpanStatus::Error } else { SpanStatus::Ok },
+                Some(phase),
+                serde_json::json!({
+                    "gen_ai.tool.name": name,
+                    "gen_ai.tool.call.id": id,
+                    "helix.tool.arguments": arguments,
+                    "helix.tool.result": result,
+                    "helix.tool.is_error": is_error,
+                }),
+            ),
+            Step::Turn { id, model, tokens, start, end } => self.emit_span(
+                &helix_core::ids::new_span_id(),
+                Some(attempt_span),
+                format!("turn {}", model.as_deref().unwrap_or("model")),
+                SpanKind::Other,
+                *start,
+                *end,
+                SpanStatus::Ok,
+                Some(phase),
+                serde_json::json!({
+                    "helix.agent.turn.id": id,
+                    "helix.agent.turn.model": model,
+                    "helix.agent.turn.input_tokens": tokens.input,
+                    "helix.agent.turn.output_tokens": tokens.output,
+                    "helix.agent.turn.cache_read_tokens": tokens.cache_read,
+                    "helix.agent.turn.cache_write_tokens": tokens.cache_write,
+                }),
+            ),
+        }
+    }
+
     /// Runs phase `index` from the checkpoint's workspace until it passes or healing gives up.
     async fn run_phase(&self, index: usize, cp: &Checkpoint) -> (PhaseRecord, Option<Manifest>) {
         let phase = self.record.pipeline.phases[index].clone();
@@ -487,6 +532,7 @@ impl Driver {
                     hints.as_deref(),
                     &mut baselines,
                     &phase_span,
+                    rec.attempts.iter().map(attempt_cost).sum(),
                 )
                 .await;
             // the preflight fixes that applied stay for every later attempt; each is reported
@@ -502,7 +548,7 @@ impl Driver {
                 .await;
                 patches.push(f.patch.clone());
             }
-            rec.cost_usd += attempt.llm.as_ref().map_or(0.0, |l| l.cost_usd);
+            rec.cost_usd += attempt_cost(&attempt);
             let passed = matches!(attempt.status, PhaseStatus::Passed | PhaseStatus::PassedWithWarnings);
             if let Some(fix) = pending_fix.take() {
                 self.report_fix(&fix, &phase.name, passed).await;
@@ -669,6 +715,7 @@ impl Driver {
         hints: Option<&str>,
         baselines: &mut Option<BTreeMap<usize, TestSummary>>,
         phase_span: &str,
+        spent: f64,
     ) -> (Attempt, Option<Manifest>) {
         let started_at = now_rfc3339();
         let started = Instant::now();
@@ -722,6 +769,7 @@ impl Driver {
             prompt: None,
             outcome: None,
             llm: None,
+            agent: None,
             gates: Vec::new(),
             status: PhaseStatus::Failed,
             patches: patches.to_vec(),
@@ -871,6 +919,45 @@ impl Driver {
                     );
                 }
                 (outcome, Some(exchange))
+            }
+            PhaseKind::Agent(agent) => {
+                let mut vars = env.clone();
+                vars.extend(cp.outputs.iter().map(|(k, v)| (k.clone(), v.clone())));
+                let limits = Limits {
+                    timeout: Some(phase.timeout.unwrap_or(settings.phase_timeout)),
+                    stall_timeout: phase.stall_timeout,
+                    ..Limits::default()
+                };
+                // next to the attempt's workspace, not in it: the agent's config and logs never
+                // land in the files its gates check or the checkpoint keeps
+                let home = workdir.with_extension("home");
+                let group = self.dir().join(super::GROUP_FILE);
+                let patterns = gates::output_patterns(&phase.gates);
+                let call = super::agent::AgentCall {
+                    engine: &self.engine,
+                    agent,
+                    vars: &vars,
+                    env: &env,
+                    context: hints,
+                    workspace: &workdir,
+                    home: &home,
+                    traceparent: helix_core::ids::traceparent(&self.record.trace_id, &attempt_span),
+                    project: &self.record.project,
+                    budget_left: agent.max_cost_usd.map(|m| m - spent),
+                    limits,
+                    cancel: &self.active.cancel,
+                    group_file: Some(&group),
+                    jail: &jail,
+                    patterns: &patterns,
+                };
+                let mut on_step = |step| self.agent_step(&step, &attempt_span, &phase.name);
+                let result = call.run(&mut on_step).await;
+                let _ = std::fs::remove_dir_all(&home);
+                attempt.prompt = result.prompt;
+                attempt.command = result.command;
+                attempt.error = result.error;
+                attempt.agent = Some(result.report);
+                (result.outcome, None)
             }
         };
         attempt.llm = llm;
@@ -1029,6 +1116,29 @@ impl Driver {
                 SpanKind::Other,
                 serde_json::json!({"gen_ai.request.model": model, "helix.attempt": attempt.n}),
             ),
+            // OpenTelemetry's GenAI agent span; its cost is not `helix.cost_usd`: the gateway's
+            // LLM call spans under it carry that, and costs are counted once
+            PhaseKind::Agent(a) => {
+                let r = attempt.agent.clone().unwrap_or_default();
+                (
+                    format!("invoke_agent {}", a.agent.name()),
+                    SpanKind::Other,
+                    serde_json::json!({
+                        "gen_ai.agent.name": a.agent.name(),
+                        "gen_ai.request.model": a.model.clone().or(r.model.clone()),
+                        "helix.attempt": attempt.n,
+                        "helix.agent.program": r.program,
+                        "helix.agent.session": r.session,
+                        "helix.agent.turns": r.turns,
+                        "helix.agent.tool_calls": r.tool_calls,
+                        "helix.agent.cost_usd": r.cost_usd,
+                        "helix.agent.max_cost_usd": r.max_cost_usd,
+                        "helix.agent.budget_exceeded": r.budget_exceeded,
+                        "helix.agent.error": r.error,
+                        "helix.exit_code": attempt.outcome.as_ref().and_then(|o| o.exit_code),
+                    }),
+                )
+            }
         };
         let kind = if attempt.n > 1 && kind == SpanKind::Other { SpanKind::Retry } else { kind };
         self.emit_span(
@@ -1113,6 +1223,17 @@ impl Driver {
             heal.action = "escalate".to_owned();
             return (heal, Next::Stop(PhaseStatus::Escalated));
         }
+        if let Some(r) = attempt.agent.as_ref().filter(|r| r.budget_exceeded) {
+            // the gateway stopped the agent at its cap: another attempt has nothing left to spend
+            heal.failure_class = "budget_exceeded".to_owned();
+            heal.action = "give_up".to_owned();
+            heal.message = Some(format!(
+                "budget_exceeded: the agent was stopped by the gateway after spending ${:.4} (the phase's max_cost_usd left ${:.4})",
+                r.cost_usd,
+                r.max_cost_usd.unwrap_or(0.0)
+            ));
+            return (heal, Next::Stop(PhaseStatus::NeedsHuman));
+        }
         if n >= max || (class == "timeout" && phase.on_timeout == OnTimeout::GiveUp) {
             heal.action = "give_up".to_owned();
             return (heal, Next::Stop(PhaseStatus::NeedsHuman));
@@ -1131,10 +1252,13 @@ impl Driver {
             let base = self.engine.settings.retry_backoff;
             base.saturating_mul(1u32 << (n - 1).min(16)).min(MAX_BACKOFF)
         };
+        let agent = matches!(phase.kind, PhaseKind::Agent(_));
         let with_hints = match class.as_str() {
             "deterministic" | "environment" => true,
             "timeout" => phase.on_timeout == OnTimeout::RetryWithHints,
-            _ => false,
+            // an agent acts on what it is told: whatever failed its checks, tell it
+            "transient" => false,
+            _ => agent,
         };
         match with_hints {
             true => {
@@ -1198,6 +1322,9 @@ impl Driver {
                         heal.hint_ids.push(f.source.clone());
                     }
                     hint.push(format!("Suggested fix ({}): {}", f.confidence, f.description));
+                }
+                if agent {
+                    hint.extend(retry_context(attempt, primary.as_ref().map(|d| d.message.as_str())));
                 }
                 let hints = hint.join("\n");
                 heal.action = "retry_with_hints".to_owned();
@@ -1329,6 +1456,36 @@ pub(super) fn phase_dir_name(index: usize, name: &str) -> String {
 }
 
 /// An outcome for an attempt that could not start.
+/// Bytes of a failed gate's output an agent's next prompt quotes (its tail).
+const CONTEXT_TAIL_BYTES: usize = 2048;
+
+/// What the next attempt of an agent phase is told about this one: the primary diagnostic, each
+/// failed gate with the tail of its output, and how the agent itself ended.
+fn retry_context(attempt: &Attempt, primary: Option<&str>) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(m) = primary {
+        out.push(format!("Primary error: {m}"));
+    }
+    for g in attempt.gates.iter().filter(|g| !g.passed).take(3) {
+        out.push(format!("Check `{}` ({}) failed: {}", g.name, g.kind, g.detail));
+        if let Some(o) = g.output.as_deref().filter(|o| !o.trim().is_empty()) {
+            out.push(format!("Its output ended with:\n{}", tail(o, CONTEXT_TAIL_BYTES).trim_end()));
+        }
+    }
+    if let Some(e) = attempt.agent.as_ref().and_then(|r| r.error.as_deref()) {
+        out.push(format!("The agent reported an error: {}", tail(e, 512)));
+    }
+    if let Some(o) = attempt.outcome.as_ref().filter(|o| !o.success()) {
+        out.push(format!("The agent's process ended with {}.", o.describe()));
+    }
+    out
+}
+
+/// What an attempt's model calls cost: an LLM phase's exchange, an agent's key.
+fn attempt_cost(a: &Attempt) -> f64 {
+    a.llm.as_ref().map_or(0.0, |l| l.cost_usd) + a.agent.as_ref().map_or(0.0, |r| r.cost_usd)
+}
+
 pub(super) fn failed_outcome(message: String) -> Outcome {
     Outcome {
         exit_code: None,

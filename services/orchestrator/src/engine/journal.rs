@@ -135,6 +135,7 @@ fn interrupted(n: u32, started_at: String, patches: Vec<String>) -> Attempt {
         prompt: None,
         outcome: None,
         llm: None,
+        agent: None,
         gates: Vec::new(),
         status: PhaseStatus::Interrupted,
         patches,

@@ -16,6 +16,7 @@
 //!   collector, trace events are dropped and counted; an open circuit at the gateway is waited
 //!   out instead of retried into.
 
+mod agent;
 mod drive;
 mod journal;
 mod llm;
@@ -208,6 +209,60 @@ pub struct LlmExchange {
     pub rejections: Vec<Vec<String>>,
 }
 
+/// What the agent of an agent phase's attempt did, as its stream and the gateway told.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AgentReport {
+    /// `claude-code`, `codex` or `generic`.
+    pub profile: String,
+    /// The program started.
+    pub program: String,
+    /// The stream format it printed (`claude-code`, `codex`), when it printed one.
+    pub format: Option<String>,
+    /// The agent's session or thread id.
+    pub session: Option<String>,
+    pub model: Option<String>,
+    pub turns: u32,
+    pub tool_calls: u32,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cache_read_tokens: u64,
+    pub cache_write_tokens: u64,
+    /// What the gateway metered on the attempt's key: the attempt's cost.
+    pub cost_usd: f64,
+    /// What the agent said it cost (Claude Code computes its own).
+    pub reported_cost_usd: Option<f64>,
+    /// The attempt's cap: what was left of the phase's `max_cost_usd`.
+    pub max_cost_usd: Option<f64>,
+    /// Stopped by its budget (the gateway refused a call), not crashed.
+    pub budget_exceeded: bool,
+    /// The agent's own final message.
+    pub final_text: Option<String>,
+    /// The agent said it failed, and why.
+    pub error: Option<String>,
+    /// Lines of its stream that were not understood.
+    pub skipped_lines: u64,
+}
+
+impl AgentReport {
+    /// Takes what the stream said.
+    fn absorb(&mut self, o: &crate::agent::stream::Outcome) {
+        self.format = o.format.map(|f| f.name().to_owned());
+        self.session.clone_from(&o.session);
+        self.model.clone_from(&o.model);
+        self.turns = o.turns;
+        self.tool_calls = o.tool_calls;
+        self.input_tokens = o.tokens.input;
+        self.output_tokens = o.tokens.output;
+        self.cache_read_tokens = o.tokens.cache_read;
+        self.cache_write_tokens = o.tokens.cache_write;
+        self.reported_cost_usd = o.reported_cost_usd;
+        self.budget_exceeded |= o.budget_exceeded;
+        self.final_text = o.final_text.as_deref().map(|t| drive::tail(t, 16 * 1024));
+        self.error.clone_from(&o.error);
+        self.skipped_lines = o.skipped_lines;
+    }
+}
+
 /// One attempt of a phase.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Attempt {
@@ -223,6 +278,9 @@ pub struct Attempt {
     #[schema(value_type = Option<Object>)]
     pub outcome: Option<Outcome>,
     pub llm: Option<LlmExchange>,
+    /// For agent phases: what the agent did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<AgentReport>,
     #[schema(value_type = Vec<Object>)]
     pub gates: Vec<GateResult>,
     pub status: PhaseStatus,

@@ -68,6 +68,26 @@ fn estimates(baselines: &serde_json::Value, project: &str, phase: &str) -> (Opti
     (cost, duration)
 }
 
+/// A prompt as it will be sent; earlier phases' outputs are unknown before the run, so their
+/// placeholders are kept.
+fn planned_prompt(
+    prompt: &str,
+    vars: &std::collections::BTreeMap<String, String>,
+    pipeline: &Pipeline,
+    index: usize,
+    problems: &mut Vec<String>,
+) -> String {
+    let mut v = vars.clone();
+    for p in &pipeline.phases[..index] {
+        let key = format!("phases.{}.output", p.name);
+        v.insert(key.clone(), format!("{{{{{key}}}}}"));
+    }
+    render(prompt, &v).unwrap_or_else(|e| {
+        problems.push(e.to_string());
+        prompt.to_owned()
+    })
+}
+
 pub(super) async fn plan(engine: &Engine, pipeline: &Pipeline, project: &str) -> Plan {
     let baselines = engine.clients.collector.baselines(Some(project)).await.ok();
     let mut phases = Vec::new();
@@ -83,19 +103,18 @@ pub(super) async fn plan(engine: &Engine, pipeline: &Pipeline, project: &str) ->
                 }
             },
             PhaseKind::Llm { model, prompt, .. } => {
-                // earlier outputs are unknown before the run: keep their placeholders
-                let mut v = vars.clone();
-                for p in &pipeline.phases[..index] {
-                    let key = format!("phases.{}.output", p.name);
-                    v.insert(key.clone(), format!("{{{{{key}}}}}"));
-                }
-                match render(prompt, &v) {
-                    Ok(p) => (p, Some(model.clone())),
-                    Err(e) => {
-                        problems.push(e.to_string());
-                        (prompt.clone(), Some(model.clone()))
-                    }
-                }
+                let p = planned_prompt(prompt, &vars, pipeline, index, &mut problems);
+                (p, Some(model.clone()))
+            }
+            PhaseKind::Agent(a) => {
+                let p = planned_prompt(&a.prompt, &vars, pipeline, index, &mut problems);
+                let program = a.program.clone().or_else(|| a.agent.default_program().map(str::to_owned));
+                let start = match program {
+                    Some(p) => p,
+                    None => a.run.join(" "),
+                };
+                let budget = a.max_cost_usd.map(|c| format!(", at most ${c}")).unwrap_or_default();
+                (format!("{} agent ({start}{budget}): {p}", a.agent.name()), a.model.clone())
             }
         };
         let (cost, duration) =

@@ -159,26 +159,40 @@ pub(super) async fn replay(
             }
             Err(e) => failed_outcome(e.to_string()),
         },
+        PhaseKind::Agent(agent) => {
+            // the agent works again, live: an agent cannot be replayed from a recording
+            let vars = prompt_vars(&dir, index, &env).await?;
+            let limits = Limits {
+                timeout: Some(phase.timeout.unwrap_or(settings.phase_timeout)),
+                stall_timeout: phase.stall_timeout,
+                ..Limits::default()
+            };
+            let home = workdir.with_extension("home");
+            let patterns = gates::output_patterns(&phase.gates);
+            let context = env.get("HELIX_HINTS").cloned();
+            let call = super::agent::AgentCall {
+                engine,
+                agent,
+                vars: &vars,
+                env: &env,
+                context: context.as_deref(),
+                workspace: &workdir,
+                home: &home,
+                traceparent: helix_core::ids::traceparent(&trace_id, &root_span),
+                project: &record.project,
+                budget_left: agent.max_cost_usd,
+                limits,
+                cancel: &cancel,
+                group_file: None,
+                jail: &jail,
+                patterns: &patterns,
+            };
+            let result = call.run(&mut |_| {}).await;
+            let _ = std::fs::remove_dir_all(&home);
+            result.outcome
+        }
         PhaseKind::Llm { .. } => {
-            // the variables the prompt saw: the environment plus earlier phases' outputs, as
-            // recorded in the checkpoint before this phase
-            let mut vars = env.clone();
-            let before = blocking({
-                let dir = dir.clone();
-                move || {
-                    let mut outputs = std::collections::BTreeMap::new();
-                    for seq in checkpoint::run::list_checkpoints(&dir)? {
-                        if let Ok(cp) = checkpoint::run::read_checkpoint::<Checkpoint>(&dir, seq)
-                            && cp.next_phase == index
-                        {
-                            outputs = cp.outputs;
-                        }
-                    }
-                    Ok(outputs)
-                }
-            })
-            .await?;
-            vars.extend(before);
+            let vars = prompt_vars(&dir, index, &env).await?;
             let hints = env.get("HELIX_HINTS").cloned();
             let call = super::llm::LlmCall {
                 engine,
@@ -298,4 +312,29 @@ pub(super) async fn replay(
         same_output,
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
     })
+}
+
+/// The variables a prompt of phase `index` saw: the environment plus earlier phases' outputs, as
+/// recorded in the checkpoint before this phase.
+async fn prompt_vars(
+    dir: &std::path::Path,
+    index: usize,
+    env: &std::collections::BTreeMap<String, String>,
+) -> Result<std::collections::BTreeMap<String, String>, EngineError> {
+    let mut vars = env.clone();
+    let dir = dir.to_path_buf();
+    let before = blocking(move || {
+        let mut outputs = std::collections::BTreeMap::new();
+        for seq in checkpoint::run::list_checkpoints(&dir)? {
+            if let Ok(cp) = checkpoint::run::read_checkpoint::<Checkpoint>(&dir, seq)
+                && cp.next_phase == index
+            {
+                outputs = cp.outputs;
+            }
+        }
+        Ok(outputs)
+    })
+    .await?;
+    vars.extend(before);
+    Ok(vars)
 }
