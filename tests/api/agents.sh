@@ -12,7 +12,19 @@
 #                        openai deployment (translated)
 # A scenario passes when the CLI exits 0, the file holds the scenario's marker, and the CLI's final
 # text (stream-json `result`, codex --json's last agent_message) has the fake's "done:" answer with
-# the marker. Then no key (the upstream's, the CLIs' gateway keys) may appear in helix's output.
+# the marker.
+#
+# Then the same CLIs as the orchestrator runs them, as `kind = "agent"` phases of pipelines started
+# with `helix run` (each with the key the gateway mints for its attempt, never one of ours):
+#   4. pipeline-claude: a Claude Code phase writes a file and passes its gates; its tool call is an
+#                       `execute_tool Bash` span of the run's trace, its cost is on the phase
+#   5. pipeline-codex:  the same with Codex over the Responses API
+#   6. pipeline-retry:  a check fails once; the next attempt's prompt (as the provider received it)
+#                       carries the check's error output
+#   7. pipeline-budget: a phase whose max_cost_usd the first model call spends: the gateway refuses
+#                       the next one, the phase ends needs_human with failure class budget_exceeded
+# Then no key (the upstream's, the CLIs' gateway keys, the minted ones) may appear in helix's
+# output.
 #
 # Loopback only: installing the CLIs is the one step that uses the network (the npm registry);
 # the rest runs in a fresh network namespace (`unshare -n`, only `lo`) when the machine allows one,
@@ -134,6 +146,16 @@ chain = ["oa-claude"]
 name = "gpt-helix"
 chain = ["oa-codex"]
 
+[[breaker_gateway.prices]]
+model = "claude-agent-upstream"
+input = 3.0
+output = 15.0
+
+[[breaker_gateway.prices]]
+model = "gpt-for-codex"
+input = 2.5
+output = 10.0
+
 [[breaker_gateway.keys]]
 key_env = "HELIX_AGENTS_CLAUDE_KEY"
 project = "agents"
@@ -151,6 +173,8 @@ helix_pid=$!
 wait_for "$work/up.out" "press Ctrl-C" "$helix_pid" \
   || { cat "$work/up.err" >&2; echo "helix up did not start" >&2; exit 1; }
 gateway=$(grep -E '^  breaker-gateway +http://' "$work/up.out" | awk '{print $2}')
+orchestrator=$(grep -E '^  orchestrator +http://' "$work/up.out" | awk '{print $2}')
+collector=$(grep -E '^  trace-collector +http://' "$work/up.out" | awk '{print $2}')
 [[ "$gateway" == http://127.0.0.1:* ]] || { cat "$work/up.out" >&2; echo "no breaker-gateway URL" >&2; exit 1; }
 
 # fake_ctl METHOD PATH [JSON]: the fake's control API (/_fake/...), bounded
@@ -311,6 +335,172 @@ if wanted claude-anthropic; then run_claude claude-anthropic claude-sonnet-4-5; 
 if wanted claude-openai; then run_claude claude-openai claude-via-openai; fi
 if wanted codex-responses; then run_codex codex-responses gpt-helix; fi
 
+# run_pipeline NAME PROFILE MODEL TOOL ARGS_JSON EXTRA_TOML: a one-phase pipeline with an agent
+# phase, run by the orchestrator of `helix up` (`helix run --json`); its final run is $dir/run.json
+run_pipeline() {
+  local name=$1 profile=$2 model=$3 tool=$4 args=$5 extra=$6 dir="$work/$1"
+  local program=$claude_bin
+  [[ "$profile" == codex ]] && program=$codex_bin
+  mkdir -p "$dir/ws"
+  cat >"$dir/ws/pipeline.toml" <<EOF
+name = "$name"
+
+[[phase]]
+name = "develop"
+kind = "agent"
+agent = "$profile"
+program = "$program"
+model = "$model"
+prompt = "Write agent_out.txt with the shell, then report."
+timeout = "180s"
+$extra
+EOF
+  agent_mode "$tool" "$args"
+  local rc=0
+  timeout 400 "$helix_bin" run --json --url "$orchestrator" --project "$name" "$dir/ws/pipeline.toml" \
+    >"$dir/run.jsonl" 2>"$dir/run.err" || rc=$?
+  tail -n 1 "$dir/run.jsonl" >"$dir/run.json"
+  echo "$rc" >"$dir/rc"
+}
+
+# pipeline_check NAME DESCRIPTION PYTHON: the verdict on a pipeline scenario; PYTHON sees `run`
+# (the final run), `attempts` (of its phase), `spans` (its trace's), `requests` (what the fake
+# received) and `marker`, and appends to `problems`
+pipeline_check() {
+  local name=$1 what=$2 code=$3 dir="$work/$1"
+  local out
+  out=$(python3 - "$dir/run.json" "$collector" "$fake_url" "${marker:-}" "$code" <<'PY'
+import json, sys, time, urllib.request
+path, collector, fake, marker, code = sys.argv[1:6]
+problems = []
+try:
+    run = json.load(open(path))
+    run = run.get("run", run)
+except (OSError, ValueError) as e:
+    run = {}
+    problems.append("no final run from helix run: %s" % e)
+def get(url):
+    with urllib.request.urlopen(url, timeout=10) as res:
+        return json.load(res)
+def flatten(nodes, out):
+    for n in nodes or []:
+        out.append(n["span"])
+        flatten(n.get("children"), out)
+spans = []
+trace = run.get("trace_id")
+deadline = time.time() + 20
+while trace and time.time() < deadline:
+    try:
+        spans = []
+        flatten(get("%s/v1/traces/%s" % (collector, trace)).get("spans"), spans)
+    except Exception:
+        pass
+    if any(s.get("kind") == "run" for s in spans) and any(s.get("kind") == "llm_call" for s in spans):
+        break
+    time.sleep(0.2)
+requests = get(fake + "/_fake/requests")
+phases = (run.get("phases") or []) + ([run["failed"]] if run.get("failed") else [])
+attempts = [a for p in phases for a in p.get("attempts", [])]
+exec(code)
+print("\n".join(problems))
+PY
+) || out="the check itself failed: $out"
+  if [[ -z "$out" ]]; then
+    echo "PASS $name: $what"
+    passed=$((passed + 1))
+  else
+    echo "FAIL $name: $what"
+    sed 's/^/    /' <<<"$out" | head -n 20
+    tail -n 5 "$dir/run.err" | sed 's/^/    helix run: /'
+    upstream_summary | head -n 10 || true
+    failed=$((failed + 1))
+  fi
+}
+
+# what every passing agent pipeline shows: the tool's file, the tool call in the run's trace, the
+# cost metered on the attempt's key, the gateway's calls in the run's project
+passed_pipeline_checks='
+if run.get("status") != "succeeded":
+    problems.append("run %s: %s" % (run.get("status"), run.get("reason")))
+ws = run.get("workspace") or ""
+try:
+    if open(ws + "/agent_out.txt").read().strip() != marker:
+        problems.append("agent_out.txt does not hold the marker")
+except OSError as e:
+    problems.append("no agent_out.txt in the final workspace: %s" % e)
+agent = (attempts[-1] if attempts else {}).get("agent") or {}
+if agent.get("tool_calls", 0) < 1 or agent.get("turns", 0) < 1:
+    problems.append("the agent report has no tool call or too few turns: %s" % json.dumps(agent)[:400])
+if not agent.get("cost_usd", 0) > 0:
+    problems.append("no cost metered on the attempt key: %s" % json.dumps(agent)[:400])
+tools = [s for s in spans if s.get("kind") == "tool_call" and s.get("name", "").startswith("execute_tool ")]
+if not any(marker in json.dumps(s.get("attributes")) for s in tools):
+    problems.append("no execute_tool span with the command: %s" % [s.get("name") for s in spans])
+calls = [s for s in spans if s.get("kind") == "llm_call"]
+if not calls or any(s.get("project") != run.get("project") for s in calls):
+    problems.append("the gateway spans are not in the run project: %s" % [(s.get("name"), s.get("project")) for s in calls])
+'
+
+if wanted pipeline-claude; then
+  marker="helix-pipeline-ok-claude-$(random_hex)"
+  run_pipeline pipeline-claude claude-code claude-sonnet-4-5 Bash \
+    "{\"command\": \"echo $marker > agent_out.txt && cat agent_out.txt\"}" \
+    $'allowed_tools = ["Bash"]\nmax_cost_usd = 5\n\n[[phase.gate]]\nkind = "files_exist"\npaths = ["agent_out.txt"]'
+  pipeline_check pipeline-claude "Claude Code $claude_version as an agent phase" "$passed_pipeline_checks"
+fi
+if wanted pipeline-codex; then
+  marker="helix-pipeline-ok-codex-$(random_hex)"
+  run_pipeline pipeline-codex codex gpt-helix exec_command \
+    "{\"cmd\": \"echo $marker > agent_out.txt && cat agent_out.txt\"}" \
+    $'max_cost_usd = 5\n\n[[phase.gate]]\nkind = "files_exist"\npaths = ["agent_out.txt"]'
+  pipeline_check pipeline-codex "Codex $codex_version as an agent phase" "$passed_pipeline_checks"
+fi
+if wanted pipeline-retry; then
+  marker="helix-pipeline-ok-retry-$(random_hex)"
+  count="$work/pipeline-retry.count"
+  gate_script="n=\$(cat $count 2>/dev/null || echo 0); echo \$((n + 1)) > $count; [ \$n -ge 1 ] || { echo 'error: the marker check ZQX-4711 failed in tests/test_app.py' >&2; exit 1; }"
+  run_pipeline pipeline-retry claude-code claude-sonnet-4-5 Bash \
+    "{\"command\": \"echo $marker > agent_out.txt && cat agent_out.txt\"}" \
+    "allowed_tools = [\"Bash\"]
+retries = 2
+
+[[phase.gate]]
+name = \"once\"
+kind = \"command\"
+shell = true
+run = '''$gate_script'''"
+  pipeline_check pipeline-retry "a failed check's output is in the next attempt's prompt" '
+if run.get("status") != "succeeded" or len(attempts) != 2:
+    problems.append("want success on the second attempt: %s after %d" % (run.get("status"), len(attempts)))
+else:
+    second = attempts[1].get("prompt") or ""
+    if "What failed last time" not in second or "ZQX-4711" not in second:
+        problems.append("the second prompt lacks the check output: %s" % second[:600])
+    if "ZQX-4711" in (attempts[0].get("prompt") or ""):
+        problems.append("the first prompt already had it")
+    if not any("ZQX-4711" in json.dumps(r.get("body")) for r in requests):
+        problems.append("Claude Code did not send the context to the provider")
+'
+fi
+if wanted pipeline-budget; then
+  marker=""
+  run_pipeline pipeline-budget claude-code claude-sonnet-4-5 Bash '{"command": "echo working"}' \
+    $'allowed_tools = ["Bash"]\nmax_cost_usd = 0.000001\nretries = 2'
+  pipeline_check pipeline-budget "an agent phase over its max_cost_usd is stopped by the gateway" '
+heal = (attempts[-1] if attempts else {}).get("heal") or {}
+agent = (attempts[-1] if attempts else {}).get("agent") or {}
+if run.get("status") != "needs_human":
+    problems.append("run %s, want needs_human" % run.get("status"))
+if len(attempts) != 1:
+    problems.append("%d attempts: a spent budget is not retried" % len(attempts))
+if heal.get("failure_class") != "budget_exceeded" or not agent.get("budget_exceeded"):
+    problems.append("not reported as budget_exceeded: heal %s, agent %s" % (json.dumps(heal)[:300], json.dumps(agent)[:300]))
+generate = [r for r in requests if r.get("path") == "/v1/messages"]
+if len(generate) != 1:
+    problems.append("%d model calls reached the provider, want 1 (the cap stops the second)" % len(generate))
+'
+fi
+
 kill -TERM "$helix_pid"
 if ! timeout 60 tail --pid="$helix_pid" -f /dev/null; then
   echo "FAIL helix up did not stop within 60 s of SIGTERM"
@@ -328,6 +518,11 @@ for var in HELIX_AGENTS_UPSTREAM_KEY HELIX_AGENTS_CLAUDE_KEY HELIX_AGENTS_CODEX_
     leaks=$((leaks + 1))
   fi
 done
+if grep -qE 'hxt_[0-9a-f]{16}' "$work/up.out" "$work/up.err"; then
+  echo "a minted key (hxt_...) appears in helix's output:" >&2
+  grep -nE 'hxt_[0-9a-f]{16}' "$work/up.out" "$work/up.err" | cut -c1-300 | head -5 >&2
+  leaks=$((leaks + 1))
+fi
 log_lines=$(cat "$work/up.out" "$work/up.err" | wc -l)
 if [[ $leaks -eq 0 ]]; then
   echo "PASS no key in helix's output ($log_lines lines, debug)"
