@@ -86,6 +86,20 @@
 //! max_reasks = 2                      # re-asks with the validation error (default 2)
 //! max_tokens = 800
 //! output = "summary.json"             # the answer is written to this workspace file
+//!
+//! [[phase]]
+//! name = "fix"
+//! kind = "agent"                      # a coding-agent CLI working in the workspace
+//! agent = "claude-code"               # "claude-code", "codex", or "generic" (then `run`, an
+//!                                     # argv with {{prompt}}, e.g. ["my-agent", "{{prompt}}"])
+//! program = "/opt/claude/bin/claude"  # optional: another binary than the profile's
+//! model = "claude-sonnet-4-5"         # optional: the model the agent asks the gateway for
+//! prompt = "Fix what {{phases.summary.output}} reports."
+//! allowed_tools = ["Read", "Edit", "Bash"]   # Claude Code's --allowedTools
+//! max_turns = 30                      # Claude Code's --max-turns (1 to 1000)
+//! max_cost_usd = 2.5                  # all attempts together; the gateway stops the agent
+//! stall_timeout = "5m"                # agents get the same gates (exit_code first), timeouts,
+//!                                     # retries and containment as command phases
 //! ```
 //!
 //! Secrets and limits (both also per phase, which then wins):
