@@ -103,6 +103,9 @@ pub enum Mode {
     InvalidJson,
     /// 200 with a valid answer whose text is exactly `bytes` bytes long.
     Huge { bytes: usize },
+    /// 200 with a valid answer whose text is exactly `text` (a scripted reply: a diff, a JSON
+    /// object).
+    Text { text: String },
 }
 
 fn empty_object() -> Value {
@@ -1177,6 +1180,7 @@ fn generation_reply(protocol: Protocol, body: &Value, mode: &Mode, seq: u64) -> 
         Mode::Status { .. } => return status_reply(protocol, mode),
         Mode::InvalidJson => return invalid_json_reply(protocol, exchange.stream, seq),
         Mode::Huge { bytes } => Answer::Text(huge_text(*bytes)),
+        Mode::Text { text } => Answer::Text(text.clone()),
         Mode::ToolCall => match exchange.tools.first() {
             Some(name) => {
                 let input = json!({ "echo": exchange.last_user });
@@ -1533,6 +1537,7 @@ fn completions_reply(body: &Value, mode: &Mode, seq: u64) -> Reply {
         .iter()
         .map(|(prompt, _)| match mode {
             Mode::Huge { bytes } => huge_text(*bytes),
+            Mode::Text { text } => text.clone(),
             _ => format!("echo: {prompt}"),
         })
         .collect();
@@ -1630,6 +1635,7 @@ fn responses_reply(body: &Value, mode: &Mode, seq: u64) -> Reply {
         _ => {
             let answer = match mode {
                 Mode::Huge { bytes } => huge_text(*bytes),
+                Mode::Text { text: t } => t.clone(),
                 _ => format!("echo: {text}"),
             };
             let item = json!({ "type": "message", "id": format!("msg_fake{seq}"), "status": "completed", "role": "assistant",

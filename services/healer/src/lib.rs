@@ -207,6 +207,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<HealerState>) {
         routes::learning::KnownFixes,
         store::KnownFix,
         store::Outcome,
+        store::FixSource,
         store::RankedFix,
         store::SignatureReport,
         routes::patterns::PatternSummary,

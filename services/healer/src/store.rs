@@ -48,6 +48,20 @@ pub enum Outcome {
     Failure,
 }
 
+/// Who came up with a fix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FixSource {
+    /// A pattern of the knowledge base or the healer's proposals.
+    Healer,
+    /// A diff an LLM wrote for a failure no pattern fixed (the orchestrator's `[phase.repair]`).
+    LlmRepair,
+    /// A coding agent's change.
+    Agent,
+    /// A person.
+    Human,
+}
+
 /// A fix attempt and how it went.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FixRecord {
@@ -67,6 +81,12 @@ pub struct FixRecord {
     /// The id of the token that reported it (`anonymous` without tokens); never the token.
     #[serde(default)]
     pub reported_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<FixSource>,
+    /// The diagnostic's key the fix was made for (a module, a name): what a patch is re-based on
+    /// when the same kind of error names another one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
 }
 
 impl FixRecord {
@@ -117,6 +137,15 @@ pub struct RankedFix {
     pub projects: Vec<String>,
     /// Ids of the tokens that reported it.
     pub reported_by: Vec<String>,
+    /// Who came up with it (its latest report's word).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<FixSource>,
+    /// The key it was made for, when reported.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// An LLM repair that worked and never failed: a learned fix, tried before any LLM call
+    /// the next time this signature fails.
+    pub learned: bool,
 }
 
 /// Everything known about a signature.
@@ -466,6 +495,9 @@ fn build_report(signature: &str, s: &SigState, scope: &FixScope) -> SignatureRep
                         last_attempt: String::new(),
                         projects: Vec::new(),
                         reported_by: Vec::new(),
+                        source: f.source,
+                        key: f.key.clone(),
+                        learned: false,
                     },
                     i64::MIN,
                 ));
@@ -483,6 +515,12 @@ fn build_report(signature: &str, s: &SigState, scope: &FixScope) -> SignatureRep
             if f.outcome == Outcome::Success {
                 entry.1.description = f.description.clone();
             }
+            if f.source.is_some() {
+                entry.1.source = f.source;
+            }
+            if f.key.is_some() {
+                entry.1.key.clone_from(&f.key);
+            }
         }
         if let Some(p) = &f.project
             && !entry.1.projects.contains(p)
@@ -494,6 +532,9 @@ fn build_report(signature: &str, s: &SigState, scope: &FixScope) -> SignatureRep
         {
             entry.1.reported_by.push(r.clone());
         }
+    }
+    for (_, f, _) in &mut groups {
+        f.learned = f.source == Some(FixSource::LlmRepair) && f.successes > 0 && f.failures == 0;
     }
     groups.sort_by(|a, b| {
         let rate = |f: &RankedFix| f64::from(f.successes) / f64::from((f.successes + f.failures).max(1));
@@ -541,6 +582,8 @@ mod tests {
             phase: None,
             at_ms: at,
             reported_by: Some("ci".to_owned()),
+            source: None,
+            key: None,
         }
     }
 

@@ -92,6 +92,8 @@ async fn record(c: &ServiceClient, sig: &str, desc: &str, patch: Option<&str>, o
         patch: patch.map(str::to_owned),
         project: Some(project.to_owned()),
         phase: Some(if desc.ends_with(" in test") { "test" } else { "build" }.to_owned()),
+        source: None,
+        key: None,
     };
     c.record_fix(&fix).await.expect("recorded");
 }
@@ -253,5 +255,46 @@ async fn a_signature_report_narrowed_to_a_project() {
     assert_eq!(writer.signature_report(&"0".repeat(64), Some("web")).await.expect("404"), None);
     let e = admin.signature_report("not-a-signature", Some("web")).await.expect_err("bad signature");
     assert_eq!(refusal(&e), (400, "invalid_request".to_owned()));
+    healer.running.stop().await.expect("stop");
+}
+
+#[tokio::test]
+async fn an_llm_repair_that_worked_is_a_learned_fix_until_it_fails() {
+    let healer = Healer::start();
+    let admin = healer.client(Some(ADMIN));
+    let repair = |outcome: &str| FixRequest {
+        signature: OTHER_SIG.to_owned(),
+        description: "rename helo to hello".to_owned(),
+        outcome: outcome.to_owned(),
+        patch: Some(YAML.to_owned()),
+        project: Some("web".to_owned()),
+        phase: Some("test".to_owned()),
+        source: Some("llm_repair".to_owned()),
+        key: Some("helo".to_owned()),
+    };
+    admin.record_fix(&repair("success")).await.expect("recorded");
+    let r = admin.signature_report(OTHER_SIG, Some("web")).await.expect("report").expect("known");
+    let f = &r.fixes[0];
+    assert_eq!((f.source.as_deref(), f.key.as_deref(), f.learned), (Some("llm_repair"), Some("helo"), true));
+    // a fix of another source is not "learned", however often it worked
+    let mut other = repair("success");
+    other.source = Some("human".to_owned());
+    other.patch = Some(NUMPY.to_owned());
+    admin.record_fix(&other).await.expect("recorded");
+    admin.record_fix(&other).await.expect("recorded");
+    let r = admin.signature_report(OTHER_SIG, Some("web")).await.expect("report").expect("known");
+    assert!(r.fixes.iter().any(|f| f.source.as_deref() == Some("human") && !f.learned), "{:?}", r.fixes);
+    // one failure and it is no longer trusted blindly
+    admin.record_fix(&repair("failure")).await.expect("recorded");
+    let r = admin.signature_report(OTHER_SIG, Some("web")).await.expect("report").expect("known");
+    let f = r.fixes.iter().find(|f| f.source.as_deref() == Some("llm_repair")).expect("the repair");
+    assert!(!f.learned, "{f:?}");
+    // an unknown source and a multi-line key are refused
+    let mut bad = repair("success");
+    bad.source = Some("oracle".to_owned());
+    assert_eq!(refusal(&admin.record_fix(&bad).await.expect_err("source")).0, 400);
+    let mut bad = repair("success");
+    bad.key = Some("a\nb".to_owned());
+    assert_eq!(refusal(&admin.record_fix(&bad).await.expect_err("key")).0, 400);
     healer.running.stop().await.expect("stop");
 }

@@ -159,11 +159,66 @@ pub fn write_in(root: &Path, rel: &str, bytes: &[u8]) -> Result<(), WriteError> 
     Ok(())
 }
 
+/// Reads at most `max` bytes of `root/rel` as UTF-8, following no symlink on the way (a
+/// workspace link to a file outside must not bring that file into a prompt).
+pub fn read_in(root: &Path, rel: &str, max: u64) -> Result<String, WriteError> {
+    use std::io::Read;
+    crate::gates::check_relative_path(rel).map_err(WriteError::Path)?;
+    let parts: Vec<&std::ffi::OsStr> = Path::new(rel)
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n),
+            _ => None,
+        })
+        .collect();
+    let Some((last, dirs)) = parts.split_last() else {
+        return Err(WriteError::Path("the path names no file".to_owned()));
+    };
+    let mut dir: OwnedFd = open(root, dir_flags(), Mode::empty()).map_err(io)?;
+    for name in dirs {
+        dir = openat(&dir, *name, dir_flags(), Mode::empty()).map_err(|e| match e {
+            Errno::ELOOP | Errno::ENOTDIR => {
+                WriteError::Link { component: name.to_string_lossy().into_owned() }
+            }
+            e => io(e).into(),
+        })?;
+    }
+    let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
+    let fd = openat(&dir, *last, flags, Mode::empty()).map_err(|e| match e {
+        Errno::ELOOP => WriteError::Link { component: last.to_string_lossy().into_owned() },
+        e => io(e).into(),
+    })?;
+    let file = std::fs::File::from(fd);
+    if !file.metadata()?.is_file() {
+        return Err(WriteError::Path(format!("{rel} is not a regular file")));
+    }
+    let mut bytes = Vec::new();
+    file.take(max).read_to_end(&mut bytes)?;
+    String::from_utf8(bytes).map_err(|_| WriteError::Path(format!("{rel} is not UTF-8 text")))
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::symlink;
 
     use super::*;
+
+    #[test]
+    fn reads_follow_no_link() {
+        let base = tempfile::tempdir().expect("tmp");
+        let ws = base.path().join("ws");
+        std::fs::create_dir_all(ws.join("src")).expect("mkdir");
+        std::fs::write(ws.join("src/a.py"), "print(1)\n").expect("write");
+        std::fs::write(base.path().join("secret"), "s3cret").expect("write");
+        symlink(base.path().join("secret"), ws.join("src/link.py")).expect("symlink");
+        symlink(base.path(), ws.join("up")).expect("symlink");
+        assert_eq!(read_in(&ws, "src/a.py", 1024).expect("read"), "print(1)\n");
+        assert_eq!(read_in(&ws, "src/a.py", 3).expect("bounded"), "pri");
+        assert!(matches!(read_in(&ws, "src/link.py", 1024), Err(WriteError::Link { .. })));
+        assert!(matches!(read_in(&ws, "up/secret", 1024), Err(WriteError::Link { .. })));
+        assert!(read_in(&ws, "../secret", 1024).is_err());
+        assert!(read_in(&ws, "src", 1024).is_err(), "a directory");
+    }
 
     #[test]
     fn client_paths_must_lie_under_a_root() {

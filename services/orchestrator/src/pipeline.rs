@@ -47,6 +47,11 @@
 //! [phase.env]
 //! PYTEST_ADDOPTS = "-p no:cacheprovider"
 //!
+//! [phase.repair]                      # a failure no fix of the healer's solves: one LLM call
+//! model = "claude-sonnet"             # through the gateway asks for a unified diff; one that
+//! max_reasks = 1                      # applies is tried by the next attempt and, when it works,
+//! max_patch_bytes = 65536             # learned by the healer (used first next time, no LLM call)
+//!
 //! [[phase.gate]]                      # without an exit_code gate, a command phase gets
 //! kind = "exit_code"                  # `exit_code`, expect = 0, as its first gate
 //! expect = 0
@@ -209,6 +214,21 @@ pub struct Phase {
     /// rlimits of this phase's processes (over the pipeline's).
     #[serde(default, skip_serializing_if = "is_unlimited")]
     pub limits: Rlimits,
+    /// LLM repair of failures no fix of the healer's solves (`[phase.repair]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repair: Option<Repair>,
+}
+
+/// `[phase.repair]`: one LLM call through the gateway asks for a unified diff that fixes the
+/// failure; a diff that applies is tried on the next attempt and reported to the healer, which
+/// learns it (see `engine::repair`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Repair {
+    pub model: String,
+    /// Re-asks when the diff does not apply (with the reason).
+    pub max_reasks: u32,
+    /// Largest diff accepted, in bytes.
+    pub max_patch_bytes: u32,
 }
 
 /// What the orchestrator does after an attempt was killed by its timeout or as a stall.
@@ -1008,6 +1028,7 @@ const PHASE_KEYS: &[&str] = &[
     "gate",
     "secrets",
     "limits",
+    "repair",
 ];
 const LIMIT_KEYS: &[&str] = &["cpu", "memory", "file_size", "processes"];
 const COMMAND_KEYS: &[&str] = &["run", "shell"];
@@ -1176,7 +1197,23 @@ fn parse_phase(
         gates,
         secrets,
         limits: tab.limits("limits")?,
+        repair: parse_repair(&tab)?,
     })
+}
+
+const REPAIR_KEYS: &[&str] = &["model", "max_reasks", "max_patch_bytes"];
+const DEFAULT_REPAIR_PATCH_BYTES: u32 = 64 * 1024;
+
+fn parse_repair(tab: &Tab<'_, '_>) -> Res<Option<Repair>> {
+    let Some((map, start)) = tab.sub("repair")? else { return Ok(None) };
+    let path = tab.key("repair");
+    let r = tab.child(map, start, &path);
+    r.check_keys(REPAIR_KEYS, |_| None)?;
+    Ok(Some(Repair {
+        model: r.req_str("model", "the model that writes the repair")?,
+        max_reasks: r.bounded("max_reasks", 0, i64::from(MAX_REASKS))?.unwrap_or(1),
+        max_patch_bytes: r.bounded("max_patch_bytes", 1, 1 << 20)?.unwrap_or(DEFAULT_REPAIR_PATCH_BYTES),
+    }))
 }
 
 /// `run` (+ `shell`) of a command phase or gate.
@@ -1598,7 +1635,7 @@ mod tests {
         let p = Pipeline::parse(&text).expect("doc example");
         assert_eq!(p.name, "calc");
         assert_eq!(p.variables["module"], "calc");
-        assert_eq!(p.phases.len(), 3);
+        assert_eq!(p.phases.len(), 4);
 
         let install = &p.phases[0];
         assert_eq!(install.timeout, Some(Duration::from_secs(600)));
@@ -1607,6 +1644,14 @@ mod tests {
         assert_eq!(install.gates, [Gate::default_exit_code()], "implicit exit code gate");
 
         let test = &p.phases[1];
+        assert_eq!(
+            test.repair,
+            Some(Repair { model: "claude-sonnet".into(), max_reasks: 1, max_patch_bytes: 65536 })
+        );
+        let PhaseKind::Agent(fix) = &p.phases[3].kind else { panic!("the agent phase") };
+        assert_eq!(fix.agent, crate::agent::profile::Profile::ClaudeCode);
+        assert_eq!((fix.max_turns, fix.max_cost_usd), (Some(30), Some(2.5)));
+        assert_eq!(p.phases[3].stall_timeout, Some(Duration::from_secs(300)));
         assert_eq!(
             test.kind,
             PhaseKind::Command {

@@ -18,6 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 mod agents;
 mod promises;
+mod repair;
 mod runs;
 
 /// Longest a test run may take before the test fails (runs here take well under a few seconds).

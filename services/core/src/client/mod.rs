@@ -702,6 +702,11 @@ pub struct FixRequest {
     pub project: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<String>,
+    /// `healer`, `llm_repair`, `agent` or `human`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
 }
 
 /// The answer of `GET /v1/hints`.
@@ -756,6 +761,15 @@ pub struct ReportedFix {
     pub projects: Vec<String>,
     /// Ids of the tokens that reported it.
     pub reported_by: Vec<String>,
+    /// `healer`, `llm_repair`, `agent` or `human`, when reported.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// The diagnostic's key the fix was made for.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// An LLM repair that worked and never failed.
+    #[serde(default)]
+    pub learned: bool,
 }
 
 /// A fix of `GET /v1/fixes/known`: a patch recorded for the project, with its track record there.
@@ -1083,6 +1097,8 @@ mod tests {
             patch: Some(patch.to_owned()),
             project: Some("shop".to_owned()),
             phase: None,
+            source: None,
+            key: None,
         };
         let recorded = c.record_fix(&fix).await.expect("recorded");
         assert_eq!(recorded["id"], "f1");

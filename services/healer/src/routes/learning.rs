@@ -55,6 +55,14 @@ pub struct FixRequest {
     pub project: Option<String>,
     #[serde(default)]
     pub phase: Option<String>,
+    /// Who came up with the fix: `healer`, `llm_repair`, `agent` or `human`. An `llm_repair` that
+    /// worked becomes a learned fix (`learned` in the signature's report).
+    #[serde(default)]
+    pub source: Option<crate::store::FixSource>,
+    /// The diagnostic's key the fix was for (a module, a name; at most 200 bytes, one line).
+    #[serde(default)]
+    #[schema(max_length = 200)]
+    pub key: Option<String>,
 }
 
 /// The recorded fix.
@@ -104,6 +112,11 @@ pub async fn record_fix(
             "description must be one line without control characters (put code in patch)".to_owned(),
         ));
     }
+    if let Some(k) = &req.key
+        && (k.len() > 200 || k.chars().any(char::is_control))
+    {
+        return Err(HealerError::Invalid("key must be one line of at most 200 bytes".to_owned()));
+    }
     req.project = Some(state.project_of(&caller, req.project.take())?);
     let at_ms = helix_core::time::now_ms();
     let reporter = caller.id.to_string();
@@ -118,6 +131,8 @@ pub async fn record_fix(
         phase: req.phase,
         at_ms,
         reported_by: Some(reporter),
+        source: req.source,
+        key: req.key.filter(|k| !k.is_empty()),
     };
     let store = state.store.clone();
     let index = state.index.clone();

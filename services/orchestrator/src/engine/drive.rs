@@ -56,7 +56,7 @@ pub(super) struct Driver {
 
 /// What to do after a failed attempt.
 enum Next {
-    Retry { backoff: Duration, fix: Option<AppliedFix>, hints: Option<String> },
+    Retry { backoff: Duration, fix: Option<Box<AppliedFix>>, hints: Option<String> },
     Stop(PhaseStatus),
 }
 
@@ -619,6 +619,8 @@ impl Driver {
                     "helix.attempt": n,
                 }),
             );
+            // what the repair call cost is the phase's (the attempt's own cost was counted above)
+            rec.cost_usd += heal.repair.as_ref().map_or(0.0, |r| r.cost_usd);
             attempt.heal = Some(heal);
             self.journal(journal::Entry::Ended { phase: index, attempt: Box::new(attempt.clone()) }, false)
                 .await;
@@ -638,7 +640,7 @@ impl Driver {
                         )
                         .await;
                         patches.push(fix.patch.clone());
-                        pending_fix = Some(fix);
+                        pending_fix = Some(*fix);
                     }
                     if let Some(h) = h {
                         hints = Some(h);
@@ -1241,12 +1243,20 @@ impl Driver {
         // learning: a fix that solved this very signature at least twice in this project and
         // never failed is applied at once, before proposals and without a hint retry
         if !matches!(class.as_str(), "transient" | "timeout" | "unknown")
-            && let Some(fix) =
-                self.proven_fix(index, &phase.name, heal.signature.as_deref(), n, patches).await
+            && let Some(fix) = self
+                .proven_fix(
+                    index,
+                    &phase.name,
+                    heal.signature.as_deref(),
+                    primary.as_ref().and_then(|d| d.key.as_deref()),
+                    n,
+                    patches,
+                )
+                .await
         {
             heal.action = "fix_applied".to_owned();
             heal.fix = Some(fix.clone());
-            return (heal, Next::Retry { backoff: Duration::ZERO, fix: Some(fix), hints: None });
+            return (heal, Next::Retry { backoff: Duration::ZERO, fix: Some(Box::new(fix)), hints: None });
         }
         let backoff = || {
             let base = self.engine.settings.retry_backoff;
@@ -1256,9 +1266,10 @@ impl Driver {
         let with_hints = match class.as_str() {
             "deterministic" | "environment" => true,
             "timeout" => phase.on_timeout == OnTimeout::RetryWithHints,
-            // an agent acts on what it is told: whatever failed its checks, tell it
+            // an agent acts on what it is told, and a repair model on what it is shown:
+            // whatever failed its checks, tell them
             "transient" => false,
-            _ => agent,
+            _ => agent || phase.repair.is_some(),
         };
         match with_hints {
             true => {
@@ -1293,10 +1304,74 @@ impl Driver {
                         source: f.source.clone(),
                         patch: f.patch.clone().unwrap_or_default(),
                         files: f.files.clone(),
+                        origin: Some("healer".to_owned()),
+                        key: primary.as_ref().and_then(|d| d.key.clone()),
                     };
                     heal.action = "fix_applied".to_owned();
                     heal.fix = Some(fix.clone());
-                    return (heal, Next::Retry { backoff: Duration::ZERO, fix: Some(fix), hints: None });
+                    return (
+                        heal,
+                        Next::Retry { backoff: Duration::ZERO, fix: Some(Box::new(fix)), hints: None },
+                    );
+                }
+                if let Some(cfg) = &phase.repair
+                    && let Some(sig) = heal.signature.clone()
+                {
+                    let past = match self
+                        .engine
+                        .clients
+                        .healer
+                        .signature_report(&sig, Some(&self.record.project))
+                        .await
+                    {
+                        Ok(r) => r.map(|r| r.fixes).unwrap_or_default(),
+                        Err(_) => Vec::new(),
+                    };
+                    let call = super::repair::RepairCall {
+                        engine: &self.engine,
+                        cfg,
+                        workspace: &workdir,
+                        primary: primary.as_ref(),
+                        failure: &text,
+                        past: &past,
+                        traceparent: helix_core::ids::traceparent(
+                            &self.record.trace_id,
+                            &helix_core::ids::new_span_id(),
+                        ),
+                        project: &self.record.project,
+                    };
+                    let (repaired, record) = call.run().await;
+                    self.event(
+                        "repair",
+                        Some(&phase.name),
+                        Some(n),
+                        match (&repaired, &record.error) {
+                            (Some(r), _) => format!("LLM repair ({}): {}", cfg.model, r.explanation),
+                            (None, Some(e)) => format!("LLM repair ({}) gave no usable diff: {e}", cfg.model),
+                            (None, None) => format!("LLM repair ({}) gave no usable diff", cfg.model),
+                        },
+                    )
+                    .await;
+                    heal.repair = Some(record);
+                    if let Some(r) = repaired
+                        && !patches.contains(&r.patch)
+                    {
+                        let fix = AppliedFix {
+                            signature: sig,
+                            description: r.explanation,
+                            source: format!("llm repair ({})", cfg.model),
+                            patch: r.patch,
+                            files: r.files,
+                            origin: Some("llm_repair".to_owned()),
+                            key: primary.as_ref().and_then(|d| d.key.clone()),
+                        };
+                        heal.action = "fix_applied".to_owned();
+                        heal.fix = Some(fix.clone());
+                        return (
+                            heal,
+                            Next::Retry { backoff: Duration::ZERO, fix: Some(Box::new(fix)), hints: None },
+                        );
+                    }
                 }
                 if hint_retries >= MAX_HINT_RETRIES {
                     heal.action = "give_up".to_owned();
@@ -1354,6 +1429,7 @@ impl Driver {
         index: usize,
         phase: &str,
         signature: Option<&str>,
+        key: Option<&str>,
         n: u32,
         patches: &[String],
     ) -> Option<AppliedFix> {
@@ -1367,24 +1443,35 @@ impl Driver {
             }
         };
         let dir = self.dir().join("work").join(phase_dir_name(index, phase)).join(format!("attempt-{n}"));
-        for f in report.fixes.iter().filter(|f| f.successes >= 2 && f.failures == 0) {
-            let Some(patch) = f.patch.clone().filter(|p| !p.is_empty() && !patches.contains(p)) else {
-                continue;
-            };
-            let d = dir.clone();
-            let p = patch.clone();
-            let applies = tokio::task::spawn_blocking(move || crate::patch::check(&d, &p))
-                .await
-                .ok()
-                .and_then(Result::ok);
-            if let Some(files) = applies {
-                return Some(AppliedFix {
-                    signature: sig.to_owned(),
-                    description: f.description.clone(),
-                    source: format!("learned: solved {}x in project {}", f.successes, self.record.project),
-                    patch,
-                    files,
-                });
+        // proven: twice, or once as an LLM repair (a learned fix, tried before asking a model again)
+        for f in report.fixes.iter().filter(|f| (f.successes >= 2 || f.learned) && f.failures == 0) {
+            let Some(recorded) = f.patch.clone().filter(|p| !p.is_empty()) else { continue };
+            // as recorded, else re-based on this occurrence's key (the same error naming another)
+            let mut candidates = vec![recorded.clone()];
+            if let (Some(old), Some(new)) = (f.key.as_deref(), key)
+                && let Some(r) = super::repair::rebased(&recorded, old, new)
+            {
+                candidates.push(r);
+            }
+            for patch in candidates.into_iter().filter(|p| !patches.contains(p)) {
+                let d = dir.clone();
+                let p = patch.clone();
+                let applies = tokio::task::spawn_blocking(move || crate::patch::check(&d, &p))
+                    .await
+                    .ok()
+                    .and_then(Result::ok);
+                if let Some(files) = applies {
+                    let how = if f.learned { "learned from an LLM repair" } else { "learned" };
+                    return Some(AppliedFix {
+                        signature: sig.to_owned(),
+                        description: f.description.clone(),
+                        source: format!("{how}: solved {}x in project {}", f.successes, self.record.project),
+                        patch,
+                        files,
+                        origin: f.source.clone(),
+                        key: key.map(str::to_owned).or_else(|| f.key.clone()),
+                    });
+                }
             }
         }
         None
@@ -1403,6 +1490,8 @@ impl Driver {
                     source: format!("preflight: solved {}x in this phase before", f.successes),
                     patch: f.patch,
                     files: Vec::new(),
+                    origin: None,
+                    key: None,
                 })
                 .collect(),
             Err(e) => {
@@ -1421,6 +1510,8 @@ impl Driver {
             patch: Some(fix.patch.clone()),
             project: Some(self.record.project.clone()),
             phase: Some(phase.to_owned()),
+            source: fix.origin.clone(),
+            key: fix.key.clone(),
         };
         if let Err(e) = self.engine.clients.healer.record_fix(&req).await {
             tracing::warn!(error = %e, "cannot report a fix outcome to the healer");

@@ -43,7 +43,7 @@ fn outcome(ok: bool, output: String, started: Instant, cancelled: bool) -> Outco
 }
 
 /// The JSON inside an answer: the whole text, or the first fenced block.
-fn json_of(answer: &str) -> Option<serde_json::Value> {
+pub(super) fn json_of(answer: &str) -> Option<serde_json::Value> {
     let t = answer.trim();
     if let Ok(v) = serde_json::from_str(t) {
         return Some(v);

@@ -21,6 +21,7 @@ mod drive;
 mod journal;
 mod llm;
 mod plan;
+mod repair;
 mod replay;
 
 use std::collections::{BTreeMap, HashMap};
@@ -181,6 +182,10 @@ pub struct HealRecord {
     pub hint_ids: Vec<String>,
     /// The fix applied before the next attempt.
     pub fix: Option<AppliedFix>,
+    /// The LLM repair asked for (`[phase.repair]`), when one was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub repair: Option<repair::RepairRecord>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -190,6 +195,12 @@ pub struct AppliedFix {
     pub source: String,
     pub patch: String,
     pub files: Vec<String>,
+    /// Who came up with it, as the healer records it (`healer`, `llm_repair`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
+    /// The diagnostic's key it was made for (what a learned patch is re-based on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
 }
 
 /// An LLM phase's exchange: what was sent and answered, for replays from the recording.
