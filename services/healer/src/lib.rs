@@ -11,6 +11,7 @@
 pub mod analyze;
 pub mod diff;
 pub mod error;
+pub mod flaky;
 pub mod hints;
 pub mod index;
 pub mod knowledge;
@@ -176,7 +177,13 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<HealerState>) {
         .service(helix_http::routes::get("/v1/hints", routes::learning::get_hint))
         .service(helix_http::routes::get("/v1/patterns", routes::patterns::search))
         .service(helix_http::routes::get("/v1/patterns/{id}", routes::patterns::get))
-        .service(helix_http::routes::post("/v1/fingerprint", routes::fingerprint::fingerprint));
+        .service(helix_http::routes::post("/v1/fingerprint", routes::fingerprint::fingerprint))
+        .service(
+            web::resource("/v1/flaky")
+                .route(web::get().to(routes::flaky::list))
+                .route(web::post().to(routes::flaky::report))
+                .default_service(web::to(helix_http::routes::method_not_allowed("GET, POST"))),
+        );
 }
 
 #[derive(OpenApi)]
@@ -190,7 +197,9 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<HealerState>) {
         routes::learning::get_hint,
         routes::patterns::search,
         routes::patterns::get,
-        routes::fingerprint::fingerprint
+        routes::fingerprint::fingerprint,
+        routes::flaky::report,
+        routes::flaky::list
     ),
     components(schemas(
         routes::analyze::AnalyzeRequest,
@@ -202,6 +211,10 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<HealerState>) {
         model::Severity,
         model::Location,
         routes::learning::FixRequest,
+        routes::flaky::FlakyReport,
+        routes::flaky::FlakyRecorded,
+        routes::flaky::FlakyList,
+        flaky::FlakyTest,
         routes::learning::FixRecorded,
         routes::learning::Hint,
         routes::learning::KnownFixes,

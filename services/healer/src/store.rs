@@ -214,6 +214,10 @@ pub trait LearningStore: Send + Sync + std::fmt::Debug {
     /// Cheap questions asked on every analysis: is the signature known, and has any fix for it
     /// succeeded?
     fn status(&self, signature: &str) -> SignatureStatus;
+    /// Appends that a test passed on a re-run after failing; durable when this returns.
+    fn record_flaky(&self, record: &crate::flaky::FlakyRecord) -> Result<(), StoreError>;
+    /// The tests of `project` found flaky, most often flaky first; at most `limit`.
+    fn flaky(&self, project: &str, limit: usize) -> Vec<crate::flaky::FlakyTest>;
     /// Makes every appended record durable.
     fn flush(&self) -> Result<(), StoreError>;
     /// Number of distinct signatures known.
@@ -232,6 +236,7 @@ pub struct SignatureStatus {
 enum Record {
     Occurrence(Occurrence),
     Fix(FixRecord),
+    Flaky(crate::flaky::FlakyRecord),
 }
 
 #[derive(Debug, Default)]
@@ -245,6 +250,8 @@ struct SigState {
     last_ms: Option<i64>,
     projects: BTreeSet<String>,
     fixes: Vec<FixRecord>,
+    /// Times a test with this signature failed and then passed on a re-run.
+    flaky: Vec<crate::flaky::FlakyRecord>,
 }
 
 #[derive(Debug)]
@@ -335,6 +342,13 @@ fn apply(sigs: &mut HashMap<String, SigState>, record: Record) {
             }
             s.fixes.push(f);
         }
+        Record::Flaky(f) => {
+            let s = sigs.entry(f.signature.clone()).or_default();
+            if let Some(p) = &f.project {
+                s.projects.insert(p.clone());
+            }
+            s.flaky.push(f);
+        }
     }
 }
 
@@ -386,6 +400,21 @@ impl LearningStore for LogStore {
             }
             None => SignatureStatus::default(),
         }
+    }
+
+    fn record_flaky(&self, record: &crate::flaky::FlakyRecord) -> Result<(), StoreError> {
+        let line = encode(&Record::Flaky(record.clone()))?;
+        let mut inner = self.lock();
+        inner.file.write_all(line.as_bytes()).map_err(|e| self.io(e))?;
+        inner.file.sync_data().map_err(|e| self.io(e))?;
+        inner.dirty = false;
+        apply(&mut inner.sigs, Record::Flaky(record.clone()));
+        Ok(())
+    }
+
+    fn flaky(&self, project: &str, limit: usize) -> Vec<crate::flaky::FlakyTest> {
+        let inner = self.lock();
+        crate::flaky::collect(inner.sigs.values().flat_map(|s| s.flaky.iter()), project, limit)
     }
 
     fn flush(&self) -> Result<(), StoreError> {
@@ -598,6 +627,39 @@ mod tests {
             project: Some("alpha".to_owned()),
             at_ms: at,
         }
+    }
+
+    #[test]
+    fn flaky_reports_survive_reopen_and_are_listed_per_project() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("learning.log");
+        let flaky = |test: &str, project: &str, at_ms: i64| crate::flaky::FlakyRecord {
+            signature: crate::flaky::signature(test),
+            test: test.to_owned(),
+            runner: Some("cargo".to_owned()),
+            project: Some(project.to_owned()),
+            phase: Some("test".to_owned()),
+            at_ms,
+            reported_by: None,
+        };
+        {
+            let s = LogStore::open(&path).expect("open");
+            s.record_flaky(&flaky("a::x", "p", 1)).expect("flaky");
+            s.record_flaky(&flaky("a::y", "p", 2)).expect("flaky");
+            s.record_flaky(&flaky("a::x", "p", 3)).expect("flaky");
+            s.record_flaky(&flaky("a::x", "q", 4)).expect("flaky");
+        }
+        let s = LogStore::open(&path).expect("reopen");
+        let p = s.flaky("p", 10);
+        assert_eq!(
+            p.iter().map(|t| (t.test.as_str(), t.times)).collect::<Vec<_>>(),
+            [("a::x", 2), ("a::y", 1)]
+        );
+        assert_eq!(p[0].signature, crate::flaky::signature("a::x"));
+        assert_eq!(p[0].first_seen, "1970-01-01T00:00:00.001Z");
+        assert_eq!(s.flaky("q", 10).len(), 1);
+        assert_eq!(s.flaky("p", 1).len(), 1, "limited");
+        assert!(s.flaky("none", 10).is_empty());
     }
 
     #[test]

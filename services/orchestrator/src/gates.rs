@@ -137,6 +137,9 @@ pub struct GateResult {
     pub summary: Option<TestSummary>,
     /// The end of a failed command gate's output (for the healer and the person reading).
     pub output: Option<String>,
+    /// Failed tests that passed when re-run alone (see `crate::flaky`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flaky: Vec<String>,
 }
 
 /// A phase's verdict over all its gates.
@@ -181,6 +184,7 @@ pub async fn evaluate(gate: &Gate, ctx: &GateContext<'_>) -> GateResult {
         detail: verdict.detail,
         summary: verdict.summary,
         output: verdict.output,
+        flaky: Vec::new(),
     }
 }
 

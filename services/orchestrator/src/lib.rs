@@ -19,6 +19,7 @@ pub mod emit;
 pub mod engine;
 pub mod error;
 pub mod exec;
+pub mod flaky;
 pub mod gates;
 pub mod patch;
 pub mod pipeline;

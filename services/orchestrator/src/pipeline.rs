@@ -52,6 +52,11 @@
 //! max_reasks = 1                      # applies is tried by the next attempt and, when it works,
 //! max_patch_bytes = 65536             # learned by the healer (used first next time, no LLM call)
 //!
+//! [phase.flaky]                       # a failed test gate: each failed test re-run alone (pytest
+//! reruns = 2                          # node id, cargo test NAME -- --exact, go test -run, jest -t)
+//! quarantine = true                   # all passed again: flaky, the gate warns (default: fails);
+//!                                     # known-flaky tests are re-run even without this table
+//!
 //! [[phase.gate]]                      # without an exit_code gate, a command phase gets
 //! kind = "exit_code"                  # `exit_code`, expect = 0, as its first gate
 //! expect = 0
@@ -217,6 +222,23 @@ pub struct Phase {
     /// LLM repair of failures no fix of the healer's solves (`[phase.repair]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repair: Option<Repair>,
+    /// Re-runs of failed tests alone (`[phase.flaky]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flaky: Option<Flaky>,
+}
+
+/// `[phase.flaky]`: when a test gate fails, each failed test is re-run alone up to `reruns`
+/// times; one that passes is flaky (see `crate::flaky`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Flaky {
+    pub reruns: u32,
+    /// A gate whose failures were all flaky passes with a warning (instead of failing).
+    pub quarantine: bool,
+}
+
+impl Flaky {
+    /// What known-flaky tests get in a phase without `[phase.flaky]`: re-run, never quarantined.
+    pub const KNOWN: Flaky = Flaky { reruns: 2, quarantine: false };
 }
 
 /// `[phase.repair]`: one LLM call through the gateway asks for a unified diff that fixes the
@@ -1029,6 +1051,7 @@ const PHASE_KEYS: &[&str] = &[
     "secrets",
     "limits",
     "repair",
+    "flaky",
 ];
 const LIMIT_KEYS: &[&str] = &["cpu", "memory", "file_size", "processes"];
 const COMMAND_KEYS: &[&str] = &["run", "shell"];
@@ -1198,7 +1221,21 @@ fn parse_phase(
         secrets,
         limits: tab.limits("limits")?,
         repair: parse_repair(&tab)?,
+        flaky: parse_flaky(&tab)?,
     })
+}
+
+const MAX_FLAKY_RERUNS: i64 = 10;
+
+fn parse_flaky(tab: &Tab<'_, '_>) -> Res<Option<Flaky>> {
+    let Some((map, start)) = tab.sub("flaky")? else { return Ok(None) };
+    let path = tab.key("flaky");
+    let f = tab.child(map, start, &path);
+    f.check_keys(&["reruns", "quarantine"], |_| None)?;
+    Ok(Some(Flaky {
+        reruns: f.bounded("reruns", 1, MAX_FLAKY_RERUNS)?.unwrap_or(2),
+        quarantine: f.bool("quarantine")?.unwrap_or(false),
+    }))
 }
 
 const REPAIR_KEYS: &[&str] = &["model", "max_reasks", "max_patch_bytes"];

@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 mod agents;
+mod flaky;
 mod promises;
 mod repair;
 mod runs;

@@ -2,6 +2,7 @@
 
 pub mod analyze;
 pub mod fingerprint;
+pub mod flaky;
 pub mod learning;
 pub mod patterns;
 pub mod propose;

@@ -446,6 +446,118 @@ impl Driver {
         }
     }
 
+    /// Failed test gates: their failed tests re-run alone (`[phase.flaky]`, or the project's
+    /// known-flaky tests); those that pass are flaky, reported to the healer, and a gate whose
+    /// failures were all flaky is marked so (and, with `quarantine`, only warns).
+    #[allow(clippy::too_many_arguments)]
+    async fn flaky_reruns(
+        &self,
+        phase: &Phase,
+        results: &mut [GateResult],
+        workdir: &Path,
+        env: &BTreeMap<String, String>,
+        jail: &exec::Jail,
+        n: u32,
+        attempt_span: &str,
+    ) {
+        let mut known: Option<std::collections::BTreeSet<String>> = None;
+        for (gate, r) in phase.gates.iter().zip(results.iter_mut()) {
+            if r.passed || r.severity != gates::Severity::Fail {
+                continue;
+            }
+            let Some(summary) = r.summary.as_ref().filter(|s| !s.failures.is_empty()) else { continue };
+            // only when the runner named every failure: an unnamed one cannot be re-run
+            if (summary.failures.len() as u64) < summary.failed {
+                continue;
+            }
+            let failures: Vec<String> = summary.failures.iter().cloned().collect();
+            let policy = match phase.flaky {
+                Some(p) => p,
+                None => {
+                    if known.is_none() {
+                        let list = self.engine.clients.healer.flaky_tests(&self.record.project).await;
+                        known = Some(list.unwrap_or_default().into_iter().map(|t| t.test).collect());
+                    }
+                    let known = known.as_ref().is_some_and(|k| failures.iter().all(|f| k.contains(f)));
+                    if !known {
+                        continue;
+                    }
+                    crate::pipeline::Flaky::KNOWN
+                }
+            };
+            let Ok(rendered) = gates::rendered(gate, env) else { continue };
+            let GateCheck::Command { run, timeout, .. } = &rendered.check else { continue };
+            let timeout =
+                timeout.unwrap_or(gates::DEFAULT_GATE_TIMEOUT.min(self.engine.settings.phase_timeout));
+            let start = now_nanos();
+            let found = super::flakes::rerun(
+                run,
+                &failures,
+                policy.reruns,
+                workdir,
+                env,
+                &self.active.cancel,
+                jail,
+                timeout,
+            )
+            .await;
+            let runner = crate::flaky::runner_of(run).map(|(r, _)| r.name().to_owned());
+            for t in &found.flaky {
+                let report = helix_core::client::flaky::FlakyReport {
+                    test: t.clone(),
+                    runner: runner.clone(),
+                    project: Some(self.record.project.clone()),
+                    phase: Some(phase.name.clone()),
+                };
+                if let Err(e) = self.engine.clients.healer.report_flaky(&report).await {
+                    tracing::warn!(error = %e, "cannot report a flaky test to the healer");
+                }
+            }
+            let all = !found.flaky.is_empty() && found.flaky.len() == failures.len();
+            let message = if found.flaky.is_empty() {
+                format!(
+                    "re-ran {} failed test(s) alone {} time(s): they still fail",
+                    failures.len(),
+                    found.runs
+                )
+            } else {
+                format!(
+                    "flaky: {} failed, then passed when re-run alone{}",
+                    found.flaky.join(", "),
+                    match (all, policy.quarantine) {
+                        (true, true) => " (quarantined: the gate warns)",
+                        (true, false) =>
+                            " (the gate fails; `quarantine = true` would let it pass with a warning)",
+                        (false, _) => "; the others still fail",
+                    }
+                )
+            };
+            self.event("flaky", Some(&phase.name), Some(n), format!("gate {}: {message}", r.name)).await;
+            self.emit_span(
+                &helix_core::ids::new_span_id(),
+                Some(attempt_span),
+                format!("flaky {}", r.name),
+                SpanKind::Retry,
+                start,
+                now_nanos(),
+                if all { SpanStatus::Ok } else { SpanStatus::Error },
+                Some(&phase.name),
+                serde_json::json!({
+                    "helix.flaky.tests": found.flaky,
+                    "helix.flaky.failed": failures,
+                    "helix.flaky.reruns": found.runs,
+                    "helix.flaky.quarantined": all && policy.quarantine,
+                    "helix.attempt": n,
+                }),
+            );
+            r.detail = format!("{}; {message}", r.detail);
+            r.flaky = found.flaky;
+            if all && policy.quarantine {
+                r.severity = gates::Severity::Warn;
+            }
+        }
+    }
+
     /// Runs phase `index` from the checkpoint's workspace until it passes or healing gives up.
     async fn run_phase(&self, index: usize, cp: &Checkpoint) -> (PhaseRecord, Option<Manifest>) {
         let phase = self.record.pipeline.phases[index].clone();
@@ -978,6 +1090,7 @@ impl Driver {
                             detail: format!("cannot render the gate's command: {e}"),
                             summary: None,
                             output: None,
+                            flaky: Vec::new(),
                         });
                         continue;
                     }
@@ -1016,6 +1129,7 @@ impl Driver {
                 .await;
                 results.push(r);
             }
+            self.flaky_reruns(phase, &mut results, &workdir, &env, &jail, n, &attempt_span).await;
         }
         attempt.status = if outcome.cancelled || self.active.cancel.is_cancelled() {
             PhaseStatus::Cancelled
@@ -1068,6 +1182,7 @@ impl Driver {
                             ),
                             summary: None,
                             output: None,
+                            flaky: Vec::new(),
                         });
                         attempt.status = PhaseStatus::Failed;
                     }
@@ -1205,8 +1320,18 @@ impl Driver {
                 .cloned()
         });
         let timed_out = outcome.is_some_and(|o| o.timed_out || o.stalled);
+        // every failing gate failed only by tests that pass when re-run alone: flaky
+        let failing: Vec<&GateResult> =
+            attempt.gates.iter().filter(|g| !g.passed && g.severity == gates::Severity::Fail).collect();
+        let flaky = !failing.is_empty()
+            && failing.iter().all(|g| {
+                !g.flaky.is_empty() && g.summary.as_ref().is_some_and(|s| s.failures.len() == g.flaky.len())
+            });
         let mut class =
             primary.as_ref().map(|d| d.failure_class.clone()).unwrap_or_else(|| "unknown".to_owned());
+        if flaky && class != "security" {
+            class = "flaky".to_owned();
+        }
         if timed_out && class != "security" {
             // killed by its timeout or as a stall: that is the failure, whatever it printed
             class = "timeout".to_owned();
@@ -1242,7 +1367,7 @@ impl Driver {
         }
         // learning: a fix that solved this very signature at least twice in this project and
         // never failed is applied at once, before proposals and without a hint retry
-        if !matches!(class.as_str(), "transient" | "timeout" | "unknown")
+        if !matches!(class.as_str(), "transient" | "timeout" | "unknown" | "flaky")
             && let Some(fix) = self
                 .proven_fix(
                     index,
@@ -1268,7 +1393,7 @@ impl Driver {
             "timeout" => phase.on_timeout == OnTimeout::RetryWithHints,
             // an agent acts on what it is told, and a repair model on what it is shown:
             // whatever failed its checks, tell them
-            "transient" => false,
+            "transient" | "flaky" => false,
             _ => agent || phase.repair.is_some(),
         };
         match with_hints {

@@ -18,6 +18,7 @@
 
 mod agent;
 mod drive;
+mod flakes;
 mod journal;
 mod llm;
 mod plan;
