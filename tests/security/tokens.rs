@@ -56,6 +56,7 @@ fn request(method: &str, url: &str, path: &str) -> reqwest::RequestBuilder {
     let c = http();
     match method {
         "get" => c.get(url),
+        "delete" => c.delete(url),
         _ => {
             let body = match path {
                 "/v1/events" => "[]",
