@@ -170,3 +170,43 @@ model = "smart"
     o.helix.stop().await;
     fake.stop().await;
 }
+
+#[tokio::test]
+async fn an_escalation_after_a_failed_repair_carries_an_adr_proposal_drafted_by_the_repair_model() {
+    let fake = FakeProvider::start().await;
+    let fake_url = fake.url();
+    let (hook, mut calls) = webhook(Duration::ZERO).await;
+    let o = Orch::start_with(|c| {
+        c.breaker_gateway.max_retries = 0;
+        c.orchestrator.escalation_webhook = Some(hook.clone());
+        serve_smart_from(&mut c.breaker_gateway, fake_url);
+    })
+    .await;
+    // the repair answers a diff that does not apply (so the last attempt fails too); then the
+    // ADR draft
+    let adr = "## Context\nThe greeting is called by a name that does not exist.\n\n## Options\n1. Rename\n2. Alias\n\n## Recommendation\nRename ZQX-ADR.";
+    fake.script([repair_answer(&typo_patch("nope")), Mode::Text { text: adr.to_owned() }]);
+    let ws = workdir_with(&[("app.py", &TYPO_APP.replace("TYPO", "helo"))]).await;
+    let pipeline =
+        python_pipeline().replace("retries = 2", "retries = 1").replace("max_reasks = 1", "max_reasks = 0");
+    let done = o.run_inline(&pipeline, "adr", Some(ws.path())).await;
+    assert_eq!(done["status"], "needs_human", "{done:#}");
+    let call = tokio::time::timeout(Duration::from_secs(30), calls.recv())
+        .await
+        .expect("the webhook")
+        .expect("a body");
+    let report = call["report"].as_str().expect("report");
+    let asked = fake.requests_to("/v1/chat/completions");
+    assert!(
+        report.contains("## ADR proposal (a draft by smart, to be reviewed)"),
+        "{report}\n{:#?}",
+        asked.iter().map(|r| r.body.to_string()).collect::<Vec<_>>()
+    );
+    assert!(report.contains("Rename ZQX-ADR"), "{report}");
+    assert_eq!(asked.len(), 2, "one repair, one ADR draft");
+    assert!(asked[1].body.to_string().contains("what was tried"), "the draft is made from the report");
+    let file = read(&o.run_dir(id_of(&done)).join("escalation.md"));
+    assert_eq!(file, report);
+    o.helix.stop().await;
+    fake.stop().await;
+}

@@ -159,6 +159,16 @@ run = ["python3", "-c", "import os; open('hints.txt', 'w').write(os.environ.get(
     assert_eq!(call["phase"], "compute", "{call:#}");
     assert!(call["resume_token"].as_str().is_some_and(|t| !t.is_empty()), "{call:#}");
     assert_eq!(call["trace_id"], done["trace_id"]);
+    // the report a human reads: what was tried, the diagnostics, the failed output, where to look
+    let report = call["report"].as_str().expect("a report");
+    assert!(report.contains("## Phase `compute` (command): what was tried"), "{report}");
+    assert_eq!(report.matches("| retry_with_hints |").count(), 2, "{report}");
+    assert!(report.contains("| give_up |"), "{report}");
+    assert!(report.contains("NameError") && report.contains("## Primary diagnostics"), "{report}");
+    assert!(report.contains(done["trace_id"].as_str().expect("trace")), "{report}");
+    assert!(report.contains("helix resume hxr_"), "{report}");
+    let file = read(&o.run_dir(id_of(&done)).join("escalation.md"));
+    assert_eq!(file, report, "the same report is in the run's directory");
     o.helix.stop().await;
 }
 

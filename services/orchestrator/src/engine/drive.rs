@@ -310,9 +310,27 @@ impl Driver {
         // can be resumed the moment its final status shows.
         self.engine.finish_run(&self.record.id, &self.record.project);
         let url = self.engine.settings.escalation_webhook.clone();
+        let engine = self.engine.clone();
+        let (project, trace_id) = (self.record.project.clone(), self.record.trace_id.clone());
         drop(self);
-        if let (Some(url), Some(body)) = (url, webhook) {
-            call_webhook(&url, &body).await;
+        if let Some(mut e) = webhook {
+            // after the run let go: a model drafting the ADR must not hold up a resume
+            if let Some(model) = e.adr_model.take() {
+                let traceparent = helix_core::ids::traceparent(&trace_id, &helix_core::ids::new_span_id());
+                if let Some((text, _)) =
+                    super::escalation::adr(&engine, &model, &e.report, &traceparent, &project).await
+                {
+                    e.report.push_str(&format!(
+                        "\n## ADR proposal (a draft by {model}, to be reviewed)\n\n{}\n",
+                        text.trim()
+                    ));
+                    write_report(&e.path, &e.report).await;
+                }
+            }
+            e.body["report"] = serde_json::json!(e.report);
+            if let Some(url) = url {
+                call_webhook(&url, &e.body).await;
+            }
         }
     }
 
@@ -337,9 +355,19 @@ impl Driver {
         .await
     }
 
-    /// Records the escalation (event, span); returns the webhook's body.
-    async fn escalate(&self, cp: &Checkpoint) -> serde_json::Value {
+    /// Records the escalation (event, span, `escalation.md`); returns the webhook's body and the
+    /// report.
+    async fn escalate(&self, cp: &Checkpoint) -> Escalation {
         let token = crate::token::ResumeToken::new(self.record.id.clone(), cp.seq).ok().map(|t| t.encode());
+        let report = super::escalation::report(&self.record, cp, token.as_deref());
+        let path = self.dir().join(ESCALATION_FILE);
+        write_report(&path, &report).await;
+        let adr_model = cp
+            .failed
+            .as_ref()
+            .and_then(|f| self.record.pipeline.phases.get(f.index))
+            .and_then(|p| p.repair.as_ref())
+            .map(|r| r.model.clone());
         let body = serde_json::json!({
             "run_id": self.record.id,
             "project": self.record.project,
@@ -349,6 +377,7 @@ impl Driver {
             "reason": cp.reason,
             "resume_token": token,
             "trace_id": self.record.trace_id,
+            "report_file": path.display().to_string(),
         });
         self.event_with(
             "escalation",
@@ -370,7 +399,7 @@ impl Driver {
             cp.failed.as_ref().map(|f| f.name.as_str()),
             serde_json::json!({"helix.escalation.reason": cp.reason}),
         );
-        body
+        Escalation { body, report, path, adr_model }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1641,6 +1670,34 @@ impl Driver {
         if let Err(e) = self.engine.clients.healer.record_fix(&req).await {
             tracing::warn!(error = %e, "cannot report a fix outcome to the healer");
         }
+    }
+}
+
+/// In a run's directory when it stopped for a human: the escalation report.
+pub(crate) const ESCALATION_FILE: &str = "escalation.md";
+
+/// What [`Driver::escalate`] made: the webhook's body, the report and where it is, and the model
+/// to draft an ADR proposal with, if the failed phase has one.
+struct Escalation {
+    body: serde_json::Value,
+    report: String,
+    path: PathBuf,
+    adr_model: Option<String>,
+}
+
+async fn write_report(path: &Path, report: &str) {
+    let (path, text) = (path.to_path_buf(), report.to_owned());
+    let written = tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f =
+            std::fs::OpenOptions::new().create(true).write(true).truncate(true).mode(0o600).open(&path)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()
+    })
+    .await;
+    if !matches!(written, Ok(Ok(()))) {
+        tracing::warn!("cannot write the escalation report");
     }
 }
 

@@ -18,6 +18,7 @@
 
 mod agent;
 mod drive;
+mod escalation;
 mod flakes;
 mod journal;
 mod llm;
