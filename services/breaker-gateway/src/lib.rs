@@ -279,6 +279,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<GatewayState>) {
         routes::llm::AnthropicModelList,
         routes::llm::AnthropicModel,
         routes::llm::ModelInfo,
+        routes::llm::ModelStatus,
+        routes::llm::DeploymentStatus,
         routes::circuits::CircuitList,
         minting::MintRequest,
         minting::MintedKey,

@@ -225,6 +225,63 @@ pub struct Phase {
     /// Re-runs of failed tests alone (`[phase.flaky]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flaky: Option<Flaky>,
+    /// What an LLM or agent phase falls back to (`[phase.simplified]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub simplified: Option<Simplified>,
+}
+
+/// `[phase.simplified]`: the last step of "model A → model B → simplified mode". Used for an
+/// attempt when the gateway says every deployment of the phase's model chain is open, or when an
+/// agent phase's budget is nearly spent; the phase then ends `passed_with_warnings`, degraded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Simplified {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Agents: fewer turns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_turns: Option<u32>,
+    /// Agents: the most a simplified attempt may spend (within what is left of the phase's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_cost_usd: Option<f64>,
+    /// LLM phases: a shorter answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
+}
+
+impl Phase {
+    /// This phase as its `[phase.simplified]` table makes it, if it has one.
+    pub fn simplified(&self) -> Option<Phase> {
+        let s = self.simplified.as_ref()?;
+        let mut p = self.clone();
+        match &mut p.kind {
+            PhaseKind::Llm { model, prompt, max_tokens, .. } => {
+                if let Some(m) = &s.model {
+                    model.clone_from(m);
+                }
+                if let Some(t) = &s.prompt {
+                    prompt.clone_from(t);
+                }
+                if s.max_tokens.is_some() {
+                    *max_tokens = s.max_tokens;
+                }
+            }
+            PhaseKind::Agent(a) => {
+                if s.model.is_some() {
+                    a.model.clone_from(&s.model);
+                }
+                if let Some(t) = &s.prompt {
+                    a.prompt.clone_from(t);
+                }
+                if s.max_turns.is_some() {
+                    a.max_turns = s.max_turns;
+                }
+            }
+            PhaseKind::Command { .. } => return None,
+        }
+        Some(p)
+    }
 }
 
 /// `[phase.flaky]`: when a test gate fails, each failed test is re-run alone up to `reruns`
@@ -1052,6 +1109,7 @@ const PHASE_KEYS: &[&str] = &[
     "limits",
     "repair",
     "flaky",
+    "simplified",
 ];
 const LIMIT_KEYS: &[&str] = &["cpu", "memory", "file_size", "processes"];
 const COMMAND_KEYS: &[&str] = &["run", "shell"];
@@ -1206,6 +1264,7 @@ fn parse_phase(
     }
 
     let secrets = tab.secret_names("secrets", &[variables, pipeline_env, &env])?;
+    let simplified = parse_simplified(&tab, &scope, &kind)?;
     Ok(Phase {
         name: names[index].clone(),
         kind,
@@ -1222,7 +1281,41 @@ fn parse_phase(
         limits: tab.limits("limits")?,
         repair: parse_repair(&tab)?,
         flaky: parse_flaky(&tab)?,
+        simplified,
     })
+}
+
+fn parse_simplified(tab: &Tab<'_, '_>, scope: &Scope<'_>, kind: &PhaseKind) -> Res<Option<Simplified>> {
+    let Some((map, start)) = tab.sub("simplified")? else { return Ok(None) };
+    let path = tab.key("simplified");
+    let t = tab.child(map, start, &path);
+    let keys: &[&str] = match kind {
+        PhaseKind::Llm { .. } => &["prompt", "model", "max_tokens"],
+        PhaseKind::Agent(_) => &["prompt", "model", "max_turns", "max_cost_usd"],
+        PhaseKind::Command { .. } => {
+            return Err(tab.err("simplified", "[phase.simplified] is for llm and agent phases"));
+        }
+    };
+    t.check_keys(keys, |k| Some(format!("`{k}` cannot be simplified for a {} phase", kind.name())))?;
+    let prompt = t.str("prompt")?;
+    if let Some(p) = &prompt {
+        check_template(&t, "prompt", p, scope, true)?;
+    }
+    let max_cost_usd = t.float("max_cost_usd")?;
+    if let Some(c) = max_cost_usd
+        && !(c > 0.0 && c <= MAX_AGENT_COST_USD)
+    {
+        return Err(
+            t.err("max_cost_usd", format!("must be above 0 and at most {MAX_AGENT_COST_USD}, got {c}"))
+        );
+    }
+    Ok(Some(Simplified {
+        prompt,
+        model: t.str("model")?.filter(|m| !m.trim().is_empty()),
+        max_turns: t.bounded("max_turns", 1, MAX_AGENT_TURNS)?,
+        max_cost_usd,
+        max_tokens: t.bounded("max_tokens", 1, i64::from(u32::MAX))?,
+    }))
 }
 
 const MAX_FLAKY_RERUNS: i64 = 10;

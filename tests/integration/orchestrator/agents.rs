@@ -227,3 +227,103 @@ async fn agent_phases_are_checked_when_the_pipeline_is_read() {
     assert!(text.contains("generic agent (python3") && text.contains("$2"), "{plan:#}");
     o.helix.stop().await;
 }
+
+#[tokio::test]
+async fn with_every_deployment_of_its_chain_open_a_phase_runs_simplified_and_passes_degraded() {
+    let fake = FakeProvider::start().await;
+    let fake_url = fake.url();
+    let o = Orch::start_with(|c| {
+        priced_gateway(c, fake_url.clone());
+        let gw = &mut c.breaker_gateway;
+        gw.deployments.push(helix_core::gateway_config::DeploymentConfig {
+            id: "fake-small".to_owned(),
+            provider: ProviderKind::Openai,
+            base_url: fake_url,
+            model: "gpt-4o-mini".to_owned(),
+            api_key_env: None,
+            max_in_flight: None,
+            breaker: None,
+            responses_api: false,
+        });
+        gw.models.push(ModelChainConfig { name: "small".to_owned(), chain: vec!["fake-small".to_owned()] });
+    })
+    .await;
+    let gateway = o.helix.url(ServiceKind::BreakerGateway);
+    let res =
+        o.http.post(format!("{gateway}/v1/circuits/fake-openai/force-open")).send().await.expect("send");
+    assert_eq!(res.status(), 200);
+    let pipeline = r#"name = "degrades"
+
+[[phase]]
+name = "summary"
+kind = "llm"
+model = "smart"
+prompt = "Summarise the release notes in detail."
+
+[phase.simplified]
+model = "small"
+prompt = "One line: what changed?"
+max_tokens = 50
+"#;
+    let done = o.run_inline(pipeline, "degraded", None).await;
+    assert_eq!(done["status"], "succeeded", "{done:#}");
+    assert_eq!(done["phases"][0]["status"], "passed_with_warnings", "{done:#}");
+    let attempt = &attempts(&done["phases"][0])[0];
+    assert!(
+        attempt["degraded"].as_str().is_some_and(|d| d.contains("model smart's chain is open")),
+        "{attempt:#}"
+    );
+    let sent = fake.requests_to("/v1/chat/completions");
+    assert_eq!(sent.len(), 1, "the open chain is not called");
+    assert_eq!(sent[0].body["model"], "gpt-4o-mini");
+    assert!(sent[0].body.to_string().contains("One line: what changed?"));
+    assert_eq!(sent[0].body["max_tokens"], 50);
+    let events = o.events(id_of(&done)).await;
+    assert!(events.contains("event: degraded"), "{events}");
+    let trace_id = done["trace_id"].as_str().expect("trace");
+    let (_, spans) = spans_when(&o, trace_id, "the degraded attempt", |s| {
+        s.iter().any(|s| s["attributes"].get("helix.degraded").is_some())
+    })
+    .await;
+    assert!(!spans.is_empty());
+
+    // with the chain closed again, the same pipeline runs as written
+    let res = o.http.post(format!("{gateway}/v1/circuits/fake-openai/reset")).send().await.expect("send");
+    assert_eq!(res.status(), 200);
+    let normal = o.run_inline(pipeline, "degraded", None).await;
+    assert_eq!(normal["phases"][0]["status"], "passed", "{normal:#}");
+    assert!(attempts(&normal["phases"][0])[0].get("degraded").is_none());
+    o.helix.stop().await;
+    fake.stop().await;
+}
+
+#[tokio::test]
+async fn an_agent_phase_near_the_end_of_its_budget_runs_simplified() {
+    let fake = FakeProvider::start().await;
+    let fake_url = fake.url();
+    let o = Orch::start_with(|c| priced_gateway(c, fake_url)).await;
+    // the first attempt spends most of the budget and fails its check; the second is simplified
+    agent_mode(&fake, "echo working > answer.txt");
+    let pipeline = agent_pipeline(
+        r#"max_cost_usd = 0.00015
+retries = 1
+
+[phase.simplified]
+prompt = "Just write answer.txt."
+max_turns = 3
+
+[[phase.gate]]
+kind = "files_exist"
+paths = ["never.txt"]
+"#,
+    );
+    let done = o.run_inline(&pipeline, "nearly-spent", None).await;
+    let tries = attempts(&done["failed"]);
+    assert_eq!(tries.len(), 2, "{done:#}");
+    assert!(tries[0].get("degraded").is_none());
+    let second = &tries[1];
+    assert!(second["degraded"].as_str().is_some_and(|d| d.contains("budget is nearly spent")), "{second:#}");
+    assert!(second["prompt"].as_str().is_some_and(|p| p.starts_with("Just write answer.txt.")), "{second:#}");
+    o.helix.stop().await;
+    fake.stop().await;
+}

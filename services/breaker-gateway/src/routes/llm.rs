@@ -123,6 +123,24 @@ pub struct OpenAiModel {
     /// Unix seconds (when the gateway started).
     pub created: i64,
     pub owned_by: String,
+    /// `GET /v1/models/{id}` only: whether the chain can take a call now (SDKs ignore it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub helix: Option<ModelStatus>,
+}
+
+/// Whether a model's chain can take a call: at least one deployment whose breaker is not open
+/// (closed or half-open).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelStatus {
+    pub available: bool,
+    /// Each deployment of the chain, in order, with its breaker's state.
+    pub deployments: Vec<DeploymentStatus>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeploymentStatus {
+    pub id: String,
+    pub state: crate::breaker::State,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -142,6 +160,9 @@ pub struct AnthropicModel {
     pub display_name: String,
     /// RFC 3339 (when the gateway started).
     pub created_at: String,
+    /// `GET /v1/models/{id}` only: whether the chain can take a call now (SDKs ignore it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub helix: Option<ModelStatus>,
 }
 
 /// The protocol a proxy route answers in (None for other routes): `/v1/messages` Anthropic's,
@@ -656,6 +677,7 @@ pub async fn models(state: web::Data<GatewayState>, req: HttpRequest) -> HttpRes
                     object: "model".to_owned(),
                     created: state.started_unix_ms / 1000,
                     owned_by: "helix".to_owned(),
+                    helix: None,
                 })
                 .collect(),
         }),
@@ -669,6 +691,7 @@ pub async fn models(state: web::Data<GatewayState>, req: HttpRequest) -> HttpRes
                         id: (*id).to_owned(),
                         display_name: (*id).to_owned(),
                         created_at: created_at.clone(),
+                        helix: None,
                     })
                     .collect(),
                 has_more: false,
@@ -713,21 +736,33 @@ pub async fn model(state: web::Data<GatewayState>, req: HttpRequest, id: web::Pa
     let protocol =
         if req.headers().contains_key("anthropic-version") { Protocol::Anthropic } else { Protocol::OpenAi };
     let id = id.into_inner();
-    if state.proxy.chain_of(&id).is_none() {
+    let Some(chain) = state.proxy.chain_of(&id) else {
         return GatewayError::UnknownModel(id).provider_response(protocol);
+    };
+    let mut deployments = Vec::with_capacity(chain.len());
+    for d in chain.iter() {
+        if let Some(s) = state.proxy.breakers.snapshot(&d.cfg.id).await {
+            deployments.push(DeploymentStatus { id: d.cfg.id.clone(), state: s.state });
+        }
     }
+    let available = deployments
+        .iter()
+        .any(|d| matches!(d.state, crate::breaker::State::Closed | crate::breaker::State::HalfOpen));
+    let helix = Some(ModelStatus { available, deployments });
     let info = match protocol {
         Protocol::OpenAi => ModelInfo::OpenAi(OpenAiModel {
             id: id.clone(),
             object: "model".to_owned(),
             created: state.started_unix_ms / 1000,
             owned_by: "helix".to_owned(),
+            helix,
         }),
         Protocol::Anthropic => ModelInfo::Anthropic(AnthropicModel {
             kind: "model".to_owned(),
             display_name: id.clone(),
             id,
             created_at: helix_core::time::rfc3339_ms(state.started_unix_ms),
+            helix,
         }),
     };
     HttpResponse::Ok().json(info)

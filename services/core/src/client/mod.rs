@@ -25,6 +25,7 @@ use serde_json::Value;
 
 pub mod flaky;
 pub mod keys;
+pub mod models;
 
 use crate::Health;
 use crate::trace::Event;

@@ -72,6 +72,10 @@ pub fn parse(input: &mut Input, out: &mut Vec<RawDiagnostic>) {
                 break;
             }
         }
+        // a brace-balanced line above line i (an error body printed before this one) ends the
+        // scan early: the body always covers line i, so the walk moves on (it looped forever
+        // on `error: {"type":"error"}` followed by `{"type":"error"}`)
+        let end = end.max(i);
         let start = from.min(i);
         let body: String = input.lines[start..=end].join("\n");
         let (mut kind, mut message, mut code, mut anthropic) = (
@@ -97,6 +101,7 @@ pub fn parse(input: &mut Input, out: &mut Vec<RawDiagnostic>) {
             i = end + 1;
             continue;
         };
+        debug_assert!(end >= i);
         let found = (start.saturating_sub(3)..=end).find_map(|j| {
             STATUS.captures(input.lines[j]).and_then(|c| {
                 c.name("status")
@@ -157,5 +162,15 @@ mod tests {
         );
         assert_eq!(d.len(), 1, "{d:?}");
         assert_eq!(d[0].params.get("status").map(String::as_str), Some("529"));
+    }
+
+    #[test]
+    fn a_body_after_another_balanced_one_ends_the_walk() {
+        // each line once: a line above that balances its braces no longer sends the walk back
+        let d = parse("error: {\"type\":\"error\"}\n{\"type\":\"error\"}\n", None);
+        assert!(d.iter().all(|d| d.tool != "anthropic" || d.message.contains(':')), "{d:?}");
+        let many = "agent error: API Error: 429 {\"error\":{\"message\":\"spent\",\"type\":\"rate_limit_error\"},\"type\":\"error\"}\n".repeat(200);
+        let d = parse(&many, None);
+        assert!(!d.is_empty());
     }
 }

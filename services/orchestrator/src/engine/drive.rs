@@ -430,6 +430,35 @@ impl Driver {
         self.emit(span);
     }
 
+    /// Why an attempt of `phase` should run simplified, if it should and can: every deployment
+    /// of its model's chain is open (the gateway's model status), or an agent phase has less
+    /// than a fifth of its `max_cost_usd` left.
+    async fn degraded(&self, phase: &Phase, spent: f64) -> Option<String> {
+        phase.simplified.as_ref()?;
+        let model = match &phase.kind {
+            PhaseKind::Llm { model, .. } => Some(model.as_str()),
+            PhaseKind::Agent(a) => a.model.as_deref(),
+            PhaseKind::Command { .. } => None,
+        };
+        if let Some(m) = model {
+            let key = self.engine.settings.gateway_key.as_deref();
+            if let Ok(Some(false)) = self.engine.clients.gateway.model_available(m, key).await {
+                return Some(format!("every deployment of model {m}'s chain is open"));
+            }
+        }
+        if let PhaseKind::Agent(a) = &phase.kind
+            && let Some(max) = a.max_cost_usd
+            && spent > 0.0
+            && max - spent < max * NEARLY_SPENT
+        {
+            return Some(format!(
+                "the phase's budget is nearly spent (${:.4} of ${max:.4} left)",
+                (max - spent).max(0.0)
+            ));
+        }
+        None
+    }
+
     /// One finished step of an agent, as a span under its attempt, the moment it is known: a
     /// tool call is `execute_tool NAME` (as a command phase's), a model turn `turn MODEL`. The
     /// turn's tokens are `helix.agent.*`, not `gen_ai.usage.*`: the gateway's span of the same
@@ -920,6 +949,7 @@ impl Driver {
             error: None,
             inputs: matching(&cp.manifest, &phase.inputs),
             outputs: Vec::new(),
+            degraded: None,
         };
         let workdir =
             self.dir().join("work").join(phase_dir_name(index, &phase.name)).join(format!("attempt-{n}"));
@@ -978,6 +1008,24 @@ impl Driver {
             }
             *baselines = Some(recorded);
         }
+        // the last step of the fallback chain: a smaller ask when the model cannot be reached or
+        // the budget is nearly spent
+        let simple;
+        let mut attempt_cap = None;
+        let phase: &Phase = match self.degraded(phase, spent).await {
+            Some(reason) => match phase.simplified() {
+                Some(p) => {
+                    self.event("degraded", Some(&phase.name), Some(n), format!("simplified mode: {reason}"))
+                        .await;
+                    attempt_cap = phase.simplified.as_ref().and_then(|s| s.max_cost_usd);
+                    attempt.degraded = Some(reason);
+                    simple = p;
+                    &simple
+                }
+                None => phase,
+            },
+            None => phase,
+        };
         let (outcome, llm) = match &phase.kind {
             PhaseKind::Command { run } => {
                 let spec = match crate::pipeline::render_command(run, &env) {
@@ -1086,7 +1134,10 @@ impl Driver {
                     home: &home,
                     traceparent: helix_core::ids::traceparent(&self.record.trace_id, &attempt_span),
                     project: &self.record.project,
-                    budget_left: agent.max_cost_usd.map(|m| m - spent),
+                    budget_left: match (agent.max_cost_usd.map(|m| m - spent), attempt_cap) {
+                        (Some(left), Some(cap)) => Some(left.min(cap)),
+                        (left, cap) => left.or(cap),
+                    },
                     limits,
                     cancel: &self.active.cancel,
                     group_file: Some(&group),
@@ -1170,6 +1221,8 @@ impl Driver {
             PhaseStatus::Failed
         } else {
             match gates::phase_status(&results) {
+                // simplified mode: it passed, degraded
+                PhaseGateStatus::Passed if attempt.degraded.is_some() => PhaseStatus::PassedWithWarnings,
                 PhaseGateStatus::Passed => PhaseStatus::Passed,
                 PhaseGateStatus::PassedWithWarnings => PhaseStatus::PassedWithWarnings,
                 PhaseGateStatus::Failed => PhaseStatus::Failed,
@@ -1286,6 +1339,10 @@ impl Driver {
                 )
             }
         };
+        let mut attributes = attributes;
+        if let (Some(reason), Some(map)) = (&attempt.degraded, attributes.as_object_mut()) {
+            map.insert("helix.degraded".to_owned(), serde_json::json!(reason));
+        }
         let kind = if attempt.n > 1 && kind == SpanKind::Other { SpanKind::Retry } else { kind };
         self.emit_span(
             span,
@@ -1729,6 +1786,9 @@ pub(super) fn phase_dir_name(index: usize, name: &str) -> String {
 }
 
 /// An outcome for an attempt that could not start.
+/// An agent phase with less than this share of its `max_cost_usd` left runs simplified.
+const NEARLY_SPENT: f64 = 0.2;
+
 /// Bytes of a failed gate's output an agent's next prompt quotes (its tail).
 const CONTEXT_TAIL_BYTES: usize = 2048;
 

@@ -136,6 +136,7 @@ fn interrupted(n: u32, started_at: String, patches: Vec<String>) -> Attempt {
         outcome: None,
         llm: None,
         agent: None,
+        degraded: None,
         gates: Vec::new(),
         status: PhaseStatus::Interrupted,
         patches,

@@ -308,6 +308,10 @@ pub struct Attempt {
     /// Workspace files matching its `outputs` when it passed (each declared glob must match).
     #[serde(default)]
     pub outputs: Vec<String>,
+    /// Why the attempt ran in simplified mode (`[phase.simplified]`): a pass is then
+    /// `passed_with_warnings`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub degraded: Option<String>,
 }
 
 /// A phase as it ended (or failed for good).
