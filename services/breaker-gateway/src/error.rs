@@ -103,10 +103,9 @@ impl GatewayError {
     pub fn provider_response(&self, protocol: Protocol) -> HttpResponse {
         let code = self.code();
         let mut body = protocol::error_body(protocol, code.status(), code.as_str(), &self.to_string());
-        if matches!(self, GatewayError::Budget { .. } | GatewayError::KeySpent(_))
-            && protocol == Protocol::OpenAi
-        {
-            // what OpenAI answers for a spent quota: clients (Codex) stop instead of retrying
+        if matches!(self, GatewayError::KeySpent(_)) && protocol == Protocol::OpenAi {
+            // what OpenAI answers for a spent quota: clients (Codex) stop instead of retrying (a
+            // daily budget stays a rate limit: it comes back at midnight, its Retry-After says)
             body["error"]["type"] = serde_json::json!("insufficient_quota");
         }
         let mut res = HttpResponse::build(helix_http::problem::status_of(code))
