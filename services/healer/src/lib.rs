@@ -18,6 +18,7 @@ pub mod knowledge;
 pub mod mining;
 pub mod model;
 pub mod parse;
+pub mod paths;
 pub mod patterns;
 pub mod propose;
 pub mod routes;
@@ -171,6 +172,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<HealerState>) {
     cfg.app_data(state)
         .service(helix_http::routes::post("/v1/analyze", routes::analyze::analyze))
         .service(helix_http::routes::post("/v1/fixes", routes::learning::record_fix))
+        .service(helix_http::routes::post("/v1/paths", routes::paths::record))
         .service(helix_http::routes::post("/v1/fixes/propose", routes::propose::propose))
         .service(helix_http::routes::get("/v1/fixes/known", routes::learning::known_fixes))
         .service(helix_http::routes::get("/v1/signatures/{signature}", routes::learning::get_signature))
@@ -199,7 +201,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<HealerState>) {
         routes::patterns::get,
         routes::fingerprint::fingerprint,
         routes::flaky::report,
-        routes::flaky::list
+        routes::flaky::list,
+        routes::paths::record
     ),
     components(schemas(
         routes::analyze::AnalyzeRequest,
@@ -212,6 +215,9 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<HealerState>) {
         model::Location,
         routes::learning::FixRequest,
         routes::flaky::FlakyReport,
+        routes::paths::PathReport,
+        routes::paths::PathRecorded,
+        paths::RankedPath,
         routes::flaky::FlakyRecorded,
         routes::flaky::FlakyList,
         flaky::FlakyTest,

@@ -167,6 +167,9 @@ pub struct SignatureReport {
     pub projects: Vec<String>,
     /// Fixes ranked by successes, then success rate, then recency.
     pub fixes: Vec<RankedFix>,
+    /// The sequences of healing actions that got it to pass, most often first (the projects the
+    /// report's scope admits).
+    pub paths: Vec<crate::paths::RankedPath>,
     /// One line for humans, e.g. "solved 3x like this".
     #[schema(example = "solved 3x like this: add PyYAML to requirements.txt")]
     pub summary: String,
@@ -214,6 +217,8 @@ pub trait LearningStore: Send + Sync + std::fmt::Debug {
     /// Cheap questions asked on every analysis: is the signature known, and has any fix for it
     /// succeeded?
     fn status(&self, signature: &str) -> SignatureStatus;
+    /// Appends a success path; durable when this returns.
+    fn record_path(&self, record: &crate::paths::PathRecord) -> Result<(), StoreError>;
     /// Appends that a test passed on a re-run after failing; durable when this returns.
     fn record_flaky(&self, record: &crate::flaky::FlakyRecord) -> Result<(), StoreError>;
     /// The tests of `project` found flaky, most often flaky first; at most `limit`.
@@ -237,6 +242,7 @@ enum Record {
     Occurrence(Occurrence),
     Fix(FixRecord),
     Flaky(crate::flaky::FlakyRecord),
+    Path(crate::paths::PathRecord),
 }
 
 #[derive(Debug, Default)]
@@ -252,6 +258,8 @@ struct SigState {
     fixes: Vec<FixRecord>,
     /// Times a test with this signature failed and then passed on a re-run.
     flaky: Vec<crate::flaky::FlakyRecord>,
+    /// The sequences of healing actions that got it to pass.
+    paths: Vec<crate::paths::PathRecord>,
 }
 
 #[derive(Debug)]
@@ -342,6 +350,13 @@ fn apply(sigs: &mut HashMap<String, SigState>, record: Record) {
             }
             s.fixes.push(f);
         }
+        Record::Path(p) => {
+            let s = sigs.entry(p.signature.clone()).or_default();
+            if let Some(project) = &p.project {
+                s.projects.insert(project.clone());
+            }
+            s.paths.push(p);
+        }
         Record::Flaky(f) => {
             let s = sigs.entry(f.signature.clone()).or_default();
             if let Some(p) = &f.project {
@@ -400,6 +415,16 @@ impl LearningStore for LogStore {
             }
             None => SignatureStatus::default(),
         }
+    }
+
+    fn record_path(&self, record: &crate::paths::PathRecord) -> Result<(), StoreError> {
+        let line = encode(&Record::Path(record.clone()))?;
+        let mut inner = self.lock();
+        inner.file.write_all(line.as_bytes()).map_err(|e| self.io(e))?;
+        inner.file.sync_data().map_err(|e| self.io(e))?;
+        inner.dirty = false;
+        apply(&mut inner.sigs, Record::Path(record.clone()));
+        Ok(())
     }
 
     fn record_flaky(&self, record: &crate::flaky::FlakyRecord) -> Result<(), StoreError> {
@@ -591,6 +616,10 @@ fn build_report(signature: &str, s: &SigState, scope: &FixScope) -> SignatureRep
         last_seen: s.last_ms.map(helix_core::time::rfc3339_ms),
         projects: s.projects.iter().cloned().collect(),
         fixes,
+        paths: crate::paths::ranked(s.paths.iter(), |p| match scope {
+            FixScope::All => true,
+            FixScope::Projects(ps) => ps.iter().any(|x| Some(x) == p.project.as_ref()),
+        }),
         summary,
     }
 }

@@ -18,6 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 mod agents;
 mod flaky;
+mod paths;
 mod promises;
 mod repair;
 mod runs;

@@ -743,6 +743,9 @@ pub struct SignatureReport {
     pub projects: Vec<String>,
     /// Ranked by successes, then success rate, then recency.
     pub fixes: Vec<ReportedFix>,
+    /// The sequences of healing actions that got it to pass, most often first.
+    #[serde(default)]
+    pub paths: Vec<ReportedPath>,
     /// One line for humans, e.g. "solved 3x like this: ...".
     pub summary: String,
 }
@@ -772,6 +775,35 @@ pub struct ReportedFix {
     /// An LLM repair that worked and never failed.
     #[serde(default)]
     pub learned: bool,
+}
+
+/// A success path in a [`SignatureReport`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ReportedPath {
+    pub steps: Vec<String>,
+    pub successes: u32,
+    pub projects: Vec<String>,
+    pub phases: Vec<String>,
+}
+
+/// What `POST /v1/paths` records.
+#[derive(Debug, Clone, Serialize)]
+pub struct PathReport {
+    pub signature: String,
+    pub steps: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+}
+
+impl ServiceClient {
+    /// `POST /v1/paths` on a healer.
+    pub async fn record_path(&self, report: &PathReport) -> Result<(), ClientError> {
+        let _: Value = self.post_json("/v1/paths", report).await?;
+        Ok(())
+    }
 }
 
 /// A fix of `GET /v1/fixes/known`: a patch recorded for the project, with its track record there.

@@ -12,7 +12,7 @@ use crate::store::{FixRecord, KnownFix, Outcome, SignatureReport};
 /// place for text that could steer an agent.
 pub const MAX_DESCRIPTION: usize = 1000;
 
-fn check_signature(s: &str) -> Result<(), HealerError> {
+pub(crate) fn check_signature(s: &str) -> Result<(), HealerError> {
     if helix_core::trace::is_lower_hex(s, 64) {
         Ok(())
     } else {

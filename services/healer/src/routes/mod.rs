@@ -4,5 +4,6 @@ pub mod analyze;
 pub mod fingerprint;
 pub mod flaky;
 pub mod learning;
+pub mod paths;
 pub mod patterns;
 pub mod propose;

@@ -732,6 +732,7 @@ impl Driver {
                     false,
                 )
                 .await;
+                self.report_path(&phase.name, &rec.attempts).await;
                 rec.status = attempt.status;
                 output_manifest = output;
                 rec.attempts.push(attempt);
@@ -1451,9 +1452,27 @@ impl Driver {
             heal.action = "give_up".to_owned();
             return (heal, Next::Stop(PhaseStatus::NeedsHuman));
         }
+        // the path that healed this signature most often here decides where to start: a plain
+        // retry when that is what worked, hints before fixes when hints worked
+        let followed = self.path_step(heal.signature.as_deref(), &phase.name, n).await;
+        let prefer_hints = followed.as_ref().is_some_and(|(s, _)| s == "hint");
+        if let Some((step, path)) = &followed
+            && step == "backoff"
+        {
+            let base = self.engine.settings.retry_backoff;
+            heal.action = "retry_backoff".to_owned();
+            heal.path = Some(path.clone());
+            let wait = base.saturating_mul(1u32 << (n - 1).min(16)).min(MAX_BACKOFF);
+            heal.backoff_ms = Some(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX));
+            return (heal, Next::Retry { backoff: wait, fix: None, hints: None });
+        }
+        if prefer_hints {
+            heal.path = followed.as_ref().map(|(_, p)| p.clone());
+        }
         // learning: a fix that solved this very signature at least twice in this project and
         // never failed is applied at once, before proposals and without a hint retry
-        if !matches!(class.as_str(), "transient" | "timeout" | "unknown" | "flaky")
+        if !prefer_hints
+            && !matches!(class.as_str(), "transient" | "timeout" | "unknown" | "flaky")
             && let Some(fix) = self
                 .proven_fix(
                     index,
@@ -1474,14 +1493,15 @@ impl Driver {
             base.saturating_mul(1u32 << (n - 1).min(16)).min(MAX_BACKOFF)
         };
         let agent = matches!(phase.kind, PhaseKind::Agent(_));
-        let with_hints = match class.as_str() {
-            "deterministic" | "environment" => true,
-            "timeout" => phase.on_timeout == OnTimeout::RetryWithHints,
-            // an agent acts on what it is told, and a repair model on what it is shown:
-            // whatever failed its checks, tell them
-            "transient" | "flaky" => false,
-            _ => agent || phase.repair.is_some(),
-        };
+        let with_hints = prefer_hints
+            || match class.as_str() {
+                "deterministic" | "environment" => true,
+                "timeout" => phase.on_timeout == OnTimeout::RetryWithHints,
+                // an agent acts on what it is told, and a repair model on what it is shown:
+                // whatever failed its checks, tell them
+                "transient" | "flaky" => false,
+                _ => agent || phase.repair.is_some(),
+            };
         match with_hints {
             true => {
                 let workdir = self
@@ -1508,7 +1528,7 @@ impl Driver {
                         && f.confidence == "auto"
                         && f.patch.as_ref().is_some_and(|p| !p.is_empty() && !patches.contains(p))
                 });
-                if let Some(f) = auto {
+                if let Some(f) = auto.filter(|_| !prefer_hints) {
                     let fix = AppliedFix {
                         signature: f.signature.clone(),
                         description: f.description.clone(),
@@ -1525,7 +1545,7 @@ impl Driver {
                         Next::Retry { backoff: Duration::ZERO, fix: Some(Box::new(fix)), hints: None },
                     );
                 }
-                if let Some(cfg) = &phase.repair
+                if let Some(cfg) = phase.repair.as_ref().filter(|_| !prefer_hints)
                     && let Some(sig) = heal.signature.clone()
                 {
                     let past = match self
@@ -1630,6 +1650,44 @@ impl Driver {
                 (heal, Next::Retry { backoff: wait, fix: None, hints: None })
             }
         }
+    }
+
+    /// After a pass that took healing: the steps the failed attempts took, reported to the
+    /// healer as a success path of the first failure's signature.
+    async fn report_path(&self, phase: &str, failed: &[Attempt]) {
+        let Some(signature) = failed.iter().find_map(|a| a.heal.as_ref().and_then(|h| h.signature.clone()))
+        else {
+            return;
+        };
+        let steps: Vec<String> =
+            failed.iter().filter_map(|a| a.heal.as_ref().and_then(HealRecord::step)).collect();
+        if steps.is_empty() {
+            return;
+        }
+        let report = helix_core::client::PathReport {
+            signature,
+            steps,
+            project: Some(self.record.project.clone()),
+            phase: Some(phase.to_owned()),
+        };
+        if let Err(e) = self.engine.clients.healer.record_path(&report).await {
+            tracing::warn!(error = %e, "cannot report a success path to the healer");
+        }
+    }
+
+    /// The step the most successful path for `signature` in this project and phase took at
+    /// attempt `n`, with the path.
+    async fn path_step(&self, signature: Option<&str>, phase: &str, n: u32) -> Option<(String, Vec<String>)> {
+        let report = self
+            .engine
+            .clients
+            .healer
+            .signature_report(signature?, Some(&self.record.project))
+            .await
+            .ok()??;
+        let best = report.paths.into_iter().find(|p| p.phases.iter().any(|x| x == phase))?;
+        let step = best.steps.get(usize::try_from(n).ok()?.checked_sub(1)?)?.clone();
+        Some((step, best.steps))
     }
 
     /// The best fix the healer's history proves for `signature` in this run's project (≥ 2

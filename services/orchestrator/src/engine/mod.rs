@@ -188,6 +188,28 @@ pub struct HealRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub repair: Option<repair::RepairRecord>,
+    /// The success path this step followed (the healer's most successful one for the
+    /// signature in this project and phase), when one decided it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<Vec<String>>,
+}
+
+impl HealRecord {
+    /// This healing as a step of a success path (see the healer's `paths`).
+    pub fn step(&self) -> Option<String> {
+        match self.action.as_str() {
+            "fix_applied" => {
+                let fix = self.fix.as_ref();
+                let learned = fix.is_some_and(|f| f.source.starts_with("learned"));
+                let origin = fix.and_then(|f| f.origin.clone()).unwrap_or_else(|| "healer".to_owned());
+                Some(if learned { "fix:learned".to_owned() } else { format!("fix:{origin}") })
+            }
+            "retry_with_hints" => Some("hint".to_owned()),
+            "retry_backoff" if self.failure_class == "flaky" => Some("flaky".to_owned()),
+            "retry_backoff" => Some("backoff".to_owned()),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
