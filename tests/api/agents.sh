@@ -23,6 +23,7 @@
 #                       carries the check's error output
 #   7. pipeline-budget: a phase whose max_cost_usd the first model call spends: the gateway refuses
 #                       the next one, the phase ends needs_human with failure class budget_exceeded
+#   8. example-agent:   the README's examples/agent-pipeline with its mini agent (no CLI needed)
 # Then no key (the upstream's, the CLIs' gateway keys, the minted ones) may appear in helix's
 # output.
 #
@@ -76,7 +77,7 @@ fi
 
 work=$(mktemp -d)
 cleanup() {
-  for pid in "${helix_pid:-}" "${fake_pid:-}"; do
+  for pid in "${helix_pid:-}" "${fake_pid:-}" "${ex_helix_pid:-}" "${ex_fake_pid:-}"; do
     if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
   done
   if [[ -n "${AGENTS_KEEP:-}" ]]; then echo "scratch directory kept: $work" >&2; else rm -rf "$work"; fi
@@ -509,6 +510,51 @@ fi
 wait "$helix_pid" || { echo "helix up did not stop cleanly on SIGTERM" >&2; tail -n 20 "$work/up.err" >&2; }
 kill -TERM "$fake_pid"
 wait "$fake_pid" 2>/dev/null || true
+
+# 8. example-agent: the README's "Agent pipeline: try it", as written, but with its own ports (the
+#    fake's URL put into a copy of the example's helix.toml, services on port 0)
+if wanted example-agent; then
+  ex="$work/example"
+  mkdir -p "$ex"
+  "$fake_bin" --port 0 >"$ex/fake.out" 2>"$ex/fake.err" &
+  ex_fake_pid=$!
+  wait_for "$ex/fake.out" "^listening on http://127.0.0.1:" "$ex_fake_pid" || { echo "the example's fake did not start" >&2; exit 1; }
+  ex_fake_url=$(sed -n 's/^listening on //p' "$ex/fake.out" | head -n 1)
+  sed "s#http://127.0.0.1:18080#$ex_fake_url#" "$repo/examples/agent-pipeline/helix.toml" >"$ex/helix.toml"
+  curl -sf -X PUT "$ex_fake_url/_fake/default" -H 'content-type: application/json' \
+    -d @"$repo/examples/agent-pipeline/fake-agent.json" >/dev/null
+  (cd "$ex" && exec env -u HELIX_CONFIG HELIX_ORCHESTRATOR__ROOTS="$repo" "$helix_bin" up --config "$ex/helix.toml" \
+    --host 127.0.0.1 --orchestrator-port 0 --trace-collector-port 0 --breaker-gateway-port 0 --healer-port 0 \
+    --data-dir "$ex/data" >"$ex/up.out" 2>"$ex/up.err") &
+  ex_helix_pid=$!
+  wait_for "$ex/up.out" "press Ctrl-C" "$ex_helix_pid" || { cat "$ex/up.err" >&2; echo "the example's helix up did not start" >&2; exit 1; }
+  ex_orch=$(grep -E '^  orchestrator +http://' "$ex/up.out" | awk '{print $2}')
+  ex_rc=0
+  timeout 300 "$helix_bin" run --url "$ex_orch" --project demo "$repo/examples/agent-pipeline/pipeline.toml" \
+    >"$ex/run.out" 2>"$ex/run.err" || ex_rc=$?
+  trace=$(sed -n 's/^trace \([0-9a-f]\{32\}\).*/\1/p' "$ex/run.out" | head -n 1)
+  ex_collector=$(grep -E '^  trace-collector +http://' "$ex/up.out" | awk '{print $2}')
+  # the run's own span comes last: wait for it (the spans of the agent's steps came while it ran)
+  for _ in $(seq 1 100); do
+    timeout 60 "$helix_bin" trace --url "$ex_collector" "$trace" >"$ex/trace.out" 2>&1 || true
+    grep -q 'run agent-fix' "$ex/trace.out" && break
+    sleep 0.2
+  done
+  if [[ $ex_rc == 0 ]] && grep -q '^succeeded' "$ex/run.out" && grep -q 'tool Bash' "$ex/trace.out" \
+      && grep -q 'invoke_agent generic' "$ex/trace.out" && grep -q 'llm claude-sonnet-4-5' "$ex/trace.out"; then
+    echo "PASS example-agent: the README's agent pipeline with the fake provider"
+    passed=$((passed + 1))
+  else
+    echo "FAIL example-agent: the README's agent pipeline (helix run exit $ex_rc)"
+    tail -n 15 "$ex/run.out" "$ex/trace.out" | sed 's/^/    /'
+    tail -n 5 "$ex/up.err" | sed 's/^/    up: /'
+    failed=$((failed + 1))
+  fi
+  kill -TERM "$ex_helix_pid" 2>/dev/null || true
+  timeout 60 tail --pid="$ex_helix_pid" -f /dev/null || kill -KILL "$ex_helix_pid" 2>/dev/null || true
+  kill -TERM "$ex_fake_pid" 2>/dev/null || true
+  wait "$ex_fake_pid" 2>/dev/null || true
+fi
 
 leaks=0
 for var in HELIX_AGENTS_UPSTREAM_KEY HELIX_AGENTS_CLAUDE_KEY HELIX_AGENTS_CODEX_KEY; do

@@ -1,4 +1,4 @@
-//! Agent phases end to end: a `generic` agent (tests/fixtures/orchestrator/agents/mini_agent.py, a real tool
+//! Agent phases end to end: a `generic` agent (examples/agent-pipeline/mini_agent.py, a real tool
 //! loop over the Anthropic Messages API) run by the orchestrator against the real gateway in
 //! front of the fake provider's agent mode, with the real healer and trace-collector. The real
 //! Claude Code and Codex CLIs run the same kind of phase in tests/api/agents.sh.
@@ -10,7 +10,7 @@ use super::promises::{named, spans_when};
 use super::*;
 
 fn mini_agent() -> String {
-    path_str(&fixture("agents/mini_agent.py"))
+    path_str(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/agent-pipeline/mini_agent.py"))
 }
 
 /// The gateway serves `smart` from the fake, priced so that calls cost something.

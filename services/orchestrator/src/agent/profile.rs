@@ -17,7 +17,8 @@
 //!   (`--dangerously-bypass-approvals-and-sandbox`): the phase's containment is the sandbox, and
 //!   Codex refuses to create its helpers under a temporary directory.
 //! - `generic`: the phase's own argv (`run`), with `{{prompt}}` in it replaced by the prompt; it
-//!   gets both base URLs and the key, and must print one of the two stream formats.
+//!   gets both base URLs, the key and the phase's model (`HELIX_AGENT_MODEL`), and must print
+//!   one of the two stream formats.
 //!
 //! The attempt's headers ([`GatewayAccess::headers`]: the run's project, the attempt's
 //! `traceparent`) ride on every model call: Claude Code through `ANTHROPIC_CUSTOM_HEADERS`, Codex
@@ -215,6 +216,9 @@ pub fn invocation(
             }
             env.push(("OPENAI_API_KEY".to_owned(), gateway.key.to_owned()));
             env.push(("ANTHROPIC_API_KEY".to_owned(), gateway.key.to_owned()));
+            if let Some(m) = spec.model {
+                env.push(("HELIX_AGENT_MODEL".to_owned(), m.to_owned()));
+            }
             // for a generic agent to send on: `x-helix-project` as HELIX_PROJECT, `traceparent`
             // as TRACEPARENT (the environment-variable carrier of OpenTelemetry's context)
             for (k, v) in gateway.headers {
