@@ -179,7 +179,7 @@ fn bench(c: &mut Criterion) {
                         std::fs::write(&go, "").expect("go");
                         let _ = std::fs::remove_file(&stamp);
                         let t0 = SystemTime::now();
-                        engine.resume_at(&view.id, None).await.expect("resume");
+                        engine.resume_at(&view.id, None, None).await.expect("resume");
                         while !stamp_ready(&stamp) {
                             tokio::time::sleep(Duration::from_micros(500)).await;
                         }

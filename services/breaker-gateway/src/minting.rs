@@ -27,11 +27,19 @@ pub const MAX_CAP_USD: f64 = 1_000_000.0;
 #[serde(deny_unknown_fields)]
 pub struct MintRequest {
     /// The project its calls bill to: one the caller may bill to (the caller's own when unset).
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = "^[^\\s\\x00-\\x1f\\x7f-\\x9f](?:[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f])?$"
+    )]
     pub project: Option<String>,
     /// USD the key may spend; calls after it is spent get 429 `budget_exceeded`. Unset: no cap
     /// beyond the project's daily budget.
+    #[schema(exclusive_minimum = 0.0, maximum = 1000000.0)]
     pub max_cost_usd: Option<f64>,
     /// Seconds until it expires (1 to 86,400; default 3,600).
+    #[schema(minimum = 1, maximum = 86400)]
+    #[serde(default, deserialize_with = "helix_core::json::lenient_int_opt")]
     pub ttl_seconds: Option<u64>,
 }
 
@@ -72,6 +80,11 @@ impl GatewayState {
             return Err(GatewayError::InvalidRequest(format!(
                 "max_cost_usd must be a number above 0 and at most {MAX_CAP_USD}, got {c}"
             )));
+        }
+        if let Some(p) = &req.project
+            && p.chars().count() > 128
+        {
+            return Err(GatewayError::InvalidRequest("project must be at most 128 characters".to_owned()));
         }
         let project = self.project_for(caller, req.project.as_deref())?;
         let now = helix_core::time::now_ms();

@@ -164,6 +164,9 @@ pub enum Command {
         /// after it run again. Without it, an older checkpoint's token is refused
         #[arg(long, value_name = "N")]
         from_checkpoint: Option<u32>,
+        /// The answer to the decision gate the run stopped at (its escalation report asks)
+        #[arg(long, value_name = "TEXT", conflicts_with = "from_checkpoint")]
+        decision: Option<String>,
         /// JSON lines: each event as the orchestrator sends it, then the final run
         #[arg(long)]
         json: bool,

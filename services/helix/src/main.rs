@@ -114,8 +114,8 @@ async fn run(cli: Cli, isolation: Option<String>) -> anyhow::Result<ExitCode> {
         Command::Runs { project, limit, json, orchestrator } => {
             helix::runs_view::runs(&orchestrator.url, project.as_deref(), limit, json).await
         }
-        Command::Resume { token, from_checkpoint, json, orchestrator } => {
-            Ok(helix::runs_view::resume(&orchestrator.url, &token, from_checkpoint, json).await)
+        Command::Resume { token, from_checkpoint, decision, json, orchestrator } => {
+            Ok(helix::runs_view::resume(&orchestrator.url, &token, from_checkpoint, decision, json).await)
         }
         Command::Replay { run, phase, recorded, json, orchestrator } => {
             helix::runs_view::replay(&orchestrator.url, &run, &phase, recorded, json).await

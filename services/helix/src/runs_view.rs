@@ -314,7 +314,13 @@ pub async fn run(
 }
 
 /// `helix resume TOKEN` (or a run id: from its latest checkpoint), then follows the run.
-pub async fn resume(url: &str, target: &str, from_checkpoint: Option<u32>, json: bool) -> ExitCode {
+pub async fn resume(
+    url: &str,
+    target: &str,
+    from_checkpoint: Option<u32>,
+    decision: Option<String>,
+    json: bool,
+) -> ExitCode {
     let resumed = async {
         let orch = Orchestrator::new(url)?;
         let target = target.trim();
@@ -344,7 +350,10 @@ pub async fn resume(url: &str, target: &str, from_checkpoint: Option<u32>, json:
         let skip = tokio::time::timeout(QUICK, count_events(&orch, &id))
             .await
             .map_err(|_| anyhow!("run {id} is running (its events do not end); nothing to resume"))??;
-        let body = json!({"token": token});
+        let mut body = json!({"token": token});
+        if let Some(d) = &decision {
+            body["decision"] = json!(d);
+        }
         let raw = orch
             .post(&format!("/v1/runs/{}/resume", encode_query(&id)), Some(&body), QUICK)
             .await

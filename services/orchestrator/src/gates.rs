@@ -20,6 +20,9 @@ use serde_json::Value;
 use crate::exec::{self, Cancel, CommandSpec, Limits};
 use crate::testsummary::{self, TestSummary};
 
+/// The start of a pending decision gate's detail.
+pub const DECISION_PENDING: &str = "a human decision is needed: ";
+
 /// How long a command gate may run when its `timeout` is not set.
 pub const DEFAULT_GATE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
@@ -85,6 +88,14 @@ pub enum GateCheck {
         #[serde(rename = "timeout_ms", with = "crate::exec::duration_ms::option")]
         timeout: Option<Duration>,
     },
+    /// A decision only a person can make: the run stops for it (`needs_human`, with the question
+    /// in its escalation report and, with `model`, an ADR proposal drafted), and passes once the
+    /// answer comes with the resume (`POST /v1/runs/{id}/resume` with `decision`).
+    Decision {
+        question: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        model: Option<String>,
+    },
 }
 
 impl GateCheck {
@@ -96,6 +107,7 @@ impl GateCheck {
             GateCheck::OutputMatches { .. } => "output_matches",
             GateCheck::JsonSchema { .. } => "json_schema",
             GateCheck::Command { .. } => "command",
+            GateCheck::Decision { .. } => "decision",
         }
     }
 }
@@ -175,6 +187,8 @@ pub async fn evaluate(gate: &Gate, ctx: &GateContext<'_>) -> GateResult {
         },
         GateCheck::JsonSchema { file, schema } => json_schema(ctx.workspace, file, schema),
         GateCheck::Command { run, baseline, timeout } => command(run, *baseline, *timeout, ctx).await,
+        // the engine answers decisions from the run's state; on its own a decision is pending
+        GateCheck::Decision { question, .. } => Verdict::new(false, format!("{DECISION_PENDING}{question}")),
     };
     GateResult {
         name: gate.display_name(),

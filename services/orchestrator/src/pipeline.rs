@@ -79,6 +79,12 @@
 //! schema = { type = "object", required = ["passed"] }   # or schema_file = "report.schema.json"
 //!
 //! [[phase.gate]]
+//! name = "database"
+//! kind = "decision"                   # asks a person once the other gates pass: the run stops
+//! question = "SQLite or Postgres?"    # needs_human; `helix resume TOKEN --decision TEXT` answers
+//! model = "claude-sonnet"             # optional: drafts an ADR proposal for the report
+//!
+//! [[phase.gate]]
 //! name = "whole suite"
 //! kind = "command"
 //! run = ["{{python}}", "-m", "pytest", "-q"]
@@ -1130,6 +1136,7 @@ const GATE_KINDS: &[(&str, &[&str])] = &[
     ("output_matches", &["regex", "negate"]),
     ("json_schema", &["file", "schema", "schema_file"]),
     ("command", &["run", "shell", "baseline", "timeout"]),
+    ("decision", &["question", "model"]),
 ];
 
 /// What the templates of one phase may refer to.
@@ -1567,6 +1574,13 @@ fn parse_gate(tab: &Tab<'_, '_>, scope: &Scope<'_>, command_phase: bool, base: O
                 .map_err(|e| tab.err("regex", format!("invalid regex: {}", one_line(&e.to_string()))))?;
             GateCheck::OutputMatches { regex, negate: tab.bool("negate")?.unwrap_or(false) }
         }
+        "decision" => {
+            let question = tab.req_str("question", "what the person is asked to decide")?;
+            if question.len() > 4000 {
+                return Err(tab.err("question", "must be at most 4000 bytes"));
+            }
+            GateCheck::Decision { question, model: tab.str("model")?.filter(|m| !m.trim().is_empty()) }
+        }
         "json_schema" => {
             let file = tab.req_str("file", "the JSON file to check")?;
             gates::check_relative_path(&file).map_err(|e| tab.err("file", e))?;
@@ -1791,11 +1805,21 @@ mod tests {
         assert_eq!(test.inputs, ["src/**", "tests/**"]);
         assert_eq!(test.env["PYTEST_ADDOPTS"], "-p no:cacheprovider");
         let kinds: Vec<_> = test.gates.iter().map(|g| g.check.kind()).collect();
-        assert_eq!(kinds, ["exit_code", "files_exist", "output_matches", "json_schema", "command"]);
+        assert_eq!(
+            kinds,
+            ["exit_code", "files_exist", "output_matches", "json_schema", "decision", "command"]
+        );
         assert_eq!(test.gates[2].on_fail, Severity::Warn);
         assert_eq!(test.gates[2].display_name(), "no warnings");
         assert_eq!(
             test.gates[4].check,
+            GateCheck::Decision {
+                question: "SQLite or Postgres?".into(),
+                model: Some("claude-sonnet".into())
+            }
+        );
+        assert_eq!(
+            test.gates[5].check,
             GateCheck::Command {
                 run: CommandSpec::Argv(vec!["{{python}}".into(), "-m".into(), "pytest".into(), "-q".into()]),
                 baseline: true,

@@ -210,3 +210,76 @@ async fn an_escalation_after_a_failed_repair_carries_an_adr_proposal_drafted_by_
     o.helix.stop().await;
     fake.stop().await;
 }
+
+#[tokio::test]
+async fn a_decision_gate_stops_for_a_person_with_an_adr_draft_and_passes_with_the_answer() {
+    let fake = FakeProvider::start().await;
+    let fake_url = fake.url();
+    let (hook, mut calls) = webhook(Duration::ZERO).await;
+    let o = Orch::start_with(|c| {
+        c.breaker_gateway.max_retries = 0;
+        c.orchestrator.escalation_webhook = Some(hook.clone());
+        serve_smart_from(&mut c.breaker_gateway, fake_url);
+    })
+    .await;
+    fake.set_default(Mode::Text {
+        text:
+            "## Context\nTwo stores.\n## Options\n1. SQLite\n2. Postgres\n## Recommendation\nPostgres ZQX-DB."
+                .to_owned(),
+    });
+    let pipeline = r#"name = "decide"
+
+[[phase]]
+name = "design"
+kind = "command"
+run = ["true"]
+
+[[phase.gate]]
+name = "database"
+kind = "decision"
+question = "Which database should the service use: SQLite or Postgres?"
+model = "smart"
+
+[[phase]]
+name = "after"
+kind = "command"
+run = ["true"]
+"#;
+    let done = o.run_inline(pipeline, "decisions", None).await;
+    assert_eq!(done["status"], "needs_human", "{done:#}");
+    let tries = attempts(&done["failed"]);
+    assert_eq!(tries.len(), 1, "a decision is not retried: {done:#}");
+    assert_eq!(tries[0]["heal"]["failure_class"], "decision");
+    assert_eq!(tries[0]["heal"]["action"], "ask_human");
+    let call = tokio::time::timeout(Duration::from_secs(30), calls.recv())
+        .await
+        .expect("the webhook")
+        .expect("a body");
+    let report = call["report"].as_str().expect("report");
+    assert!(report.contains("Which database should the service use"), "{report}");
+    assert!(report.contains("Postgres ZQX-DB") && report.contains("## ADR proposal"), "{report}");
+
+    // answered with the resume: the gate passes with it, and the run goes on
+    let id = id_of(&done).to_owned();
+    let res = o
+        .post_after_final(
+            &format!("/v1/runs/{id}/resume"),
+            &json!({"decision": "Postgres, for the replicas"}),
+            409,
+        )
+        .await;
+    assert_eq!(res.status(), 202, "{}", res.text().await.unwrap_or_default());
+    let resumed = o.wait_final(&id).await;
+    assert_eq!(resumed["status"], "succeeded", "{resumed:#}");
+    let g = gate(&attempts(&resumed["phases"][0]).last().cloned().expect("attempt"), "database").clone();
+    assert_eq!(g["passed"], true, "{g:#}");
+    assert!(g["detail"].as_str().is_some_and(|d| d.contains("decided: Postgres, for the replicas")), "{g:#}");
+
+    // a finished run takes no decision; an empty one is refused before anything
+    let res = o.post(&format!("/v1/runs/{id}/resume"), &json!({"decision": "x"})).await;
+    assert_eq!(res.status(), 409);
+    let res = o.post(&format!("/v1/runs/{id}/resume"), &json!({"decision": "  "})).await;
+    assert_eq!(res.status(), 400);
+    o.helix.stop().await;
+    fake.stop().await;
+}

@@ -26,6 +26,8 @@ use crate::minting::{MintRequest, MintedKey};
         (status = 201, description = "the key, shown once", body = MintedKey),
         (status = 400, description = "an invalid cap, lifetime or project name", body = helix_core::Problem, content_type = "application/problem+json"),
         (status = 403, description = "a project the caller may not bill to, or a minted key asking", body = helix_core::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "body larger than `max_body_bytes`", body = helix_core::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "body is not application/json", body = helix_core::Problem, content_type = "application/problem+json"),
         (status = 429, description = "as many keys exist as the gateway keeps", body = helix_core::Problem, content_type = "application/problem+json")
     )
 )]
@@ -33,9 +35,9 @@ pub async fn mint(
     state: web::Data<GatewayState>,
     access: web::Data<Access>,
     Caller(caller): Caller,
-    body: web::Json<MintRequest>,
+    body: helix_http::Json<MintRequest>,
 ) -> Result<HttpResponse, GatewayError> {
-    let key = state.mint_key(&access.authenticator, &caller, &body)?;
+    let key = state.mint_key(&access.authenticator, &caller, &body.into_inner())?;
     Ok(HttpResponse::Created().json(key))
 }
 

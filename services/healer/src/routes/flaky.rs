@@ -10,7 +10,10 @@ use crate::error::HealerError;
 use crate::flaky::{FlakyRecord, FlakyTest};
 
 /// Longest test id accepted.
-const MAX_TEST_ID: usize = 1000;
+/// Longest test id accepted, in characters (the schema's `maxLength`).
+const MAX_TEST_ID: usize = 250;
+/// Longest runner or phase name, in characters.
+pub(crate) const MAX_NAME: usize = 64;
 const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = 1000;
 
@@ -19,17 +22,30 @@ const MAX_LIMIT: usize = 1000;
 #[serde(deny_unknown_fields)]
 pub struct FlakyReport {
     /// The test as its runner names it (one line, at most 1,000 bytes).
-    #[schema(example = "tests/test_api.py::test_timeout", min_length = 1, max_length = 1000)]
+    #[schema(
+        example = "tests/test_api.py::test_timeout",
+        min_length = 1,
+        max_length = 250,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
     pub test: String,
     /// `pytest`, `cargo`, `go`, `jest`, `vitest`, or another runner's name.
     #[serde(default)]
-    #[schema(max_length = 64)]
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
     pub runner: Option<String>,
     /// The project (default: the token's only project, else `default`).
     #[serde(default)]
     pub project: Option<String>,
     #[serde(default)]
-    #[schema(max_length = 64)]
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
     pub phase: Option<String>,
 }
 
@@ -59,9 +75,10 @@ pub struct FlakyList {
     pub tests: Vec<FlakyTest>,
 }
 
-fn one_line(what: &str, v: &str, max: usize) -> Result<(), HealerError> {
-    if v.trim().is_empty() || v.len() > max || v.chars().any(char::is_control) {
-        return Err(HealerError::Invalid(format!("{what} must be one line of 1 to {max} bytes")));
+/// One line of 1 to `max` characters, not only white space (what the schemas say).
+pub(crate) fn one_line(what: &str, v: &str, max: usize) -> Result<(), HealerError> {
+    if v.trim().is_empty() || v.chars().count() > max || v.chars().any(char::is_control) {
+        return Err(HealerError::Invalid(format!("{what} must be one line of 1 to {max} characters")));
     }
     Ok(())
 }
@@ -79,7 +96,9 @@ fn one_line(what: &str, v: &str, max: usize) -> Result<(), HealerError> {
     request_body = FlakyReport,
     responses(
         (status = 201, description = "recorded", body = FlakyRecorded),
-        (status = 400, description = "invalid JSON, an empty or multi-line test id", body = helix_core::Problem, content_type = "application/problem+json")
+        (status = 400, description = "invalid JSON, an empty or multi-line test id", body = helix_core::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "body larger than `max_body_bytes`", body = helix_core::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "body is not application/json", body = helix_core::Problem, content_type = "application/problem+json")
     )
 )]
 pub async fn report(
@@ -91,7 +110,7 @@ pub async fn report(
     one_line("test", &req.test, MAX_TEST_ID)?;
     for (what, v) in [("runner", &req.runner), ("phase", &req.phase)] {
         if let Some(v) = v {
-            one_line(what, v, 64)?;
+            one_line(what, v, MAX_NAME)?;
         }
     }
     let project = state.project_of(&caller, req.project)?;

@@ -59,9 +59,9 @@ pub struct FixRequest {
     /// worked becomes a learned fix (`learned` in the signature's report).
     #[serde(default)]
     pub source: Option<crate::store::FixSource>,
-    /// The diagnostic's key the fix was for (a module, a name; at most 200 bytes, one line).
+    /// The diagnostic's key the fix was for (a module, a name; at most 50 characters, one line).
     #[serde(default)]
-    #[schema(max_length = 200)]
+    #[schema(max_length = 50, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$")]
     pub key: Option<String>,
 }
 
@@ -113,9 +113,9 @@ pub async fn record_fix(
         ));
     }
     if let Some(k) = &req.key
-        && (k.len() > 200 || k.chars().any(char::is_control))
+        && (k.chars().count() > 50 || k.chars().any(char::is_control))
     {
-        return Err(HealerError::Invalid("key must be one line of at most 200 bytes".to_owned()));
+        return Err(HealerError::Invalid("key must be one line of at most 50 characters".to_owned()));
     }
     req.project = Some(state.project_of(&caller, req.project.take())?);
     let at_ms = helix_core::time::now_ms();

@@ -16,14 +16,27 @@ pub struct PathReport {
     pub signature: String,
     /// One step per failed attempt before the pass: `fix:<source>`, `hint`, `repair`,
     /// `backoff`, `flaky` (1 to 16 steps of letters, digits and `_-:.`).
-    #[schema(example = json!(["fix:healer", "hint"]))]
+    #[schema(example = json!(["fix:healer", "hint"]), schema_with = steps_schema)]
     pub steps: Vec<String>,
     /// The project (default: the token's only project, else `default`).
     #[serde(default)]
     pub project: Option<String>,
     #[serde(default)]
-    #[schema(max_length = 64)]
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
     pub phase: Option<String>,
+}
+
+fn steps_schema() -> utoipa::openapi::schema::Array {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
+    ArrayBuilder::new()
+        .items(ObjectBuilder::new().schema_type(Type::String).pattern(Some("^[A-Za-z0-9_:.-]{1,80}$")))
+        .min_items(Some(1))
+        .max_items(Some(crate::paths::MAX_STEPS))
+        .build()
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -47,7 +60,9 @@ pub struct PathRecorded {
     request_body = PathReport,
     responses(
         (status = 201, description = "recorded", body = PathRecorded),
-        (status = 400, description = "an invalid signature, steps or phase", body = helix_core::Problem, content_type = "application/problem+json")
+        (status = 400, description = "an invalid signature, steps or phase", body = helix_core::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "body larger than `max_body_bytes`", body = helix_core::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "body is not application/json", body = helix_core::Problem, content_type = "application/problem+json")
     )
 )]
 pub async fn record(
@@ -58,10 +73,8 @@ pub async fn record(
     let req = body.into_inner();
     super::learning::check_signature(&req.signature)?;
     crate::paths::check_steps(&req.steps).map_err(HealerError::Invalid)?;
-    if let Some(p) = &req.phase
-        && (p.trim().is_empty() || p.len() > 64 || p.chars().any(char::is_control))
-    {
-        return Err(HealerError::Invalid("phase must be one line of 1 to 64 bytes".to_owned()));
+    if let Some(p) = &req.phase {
+        super::flaky::one_line("phase", p, super::flaky::MAX_NAME)?;
     }
     let project = state.project_of(&caller, req.project)?;
     let record = PathRecord {

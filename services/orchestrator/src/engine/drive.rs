@@ -362,12 +362,14 @@ impl Driver {
         let report = super::escalation::report(&self.record, cp, token.as_deref());
         let path = self.dir().join(ESCALATION_FILE);
         write_report(&path, &report).await;
-        let adr_model = cp
-            .failed
-            .as_ref()
-            .and_then(|f| self.record.pipeline.phases.get(f.index))
-            .and_then(|p| p.repair.as_ref())
-            .map(|r| r.model.clone());
+        let adr_model =
+            cp.failed.as_ref().and_then(|f| self.record.pipeline.phases.get(f.index)).and_then(|p| {
+                let asked = p.gates.iter().find_map(|g| match &g.check {
+                    GateCheck::Decision { model: Some(m), .. } => Some(m.clone()),
+                    _ => None,
+                });
+                asked.or_else(|| p.repair.as_ref().map(|r| r.model.clone()))
+            });
         let body = serde_json::json!({
             "run_id": self.record.id,
             "project": self.record.project,
@@ -1189,7 +1191,26 @@ impl Driver {
                     default_timeout: crate::gates::DEFAULT_GATE_TIMEOUT.min(settings.phase_timeout),
                 };
                 let gate_start = now_nanos();
-                let r = gates::evaluate(gate, &ctx).await;
+                let r = match &gate.check {
+                    // answered with a resume, or pending: the run stops for a person
+                    GateCheck::Decision { question, .. } => {
+                        let answer = cp.decisions.get(&format!("{}/{}", phase.name, gate.display_name()));
+                        GateResult {
+                            name: gate.display_name(),
+                            kind: "decision".to_owned(),
+                            passed: answer.is_some(),
+                            severity: gate.on_fail,
+                            detail: match answer {
+                                Some(a) => format!("decided: {a} (asked: {question})"),
+                                None => format!("{}{question}", gates::DECISION_PENDING),
+                            },
+                            summary: None,
+                            output: None,
+                            flaky: Vec::new(),
+                        }
+                    }
+                    _ => gates::evaluate(gate, &ctx).await,
+                };
                 self.emit_span(
                     &helix_core::ids::new_span_id(),
                     Some(&attempt_span),
@@ -1436,6 +1457,20 @@ impl Driver {
         if class == "security" {
             heal.action = "escalate".to_owned();
             return (heal, Next::Stop(PhaseStatus::Escalated));
+        }
+        let others_pass = attempt
+            .gates
+            .iter()
+            .filter(|g| g.kind != "decision")
+            .all(|g| g.passed || g.severity == gates::Severity::Warn);
+        if let Some(g) =
+            attempt.gates.iter().find(|g| g.kind == "decision" && !g.passed).filter(|_| others_pass)
+        {
+            // no retry decides it: a person answers with the resume
+            heal.failure_class = "decision".to_owned();
+            heal.action = "ask_human".to_owned();
+            heal.message = Some(g.detail.clone());
+            return (heal, Next::Stop(PhaseStatus::NeedsHuman));
         }
         if let Some(r) = attempt.agent.as_ref().filter(|r| r.budget_exceeded) {
             // the gateway stopped the agent at its cap: another attempt has nothing left to spend

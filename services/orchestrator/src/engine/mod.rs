@@ -376,6 +376,9 @@ pub struct Checkpoint {
     pub written_at: String,
     /// Why the run stopped, for humans.
     pub reason: Option<String>,
+    /// Answers to decision gates, by `PHASE/GATE`, given with resumes.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub decisions: BTreeMap<String, String>,
 }
 
 /// A progress event of a run (`events.ndjson`, `GET /v1/runs/{id}/events`).
@@ -599,6 +602,7 @@ impl Engine {
                 cost_usd: 0.0,
                 written_at: now_rfc3339(),
                 reason: None,
+                decisions: BTreeMap::new(),
             };
             lock.write_checkpoint(1, &cp)?;
             Ok((lock, cp))
@@ -611,13 +615,23 @@ impl Engine {
 
     /// Resumes a run from the checkpoint its token names (normally its latest): the phase that
     /// was interrupted or failed starts again from its input checkpoint.
-    pub async fn resume(self: &Arc<Engine>, token: &str) -> Result<RunView, EngineError> {
+    pub async fn resume(
+        self: &Arc<Engine>,
+        token: &str,
+        decision: Option<String>,
+    ) -> Result<RunView, EngineError> {
         let token = ResumeToken::parse(token)?;
-        self.resume_at(token.run_id(), Some(token.seq())).await
+        self.resume_at(token.run_id(), Some(token.seq()), decision).await
     }
 
-    /// Resumes run `id` from its latest checkpoint (or `seq`).
-    pub async fn resume_at(self: &Arc<Engine>, id: &str, seq: Option<u32>) -> Result<RunView, EngineError> {
+    /// Resumes run `id` from its latest checkpoint (or `seq`); `decision` answers the decision
+    /// gate the run stopped at.
+    pub async fn resume_at(
+        self: &Arc<Engine>,
+        id: &str,
+        seq: Option<u32>,
+        decision: Option<String>,
+    ) -> Result<RunView, EngineError> {
         let dir = self.run_dir(id)?;
         if !dir.join(checkpoint::run::RUN_FILE).exists() {
             return Err(EngineError::NotFound(id.to_owned()));
@@ -695,6 +709,18 @@ impl Engine {
                 });
             }
             let mut cp = latest.1;
+            if let Some(answer) = decision {
+                // the decision gate the run stopped at: the failed phase's last attempt's
+                let pending = cp.failed.as_ref().and_then(|f| {
+                    let last = f.attempts.last()?;
+                    let g = last.gates.iter().find(|g| g.kind == "decision" && !g.passed)?;
+                    Some(format!("{}/{}", f.name, g.name))
+                });
+                let Some(key) = pending else {
+                    return Err(EngineError::Conflict(format!("run {id_owned} waits for no decision")));
+                };
+                cp.decisions.insert(key, answer);
+            }
             if matches!(latest_status, RunStatus::NeedsHuman | RunStatus::Escalated | RunStatus::Cancelled) {
                 // stopped on purpose: a person resuming asks for fresh attempts of the phase
                 journal::append(&dir, &journal::Entry::Reset { phase: cp.next_phase }, true)

@@ -69,6 +69,10 @@ pub struct ResumeRun {
     /// of the run, leaving the run itself as it is. Completed phases after it run again.
     #[schema(minimum = 1)]
     pub from_checkpoint: Option<u32>,
+    /// The answer to the decision gate the run stopped at (1 to 4000 bytes); the gate passes with
+    /// it and it is recorded in the run (`decisions`).
+    #[schema(min_length = 1, max_length = 1000, pattern = "\\S")]
+    pub decision: Option<String>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -300,7 +304,7 @@ pub async fn cancel(
         (status = 202, description = "resumed (or, with `from_checkpoint`, the forked run)", body = RunView),
         (status = 400, description = "invalid body", body = helix_core::Problem, content_type = "application/problem+json"),
         (status = 404, description = "no such run, or the token names no checkpoint of it (damaged, mistyped, another run's)", body = helix_core::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "the run is running, or already succeeded, or the token names an older checkpoint than the latest (the answer's `resume_token` names the latest)", body = helix_core::Problem, content_type = "application/problem+json")
+        (status = 409, description = "the run is running, or already succeeded, or the token names an older checkpoint than the latest (the answer's `resume_token` names the latest), or a `decision` is given that the run does not wait for", body = helix_core::Problem, content_type = "application/problem+json")
     )
 )]
 pub async fn resume(
@@ -312,6 +316,20 @@ pub async fn resume(
     let id = path.into_inner();
     let before = visible_run(&state, &caller, &id).await?;
     let body = body.map(web::Json::into_inner).unwrap_or_default();
+    if let Some(d) = &body.decision
+        && (d.trim().is_empty() || d.chars().count() > 1000)
+    {
+        return Err(OrchestratorError::Invalid(
+            "decision must be 1 to 1000 characters, not only white space".to_owned(),
+        ));
+    }
+    if body.decision.is_some() && body.from_checkpoint.is_some() {
+        // a fork starts from a checkpoint that asked nothing yet
+        return Err(OrchestratorError::Engine(crate::engine::EngineError::Conflict(
+            "a decision answers the run itself, not a fork".to_owned(),
+        )));
+    }
+    let decision = body.decision;
     let token = body.token;
     if let Some(seq) = body.from_checkpoint {
         if let Some(t) = &token
@@ -336,9 +354,9 @@ pub async fn resume(
                     parsed.run_id()
                 )));
             }
-            state.engine.resume(&t).await
+            state.engine.resume(&t, decision).await
         }
-        None => state.engine.resume_at(&id, None).await,
+        None => state.engine.resume_at(&id, None, decision).await,
     }
     .map_err(problem_of)?;
     state.engine.audit("run.resume", &caller.id, &id, &before.project);
