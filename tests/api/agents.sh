@@ -532,11 +532,12 @@ if wanted example-agent; then
   ex_rc=0
   timeout 300 "$helix_bin" run --url "$ex_orch" --project demo "$repo/examples/agent-pipeline/pipeline.toml" \
     >"$ex/run.out" 2>"$ex/run.err" || ex_rc=$?
-  trace=$(sed -n 's/^trace \([0-9a-f]\{32\}\).*/\1/p' "$ex/run.out" | head -n 1)
+  # `helix trace RUN_ID`: the run's trace, found through the orchestrator
+  run_id=$(sed -n 's/^run \([0-9a-f-]\{36\}\) .*/\1/p' "$ex/run.out" | head -n 1)
   ex_collector=$(grep -E '^  trace-collector +http://' "$ex/up.out" | awk '{print $2}')
   # the run's own span comes last: wait for it (the spans of the agent's steps came while it ran)
   for _ in $(seq 1 100); do
-    timeout 60 "$helix_bin" trace --url "$ex_collector" "$trace" >"$ex/trace.out" 2>&1 || true
+    timeout 60 "$helix_bin" trace --url "$ex_collector" --orchestrator "$ex_orch" "$run_id" >"$ex/trace.out" 2>&1 || true
     grep -q 'run agent-fix' "$ex/trace.out" && break
     sleep 0.2
   done

@@ -238,6 +238,8 @@ pub enum TraceCommand {
         follow: bool,
         /// The trace-collector's URL
         url: String,
+        /// The orchestrator's URL (to find a run's trace)
+        orchestrator: String,
     },
 }
 
@@ -263,7 +265,8 @@ enum TraceSubcommand {
 /// Arguments of `helix trace [show] TRACE_OR_PROJECT`.
 #[derive(Debug, Clone, Args)]
 struct TraceShowArgs {
-    /// A trace id (32 hex digits), or a project name: its newest trace
+    /// A trace id (32 hex digits), a run id (its trace, found through the orchestrator), or a
+    /// project name: its newest trace
     #[arg(value_name = "TRACE_OR_PROJECT")]
     target: String,
     /// Only the spans of this phase (and their ancestors, for context)
@@ -278,11 +281,21 @@ struct TraceShowArgs {
     /// The trace-collector's URL
     #[arg(long, env = "HELIX_TRACE_COLLECTOR_URL", default_value = "http://127.0.0.1:7701")]
     url: String,
+    /// The orchestrator's URL, to find a run's trace
+    #[arg(long, value_name = "URL", env = "HELIX_ORCHESTRATOR_URL", default_value = "http://127.0.0.1:7700")]
+    orchestrator: String,
 }
 
 impl From<TraceShowArgs> for TraceCommand {
     fn from(a: TraceShowArgs) -> TraceCommand {
-        TraceCommand::Show { target: a.target, phase: a.phase, json: a.json, follow: a.follow, url: a.url }
+        TraceCommand::Show {
+            target: a.target,
+            phase: a.phase,
+            json: a.json,
+            follow: a.follow,
+            url: a.url,
+            orchestrator: a.orchestrator,
+        }
     }
 }
 

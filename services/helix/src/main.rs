@@ -76,7 +76,9 @@ async fn run(cli: Cli, isolation: Option<String>) -> anyhow::Result<ExitCode> {
             println!("imported {accepted} spans");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Trace { command: TraceCommand::Show { target, phase, json, follow, url } } => {
+        Command::Trace { command: TraceCommand::Show { target, phase, json, follow, url, orchestrator } } => {
+            // a run id: its trace (what `helix run` printed as the run)
+            let target = helix::trace_view::run_trace(&orchestrator, &target).await?.unwrap_or(target);
             if follow {
                 helix::trace_view::follow(&url, &target, json).await
             } else {

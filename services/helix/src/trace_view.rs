@@ -100,6 +100,33 @@ pub async fn follow(url: &str, target: &str, json: bool) -> anyhow::Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
+/// The trace of run `target` when it is a run id (a UUID), asked of the orchestrator at `url`.
+pub async fn run_trace(url: &str, target: &str) -> anyhow::Result<Option<String>> {
+    let t = target.trim();
+    if !is_run_id(t) {
+        return Ok(None);
+    }
+    let client = crate::client::client(url, Duration::from_secs(30))?;
+    let run = client.get_json_value(&format!("/v1/runs/{}", encode_query(t))).await.map_err(|e| match e {
+        ClientError::Status { status: 404, .. } => anyhow!("no run {t} at {url}"),
+        ClientError::Transport { message, .. } => {
+            anyhow!("{t} is a run id: cannot reach the orchestrator at {url} to find its trace (pass --orchestrator): {message}")
+        }
+        e => anyhow!("{e}"),
+    })?;
+    Ok(run["trace_id"].as_str().map(str::to_owned))
+}
+
+/// Whether `s` is a run id: a UUID in its hyphenated form (8-4-4-4-12 hex digits).
+pub fn is_run_id(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    parts.len() == 5
+        && parts
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(p, n)| p.len() == n && p.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 /// Whether `s` is a trace id (32 hex digits) rather than a project name.
 pub fn is_trace_id(s: &str) -> bool {
     s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit())
@@ -863,6 +890,10 @@ mod tests {
         assert_eq!(thousands(12), "12");
         assert_eq!(summary("a\n  b\tc"), "a b c");
         assert!(is_trace_id(TRACE) && is_trace_id(&TRACE.to_uppercase()) && !is_trace_id("webshop"));
+        assert!(is_run_id("fd63bcb3-b6a5-4354-a281-4fe24b001427"));
+        assert!(
+            !is_run_id("fd63bcb3b6a54354a2814fe24b001427") && !is_run_id("web-shop") && !is_run_id(TRACE)
+        );
         assert_eq!(encode_query("a b&c"), "a%20b%26c");
     }
 }
