@@ -1080,8 +1080,31 @@ impl Driver {
                     project: &self.record.project,
                     cancel: &self.active.cancel,
                     recorded: None,
+                    open_ends: attempt.degraded.is_none() && phase.simplified.is_some(),
                 };
-                let (outcome, exchange, prompt) = call.run().await;
+                let (mut outcome, mut exchange, mut prompt) = call.run().await;
+                // the chain opened during the call: the simplified ask, at once
+                if outcome.output.starts_with(super::llm::CIRCUIT_OPEN)
+                    && let Some(simple) = phase.simplified()
+                {
+                    let reason = format!("every deployment of the chain was open: {}", outcome.output);
+                    self.event("degraded", Some(&phase.name), Some(n), format!("simplified mode: {reason}"))
+                        .await;
+                    attempt.degraded = Some(reason);
+                    let call = super::llm::LlmCall {
+                        engine: &self.engine,
+                        phase: &simple,
+                        vars: &vars,
+                        hints,
+                        workspace: &workdir,
+                        traceparent: helix_core::ids::traceparent(&self.record.trace_id, &attempt_span),
+                        project: &self.record.project,
+                        cancel: &self.active.cancel,
+                        recorded: None,
+                        open_ends: false,
+                    };
+                    (outcome, exchange, prompt) = call.run().await;
+                }
                 attempt.prompt = prompt;
                 // each answer the schema refused, and so re-asked (or given up on), is told
                 for (i, errors) in exchange.rejections.iter().enumerate() {

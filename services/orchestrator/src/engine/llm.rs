@@ -26,7 +26,14 @@ pub(super) struct LlmCall<'a> {
     pub cancel: &'a Cancel,
     /// Answer from this recording instead of calling the gateway (replay `--recorded`).
     pub recorded: Option<&'a LlmExchange>,
+    /// An open circuit ends the call at once (the phase has a simplified mode to fall back to)
+    /// instead of being waited out.
+    pub open_ends: bool,
 }
+
+/// The start of an LLM phase's output when the gateway said every deployment of the chain is
+/// open and the call ended for it ([`LlmCall::open_ends`]).
+pub(super) const CIRCUIT_OPEN: &str = "gateway-circuit-open:";
 
 fn outcome(ok: bool, output: String, started: Instant, cancelled: bool) -> Outcome {
     Outcome {
@@ -186,6 +193,9 @@ impl LlmCall<'_> {
                 .await
             {
                 Ok(a) => return Ok(a),
+                Err(e) if self.open_ends && e.is_circuit_open() => {
+                    return Err(format!("{CIRCUIT_OPEN} {e}"));
+                }
                 Err(e) => {
                     let retry_after = e.retry_after();
                     match retry_after {

@@ -204,6 +204,7 @@ pub(super) async fn replay(
                 project: &record.project,
                 cancel: &cancel,
                 recorded: if recorded { attempt.llm.as_ref() } else { None },
+                open_ends: false,
             };
             call.run().await.0
         }
