@@ -392,3 +392,27 @@ async fn export_forwards_to_another_collector_and_catches_up_after_it_was_down()
     a.stop().await.expect("stop a");
     b.stop().await.expect("stop b");
 }
+
+#[tokio::test]
+async fn a_long_attribute_is_cut_not_refused_and_a_far_future_span_is_refused() {
+    let helix = Helix::start().await;
+    let url = helix.url(ServiceKind::TraceCollector);
+    let http = client();
+    let year_2191 = 7_000_000_000_000_000_000u64;
+    let batch = json!([
+        span(7, 1, None, 0, 10, json!({"attributes": {"helix.tool.result": "x".repeat(70_000)}})),
+        span(8, 1, None, 0, 10, json!({"start_unix_nanos": year_2191, "end_unix_nanos": year_2191 + 1})),
+    ]);
+    let res = http.post(format!("{url}/v1/events")).json(&batch).send().await.expect("send");
+    assert_eq!(res.status(), 200);
+    let body: serde_json::Value = res.json().await.expect("json");
+    assert_eq!(body["accepted"], 1, "{body}");
+    let rejected = body["rejected"].as_array().expect("rejected");
+    assert_eq!(rejected.len(), 1, "{body}");
+    assert_eq!(rejected[0]["index"], 1);
+    assert!(rejected[0]["reason"].as_str().is_some_and(|r| r.contains("in the future")), "{body}");
+    let t: serde_json::Value = get_json(&http, &format!("{url}/v1/traces/{:032x}", 7)).await;
+    let kept = t["spans"][0]["span"]["attributes"]["helix.tool.result"].as_str().expect("kept");
+    assert!(kept.len() <= 65_536 && kept.len() > 60_000 && kept.ends_with('…'), "{}", kept.len());
+    helix.stop().await;
+}

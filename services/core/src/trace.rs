@@ -155,8 +155,12 @@ pub fn audit_event(action: &str, actor: &str, target: &str, project: Option<&str
 pub const MAX_NAME: usize = 512;
 /// Most attributes on one event.
 pub const MAX_ATTRIBUTES: usize = 256;
-/// Longest string attribute value kept.
+/// Longest string attribute value kept; longer ones are cut to it ([`Event::clamp`]), as
+/// OpenTelemetry SDKs cut values over their attribute length limit.
 pub const MAX_ATTRIBUTE_BYTES: usize = 64 * 1024;
+/// How far in the future a span may start (clock skew): a span of the year 2554 would stay at
+/// the top of every "newest" list.
+pub const MAX_FUTURE_NANOS: u64 = 24 * 3600 * 1_000_000_000;
 
 /// Whether `s` is exactly `len` lowercase hex digits (the form of trace ids, span ids and
 /// signatures on the wire).
@@ -169,7 +173,52 @@ fn is_hex_id(s: &str, len: usize) -> bool {
     is_lower_hex(s, len) && s.bytes().any(|b| b != b'0')
 }
 
+fn kind_of(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Object(_) => "an object",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::Bool(_) => "a boolean",
+    }
+}
+
+/// `s` cut to at most [`MAX_ATTRIBUTE_BYTES`] at a character boundary, ending in `…` when cut.
+fn clamp_text(s: &mut String) -> bool {
+    if s.len() <= MAX_ATTRIBUTE_BYTES {
+        return false;
+    }
+    let mut end = MAX_ATTRIBUTE_BYTES - '…'.len_utf8();
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.truncate(end);
+    s.push('…');
+    true
+}
+
 impl Event {
+    /// Cuts string attributes (and strings in array attributes) longer than
+    /// [`MAX_ATTRIBUTE_BYTES`] instead of refusing the whole span; returns how many were cut.
+    pub fn clamp(&mut self) -> usize {
+        let mut cut = 0;
+        for v in self.attributes.values_mut() {
+            match v {
+                serde_json::Value::String(s) => cut += usize::from(clamp_text(s)),
+                serde_json::Value::Array(items) => {
+                    for i in items.iter_mut() {
+                        if let serde_json::Value::String(s) = i {
+                            cut += usize::from(clamp_text(s));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        cut
+    }
+
     /// Why this event cannot be stored, if it cannot.
     pub fn validate(&self) -> Result<(), String> {
         if self.schema_version != SCHEMA_VERSION {
@@ -209,21 +258,39 @@ impl Event {
         if self.end_unix_nanos < self.start_unix_nanos {
             return Err("end_unix_nanos is before start_unix_nanos".to_owned());
         }
+        let now = u64::try_from(crate::time::now_ms()).unwrap_or(0).saturating_mul(1_000_000);
+        if self.start_unix_nanos > now.saturating_add(MAX_FUTURE_NANOS) {
+            return Err(format!(
+                "start_unix_nanos {} lies more than 24 h in the future (a clock or unit error?)",
+                self.start_unix_nanos
+            ));
+        }
         if self.attributes.len() > MAX_ATTRIBUTES {
             return Err(format!("more than {MAX_ATTRIBUTES} attributes"));
         }
         for (k, v) in &self.attributes {
-            let ok = match v {
-                serde_json::Value::String(s) => s.len() <= MAX_ATTRIBUTE_BYTES,
-                serde_json::Value::Number(_) | serde_json::Value::Bool(_) => true,
-                serde_json::Value::Array(items) => items.iter().all(|i| {
-                    matches!(i, serde_json::Value::Number(_) | serde_json::Value::Bool(_))
-                        || i.as_str().is_some_and(|s| s.len() <= MAX_ATTRIBUTE_BYTES)
+            let long = |s: &str| s.len() > MAX_ATTRIBUTE_BYTES;
+            let problem = match v {
+                serde_json::Value::String(s) if long(s) => Some("is longer than 65536 bytes".to_owned()),
+                serde_json::Value::String(_) | serde_json::Value::Number(_) | serde_json::Value::Bool(_) => {
+                    None
+                }
+                serde_json::Value::Array(items) => items.iter().find_map(|i| match i {
+                    serde_json::Value::Number(_) | serde_json::Value::Bool(_) => None,
+                    serde_json::Value::String(s) if !long(s) => None,
+                    serde_json::Value::String(_) => Some("holds a string longer than 65536 bytes".to_owned()),
+                    other => Some(format!(
+                        "holds {}: array items must be strings, numbers or booleans",
+                        kind_of(other)
+                    )),
                 }),
-                _ => false,
+                other => Some(format!(
+                    "is {}: values must be strings, numbers, booleans or arrays of them",
+                    kind_of(other)
+                )),
             };
-            if !ok {
-                return Err(format!("attribute {k:?} must be a string, number, boolean or an array of them"));
+            if let Some(p) = problem {
+                return Err(format!("attribute {k:?} {p}"));
             }
         }
         Ok(())
@@ -248,6 +315,32 @@ impl Event {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_values_are_cut_and_far_future_spans_refused() {
+        let mut e = event();
+        e.attributes.insert("helix.tool.result".to_owned(), serde_json::json!("é".repeat(40_000)));
+        e.attributes.insert("list".to_owned(), serde_json::json!(["x".repeat(70_000), 1]));
+        assert!(e.validate().is_err_and(|m| m.contains("longer than 65536 bytes")));
+        assert_eq!(e.clamp(), 2);
+        assert_eq!(e.validate(), Ok(()));
+        let kept = e.text("helix.tool.result").expect("kept");
+        assert!(kept.len() <= MAX_ATTRIBUTE_BYTES && kept.ends_with('…'), "{}", kept.len());
+        assert_eq!(e.clamp(), 0, "nothing left to cut");
+        // objects and nulls are named as what they are
+        let mut o = event();
+        o.attributes.insert("nested".to_owned(), serde_json::json!({"a": 1}));
+        assert!(o.validate().is_err_and(|m| m.contains("is an object")), "{:?}", o.validate());
+        // the year 2554 is refused; a minute ahead (clock skew) is fine
+        let now = u64::try_from(crate::time::now_ms()).expect("now") * 1_000_000;
+        let mut f = event();
+        f.start_unix_nanos = 18_446_000_000_000_000_000;
+        f.end_unix_nanos = f.start_unix_nanos;
+        assert!(f.validate().is_err_and(|m| m.contains("in the future")));
+        f.start_unix_nanos = now + 60_000_000_000;
+        f.end_unix_nanos = f.start_unix_nanos + 1;
+        assert_eq!(f.validate(), Ok(()));
+    }
 
     fn event() -> Event {
         serde_json::from_value(serde_json::json!({

@@ -511,6 +511,8 @@ fn span_to_event(
         domain: name_of(HELIX_DOMAIN),
         attributes,
     };
+    let mut event = event;
+    event.clamp();
     event.validate()?;
     Ok(event)
 }

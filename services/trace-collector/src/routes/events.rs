@@ -62,7 +62,11 @@ pub fn parse_batch_as(
     let mut rejected = Vec::new();
     for (index, item) in items.into_iter().enumerate() {
         let parsed = item.and_then(|v| serde_json::from_value::<Event>(v).map_err(|e| e.to_string()));
-        match parsed.and_then(|mut e| e.validate().and_then(|()| admit(&mut e)).map(|()| e)) {
+        // over-long values are cut, not the whole span refused
+        match parsed.and_then(|mut e| {
+            e.clamp();
+            e.validate().and_then(|()| admit(&mut e)).map(|()| e)
+        }) {
             Ok(e) => events.push(e),
             Err(reason) => rejected.push(Rejected { index, reason }),
         }
