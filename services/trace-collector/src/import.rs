@@ -230,6 +230,8 @@ struct Outcome {
     duration_api_ms: Option<u64>,
     num_turns: Option<u64>,
     cost_usd: Option<f64>,
+    /// The model that cost the most (`modelUsage[*].costUSD`): what the session cost is filed under.
+    costliest_model: Option<String>,
     summary: Option<String>,
 }
 
@@ -392,6 +394,12 @@ fn build_trace(
                     duration_api_ms: u64_field(v, "duration_api_ms"),
                     num_turns: u64_field(v, "num_turns"),
                     cost_usd: v.get("total_cost_usd").and_then(Value::as_f64),
+                    costliest_model: v.get("modelUsage").and_then(Value::as_object).and_then(|m| {
+                        m.iter()
+                            .filter_map(|(name, u)| Some((name, u.get("costUSD")?.as_f64()?)))
+                            .max_by(|a, b| a.1.total_cmp(&b.1))
+                            .map(|(name, _)| name.clone())
+                    }),
                     summary: summary.filter(|s| !s.is_empty()),
                 });
             }
@@ -426,6 +434,15 @@ fn build_trace(
         Some(o) => {
             if let Some(cost) = o.cost_usd {
                 a.insert(attr::HELIX_COST_USD.to_owned(), Value::from(cost));
+                // the cost is filed under a model (cost by model), not under "(none)": the one
+                // that cost the most, else the session's
+                let model = o
+                    .costliest_model
+                    .clone()
+                    .or_else(|| init.and_then(|i| str_field(i, "model")).map(str::to_owned));
+                if let Some(m) = model {
+                    set_str(a, attr::GEN_AI_REQUEST_MODEL, &m);
+                }
             }
             for (key, n) in [
                 ("claude_code.num_turns", o.num_turns),
@@ -859,6 +876,8 @@ mod tests {
         assert_eq!(root.text("claude_code.result.subtype"), Some("success"));
         assert_eq!(root.text("claude_code.session_id"), Some("6f1c2a9e-1b7d-4a43-9a53-0c7e0e4b9f21"));
         assert_eq!(root.text("claude_code.model"), Some("claude-sonnet-4-5-20250929"));
+        // the session's cost is filed under its model, not "(none)"
+        assert_eq!(root.text(attr::GEN_AI_REQUEST_MODEL), Some("claude-sonnet-4-5-20250929"));
         assert_eq!(
             root.number(attr::GEN_AI_USAGE_INPUT_TOKENS),
             None,
@@ -939,6 +958,19 @@ mod tests {
         assert_eq!(imported.events.len(), clean.events.len());
         let ids = |i: &Imported| i.events.iter().map(|e| e.span_id.clone()).collect::<Vec<_>>();
         assert_eq!(ids(&imported), ids(&clean));
+    }
+
+    #[test]
+    fn the_session_cost_is_filed_under_the_model_that_cost_the_most() {
+        let text = TRANSCRIPT.replace(
+            r#""total_cost_usd":0.0421,"#,
+            r#""total_cost_usd":0.0421,"modelUsage":{"claude-haiku-4-5":{"costUSD":0.001},"claude-opus-4-1":{"costUSD":0.0411}},"#,
+        );
+        assert_ne!(text, TRANSCRIPT);
+        let imported = import_claude_stream_json(&text, &opts());
+        let root = imported.events.iter().find(|e| e.kind == SpanKind::Run).expect("root");
+        assert_eq!(root.text(attr::GEN_AI_REQUEST_MODEL), Some("claude-opus-4-1"));
+        all_valid(&imported);
     }
 
     #[test]
