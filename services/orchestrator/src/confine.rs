@@ -116,9 +116,16 @@ pub enum WriteError {
     Io(#[from] std::io::Error),
 }
 
-/// Writes `bytes` to `root/rel` (mode 0600, replacing a regular file), creating missing
-/// directories (0700) on the way; no component may be a symlink, `..` or absolute.
-pub fn write_in(root: &Path, rel: &str, bytes: &[u8]) -> Result<(), WriteError> {
+/// Opens the file `rel` names under `root` with `flags` (and `mode` when it creates it),
+/// walking its directories without following a symlink, `..` or an absolute component;
+/// `create_dirs` makes missing directories (0700) on the way.
+fn open_in(
+    root: &Path,
+    rel: &str,
+    create_dirs: bool,
+    flags: OFlag,
+    mode: Mode,
+) -> Result<std::fs::File, WriteError> {
     crate::gates::check_relative_path(rel).map_err(WriteError::Path)?;
     let parts: Vec<&std::ffi::OsStr> = Path::new(rel)
         .components()
@@ -130,31 +137,38 @@ pub fn write_in(root: &Path, rel: &str, bytes: &[u8]) -> Result<(), WriteError> 
     let Some((last, dirs)) = parts.split_last() else {
         return Err(WriteError::Path("the path names no file".to_owned()));
     };
+    let link = |name: &std::ffi::OsStr| WriteError::Link { component: name.to_string_lossy().into_owned() };
     let mut dir: OwnedFd = open(root, dir_flags(), Mode::empty()).map_err(io)?;
     for name in dirs {
-        let link = || WriteError::Link { component: name.to_string_lossy().into_owned() };
         dir = match openat(&dir, *name, dir_flags(), Mode::empty()) {
             Ok(fd) => fd,
-            Err(Errno::ENOENT) => {
+            Err(Errno::ENOENT) if create_dirs => {
                 match mkdirat(&dir, *name, Mode::from_bits_truncate(0o700)) {
                     Ok(()) | Err(Errno::EEXIST) => {}
                     Err(e) => return Err(io(e).into()),
                 }
                 openat(&dir, *name, dir_flags(), Mode::empty()).map_err(|e| match e {
-                    Errno::ELOOP | Errno::ENOTDIR => link(),
+                    Errno::ELOOP | Errno::ENOTDIR => link(name),
                     e => io(e).into(),
                 })?
             }
-            Err(Errno::ELOOP | Errno::ENOTDIR) => return Err(link()),
+            Err(Errno::ELOOP | Errno::ENOTDIR) => return Err(link(name)),
             Err(e) => return Err(io(e).into()),
         };
     }
-    let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-    let fd = openat(&dir, *last, flags, Mode::from_bits_truncate(0o600)).map_err(|e| match e {
-        Errno::ELOOP => WriteError::Link { component: last.to_string_lossy().into_owned() },
-        e => io(e).into(),
-    })?;
-    let mut file = std::fs::File::from(fd);
+    let fd =
+        openat(&dir, *last, flags | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, mode).map_err(|e| match e {
+            Errno::ELOOP => link(last),
+            e => io(e).into(),
+        })?;
+    Ok(std::fs::File::from(fd))
+}
+
+/// Writes `bytes` to `root/rel` (mode 0600, replacing a regular file), creating missing
+/// directories (0700) on the way; no component may be a symlink, `..` or absolute.
+pub fn write_in(root: &Path, rel: &str, bytes: &[u8]) -> Result<(), WriteError> {
+    let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC;
+    let mut file = open_in(root, rel, true, flags, Mode::from_bits_truncate(0o600))?;
     file.write_all(bytes)?;
     Ok(())
 }
@@ -163,32 +177,7 @@ pub fn write_in(root: &Path, rel: &str, bytes: &[u8]) -> Result<(), WriteError> 
 /// workspace link to a file outside must not bring that file into a prompt).
 pub fn read_in(root: &Path, rel: &str, max: u64) -> Result<String, WriteError> {
     use std::io::Read;
-    crate::gates::check_relative_path(rel).map_err(WriteError::Path)?;
-    let parts: Vec<&std::ffi::OsStr> = Path::new(rel)
-        .components()
-        .filter_map(|c| match c {
-            Component::Normal(n) => Some(n),
-            _ => None,
-        })
-        .collect();
-    let Some((last, dirs)) = parts.split_last() else {
-        return Err(WriteError::Path("the path names no file".to_owned()));
-    };
-    let mut dir: OwnedFd = open(root, dir_flags(), Mode::empty()).map_err(io)?;
-    for name in dirs {
-        dir = openat(&dir, *name, dir_flags(), Mode::empty()).map_err(|e| match e {
-            Errno::ELOOP | Errno::ENOTDIR => {
-                WriteError::Link { component: name.to_string_lossy().into_owned() }
-            }
-            e => io(e).into(),
-        })?;
-    }
-    let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
-    let fd = openat(&dir, *last, flags, Mode::empty()).map_err(|e| match e {
-        Errno::ELOOP => WriteError::Link { component: last.to_string_lossy().into_owned() },
-        e => io(e).into(),
-    })?;
-    let file = std::fs::File::from(fd);
+    let file = open_in(root, rel, false, OFlag::O_RDONLY | OFlag::O_NONBLOCK, Mode::empty())?;
     if !file.metadata()?.is_file() {
         return Err(WriteError::Path(format!("{rel} is not a regular file")));
     }

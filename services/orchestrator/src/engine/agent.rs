@@ -166,6 +166,9 @@ impl AgentCall<'_> {
         };
         let access = GatewayAccess { url: gateway.base_url(), key: key.key.expose(), headers: &headers };
         let result = self.start(&spec, &access, &prompt, on_step, &mut report).await;
+        // the scratch home goes with the attempt (off the runtime: an agent's home holds files)
+        let home = self.home.to_path_buf();
+        let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(home)).await;
         // revoked whatever happened: the key's life is the attempt's
         match gateway.revoke_key(&key.id, own_key).await {
             Ok(usage) => {
@@ -197,16 +200,22 @@ impl AgentCall<'_> {
         report: &mut AgentReport,
     ) -> (Outcome, Option<String>, Option<String>) {
         let home = self.home.to_path_buf();
-        let _ = std::fs::remove_dir_all(&home);
         let inv = match profile::invocation(spec, access, &home) {
             Ok(i) => i,
             Err(e) => return (failed(e.clone()), None, Some(e)),
         };
-        for d in &inv.dirs {
-            if let Err(e) = std::fs::create_dir_all(d) {
-                let e = format!("cannot create the agent's home: {}", e.kind());
-                return (failed(e.clone()), None, Some(e));
-            }
+        let (fresh, dirs) = (home.clone(), inv.dirs.clone());
+        let made = tokio::task::spawn_blocking(move || {
+            let _ = std::fs::remove_dir_all(&fresh);
+            dirs.iter().try_for_each(std::fs::create_dir_all)
+        })
+        .await;
+        if let Err(kind) = match made {
+            Ok(r) => r.map_err(|e| e.kind().to_string()),
+            Err(e) => Err(e.to_string()),
+        } {
+            let e = format!("cannot create the agent's home: {kind}");
+            return (failed(e.clone()), None, Some(e));
         }
         report.program = inv.argv.first().cloned().unwrap_or_default();
         let command = inv

@@ -1082,6 +1082,7 @@ impl Driver {
                     recorded: None,
                     open_ends: attempt.degraded.is_none() && phase.simplified.is_some(),
                 };
+                let again = call.clone();
                 let (mut outcome, mut exchange, mut prompt) = call.run().await;
                 // the chain opened during the call: the simplified ask, at once
                 if outcome.output.starts_with(super::llm::CIRCUIT_OPEN)
@@ -1091,18 +1092,7 @@ impl Driver {
                     self.event("degraded", Some(&phase.name), Some(n), format!("simplified mode: {reason}"))
                         .await;
                     attempt.degraded = Some(reason);
-                    let call = super::llm::LlmCall {
-                        engine: &self.engine,
-                        phase: &simple,
-                        vars: &vars,
-                        hints,
-                        workspace: &workdir,
-                        traceparent: helix_core::ids::traceparent(&self.record.trace_id, &attempt_span),
-                        project: &self.record.project,
-                        cancel: &self.active.cancel,
-                        recorded: None,
-                        open_ends: false,
-                    };
+                    let call = super::llm::LlmCall { phase: &simple, open_ends: false, ..again };
                     (outcome, exchange, prompt) = call.run().await;
                 }
                 attempt.prompt = prompt;
@@ -1172,7 +1162,6 @@ impl Driver {
                 };
                 let mut on_step = |step| self.agent_step(&step, &attempt_span, &phase.name);
                 let result = call.run(&mut on_step).await;
-                let _ = std::fs::remove_dir_all(&home);
                 attempt.prompt = result.prompt;
                 attempt.command = result.command;
                 attempt.error = result.error;
@@ -1512,7 +1501,10 @@ impl Driver {
         }
         // the path that healed this signature most often here decides where to start: a plain
         // retry when that is what worked, hints before fixes when hints worked
-        let followed = self.path_step(heal.signature.as_deref(), &phase.name, n).await;
+        // the healer's history of the signature, read once: success paths, proven and learned
+        // fixes, and what the repair model is shown
+        let history = self.history(heal.signature.as_deref()).await;
+        let followed = path_step(history.as_ref(), &phase.name, n);
         let prefer_hints = followed.as_ref().is_some_and(|(s, _)| s == "hint");
         if let Some((step, path)) = &followed
             && step == "backoff"
@@ -1535,7 +1527,7 @@ impl Driver {
                 .proven_fix(
                     index,
                     &phase.name,
-                    heal.signature.as_deref(),
+                    history.as_ref(),
                     primary.as_ref().and_then(|d| d.key.as_deref()),
                     n,
                     patches,
@@ -1606,23 +1598,14 @@ impl Driver {
                 if let Some(cfg) = phase.repair.as_ref().filter(|_| !prefer_hints)
                     && let Some(sig) = heal.signature.clone()
                 {
-                    let past = match self
-                        .engine
-                        .clients
-                        .healer
-                        .signature_report(&sig, Some(&self.record.project))
-                        .await
-                    {
-                        Ok(r) => r.map(|r| r.fixes).unwrap_or_default(),
-                        Err(_) => Vec::new(),
-                    };
+                    let past = history.as_ref().map(|h| h.fixes.as_slice()).unwrap_or_default();
                     let call = super::repair::RepairCall {
                         engine: &self.engine,
                         cfg,
                         workspace: &workdir,
                         primary: primary.as_ref(),
                         failure: &text,
-                        past: &past,
+                        past,
                         traceparent: helix_core::ids::traceparent(
                             &self.record.trace_id,
                             &helix_core::ids::new_span_id(),
@@ -1733,19 +1716,16 @@ impl Driver {
         }
     }
 
-    /// The step the most successful path for `signature` in this project and phase took at
-    /// attempt `n`, with the path.
-    async fn path_step(&self, signature: Option<&str>, phase: &str, n: u32) -> Option<(String, Vec<String>)> {
-        let report = self
-            .engine
-            .clients
-            .healer
-            .signature_report(signature?, Some(&self.record.project))
-            .await
-            .ok()??;
-        let best = report.paths.into_iter().find(|p| p.phases.iter().any(|x| x == phase))?;
-        let step = best.steps.get(usize::try_from(n).ok()?.checked_sub(1)?)?.clone();
-        Some((step, best.steps))
+    /// What the healer knows of `signature` in this run's project (None without a signature,
+    /// or when the healer cannot say).
+    async fn history(&self, signature: Option<&str>) -> Option<helix_core::client::SignatureReport> {
+        match self.engine.clients.healer.signature_report(signature?, Some(&self.record.project)).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the healer's history of a signature");
+                None
+            }
+        }
     }
 
     /// The best fix the healer's history proves for `signature` in this run's project (≥ 2
@@ -1755,20 +1735,13 @@ impl Driver {
         &self,
         index: usize,
         phase: &str,
-        signature: Option<&str>,
+        history: Option<&helix_core::client::SignatureReport>,
         key: Option<&str>,
         n: u32,
         patches: &[String],
     ) -> Option<AppliedFix> {
-        let sig = signature?;
-        let report = match self.engine.clients.healer.signature_report(sig, Some(&self.record.project)).await
-        {
-            Ok(r) => r?,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the healer's history of a signature");
-                return None;
-            }
-        };
+        let report = history?;
+        let sig = report.signature.as_str();
         let dir = self.dir().join("work").join(phase_dir_name(index, phase)).join(format!("attempt-{n}"));
         // proven: twice, or once as an LLM repair (a learned fix, tried before asking a model again)
         for f in report.fixes.iter().filter(|f| (f.successes >= 2 || f.learned) && f.failures == 0) {
@@ -1928,6 +1901,17 @@ fn retry_context(attempt: &Attempt, primary: Option<&str>) -> Vec<String> {
         out.push(format!("The agent's process ended with {}.", o.describe()));
     }
     out
+}
+
+/// The step the most successful path of `history` in `phase` took at attempt `n`, with the path.
+fn path_step(
+    history: Option<&helix_core::client::SignatureReport>,
+    phase: &str,
+    n: u32,
+) -> Option<(String, Vec<String>)> {
+    let best = history?.paths.iter().find(|p| p.phases.iter().any(|x| x == phase))?;
+    let step = best.steps.get(usize::try_from(n).ok()?.checked_sub(1)?)?.clone();
+    Some((step, best.steps.clone()))
 }
 
 /// What an attempt's model calls cost: an LLM phase's exchange, an agent's key.

@@ -14,6 +14,7 @@ use crate::pipeline::{Phase, PhaseKind, render};
 /// Longest wait for an open circuit at the gateway before the attempt counts as failed.
 const MAX_CIRCUIT_WAIT: Duration = Duration::from_secs(30);
 
+#[derive(Clone)]
 pub(super) struct LlmCall<'a> {
     pub engine: &'a Engine,
     pub phase: &'a Phase,

@@ -188,7 +188,6 @@ pub(super) async fn replay(
                 patterns: &patterns,
             };
             let result = call.run(&mut |_| {}).await;
-            let _ = std::fs::remove_dir_all(&home);
             result.outcome
         }
         PhaseKind::Llm { .. } => {
