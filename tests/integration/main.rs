@@ -1,6 +1,7 @@
 //! Integration tests: services in-process on port 0, real HTTP.
 
 mod collector;
+mod collector_storage;
 mod config_files;
 mod dashboard;
 mod dashboard_live;

@@ -185,7 +185,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<HealerState>) {
                 .route(web::get().to(routes::flaky::list))
                 .route(web::post().to(routes::flaky::report))
                 .default_service(web::to(helix_http::routes::method_not_allowed("GET, POST"))),
-        );
+        )
+        .service(helix_http::routes::get("/metrics", routes::metrics::metrics));
 }
 
 #[derive(OpenApi)]
@@ -202,7 +203,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<HealerState>) {
         routes::fingerprint::fingerprint,
         routes::flaky::report,
         routes::flaky::list,
-        routes::paths::record
+        routes::paths::record,
+        routes::metrics::metrics
     ),
     components(schemas(
         routes::analyze::AnalyzeRequest,
@@ -325,10 +327,24 @@ impl helix_http::Service for HealerService {
     fn readiness(&self) -> BoxFuture<'static, Vec<Check>> {
         let dir = self.state.data_dir.clone();
         let patterns = self.state.patterns.len();
+        let (regions, bytes) = self.state.store.damage();
+        let log = if regions == 0 {
+            Check::new("learning_log", helix_core::CheckStatus::Ok, "records intact")
+        } else {
+            Check::new(
+                "learning_log",
+                helix_core::CheckStatus::Degraded,
+                format!(
+                    "{regions} damaged records ({bytes} bytes) failed their checksums and were kept aside in \
+                     learning.quarantine/ (remove those files once looked at)"
+                ),
+            )
+        };
         Box::pin(async move {
             vec![
                 helix_http::storage::data_dir_check(dir).await,
                 Check::new("patterns", helix_core::CheckStatus::Ok, format!("{patterns} patterns loaded")),
+                log,
             ]
         })
     }

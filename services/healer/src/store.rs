@@ -1,16 +1,18 @@
 //! What the healer learns: signatures seen (occurrences) and fix attempts with their outcomes.
 //!
 //! [`LearningStore`] is the seam between the domain and storage; [`LogStore`] is the embedded
-//! backend: an append-only log of JSON records, one per line, each prefixed with its CRC-32, and
-//! an in-memory index rebuilt from the log at start-up. A fix is written and fsynced before the
+//! backend: an append-only log of JSON records, each in a [`helix_wal`] frame (checksums and a
+//! sync marker), and an in-memory index rebuilt from the log at start-up. A fix is written and fsynced before the
 //! call returns (so before the 2xx): a kill -9 right after the answer loses nothing. Occurrences
 //! are statistics: they are appended without fsync and flushed by [`LearningStore::flush`]
-//! (every second, and at shutdown). A torn last line (a crash mid-write) fails its checksum and
-//! is cut at start-up; every line before it is kept.
+//! (every second, and at shutdown). A torn last record (a crash mid-write) is cut at start-up;
+//! a damaged record elsewhere costs that record only: it is skipped, kept aside in
+//! `learning.quarantine/` and reported (`/ready` degraded, `/metrics`), and every record after
+//! it is kept. A log of the earlier line format (`crc32-hex json`) is rewritten at open.
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -227,6 +229,10 @@ pub trait LearningStore: Send + Sync + std::fmt::Debug {
     fn flush(&self) -> Result<(), StoreError>;
     /// Number of distinct signatures known.
     fn signatures(&self) -> usize;
+    /// Damaged records found in storage and kept aside: (regions, bytes).
+    fn damage(&self) -> (u64, u64) {
+        (0, 0)
+    }
 }
 
 /// See [`LearningStore::status`].
@@ -273,18 +279,45 @@ struct Inner {
 #[derive(Debug)]
 pub struct LogStore {
     path: PathBuf,
+    /// Damaged records found at open, kept aside.
+    quarantine: helix_wal::Quarantine,
     inner: Mutex<Inner>,
 }
 
-fn encode(record: &Record) -> Result<String, StoreError> {
-    let json = serde_json::to_string(record)?;
-    Ok(format!("{:08x} {json}\n", crc32fast::hash(json.as_bytes())))
+fn encode(record: &Record) -> Result<Vec<u8>, StoreError> {
+    Ok(helix_wal::frame(&serde_json::to_vec(record)?))
 }
 
-fn decode(line: &str) -> Option<Record> {
+/// Largest record read back (a damaged length must not allocate gigabytes).
+const MAX_RECORD: u32 = 64 << 20;
+
+/// A line of the format before [`helix_wal`]: `crc32-hex json`.
+fn decode_legacy_line(line: &str) -> Option<Record> {
     let (crc, json) = line.split_once(' ')?;
     let crc = u32::from_str_radix(crc, 16).ok()?;
     (crc32fast::hash(json.as_bytes()) == crc).then(|| serde_json::from_str(json).ok()).flatten()
+}
+
+/// Rewrites a log of the line format in frames (atomically), keeping its valid prefix.
+fn migrate_legacy(path: &Path, data: &[u8]) -> std::io::Result<Option<Vec<u8>>> {
+    if data.is_empty() || data.starts_with(&helix_wal::MAGIC) || !data[0].is_ascii_hexdigit() {
+        return Ok(None);
+    }
+    let mut out = Vec::with_capacity(data.len() + data.len() / 8);
+    for line in data.split(|b| *b == b'\n') {
+        let Some(record) = std::str::from_utf8(line).ok().and_then(decode_legacy_line) else { break };
+        let json = serde_json::to_vec(&record).map_err(std::io::Error::other)?;
+        helix_wal::encode(&json, &mut out);
+    }
+    let tmp = path.with_extension("log.tmp");
+    {
+        let mut f = File::create(&tmp)?;
+        f.write_all(&out)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    tracing::info!(path = %path.display(), "rewrote a learning log of the previous format");
+    Ok(Some(out))
 }
 
 impl LogStore {
@@ -292,28 +325,32 @@ impl LogStore {
     pub fn open(path: &Path) -> Result<LogStore, StoreError> {
         let io = |source| StoreError::Io { path: path.display().to_string(), source };
         let mut sigs: HashMap<String, SigState> = HashMap::new();
-        let mut good_len: u64 = 0;
-        let mut total_len: u64 = 0;
-        if path.exists() {
-            let reader = BufReader::new(File::open(path).map_err(io)?);
-            for line in reader.split(b'\n') {
-                let line = line.map_err(io)?;
-                total_len += line.len() as u64 + 1;
-                let Some(record) = std::str::from_utf8(&line).ok().and_then(decode) else { break };
-                apply(&mut sigs, record);
-                good_len = total_len;
-            }
-        }
+        let quarantine = helix_wal::Quarantine::open(&path.with_extension("quarantine"));
         let mut file =
             OpenOptions::new().create(true).read(true).write(true).truncate(false).open(path).map_err(io)?;
-        let actual = file.metadata().map_err(io)?.len();
-        if actual > good_len {
-            tracing::warn!(path = %path.display(), kept = good_len, dropped = actual - good_len, "cutting a torn or corrupt tail of the learning log");
-            file.set_len(good_len).map_err(io)?;
-            file.sync_all().map_err(io)?;
+        let mut data = Vec::new();
+        file.read_to_end(&mut data).map_err(io)?;
+        if let Some(migrated) = migrate_legacy(path, &data).map_err(io)? {
+            data = migrated;
+            file = OpenOptions::new().read(true).write(true).open(path).map_err(io)?;
         }
+        // damage costs the damaged records only; a torn tail is cut
+        helix_wal::recover_file(path, &data, MAX_RECORD, &quarantine, &mut |_, _, json| {
+            match serde_json::from_slice::<Record>(json) {
+                Ok(record) => {
+                    apply(&mut sigs, record);
+                    true
+                }
+                Err(_) => false,
+            }
+        })
+        .map_err(io)?;
         file.seek(SeekFrom::End(0)).map_err(io)?;
-        Ok(LogStore { path: path.to_path_buf(), inner: Mutex::new(Inner { file, dirty: false, sigs }) })
+        Ok(LogStore {
+            path: path.to_path_buf(),
+            quarantine,
+            inner: Mutex::new(Inner { file, dirty: false, sigs }),
+        })
     }
 
     fn io(&self, source: std::io::Error) -> StoreError {
@@ -372,12 +409,12 @@ impl LearningStore for LogStore {
         if occurrences.is_empty() {
             return Ok(());
         }
-        let mut buf = String::new();
+        let mut buf = Vec::new();
         for o in occurrences {
-            buf.push_str(&encode(&Record::Occurrence(o.clone()))?);
+            helix_wal::encode(&serde_json::to_vec(&Record::Occurrence(o.clone()))?, &mut buf);
         }
         let mut inner = self.lock();
-        inner.file.write_all(buf.as_bytes()).map_err(|e| self.io(e))?;
+        inner.file.write_all(&buf).map_err(|e| self.io(e))?;
         inner.dirty = true;
         for o in occurrences {
             apply(&mut inner.sigs, Record::Occurrence(o.clone()));
@@ -388,7 +425,7 @@ impl LearningStore for LogStore {
     fn record_fix(&self, fix: &FixRecord) -> Result<(), StoreError> {
         let line = encode(&Record::Fix(fix.clone()))?;
         let mut inner = self.lock();
-        inner.file.write_all(line.as_bytes()).map_err(|e| self.io(e))?;
+        inner.file.write_all(&line).map_err(|e| self.io(e))?;
         // write-ahead: durable before the caller answers
         inner.file.sync_data().map_err(|e| self.io(e))?;
         inner.dirty = false;
@@ -420,7 +457,7 @@ impl LearningStore for LogStore {
     fn record_path(&self, record: &crate::paths::PathRecord) -> Result<(), StoreError> {
         let line = encode(&Record::Path(record.clone()))?;
         let mut inner = self.lock();
-        inner.file.write_all(line.as_bytes()).map_err(|e| self.io(e))?;
+        inner.file.write_all(&line).map_err(|e| self.io(e))?;
         inner.file.sync_data().map_err(|e| self.io(e))?;
         inner.dirty = false;
         apply(&mut inner.sigs, Record::Path(record.clone()));
@@ -430,7 +467,7 @@ impl LearningStore for LogStore {
     fn record_flaky(&self, record: &crate::flaky::FlakyRecord) -> Result<(), StoreError> {
         let line = encode(&Record::Flaky(record.clone()))?;
         let mut inner = self.lock();
-        inner.file.write_all(line.as_bytes()).map_err(|e| self.io(e))?;
+        inner.file.write_all(&line).map_err(|e| self.io(e))?;
         inner.file.sync_data().map_err(|e| self.io(e))?;
         inner.dirty = false;
         apply(&mut inner.sigs, Record::Flaky(record.clone()));
@@ -453,6 +490,10 @@ impl LearningStore for LogStore {
 
     fn signatures(&self) -> usize {
         self.lock().sigs.len()
+    }
+
+    fn damage(&self) -> (u64, u64) {
+        (self.quarantine.regions(), self.quarantine.bytes())
     }
 }
 
@@ -703,9 +744,16 @@ mod tests {
             s.record_fix(&fix("a", "add  pyyaml to requirements.txt", Outcome::Success, 42)).expect("fix");
             s.flush().expect("flush");
         }
-        let log = std::fs::read_to_string(&path).expect("read");
+        let log = std::fs::read(&path).expect("read");
+        let records: Vec<&[u8]> = helix_wal::Scanner::new(&log, MAX_RECORD)
+            .filter_map(|i| match i {
+                helix_wal::Item::Record { payload, .. } => Some(payload),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(records.len(), 6);
         assert!(
-            log.lines().all(|l| l.contains("\"signature_version\":\"v1\"")),
+            records.iter().all(|r| String::from_utf8_lossy(r).contains("\"signature_version\":\"v1\"")),
             "every record carries the version"
         );
         let s = LogStore::open(&path).expect("reopen");
@@ -859,7 +907,8 @@ mod tests {
         let full = std::fs::read(&path).expect("read");
         // a crash in the middle of writing a third record
         let mut torn = full.clone();
-        torn.extend_from_slice(b"0badc0de {\"type\":\"fix\",\"id\":\"x\",\"sig");
+        let third = encode(&Record::Fix(fix("a", "three", Outcome::Success, 3))).expect("encode");
+        torn.extend_from_slice(&third[..third.len() - 5]);
         std::fs::write(&path, &torn).expect("write");
         let s = LogStore::open(&path).expect("reopen");
         assert_eq!(s.report("a", &FixScope::All).expect("report").fixes.len(), 2);
@@ -874,10 +923,57 @@ mod tests {
     }
 
     #[test]
-    fn a_flipped_byte_fails_the_checksum() {
-        let line = encode(&Record::Fix(fix("a", "x", Outcome::Success, 1))).expect("encode");
-        assert!(decode(line.trim_end()).is_some());
-        let bad = line.replace("\"x\"", "\"y\"");
-        assert!(decode(bad.trim_end()).is_none());
+    fn a_damaged_record_costs_that_record_only_and_is_reported() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("learning.log");
+        {
+            let s = LogStore::open(&path).expect("open");
+            for (i, d) in ["one", "two", "three"].iter().enumerate() {
+                s.record_fix(&fix("a", d, Outcome::Success, i as i64)).expect("fix");
+            }
+        }
+        let good = std::fs::read(&path).expect("read");
+        let second = helix_wal::Scanner::new(&good, MAX_RECORD)
+            .filter_map(|i| match i {
+                helix_wal::Item::Record { offset, .. } => Some(offset),
+                _ => None,
+            })
+            .nth(1)
+            .expect("second record");
+        let mut bad = good.clone();
+        bad[second + helix_wal::HEADER + 3] ^= 0x04;
+        std::fs::write(&path, &bad).expect("damage");
+        let s = LogStore::open(&path).expect("reopen");
+        let descs: Vec<String> = s
+            .report("a", &FixScope::All)
+            .expect("report")
+            .fixes
+            .iter()
+            .map(|f| f.description.clone())
+            .collect();
+        assert_eq!(descs.len(), 2, "{descs:?}");
+        assert!(!descs.iter().any(|d| d == "two"));
+        assert_eq!(s.damage().0, 1, "reported");
+        s.record_fix(&fix("a", "four", Outcome::Success, 4)).expect("append after damage");
+        drop(s);
+        let s = LogStore::open(&path).expect("reopen again");
+        assert_eq!(s.report("a", &FixScope::All).expect("r").fixes.len(), 3);
+        assert_eq!(s.damage().0, 1, "the same damage is counted once");
+    }
+
+    #[test]
+    fn a_log_of_the_line_format_is_migrated() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("learning.log");
+        let mut text = String::new();
+        for d in ["one", "two"] {
+            let json = serde_json::to_string(&Record::Fix(fix("a", d, Outcome::Success, 1))).expect("json");
+            text.push_str(&format!("{:08x} {json}\n", crc32fast::hash(json.as_bytes())));
+        }
+        std::fs::write(&path, text).expect("write");
+        let s = LogStore::open(&path).expect("open");
+        assert_eq!(s.report("a", &FixScope::All).expect("report").fixes.len(), 2);
+        assert_eq!(s.damage().0, 0);
+        assert!(std::fs::read(&path).expect("read").starts_with(&helix_wal::MAGIC));
     }
 }

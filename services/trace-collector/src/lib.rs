@@ -35,6 +35,10 @@ pub struct CollectorState {
     pub feed: tokio::sync::broadcast::Sender<routes::stream::FeedItem>,
     /// Set when shutdown begins: live streams end.
     pub closing: tokio::sync::watch::Sender<bool>,
+    /// The OTLP forwarder's counters, when forwarding is configured.
+    pub export: Option<Arc<export::ExportStats>>,
+    /// Duplicate spans dropped since start.
+    pub duplicates: std::sync::atomic::AtomicU64,
 }
 
 impl CollectorState {
@@ -57,11 +61,13 @@ impl CollectorState {
         .map_err(|e| std::io::Error::other(e.to_string()))?;
         let store = Arc::new(store);
         let closing = tokio::sync::watch::channel(false).0;
+        let export_stats = Arc::new(export::ExportStats::default());
         if let Some(endpoint) = &cfg.trace_collector.export_otlp_endpoint {
             export::spawn(
                 store.clone(),
                 endpoint.clone(),
-                data_dir.join("export.cursor"),
+                data_dir.clone(),
+                export_stats.clone(),
                 closing.subscribe(),
             );
         }
@@ -73,6 +79,8 @@ impl CollectorState {
             baselines: std::sync::Mutex::new(baselines),
             feed: routes::stream::channel(),
             closing,
+            export: cfg.trace_collector.export_otlp_endpoint.is_some().then_some(export_stats),
+            duplicates: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -95,20 +103,30 @@ impl CollectorState {
         std::fs::rename(&tmp, &path)
     }
 
-    /// Judges events against their baselines (marking anomalies on the spans), then stores them
-    /// durably. Every ingest path goes through here.
-    pub fn ingest(&self, mut events: Vec<helix_core::trace::Event>) -> Result<(), store::StoreError> {
+    /// Stores events durably, each span once: duplicates of stored spans are dropped first (see
+    /// [`store`]), then the new ones are judged against their baselines (marking anomalies on
+    /// the spans) and written. Every ingest path goes through here.
+    pub fn ingest(
+        &self,
+        events: Vec<helix_core::trace::Event>,
+    ) -> Result<store::Appended, store::StoreError> {
         let mut anomalies = Vec::new();
-        {
-            let mut b = self.baselines.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            for e in &mut events {
-                anomalies.extend(b.score_and_learn(e));
-            }
-        }
         // the feed only sees what is durable, and only when someone listens
         let live = self.feed.receiver_count() > 0;
-        let copies = if live { events.clone() } else { Vec::new() };
-        self.store.append(events)?;
+        let mut copies = Vec::new();
+        let appended = self.store.append_prepared(events, &mut |events| {
+            let mut b = self.baselines.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            for e in events.iter_mut() {
+                anomalies.extend(b.score_and_learn(e));
+            }
+            drop(b);
+            if live {
+                copies = events.clone();
+            }
+        })?;
+        if appended.duplicates > 0 {
+            self.duplicates.fetch_add(appended.duplicates as u64, std::sync::atomic::Ordering::Relaxed);
+        }
         for e in copies {
             let _ = self.feed.send(routes::stream::FeedItem::Span { span: Box::new(e) });
         }
@@ -117,7 +135,7 @@ impl CollectorState {
                 let _ = self.feed.send(routes::stream::FeedItem::Anomaly { anomaly: Box::new(a) });
             }
         }
-        Ok(())
+        Ok(appended)
     }
 }
 
@@ -203,7 +221,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<CollectorState>)
         .service(helix_http::routes::get("/v1/anomalies", routes::costs::anomalies))
         .service(helix_http::routes::get("/v1/stream", routes::stream::stream))
         .service(helix_http::routes::get("/v1/baselines", routes::costs::baselines))
-        .service(helix_http::routes::get("/dashboard", routes::costs::dashboard));
+        .service(helix_http::routes::get("/dashboard", routes::costs::dashboard))
+        .service(helix_http::routes::get("/metrics", routes::metrics::metrics));
 }
 
 #[derive(OpenApi)]
@@ -219,7 +238,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<CollectorState>)
         routes::costs::anomalies,
         routes::stream::stream,
         routes::costs::baselines,
-        routes::costs::dashboard
+        routes::costs::dashboard,
+        routes::metrics::metrics
     ),
     components(schemas(
         helix_core::trace::Event,
@@ -301,11 +321,21 @@ impl helix_http::Service for CollectorService {
     fn readiness(&self) -> BoxFuture<'static, Vec<Check>> {
         let dir = self.state.data_dir.clone();
         let events = self.state.store.len();
-        Box::pin(async move {
-            vec![
-                helix_http::storage::data_dir_check(dir).await,
-                Check::new("event_log", helix_core::CheckStatus::Ok, format!("{events} events stored")),
-            ]
-        })
+        let damage = self.state.store.damage();
+        let log = if damage.regions == 0 {
+            Check::new("event_log", helix_core::CheckStatus::Ok, format!("{events} events stored"))
+        } else {
+            // serving goes on; what was damaged is kept aside for someone to look at
+            Check::new(
+                "event_log",
+                helix_core::CheckStatus::Degraded,
+                format!(
+                    "{events} events stored; {} damaged records ({} bytes) failed their checksums and were \
+                     kept aside in events/quarantine/ (remove those files once looked at)",
+                    damage.regions, damage.bytes
+                ),
+            )
+        };
+        Box::pin(async move { vec![helix_http::storage::data_dir_check(dir).await, log] })
     }
 }

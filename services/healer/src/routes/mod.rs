@@ -4,6 +4,7 @@ pub mod analyze;
 pub mod fingerprint;
 pub mod flaky;
 pub mod learning;
+pub mod metrics;
 pub mod paths;
 pub mod patterns;
 pub mod propose;

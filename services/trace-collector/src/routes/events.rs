@@ -20,7 +20,11 @@ pub struct Rejected {
 /// Outcome of an ingest: the accepted events are on disk.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct IngestResult {
+    /// Valid events: stored now, or already stored before (see `duplicates`).
     pub accepted: usize,
+    /// Accepted events whose span (`trace_id`, `span_id`) was already stored: dropped, not stored
+    /// twice. A retried batch is therefore safe.
+    pub duplicates: usize,
     pub rejected: Vec<Rejected>,
 }
 
@@ -79,7 +83,9 @@ pub fn parse_batch_as(
 /// Accepts a JSON array of events (schema `Event`), or NDJSON (one event per line,
 /// `application/x-ndjson`). Invalid events are rejected one by one with their index and reason;
 /// the valid ones of the same batch are stored. A 2xx means the accepted events are durable
-/// (fsynced). When the disk cannot keep up: 503 with `Retry-After`.
+/// (fsynced). When the disk cannot keep up: 503 with `Retry-After`. Idempotent: a span
+/// (`trace_id`, `span_id`) already stored is dropped and counted in `duplicates` (the first copy
+/// wins), so retrying a batch that got no answer is safe.
 #[utoipa::path(
     post,
     path = "/v1/events",
@@ -125,8 +131,8 @@ pub async fn ingest(
     let result = web::block(move || -> Result<IngestResult, CollectorError> {
         let (events, rejected) = parse_batch_as(&body, ndjson, &|e| super::claim(&caller, e))?;
         let accepted = events.len();
-        state.ingest(events)?;
-        Ok(IngestResult { accepted, rejected })
+        let appended = state.ingest(events)?;
+        Ok(IngestResult { accepted, duplicates: appended.duplicates, rejected })
     })
     .await??;
     Ok(HttpResponse::Ok().json(result))

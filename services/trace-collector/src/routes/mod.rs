@@ -2,6 +2,7 @@
 
 pub mod costs;
 pub mod events;
+pub mod metrics;
 pub mod otlp;
 pub mod stream;
 pub mod traces;

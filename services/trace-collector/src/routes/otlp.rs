@@ -129,7 +129,10 @@ pub struct ImportQuery {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ImportResult {
+    /// Spans the transcript yielded.
     pub accepted: usize,
+    /// Of those, spans already stored by an earlier import of the same lines, not stored again.
+    pub duplicates: usize,
     /// Traces created or extended (one per session).
     pub trace_ids: Vec<String>,
     /// Lines not imported: `index` is the 1-based line number.
@@ -141,7 +144,9 @@ pub struct ImportResult {
 /// Turns the output of `claude -p --output-format stream-json --verbose` into a trace: a run span
 /// per session, an LLM call span per assistant message (with token usage), a tool call span per
 /// tool use (with argument and result summaries), total cost on the root. Idempotent: importing
-/// the same transcript again gives the same ids.
+/// the same transcript again gives the same ids (keyed by session id and message, tool use or
+/// line), and spans already stored are dropped (`duplicates`), so spans and cost count once. A
+/// transcript that grew since adds its new spans; spans stored before keep their first copy.
 #[utoipa::path(
     post,
     path = "/v1/import/claude-stream-json",
@@ -188,9 +193,10 @@ pub async fn import_claude(
         trace_ids.sort();
         trace_ids.dedup();
         let accepted = imported.events.len();
-        state.ingest(imported.events)?;
+        let appended = state.ingest(imported.events)?;
         Ok(ImportResult {
             accepted,
+            duplicates: appended.duplicates,
             trace_ids,
             skipped: imported.skipped.into_iter().map(|(index, reason)| Rejected { index, reason }).collect(),
         })

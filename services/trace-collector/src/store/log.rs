@@ -1,22 +1,23 @@
 //! The embedded event log: segment files of checksummed records, written by one thread with
 //! group commit, replayed into an in-memory index at open.
 //!
-//! Record: `len: u32 LE | crc32(json): u32 LE | json`. Segments are `NNNNNNNN.log`, rotated at
-//! [`SEGMENT_BYTES`]. Why one writer thread: every concurrent `append` hands its encoded batch to
+//! Record: one [`helix_wal`] frame holding an event's JSON (checksummed, with a sync marker:
+//! damage costs the damaged record only, is kept aside in `quarantine/` and reported; every read
+//! verifies the checksum). Segments are `NNNNNNNN.log`, rotated at [`SEGMENT_BYTES`]. Why one writer thread: every concurrent `append` hands its encoded batch to
 //! it; the thread writes everything that queued up, fsyncs once, and only then acknowledges all
 //! of them, so durability costs one fsync per burst, not per request. Why the index holds
 //! positions and not events: events stay on disk; a trace read is a few positioned reads.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex, RwLock};
 
 use helix_core::trace::{Event, SpanKind, SpanStatus, attr};
 
-use super::{EventStore, StoreError, TraceFilter, TraceSummary};
+use super::{Appended, EventStore, StoreError, TraceFilter, TraceSummary};
 
 /// Segment size at which a new segment file starts.
 pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
@@ -515,6 +516,9 @@ struct Done {
     _buffers: (Vec<u8>, Vec<(u64, u32, Event)>),
 }
 
+/// Span ids of sealed segments' traces, cached per trace: (segment count when read, ids).
+type SealedSpans = FastMap<TraceKey, (usize, Arc<hashbrown::HashSet<u64>>)>;
+
 /// See the module docs.
 pub struct LogStore {
     dir: PathBuf,
@@ -527,8 +531,19 @@ pub struct LogStore {
     /// The end of what is committed: segment << 40 | offset.
     end: Arc<std::sync::atomic::AtomicU64>,
     index: Arc<RwLock<Index>>,
+    /// Damaged records found at open or on a read, kept aside.
+    quarantine: Arc<helix_wal::Quarantine>,
+    /// Spans handed to the writer and not yet acknowledged: with the index, what makes a span
+    /// arriving twice at the same time stored once.
+    pending: Mutex<hashbrown::HashSet<(TraceKey, u64)>>,
+    /// Span ids of the sealed parts of recently appended-to traces (read from `.idx` files),
+    /// with the number of sealed parts they cover.
+    sealed_spans: Mutex<SealedSpans>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
+
+/// Traces whose sealed span ids are cached for duplicate checks; the cache starts over beyond.
+const SEALED_SPANS_CACHED: usize = 4096;
 
 impl std::fmt::Debug for LogStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -542,23 +557,58 @@ fn segment_path(dir: &Path, n: u32) -> PathBuf {
 
 fn encode(e: &Event, out: &mut Vec<u8>) -> Result<u32, StoreError> {
     let json = serde_json::to_vec(e)?;
-    let len = u32::try_from(json.len()).unwrap_or(u32::MAX);
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(&json).to_le_bytes());
-    out.extend_from_slice(&json);
-    Ok(len + 8)
+    Ok(u32::try_from(helix_wal::encode(&json, out)).unwrap_or(u32::MAX))
 }
 
-/// Replays one segment; returns the length of its valid prefix.
+/// The file name of segment `n` (how the quarantine names where damage was found).
+fn segment_name(n: u32) -> String {
+    format!("{n:08}.log")
+}
+
+/// Replays one segment into `index`, recovering it: damaged records are skipped and
+/// quarantined, a trailing part without a valid record is cut. Returns what recovery found.
 fn replay(
     path: &Path,
     segment: u32,
     index: &mut Index,
+    quarantine: &helix_wal::Quarantine,
     observe_from: (u32, u64),
     observe: &mut dyn FnMut(&Event),
-) -> std::io::Result<u64> {
-    let mut data = Vec::new();
-    File::open(path)?.read_to_end(&mut data)?;
+) -> std::io::Result<helix_wal::Recovered> {
+    let data = std::fs::read(path)?;
+    helix_wal::recover_file(path, &data, MAX_RECORD, quarantine, &mut |offset, len, json| {
+        let Ok(event) = serde_json::from_slice::<Event>(json) else { return false };
+        index.add(&event, segment, Pos::of(&event, offset, u32::try_from(len).unwrap_or(u32::MAX)));
+        if (segment, offset) >= observe_from {
+            observe(&event);
+        }
+        true
+    })
+}
+
+/// Every intact event of a segment with its position, read only (damage is skipped; recovery
+/// at open is what reports it).
+fn scan(path: &Path, each: &mut dyn FnMut(u64, u32, Event)) -> std::io::Result<()> {
+    let data = std::fs::read(path)?;
+    for item in helix_wal::Scanner::new(&data, MAX_RECORD) {
+        if let helix_wal::Item::Record { offset, len, payload } = item
+            && let Ok(event) = serde_json::from_slice::<Event>(payload)
+        {
+            each(offset as u64, u32::try_from(len).unwrap_or(u32::MAX), event);
+        }
+    }
+    Ok(())
+}
+
+/// Rewrites a segment of the format before [`helix_wal`] (`len | crc | json` records) in the
+/// current one, so that an upgrade keeps the data; its derived files are rebuilt afterwards.
+fn migrate_legacy_segment(dir: &Path, segment: u32) -> std::io::Result<bool> {
+    let path = segment_path(dir, segment);
+    let data = std::fs::read(&path)?;
+    if data.is_empty() || data.starts_with(&helix_wal::MAGIC) {
+        return Ok(false);
+    }
+    let mut out = Vec::with_capacity(data.len() + data.len() / 16);
     let mut at = 0usize;
     while at + 8 <= data.len() {
         let len = u32::from_le_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]]);
@@ -567,14 +617,25 @@ fn replay(
         if len > MAX_RECORD || end > data.len() || crc32fast::hash(&data[at + 8..end]) != crc {
             break;
         }
-        let Ok(event) = serde_json::from_slice::<Event>(&data[at + 8..end]) else { break };
-        index.add(&event, segment, Pos::of(&event, at as u64, len + 8));
-        if (segment, at as u64) >= observe_from {
-            observe(&event);
-        }
+        helix_wal::encode(&data[at + 8..end], &mut out);
         at = end;
     }
-    Ok(at as u64)
+    if at == 0 {
+        // not the old format either: leave it to recovery, which quarantines what it cannot read
+        return Ok(false);
+    }
+    let tmp = path.with_extension("log.tmp");
+    {
+        let mut f = File::create(&tmp)?;
+        f.write_all(&out)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, &path)?;
+    for derived in [index_path(dir, segment), sum_path(dir, segment)] {
+        let _ = std::fs::remove_file(derived);
+    }
+    tracing::info!(segment = %path.display(), "rewrote an event log segment of the previous format");
+    Ok(true)
 }
 
 fn pack_end(segment: u32, offset: u64) -> u64 {
@@ -589,7 +650,13 @@ const COALESCE_GAP: u64 = 64 * 1024;
 
 /// Reads the JSON of the records at `positions` (sorted by offset) of one segment, coalescing
 /// nearby ones into one read.
-fn read_records(file: &File, positions: &[Pos], out: &mut Vec<super::SpanRecord>) -> std::io::Result<()> {
+fn read_records(
+    file: &File,
+    segment: u32,
+    positions: &[Pos],
+    quarantine: &helix_wal::Quarantine,
+    out: &mut Vec<super::SpanRecord>,
+) -> std::io::Result<()> {
     use std::os::unix::fs::FileExt;
     let mut i = 0;
     while i < positions.len() {
@@ -605,15 +672,25 @@ fn read_records(file: &File, positions: &[Pos], out: &mut Vec<super::SpanRecord>
         let buf = bytes::Bytes::from(buf);
         for p in &positions[i..j] {
             let at = usize::try_from(p.offset - from).unwrap_or(0);
-            let end = at + p.len as usize;
-            if at + 8 <= end && end <= buf.len() {
+            let end = (at + p.len as usize).min(buf.len());
+            // the checksum is verified on every read: damage is reported, never served
+            if helix_wal::verify(&buf[at..end]).is_some() {
                 out.push(super::SpanRecord {
                     span_id: p.span,
                     parent_span_id: (p.parent != 0).then_some(p.parent),
                     start_unix_nanos: p.start,
                     end_unix_nanos: p.end,
-                    json: buf.slice(at + 8..end),
+                    json: buf.slice(at + helix_wal::HEADER..end),
                 });
+            } else {
+                tracing::error!(
+                    segment,
+                    offset = p.offset,
+                    "a stored event failed its checksum; left out of the answer"
+                );
+                if let Err(e) = quarantine.keep(&segment_name(segment), p.offset, &buf[at..end]) {
+                    tracing::error!(error = %e, "cannot quarantine a damaged event");
+                }
             }
         }
         i = j;
@@ -657,8 +734,12 @@ impl LogStore {
             })
             .collect();
         segments.sort_unstable();
+        let quarantine = Arc::new(helix_wal::Quarantine::open(&dir.join("quarantine")));
         let mut index = Index::default();
         let mut skipped = 0usize;
+        for &s in &segments {
+            migrate_legacy_segment(dir, s).map_err(io)?;
+        }
         for &s in &segments {
             let path = segment_path(dir, s);
             let last = Some(&s) == segments.last();
@@ -670,19 +751,17 @@ impl LogStore {
                 // state kept outside the log (baselines) asks to see its events again
                 index.merge_sealed(s, sum, file);
                 if s >= observe_from.0 {
-                    replay(&path, s, &mut Index::default(), observe_from, observe).map_err(io)?;
+                    scan(&path, &mut |offset, _, e| {
+                        if (s, offset) >= observe_from {
+                            observe(&e);
+                        }
+                    })
+                    .map_err(io)?;
                 }
                 skipped += 1;
                 continue;
             }
-            let valid = replay(&path, s, &mut index, observe_from, observe).map_err(io)?;
-            let actual = std::fs::metadata(&path).map_err(io)?.len();
-            if valid < actual {
-                tracing::warn!(segment = %path.display(), kept = valid, dropped = actual - valid, "cutting a torn or corrupt tail of the event log");
-                let f = OpenOptions::new().write(true).open(&path).map_err(io)?;
-                f.set_len(valid).map_err(io)?;
-                f.sync_all().map_err(io)?;
-            }
+            replay(&path, s, &mut index, &quarantine, observe_from, observe).map_err(io)?;
             if !last {
                 seal_at_open(dir, s, &mut index).map_err(io)?;
             }
@@ -696,6 +775,7 @@ impl LogStore {
             traces = index.traces.len(),
             segments = segments.len(),
             from_summaries = skipped,
+            damaged = quarantine.regions(),
             "event log opened"
         );
 
@@ -738,6 +818,9 @@ impl LogStore {
             queue_bytes: options.queue_bytes,
             end,
             index,
+            quarantine,
+            pending: Mutex::new(hashbrown::HashSet::new()),
+            sealed_spans: Mutex::new(FastMap::new()),
             writer: Mutex::new(Some(handle)),
         })
     }
@@ -781,7 +864,11 @@ impl LogStore {
             // forget the segment's events before the file goes: read them once more
             let path = segment_path(&self.dir, n);
             let mut gone = Index::default();
-            replay(&path, n, &mut gone, (u32::MAX, 0), &mut |_| {}).map_err(io)?;
+            scan(&path, &mut |offset, len, e| {
+                let pos = Pos::of(&e, offset, len);
+                gone.add(&e, n, pos);
+            })
+            .map_err(io)?;
             {
                 let mut index = self.index.write().unwrap_or_else(std::sync::PoisonError::into_inner);
                 for (key, entry) in gone.traces {
@@ -824,8 +911,12 @@ impl LogStore {
         let (mut seg, mut off) = cursor;
         let mut out = Vec::new();
         loop {
+            // what is committed, read before the file: a segment before the committed end's is
+            // complete, and in the end's own segment only what is before it counts (a batch being
+            // written is neither read half nor taken for damage)
+            let (end_seg, end_off) = self.end();
             let path = segment_path(&self.dir, seg);
-            let data = match std::fs::read(&path) {
+            let mut data = match std::fs::read(&path) {
                 Ok(d) => d,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     // removed by retention (or not yet created): the oldest segment at or after it
@@ -846,22 +937,32 @@ impl LogStore {
                 }
                 Err(e) => return Err(io(e)),
             };
-            let mut at = usize::try_from(off).unwrap_or(usize::MAX).min(data.len());
-            while out.len() < max && at + 8 <= data.len() {
-                let len = u32::from_le_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]]);
-                let crc = u32::from_le_bytes([data[at + 4], data[at + 5], data[at + 6], data[at + 7]]);
-                let end = at + 8 + len as usize;
-                if len > MAX_RECORD || end > data.len() || crc32fast::hash(&data[at + 8..end]) != crc {
-                    break; // not fully written yet
-                }
-                if let Ok(e) = serde_json::from_slice::<Event>(&data[at + 8..end]) {
-                    out.push(e);
-                }
-                at = end;
+            let complete = seg < end_seg;
+            if seg == end_seg {
+                data.truncate(usize::try_from(end_off).unwrap_or(usize::MAX));
             }
-            off = at as u64;
-            let current = self.current.load(std::sync::atomic::Ordering::Acquire);
-            if out.len() >= max || seg >= current || at < data.len() {
+            let mut scanner =
+                helix_wal::Scanner::from(&data, usize::try_from(off).unwrap_or(usize::MAX), MAX_RECORD);
+            while out.len() < max {
+                let before = scanner.offset();
+                match scanner.next() {
+                    None => break,
+                    Some(helix_wal::Item::Record { payload, .. }) => {
+                        if let Ok(e) = serde_json::from_slice::<Event>(payload) {
+                            out.push(e);
+                        }
+                    }
+                    // damage in what is committed: skipped (recovery at open reports it)
+                    Some(helix_wal::Item::Corrupt { .. }) => {}
+                    Some(helix_wal::Item::Tail { .. }) if complete => {}
+                    Some(helix_wal::Item::Tail { .. }) => {
+                        // nothing valid after it yet: wait here for what comes after
+                        return Ok((out, (seg, before as u64)));
+                    }
+                }
+            }
+            off = scanner.offset() as u64;
+            if out.len() >= max || !complete {
                 return Ok((out, (seg, off)));
             }
             seg += 1;
@@ -873,6 +974,146 @@ impl LogStore {
     pub fn end(&self) -> (u32, u64) {
         let v = self.end.load(std::sync::atomic::Ordering::Acquire);
         ((v >> 40) as u32, v & ((1 << 40) - 1))
+    }
+
+    /// Judges (through `prepare`), encodes and hands `events` to the writer; returns how many
+    /// were stored once they are durable.
+    fn write(
+        &self,
+        events: &mut Vec<Event>,
+        prepare: &mut dyn FnMut(&mut Vec<Event>),
+    ) -> Result<usize, StoreError> {
+        if events.is_empty() {
+            return Ok(0);
+        }
+        // a queue already over its bound refuses before anything is judged (and learned)
+        if self.queued.load(std::sync::atomic::Ordering::Acquire) > self.queue_bytes {
+            return Err(StoreError::Busy);
+        }
+        prepare(events);
+        let n = events.len();
+        let mut bytes = Vec::new();
+        let mut records = Vec::with_capacity(events.len());
+        for e in events.drain(..) {
+            let rel = bytes.len() as u64;
+            let len = encode(&e, &mut bytes)?;
+            records.push((rel, len, e));
+        }
+        let (ack, done) = std::sync::mpsc::channel();
+        let tx = self
+            .tx
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+            .ok_or(StoreError::Closed)?;
+        // bounded by bytes, not only batches: one batch alone is always admitted (a body is
+        // already limited in size), more only while the queue stays under the bound
+        let size = bytes.len();
+        let before = self.queued.fetch_add(size, std::sync::atomic::Ordering::AcqRel);
+        if before > 0 && before + size > self.queue_bytes {
+            self.queued.fetch_sub(size, std::sync::atomic::Ordering::AcqRel);
+            return Err(StoreError::Busy);
+        }
+        match tx.try_send(Batch { bytes, records, ack }) {
+            Ok(()) => {}
+            Err(e) => {
+                self.queued.fetch_sub(size, std::sync::atomic::Ordering::AcqRel);
+                return Err(match e {
+                    TrySendError::Full(_) => StoreError::Busy,
+                    TrySendError::Disconnected(_) => StoreError::Closed,
+                });
+            }
+        }
+        match done.recv().map(|d| d.result) {
+            Ok(Ok(())) => Ok(n),
+            Ok(Err(e)) => {
+                Err(StoreError::Io { path: self.dir.display().to_string(), source: std::io::Error::other(e) })
+            }
+            Err(_) => Err(StoreError::Closed),
+        }
+    }
+
+    /// Splits `events` into the spans not stored yet (claimed as pending: the caller must
+    /// [`LogStore::release`] them) and the number of duplicates dropped.
+    #[allow(clippy::type_complexity)]
+    fn claim(&self, events: Vec<Event>) -> Result<(Vec<Event>, Vec<(TraceKey, u64)>, usize), StoreError> {
+        let io = |source| StoreError::Io { path: self.dir.display().to_string(), source };
+        let span_of = |e: &Event| u64::from_str_radix(&e.span_id, 16).unwrap_or(0);
+        let mut pending = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // what the index knows of the traces this batch touches, copied under its lock
+        let mut known: FastMap<TraceKey, hashbrown::HashSet<u64>> = FastMap::new();
+        let mut sealed_parts: Vec<(TraceKey, Vec<(Loc, Arc<SegmentIndex>)>)> = Vec::new();
+        {
+            let index = self.read_index();
+            for e in &events {
+                let key = trace_key(&e.trace_id);
+                if known.contains_key(&key) {
+                    continue;
+                }
+                let mut spans = hashbrown::HashSet::new();
+                if let Some(entry) = index.traces.get(&key) {
+                    for traces in index.live.values() {
+                        if let Some(ps) = traces.get(&key) {
+                            spans.extend(ps.iter().map(|p| p.span));
+                        }
+                    }
+                    let parts: Vec<(Loc, Arc<SegmentIndex>)> = entry
+                        .sealed
+                        .iter()
+                        .filter_map(|l| index.sealed.get(&l.segment).map(|i| (*l, i.clone())))
+                        .collect();
+                    if !parts.is_empty() {
+                        sealed_parts.push((key, parts));
+                    }
+                }
+                known.insert(key, spans);
+            }
+        }
+        for (key, parts) in sealed_parts {
+            let mut cache = self.sealed_spans.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let cached = cache.get(&key).filter(|(n, _)| *n == parts.len()).map(|(_, s)| s.clone());
+            let ids = match cached {
+                Some(ids) => ids,
+                None => {
+                    let mut ids = hashbrown::HashSet::new();
+                    for (loc, idx) in &parts {
+                        ids.extend(idx.read(loc.first, loc.count).map_err(io)?.iter().map(|p| p.span));
+                    }
+                    let ids = Arc::new(ids);
+                    if cache.len() >= SEALED_SPANS_CACHED {
+                        cache.clear();
+                    }
+                    cache.insert(key, (parts.len(), ids.clone()));
+                    ids
+                }
+            };
+            if let Some(spans) = known.get_mut(&key) {
+                spans.extend(ids.iter().copied());
+            }
+        }
+        let mut fresh = Vec::with_capacity(events.len());
+        let mut claimed = Vec::with_capacity(events.len());
+        let mut duplicates = 0;
+        for e in events {
+            let (key, span) = (trace_key(&e.trace_id), span_of(&e));
+            // `insert` is false for a span stored, or earlier in this batch
+            if pending.contains(&(key, span)) || !known.entry(key).or_default().insert(span) {
+                duplicates += 1;
+                continue;
+            }
+            pending.insert((key, span));
+            claimed.push((key, span));
+            fresh.push(e);
+        }
+        Ok((fresh, claimed, duplicates))
+    }
+
+    /// Forgets claims of [`LogStore::claim`] once their append ended (stored, or failed).
+    fn release(&self, claimed: &[(TraceKey, u64)]) {
+        let mut pending = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for claim in claimed {
+            pending.remove(claim);
+        }
     }
 
     fn read_index(&self) -> std::sync::RwLockReadGuard<'_, Index> {
@@ -1031,49 +1272,19 @@ fn seal_at_open(dir: &Path, segment: u32, index: &mut Index) -> std::io::Result<
 }
 
 impl EventStore for LogStore {
-    fn append(&self, events: Vec<Event>) -> Result<(), StoreError> {
-        if events.is_empty() {
-            return Ok(());
-        }
-        let mut bytes = Vec::new();
-        let mut records = Vec::with_capacity(events.len());
-        for e in events {
-            let rel = bytes.len() as u64;
-            let len = encode(&e, &mut bytes)?;
-            records.push((rel, len, e));
-        }
-        let (ack, done) = std::sync::mpsc::channel();
-        let tx = self
-            .tx
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-            .ok_or(StoreError::Closed)?;
-        // bounded by bytes, not only batches: one batch alone is always admitted (a body is
-        // already limited in size), more only while the queue stays under the bound
-        let size = bytes.len();
-        let before = self.queued.fetch_add(size, std::sync::atomic::Ordering::AcqRel);
-        if before > 0 && before + size > self.queue_bytes {
-            self.queued.fetch_sub(size, std::sync::atomic::Ordering::AcqRel);
-            return Err(StoreError::Busy);
-        }
-        match tx.try_send(Batch { bytes, records, ack }) {
-            Ok(()) => {}
-            Err(e) => {
-                self.queued.fetch_sub(size, std::sync::atomic::Ordering::AcqRel);
-                return Err(match e {
-                    TrySendError::Full(_) => StoreError::Busy,
-                    TrySendError::Disconnected(_) => StoreError::Closed,
-                });
-            }
-        }
-        match done.recv().map(|d| d.result) {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => {
-                Err(StoreError::Io { path: self.dir.display().to_string(), source: std::io::Error::other(e) })
-            }
-            Err(_) => Err(StoreError::Closed),
-        }
+    fn append_prepared(
+        &self,
+        events: Vec<Event>,
+        prepare: &mut dyn FnMut(&mut Vec<Event>),
+    ) -> Result<Appended, StoreError> {
+        let (mut events, claimed, duplicates) = self.claim(events)?;
+        let result = self.write(&mut events, prepare);
+        self.release(&claimed);
+        result.map(|stored| Appended { stored, duplicates })
+    }
+
+    fn damage(&self) -> super::Damage {
+        super::Damage { regions: self.quarantine.regions(), bytes: self.quarantine.bytes() }
     }
 
     fn trace_records(&self, trace_id: &str) -> Result<Vec<super::SpanRecord>, StoreError> {
@@ -1105,7 +1316,7 @@ impl EventStore for LogStore {
             for (segment, mut positions) in part {
                 positions.sort_unstable_by_key(|p| p.offset);
                 let file = File::open(segment_path(&self.dir, segment))?;
-                read_records(&file, &positions, &mut records)?;
+                read_records(&file, segment, &positions, &self.quarantine, &mut records)?;
             }
             Ok(records)
         };
@@ -1480,5 +1691,148 @@ mod tests {
         }
         assert_eq!(s.len(), 400);
         assert_eq!(s.trace(&format!("{:032x}", 3)).expect("trace").len(), 50);
+    }
+
+    fn stored_spans(s: &LogStore, traces: u32) -> Vec<(u32, String)> {
+        let mut out = Vec::new();
+        for t in 1..=traces {
+            for e in s.trace(&format!("{t:032x}")).expect("trace") {
+                out.push((t, e.span_id));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_flipped_byte_of_the_newest_segment_costs_exactly_the_record_it_hit() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let events: Vec<Event> = (1..=5u32).map(|t| event(t, 1, None, u64::from(t) * 100)).collect();
+        {
+            let s = LogStore::open(dir.path()).expect("open");
+            for e in &events {
+                s.append(vec![e.clone()]).expect("append");
+            }
+        }
+        let seg = segment_path(dir.path(), 1);
+        let good = std::fs::read(&seg).expect("read");
+        let starts: Vec<usize> = helix_wal::Scanner::new(&good, MAX_RECORD)
+            .filter_map(|i| match i {
+                helix_wal::Item::Record { offset, .. } => Some(offset),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(starts.len(), 5);
+        for pos in 0..good.len() {
+            let hit = starts.iter().rposition(|s| *s <= pos).expect("owner") as u32 + 1;
+            let copy = tempfile::tempdir().expect("tmp");
+            let mut bad = good.clone();
+            bad[pos] ^= 0x10;
+            std::fs::write(segment_path(copy.path(), 1), &bad).expect("write");
+            let s = LogStore::open(copy.path()).expect("open damaged");
+            let expected: Vec<(u32, String)> =
+                (1..=5).filter(|t| *t != hit).map(|t| (t, format!("{:016x}", 1))).collect();
+            assert_eq!(stored_spans(&s, 5), expected, "byte {pos} (record of trace {hit})");
+            assert_eq!(s.len(), 4, "byte {pos}");
+            assert_eq!(s.damage().regions, 1, "the damage is reported (byte {pos})");
+            // the log goes on after the damage, and the damage is not counted again
+            s.append(vec![event(9, 1, None, 900)]).expect("append after damage");
+            drop(s);
+            let s = LogStore::open(copy.path()).expect("reopen");
+            assert_eq!(s.len(), 5, "byte {pos}");
+            assert_eq!(s.damage().regions, 1);
+        }
+    }
+
+    #[test]
+    fn a_damaged_record_in_a_sealed_segment_is_never_served() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let small = LogOptions { segment_bytes: 2048, ..LogOptions::default() };
+        {
+            let s = LogStore::open_with(dir.path(), small, &mut |_| {}).expect("open");
+            for i in 0..30u32 {
+                s.append(vec![event(1, i + 1, None, u64::from(i))]).expect("append");
+            }
+        }
+        // damage one record's payload in the first (sealed) segment, whose index stays intact
+        let seg = segment_path(dir.path(), 1);
+        let mut data = std::fs::read(&seg).expect("read");
+        assert!(sum_path(dir.path(), 1).exists());
+        data[helix_wal::HEADER + 20] ^= 0x01;
+        std::fs::write(&seg, &data).expect("damage");
+        let s = LogStore::open_with(dir.path(), small, &mut |_| {}).expect("reopen");
+        assert_eq!(s.damage().regions, 0, "a sealed segment is not replayed at open");
+        let spans = s.trace(&format!("{:032x}", 1)).expect("trace");
+        assert_eq!(spans.len(), 29, "the damaged span is left out");
+        assert!(spans.iter().all(|e| e.span_id != format!("{:016x}", 1)));
+        assert_eq!(s.damage().regions, 1, "and reported");
+        let records = s.trace_records(&format!("{:032x}", 1)).expect("records");
+        assert!(records.iter().all(|r| std::str::from_utf8(&r.json).is_ok()));
+        // the forwarder's reader skips it too, and goes on to everything after it
+        let (all, _) = s.read_from((1, 0), 1000).expect("read_from");
+        assert_eq!(all.len(), 29);
+    }
+
+    #[test]
+    fn a_span_sent_again_is_stored_once() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let small = LogOptions { segment_bytes: 2048, ..LogOptions::default() };
+        let batch: Vec<Event> = (1..=4u32).map(|i| event(1, i, (i > 1).then_some(1), u64::from(i))).collect();
+        {
+            let s = LogStore::open_with(dir.path(), small, &mut |_| {}).expect("open");
+            assert_eq!(s.append(batch.clone()).expect("first"), Appended { stored: 4, duplicates: 0 });
+            assert_eq!(s.append(batch.clone()).expect("again"), Appended { stored: 0, duplicates: 4 });
+            // a copy inside one batch, and a batch half old, half new
+            let mut mixed = vec![event(1, 5, Some(1), 5), event(1, 5, Some(1), 5)];
+            mixed.extend(batch.iter().take(2).cloned());
+            assert_eq!(s.append(mixed).expect("mixed"), Appended { stored: 1, duplicates: 3 });
+            // push the trace's spans into sealed segments, then send them again
+            for i in 0..30u32 {
+                s.append(vec![event(2, i + 1, None, 100 + u64::from(i))]).expect("filler");
+            }
+            assert_eq!(s.append(batch.clone()).expect("sealed"), Appended { stored: 0, duplicates: 4 });
+            assert_eq!(s.summary(&format!("{:032x}", 1)).expect("summary").spans, 5);
+        }
+        let s = LogStore::open_with(dir.path(), small, &mut |_| {}).expect("reopen");
+        assert_eq!(s.append(batch).expect("after reopen"), Appended { stored: 0, duplicates: 4 });
+        assert_eq!(s.len(), 35);
+        let costs = s.costs(crate::costs::GroupBy::Project, None, None, None);
+        assert!((costs[0].cost_usd - 0.25 * 35.0).abs() < 1e-9, "cost counts every span once");
+    }
+
+    #[test]
+    fn concurrent_copies_of_a_batch_are_stored_once() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let s = Arc::new(LogStore::open(dir.path()).expect("open"));
+        let batch: Vec<Event> = (1..=50u32).map(|i| event(7, i, None, u64::from(i))).collect();
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (s, batch) = (s.clone(), batch.clone());
+                std::thread::spawn(move || s.append(batch).expect("append"))
+            })
+            .collect();
+        let results: Vec<Appended> = threads.into_iter().map(|t| t.join().expect("join")).collect();
+        assert_eq!(results.iter().map(|r| r.stored).sum::<usize>(), 50, "{results:?}");
+        assert_eq!(results.iter().map(|r| r.duplicates).sum::<usize>(), 350);
+        assert_eq!(s.len(), 50);
+    }
+
+    #[test]
+    fn a_segment_of_the_previous_format_is_migrated() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut old = Vec::new();
+        for t in 1..=3u32 {
+            let json = serde_json::to_vec(&event(t, 1, None, 10)).expect("json");
+            old.extend_from_slice(&(json.len() as u32).to_le_bytes());
+            old.extend_from_slice(&crc32fast::hash(&json).to_le_bytes());
+            old.extend_from_slice(&json);
+        }
+        std::fs::write(segment_path(dir.path(), 1), &old).expect("write");
+        let s = LogStore::open(dir.path()).expect("open");
+        assert_eq!(s.len(), 3);
+        assert_eq!(s.damage().regions, 0);
+        assert_eq!(stored_spans(&s, 3).len(), 3);
+        s.append(vec![event(4, 1, None, 10)]).expect("append");
+        drop(s);
+        assert_eq!(LogStore::open(dir.path()).expect("reopen").len(), 4);
     }
 }

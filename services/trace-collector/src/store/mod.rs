@@ -2,7 +2,13 @@
 //!
 //! [`log::LogStore`] is the embedded backend: an append-only, segmented, checksummed log with
 //! group commit (one fsync acknowledges every batch that arrived meanwhile), recovered at open
-//! (a torn tail is cut), and an in-memory index from trace id to record positions.
+//! (damaged records skipped and quarantined, a torn tail cut), and an in-memory index from trace
+//! id to record positions.
+//!
+//! **Ingest is idempotent.** A span is identified by `(trace_id, span_id)`. A span already stored
+//! (or being stored by a concurrent request) is dropped, not stored again: the first copy wins,
+//! and a client that retries a batch it got no answer for, or a transcript imported twice, counts
+//! once in listings, costs and baselines. Dropped copies are counted ([`Appended::duplicates`]).
 
 pub mod log;
 
@@ -68,10 +74,40 @@ pub struct TraceFilter {
     pub until_unix_nanos: Option<u64>,
 }
 
+/// What an append did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Appended {
+    /// Events written (durable when the append returned).
+    pub stored: usize,
+    /// Events dropped because a span with the same `(trace_id, span_id)` was already stored.
+    pub duplicates: usize,
+}
+
+/// Damage found in the store: records that failed their checksums, kept aside.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Damage {
+    pub regions: u64,
+    pub bytes: u64,
+}
+
 /// The storage seam.
 pub trait EventStore: Send + Sync + std::fmt::Debug {
-    /// Appends valid events; returns once they are on disk (fsynced).
-    fn append(&self, events: Vec<Event>) -> Result<(), StoreError>;
+    /// Appends valid events; returns once they are on disk (fsynced). Spans already stored are
+    /// dropped (see the module docs).
+    fn append(&self, events: Vec<Event>) -> Result<Appended, StoreError> {
+        self.append_prepared(events, &mut |_| {})
+    }
+    /// [`EventStore::append`], showing the events that will be written (duplicates removed) to
+    /// `prepare` first, which may change them (mark anomalies) and sees each span once.
+    fn append_prepared(
+        &self,
+        events: Vec<Event>,
+        prepare: &mut dyn FnMut(&mut Vec<Event>),
+    ) -> Result<Appended, StoreError>;
+    /// Damaged records found so far (at open and on reads).
+    fn damage(&self) -> Damage {
+        Damage::default()
+    }
     /// Every stored span of a trace, in start order.
     fn trace(&self, trace_id: &str) -> Result<Vec<Event>, StoreError> {
         let mut events: Vec<Event> = self

@@ -1,0 +1,264 @@
+//! The trace-collector's storage promises over HTTP: idempotent ingest and import, damage that
+//! costs the damaged record only and is reported, forwarding that never stalls on a refusal.
+
+use std::sync::{Arc, Mutex};
+
+use helix_core::ServiceKind;
+use helix_tests::{client, get_json};
+use serde_json::json;
+
+fn span(trace: u32, span: u32, name: &str, cost: f64) -> serde_json::Value {
+    json!({
+        "trace_id": format!("{trace:032x}"),
+        "span_id": format!("{span:016x}"),
+        "parent_span_id": (span > 1).then(|| format!("{:016x}", 1)),
+        "name": name,
+        "kind": if span == 1 { "run" } else { "tool_call" },
+        "start_unix_nanos": 1_764_000_000_000_000_000u64 + u64::from(span) * 1_000_000,
+        "end_unix_nanos": 1_764_000_000_000_000_000u64 + u64::from(span) * 1_000_000 + 500_000,
+        "project": "webshop",
+        "status": "ok",
+        "attributes": {"helix.cost_usd": cost}
+    })
+}
+
+async fn metric(http: &reqwest::Client, url: &str, name: &str) -> f64 {
+    let text = http.get(format!("{url}/metrics")).send().await.expect("metrics").text().await.expect("text");
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+}
+
+async fn project_cost(http: &reqwest::Client, url: &str, project: &str) -> f64 {
+    let c = get_json(http, &format!("{url}/v1/costs?group_by=project")).await;
+    c["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .find(|r| r["key"] == project)
+        .and_then(|r| r["cost_usd"].as_f64())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn a_retried_batch_and_a_reimported_transcript_count_once() {
+    let helix = helix_tests::Helix::start().await;
+    let url = helix.url(ServiceKind::TraceCollector);
+    let http = client();
+    let batch: Vec<serde_json::Value> = (1..=20).map(|i| span(5, i, "step", 0.01)).collect();
+    let first: serde_json::Value = http
+        .post(format!("{url}/v1/events"))
+        .json(&batch)
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!((first["accepted"].as_u64(), first["duplicates"].as_u64()), (Some(20), Some(0)), "{first}");
+    // the client did not see the answer and sends the batch again, with a new span in it
+    let mut again = batch.clone();
+    again.push(span(5, 21, "step", 0.01));
+    let second: serde_json::Value = http
+        .post(format!("{url}/v1/events"))
+        .json(&again)
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        (second["accepted"].as_u64(), second["duplicates"].as_u64()),
+        (Some(21), Some(20)),
+        "{second}"
+    );
+    let t = get_json(&http, &format!("{url}/v1/traces/{:032x}", 5)).await;
+    assert_eq!(t["summary"]["spans"], 21);
+    assert!((t["summary"]["cost_usd"].as_f64().expect("cost") - 0.21).abs() < 1e-9, "{t}");
+    assert!((project_cost(&http, &url, "webshop").await - 0.21).abs() < 1e-9);
+    // the same over OTLP/JSON
+    let otlp = helix_trace_collector::otlp::to_otlp_json(
+        &batch.iter().map(|v| serde_json::from_value(v.clone()).expect("event")).collect::<Vec<_>>(),
+    );
+    let res = http.post(format!("{url}/v1/traces")).json(&otlp).send().await.expect("send");
+    assert_eq!(res.status(), 200);
+    assert_eq!(get_json(&http, &format!("{url}/v1/traces/{:032x}", 5)).await["summary"]["spans"], 21);
+
+    // a transcript without timestamps (estimated times), imported twice
+    let transcript = [
+        json!({"type": "system", "subtype": "init", "session_id": "sess-idem", "model": "claude-sonnet-4-5"}),
+        json!({"type": "assistant", "session_id": "sess-idem", "message": {"id": "msg_1", "model": "claude-sonnet-4-5", "content": [{"type": "tool_use", "id": "toolu_1", "name": "Bash", "input": {"command": "ls"}}], "usage": {"input_tokens": 100, "output_tokens": 20}}}),
+        json!({"type": "user", "session_id": "sess-idem", "message": {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "a b", "is_error": false}]}}),
+        json!({"type": "assistant", "session_id": "sess-idem", "message": {"id": "msg_2", "model": "claude-sonnet-4-5", "content": [{"type": "text", "text": "done"}], "usage": {"input_tokens": 120, "output_tokens": 5}}}),
+        json!({"type": "result", "subtype": "success", "is_error": false, "duration_ms": 4000, "num_turns": 2, "session_id": "sess-idem", "total_cost_usd": 0.47}),
+    ]
+    .iter()
+    .map(|l| l.to_string())
+    .collect::<Vec<_>>()
+    .join("\n");
+    let import = |text: String| {
+        let http = http.clone();
+        let url = url.clone();
+        async move {
+            let res = http
+                .post(format!("{url}/v1/import/claude-stream-json?project=agents"))
+                .header("content-type", "application/x-ndjson")
+                .body(text)
+                .send()
+                .await
+                .expect("send");
+            assert_eq!(res.status(), 200);
+            res.json::<serde_json::Value>().await.expect("json")
+        }
+    };
+    let one = import(transcript.clone()).await;
+    assert_eq!(one["duplicates"], 0, "{one}");
+    let two = import(transcript).await;
+    assert_eq!(two["duplicates"], two["accepted"], "{two}");
+    let trace_id = one["trace_ids"][0].as_str().expect("trace").to_owned();
+    let t = get_json(&http, &format!("{url}/v1/traces/{trace_id}")).await;
+    assert_eq!(t["summary"]["spans"].as_u64(), one["accepted"].as_u64(), "{t}");
+    assert!((project_cost(&http, &url, "agents").await - 0.47).abs() < 1e-9, "cost counted once");
+    assert!(metric(&http, &url, "helix_collector_duplicate_spans_total").await >= 40.0);
+    helix.stop().await;
+}
+
+#[tokio::test]
+async fn a_flipped_byte_in_the_newest_segment_costs_one_record_and_is_reported() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = helix_tests::test_config(dir.path());
+    let stack = helix::stack::Stack::start(&cfg, &[ServiceKind::TraceCollector]).await.expect("start");
+    let url = stack.url(ServiceKind::TraceCollector).expect("url");
+    let http = client();
+    for i in 1..=40 {
+        let res = http
+            .post(format!("{url}/v1/events"))
+            .json(&[span(6, i, "step", 0.0)])
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(res.status(), 200);
+    }
+    stack.stop().await.expect("stop");
+    let segment = cfg.service_data_dir(ServiceKind::TraceCollector).join("events").join("00000001.log");
+    let mut data = std::fs::read(&segment).expect("segment");
+    let middle = data.len() / 2;
+    data[middle] ^= 0x20;
+    std::fs::write(&segment, &data).expect("damage");
+
+    let stack = helix::stack::Stack::start(&cfg, &[ServiceKind::TraceCollector]).await.expect("restart");
+    let url = stack.url(ServiceKind::TraceCollector).expect("url");
+    let t = get_json(&http, &format!("{url}/v1/traces/{:032x}", 6)).await;
+    assert_eq!(t["summary"]["spans"], 39, "one record lost, not everything after it");
+    let ready = http.get(format!("{url}/ready")).send().await.expect("ready");
+    assert_eq!(ready.status(), 200);
+    let ready: serde_json::Value = ready.json().await.expect("json");
+    assert_eq!(ready["status"], "degraded", "{ready}");
+    let check =
+        ready["checks"].as_array().expect("checks").iter().find(|c| c["name"] == "event_log").expect("check");
+    assert!(check["detail"].as_str().is_some_and(|d| d.contains("1 damaged")), "{check}");
+    assert_eq!(metric(&http, &url, "helix_collector_damaged_records").await, 1.0);
+    let quarantine = cfg.service_data_dir(ServiceKind::TraceCollector).join("events").join("quarantine");
+    assert_eq!(std::fs::read_dir(&quarantine).expect("quarantine").count(), 1, "the damaged bytes are kept");
+    // ingest goes on after the damage
+    let res =
+        http.post(format!("{url}/v1/events")).json(&[span(6, 41, "step", 0.0)]).send().await.expect("send");
+    assert_eq!(res.status(), 200);
+    assert_eq!(get_json(&http, &format!("{url}/v1/traces/{:032x}", 6)).await["summary"]["spans"], 40);
+    stack.stop().await.expect("stop");
+}
+
+/// What the OTLP receiver standing in for the user's tracing backend saw.
+#[derive(Default)]
+struct Receiver {
+    /// Span names it accepted.
+    accepted: Vec<String>,
+    requests: usize,
+}
+
+/// An OTLP/HTTP receiver with limits: a body of more than 4 spans is too large (413), a body
+/// holding a span named `poison` is invalid (400).
+async fn start_receiver(seen: Arc<Mutex<Receiver>>) -> (String, actix_web::dev::ServerHandle) {
+    let server = actix_web::HttpServer::new(move || {
+        let seen = seen.clone();
+        actix_web::App::new().app_data(actix_web::web::PayloadConfig::new(64 << 20)).route(
+            "/v1/traces",
+            actix_web::web::post().to(move |body: actix_web::web::Bytes| {
+                let seen = seen.clone();
+                async move {
+                    let spans: Vec<String> = helix_trace_collector::otlp::decode_protobuf(&body)
+                        .expect("protobuf")
+                        .into_iter()
+                        .map(|e| e.expect("span").name)
+                        .collect();
+                    let mut seen = seen.lock().expect("lock");
+                    seen.requests += 1;
+                    if spans.len() > 4 {
+                        return actix_web::HttpResponse::PayloadTooLarge().finish();
+                    }
+                    if spans.iter().any(|n| n == "poison") {
+                        return actix_web::HttpResponse::BadRequest().body("invalid span");
+                    }
+                    seen.accepted.extend(spans);
+                    actix_web::HttpResponse::Ok().content_type("application/x-protobuf").finish()
+                }
+            }),
+        )
+    })
+    .workers(1)
+    .bind("127.0.0.1:0")
+    .expect("bind");
+    let port = server.addrs()[0].port();
+    let server = server.run();
+    let handle = server.handle();
+    tokio::spawn(server);
+    (format!("http://127.0.0.1:{port}/v1/traces"), handle)
+}
+
+#[tokio::test]
+async fn forwarding_splits_a_413_dead_letters_a_400_and_goes_on() {
+    let seen = Arc::new(Mutex::new(Receiver::default()));
+    let (endpoint, receiver) = start_receiver(seen.clone()).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut cfg = helix_tests::test_config(dir.path());
+    cfg.trace_collector.export_otlp_endpoint = Some(endpoint);
+    let stack = helix::stack::Stack::start(&cfg, &[ServiceKind::TraceCollector]).await.expect("start");
+    let url = stack.url(ServiceKind::TraceCollector).expect("url");
+    let http = client();
+    // one batch of 10: too large for the receiver, and one of its spans is refused for good
+    let mut batch: Vec<serde_json::Value> = (1..=10).map(|i| span(8, i, &format!("s{i}"), 0.0)).collect();
+    batch[6]["name"] = json!("poison");
+    let res = http.post(format!("{url}/v1/events")).json(&batch).send().await.expect("send");
+    assert_eq!(res.status(), 200);
+    // and later ones still arrive
+    let later: Vec<serde_json::Value> = (11..=12).map(|i| span(8, i, &format!("s{i}"), 0.0)).collect();
+    http.post(format!("{url}/v1/events")).json(&later).send().await.expect("send");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let n = seen.lock().expect("lock").accepted.len();
+        if n >= 11 || std::time::Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (mut accepted, requests) = {
+        let s = seen.lock().expect("lock");
+        (s.accepted.clone(), s.requests)
+    };
+    accepted.sort();
+    let mut expected: Vec<String> = (1..=12).filter(|i| *i != 7).map(|i| format!("s{i}")).collect();
+    expected.sort();
+    assert_eq!(accepted, expected, "everything but the refused span, each once");
+    assert!(requests < 30, "no request is retried forever: {requests}");
+    assert_eq!(metric(&http, &url, "helix_collector_export_dead_lettered_spans_total").await, 1.0);
+    assert!(metric(&http, &url, "helix_collector_export_splits_total").await >= 1.0);
+    let dead = std::fs::read_to_string(
+        cfg.service_data_dir(ServiceKind::TraceCollector).join("export.deadletter.ndjson"),
+    )
+    .expect("dead letters");
+    assert_eq!(dead.lines().count(), 1);
+    assert!(dead.contains("poison") && dead.contains("\"status\":400"), "{dead}");
+    stack.stop().await.expect("stop");
+    receiver.stop(true).await;
+}
