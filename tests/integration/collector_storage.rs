@@ -262,3 +262,93 @@ async fn forwarding_splits_a_413_dead_letters_a_400_and_goes_on() {
     stack.stop().await.expect("stop");
     receiver.stop(true).await;
 }
+
+/// One OTLP/JSON export request of `n` spans, each with a `pad`-byte attribute.
+fn otlp_body(trace: u32, n: u32, pad: usize) -> Vec<u8> {
+    let spans: Vec<serde_json::Value> = (1..=n)
+        .map(|i| {
+            json!({
+                "traceId": format!("{trace:032x}"), "spanId": format!("{i:016x}"), "name": "step",
+                "startTimeUnixNano": "1764000000000000000", "endTimeUnixNano": "1764000000500000000",
+                "attributes": [{"key": "pad", "value": {"stringValue": "x".repeat(pad)}}]
+            })
+        })
+        .collect();
+    serde_json::to_vec(&json!({"resourceSpans": [{
+        "resource": {"attributes": [
+            {"key": "service.name", "value": {"stringValue": "bulk"}},
+            {"key": "deployment.environment", "value": {"stringValue": "staging"}}
+        ]},
+        "scopeSpans": [{"spans": spans}]
+    }]}))
+    .expect("json")
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(data).expect("gzip");
+    enc.finish().expect("gzip")
+}
+
+#[tokio::test]
+async fn otlp_bodies_have_their_own_limit_after_decompression_and_keep_resource_attributes() {
+    let helix = helix_tests::Helix::start_with(|c| {
+        c.max_body_bytes = 1024 * 1024;
+        c.trace_collector.otlp_max_body_bytes = 4 * 1024 * 1024;
+    })
+    .await;
+    let url = helix.url(ServiceKind::TraceCollector);
+    let http = client();
+    // 2.5 MiB: over max_body_bytes, under the OTLP limit
+    let body = otlp_body(7, 40, 64 * 1024);
+    assert!(body.len() > 2 * 1024 * 1024);
+    let res = http
+        .post(format!("{url}/v1/traces"))
+        .header("content-type", "application/json")
+        .body(body.clone())
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap_or_default());
+    let t = get_json(&http, &format!("{url}/v1/traces/{:032x}", 7)).await;
+    assert_eq!(t["summary"]["spans"], 40, "{}", t["summary"]);
+    let root = &t["spans"][0];
+    assert_eq!(root["span"]["attributes"]["deployment.environment"], "staging");
+    // other routes keep max_body_bytes
+    let res = http
+        .post(format!("{url}/v1/events"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status(), 413);
+    // a small gzip body that inflates past the OTLP limit is refused, not inflated in memory
+    let bomb = gzip(&otlp_body(8, 80, 64 * 1024));
+    assert!(bomb.len() < 1024 * 1024, "{}", bomb.len());
+    let res = http
+        .post(format!("{url}/v1/traces"))
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .body(bomb)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status(), 413);
+    assert!(res.headers()["content-type"].to_str().unwrap_or("").contains("problem+json"));
+    // gzip under the limit is inflated and stored
+    let small = gzip(&otlp_body(9, 10, 1024));
+    let res = http
+        .post(format!("{url}/v1/traces"))
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .body(small)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status(), 200);
+    let t = get_json(&http, &format!("{url}/v1/traces/{:032x}", 9)).await;
+    assert_eq!(t["summary"]["spans"], 10);
+    helix.stop().await;
+}

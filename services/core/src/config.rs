@@ -186,6 +186,12 @@ pub struct TraceCollectorConfig {
     /// (e.g. `http://tempo:4318/v1/traces`), resuming after outages.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub export_otlp_endpoint: Option<String>,
+    /// Largest OTLP request body (`/v1/traces`, `/v1/logs`, `/v1/metrics`) after decompression.
+    /// Separate from `max_body_bytes` because SDKs send big batches and drop a refused one whole.
+    pub otlp_max_body_bytes: usize,
+    /// Also flag spans far faster or cheaper than their baseline as anomalies (off: only slow
+    /// and costly outliers count).
+    pub flag_fast_and_cheap: bool,
 }
 
 impl Default for TraceCollectorConfig {
@@ -194,6 +200,8 @@ impl Default for TraceCollectorConfig {
             retention_days: 30,
             retention_bytes: 10 * 1024 * 1024 * 1024,
             export_otlp_endpoint: None,
+            otlp_max_body_bytes: 64 * 1024 * 1024,
+            flag_fast_and_cheap: false,
         }
     }
 }
@@ -294,6 +302,12 @@ impl HelixConfig {
             return invalid(
                 "max_body_bytes",
                 format!("{} is below the minimum of 1024", self.max_body_bytes),
+            );
+        }
+        if self.trace_collector.otlp_max_body_bytes < 1024 {
+            return invalid(
+                "trace_collector.otlp_max_body_bytes",
+                format!("{} is below the minimum of 1024", self.trace_collector.otlp_max_body_bytes),
             );
         }
         if self.shutdown_grace_secs > 3600 {

@@ -5,7 +5,12 @@
 //! statistics are robust (median and MAD, not mean and standard deviation) because agent runs
 //! have heavy tails: one stuck run must not move the baseline enough to hide the next. A value is
 //! anomalous when its modified z-score `0.6745 * (x - median) / MAD` exceeds [`Z_THRESHOLD`]
-//! (Iglewicz and Hoaglin) with at least [`MIN_SAMPLES`] earlier values. The anomaly is written
+//! (Iglewicz and Hoaglin) with at least [`MIN_SAMPLES`] earlier values. Only the slow, costly
+//! side counts by default: a phase that took half its usual time is news to no one, and flagging
+//! it filled the list with noise (`trace_collector.flag_fast_and_cheap` turns both sides on).
+//! Durations that were estimated, not measured (`helix.time.estimated`, set by transcript
+//! imports without timestamps), are neither judged nor learned: they would teach the baseline
+//! made-up numbers and flag the next real run. The anomaly is written
 //! onto the span itself (attribute `helix.anomaly`) before the span is stored, so it is durable
 //! and travels with the span to every reader and exporter.
 
@@ -177,7 +182,12 @@ pub struct BaselineSnapshot {
 pub struct Baselines {
     series: HashMap<(String, Metric), Series>,
     anomalies: VecDeque<Anomaly>,
+    /// Also flag values far below their baseline (faster, cheaper, fewer tokens).
+    pub flag_low: bool,
 }
+
+/// Attribute marking a span whose times were estimated, not measured.
+pub const TIME_ESTIMATED_ATTR: &str = "helix.time.estimated";
 
 /// One baseline, as `GET /v1/baselines` lists it.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
@@ -201,13 +211,17 @@ impl Baselines {
     pub fn score_and_learn(&mut self, e: &mut Event) -> Vec<Anomaly> {
         let Some((key, what)) = subject(e) else { return Vec::new() };
         let mut found = Vec::new();
+        let estimated = matches!(e.attributes.get(TIME_ESTIMATED_ATTR), Some(serde_json::Value::Bool(true)));
         for (metric, value) in values(e) {
+            if estimated && metric == Metric::Duration {
+                continue;
+            }
             let Some(x) = value.filter(|v| v.is_finite() && *v >= 0.0) else { continue };
             let series = self.series.entry((key.clone(), metric)).or_default();
             if let Some(s) = series.stats().filter(|s| s.samples >= MIN_SAMPLES) {
                 let mad = s.mad.max(MAD_FLOOR * s.median.abs()).max(f64::EPSILON);
                 let z = 0.6745 * (x - s.median) / mad;
-                if z.abs() > Z_THRESHOLD {
+                if z > Z_THRESHOLD || (self.flag_low && z < -Z_THRESHOLD) {
                     found.push(Anomaly {
                         trace_id: e.trace_id.clone(),
                         span_id: e.span_id.clone(),
@@ -270,6 +284,7 @@ impl Baselines {
                 })
                 .collect(),
             anomalies: s.anomalies.into_iter().collect(),
+            flag_low: false,
         }
     }
 
@@ -360,6 +375,41 @@ mod tests {
         }
         let found = b.score_and_learn(&mut phase(50, 61.0));
         assert!(found.is_empty(), "a normal run after outliers is still normal: {found:?}");
+    }
+
+    #[test]
+    fn only_slow_or_costly_outliers_count_unless_asked() {
+        let normal = [270.0, 265.0, 280.0, 275.0, 268.0, 272.0];
+        let mut b = Baselines::default();
+        for (i, secs) in normal.into_iter().enumerate() {
+            b.score_and_learn(&mut phase(i as u32, secs));
+        }
+        assert!(b.score_and_learn(&mut phase(50, 100.0)).is_empty(), "2.7x faster is not an anomaly");
+        let mut both = Baselines { flag_low: true, ..Baselines::default() };
+        for (i, secs) in normal.into_iter().enumerate() {
+            both.score_and_learn(&mut phase(i as u32, secs));
+        }
+        let found = both.score_and_learn(&mut phase(50, 100.0));
+        assert_eq!(found.len(), 1);
+        assert!(found[0].reason.contains("shorter"), "{}", found[0].reason);
+    }
+
+    #[test]
+    fn estimated_durations_are_neither_judged_nor_learned() {
+        let mut b = Baselines::default();
+        for i in 0..6 {
+            let mut e = phase(i, 5.0 + f64::from(i));
+            e.attributes.insert(TIME_ESTIMATED_ATTR.to_owned(), serde_json::Value::Bool(true));
+            assert!(b.score_and_learn(&mut e).is_empty());
+        }
+        assert!(b.list().is_empty(), "nothing learned from estimated times: {:?}", b.list());
+        for i in 10..16 {
+            b.score_and_learn(&mut phase(i, 270.0));
+        }
+        let mut made_up = phase(20, 5000.0);
+        made_up.attributes.insert(TIME_ESTIMATED_ATTR.to_owned(), serde_json::Value::Bool(true));
+        assert!(b.score_and_learn(&mut made_up).is_empty(), "an estimated duration is not judged");
+        assert_eq!(b.list()[0].stats.samples, 6);
     }
 
     #[test]

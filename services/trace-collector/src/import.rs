@@ -107,7 +107,7 @@ pub struct Imported {
 const GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS: &str = "gen_ai.usage.cache_creation.input_tokens";
 const GEN_AI_RESPONSE_ID: &str = "gen_ai.response.id";
 const GEN_AI_RESPONSE_FINISH_REASONS: &str = "gen_ai.response.finish_reasons";
-const HELIX_TIME_ESTIMATED: &str = "helix.time.estimated";
+use crate::anomaly::TIME_ESTIMATED_ATTR as HELIX_TIME_ESTIMATED;
 const HELIX_IMPORT_FORMAT: &str = "helix.import.format";
 
 /// Longest tool argument, tool result and status summary, in characters.

@@ -39,6 +39,8 @@ pub struct CollectorState {
     pub export: Option<Arc<export::ExportStats>>,
     /// Duplicate spans dropped since start.
     pub duplicates: std::sync::atomic::AtomicU64,
+    /// Largest OTLP body, decompressed (`trace_collector.otlp_max_body_bytes`).
+    pub otlp_max_body_bytes: usize,
 }
 
 impl CollectorState {
@@ -55,6 +57,7 @@ impl CollectorState {
             Some((b, end)) => (b, Some(end)),
             None => (anomaly::Baselines::default(), None),
         };
+        baselines.flag_low = cfg.trace_collector.flag_fast_and_cheap;
         let store = LogStore::open_observed_from(&data_dir.join("events"), options, from, &mut |e| {
             baselines.replay(e)
         })
@@ -81,6 +84,7 @@ impl CollectorState {
             closing,
             export: cfg.trace_collector.export_otlp_endpoint.is_some().then_some(export_stats),
             duplicates: std::sync::atomic::AtomicU64::new(0),
+            otlp_max_body_bytes: cfg.trace_collector.otlp_max_body_bytes,
         })
     }
 
@@ -206,10 +210,14 @@ fn spawn_retention(store: std::sync::Weak<dyn EventStore>, cfg: helix_core::Trac
 
 /// Registers the collector's routes on `cfg`.
 pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<CollectorState>) {
+    // OTLP bodies have their own limit (on the decompressed body: actix inflates gzip before
+    // counting), so the SDKs' big batches fit while other routes keep `max_body_bytes`
+    let otlp_body = web::PayloadConfig::new(state.otlp_max_body_bytes);
     cfg.app_data(state)
         .service(helix_http::routes::post("/v1/events", routes::events::ingest))
         .service(
             web::resource("/v1/traces")
+                .app_data(otlp_body.clone())
                 .route(web::get().to(routes::traces::list))
                 .route(web::post().to(routes::otlp::receive))
                 .default_service(web::to(helix_http::routes::method_not_allowed("GET, POST"))),

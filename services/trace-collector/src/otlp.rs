@@ -24,8 +24,11 @@
 //! - Status codes 0/1/2 → unset/ok/error (unknown codes → unset); the message is kept.
 //! - `project`, `phase`, `run`, `domain`: span attribute `helix.<name>`, else the resource's
 //!   `helix.<name>`; `project` finally falls back to the resource's `service.name`.
-//! - Attributes: span attributes only (resource attributes describe the process, not the span,
-//!   and would repeat on every event). The keys `helix.span.kind`, `helix.project`,
+//! - Attributes: the span's attributes, then its resource's (`deployment.environment`,
+//!   `host.name`, `service.version`…: what a user filters by), a span's own value winning when
+//!   both name a key. The keys that came from the resource are listed in `otel.resource.keys`,
+//!   so export puts them back on a resource. `service.name` is kept only when it is not the
+//!   project (it is the project otherwise). The keys `helix.span.kind`, `helix.project`,
 //!   `helix.phase`, `helix.run` and `helix.domain` are consumed into fields. Values become JSON
 //!   scalars or arrays of scalars: ints and doubles stay numbers (so token counts are numbers),
 //!   bytes become base64 strings, key-value lists and nested arrays become a JSON-encoded string,
@@ -44,8 +47,9 @@
 //!   invalid is reported by its position in the batch, the others still decode.
 //!
 //! # Encoding ([`Event`] → OTLP)
-//! The inverse: one `ResourceSpans` per project (`service.name` = project, or `helix` for events
-//! without one, which therefore come back with project `helix`), one `ScopeSpans` per
+//! The inverse: one `ResourceSpans` per project and set of resource attributes (`service.name` =
+//! project, or `helix` for events without one, which therefore come back with project `helix`;
+//! the keys in `otel.resource.keys` move from the span to its resource), one `ScopeSpans` per
 //! `otel.scope.*`, and `helix.span.kind`, `helix.phase`, `helix.run`, `helix.domain` as span
 //! attributes so a round trip through OTLP gives back the same event. `otel.events` and the
 //! `otel.*` counts become OTLP fields again. Events are assumed valid (stored events are): an id
@@ -398,6 +402,8 @@ const OTEL_SCOPE_VERSION: &str = "otel.scope.version";
 const OTEL_DROPPED_ATTRIBUTES: &str = "otel.dropped_attributes_count";
 const OTEL_DROPPED_EVENTS: &str = "otel.dropped_events_count";
 const OTEL_DROPPED_LINKS: &str = "otel.dropped_links_count";
+/// The attributes of a span that came from its resource.
+pub const OTEL_RESOURCE_KEYS: &str = "otel.resource.keys";
 /// Room kept under [`MAX_ATTRIBUTES`] for the `otel.*` attributes this module adds.
 const RESERVED_ATTRIBUTES: usize = 8;
 /// Longest string kept inside one span event's attributes, so that one stack trace does not
@@ -442,6 +448,35 @@ fn span_to_event(
         }
     }
 
+    let name_of = |key: &str| {
+        helix.get(key).copied().flatten().and_then(text).or_else(|| attribute(resource, key).and_then(text))
+    };
+    let project = name_of(HELIX_PROJECT).or_else(|| attribute(resource, SERVICE_NAME).and_then(text));
+
+    // the resource's attributes after the span's own, which win
+    let mut from_resource = Vec::new();
+    for kv in resource {
+        let key = kv.key.as_str();
+        let consumed =
+            matches!(key, HELIX_SPAN_KIND | HELIX_PROJECT | HELIX_PHASE | HELIX_RUN | HELIX_DOMAIN);
+        if consumed || key.starts_with("otel.") || attributes.contains_key(key) {
+            continue;
+        }
+        let Some(value) = kv.value.as_ref().and_then(|v| flatten(v, MAX_ATTRIBUTE_BYTES)) else { continue };
+        if key == SERVICE_NAME && value.as_str() == project.as_deref() {
+            continue;
+        }
+        if attributes.len() >= MAX_ATTRIBUTES - RESERVED_ATTRIBUTES {
+            dropped_attributes += 1;
+        } else {
+            attributes.insert(key.to_owned(), value);
+            from_resource.push(Value::String(key.to_owned()));
+        }
+    }
+    if !from_resource.is_empty() {
+        attributes.insert(OTEL_RESOURCE_KEYS.to_owned(), Value::Array(from_resource));
+    }
+
     let kind = match helix.get(HELIX_SPAN_KIND).copied().flatten().and_then(text) {
         Some(name) => serde_json::from_value::<SpanKind>(Value::String(name.clone())).map_err(|_| {
             format!(
@@ -450,11 +485,6 @@ fn span_to_event(
         })?,
         None => derive_kind(&attributes),
     };
-
-    let name_of = |key: &str| {
-        helix.get(key).copied().flatten().and_then(text).or_else(|| attribute(resource, key).and_then(text))
-    };
-    let project = name_of(HELIX_PROJECT).or_else(|| attribute(resource, SERVICE_NAME).and_then(text));
 
     let (status, status_message) = match &span.status {
         None => (SpanStatus::Unset, None),
@@ -656,22 +686,18 @@ fn truncate(s: &str, max: usize) -> &str {
 
 fn to_request(events: &[Event]) -> ExportTraceServiceRequest {
     // Groups keep the order in which they first appear, so exports are deterministic.
-    let mut projects: Vec<String> = Vec::new();
+    let mut resources: Vec<Vec<KeyValue>> = Vec::new();
     let mut resource_spans: Vec<ResourceSpans> = Vec::new();
     for event in events {
-        let ((name, version), span) = event_to_span(event);
-        let project = event.project.clone().unwrap_or_else(|| "helix".to_owned());
-        let r = match projects.iter().position(|p| *p == project) {
+        let ((name, version), resource, span) = event_to_span(event);
+        let r = match resources.iter().position(|r| *r == resource) {
             Some(r) => r,
             None => {
                 resource_spans.push(ResourceSpans {
-                    resource: Some(Resource {
-                        attributes: vec![key_value(SERVICE_NAME, string(project.clone()))],
-                        dropped_attributes_count: 0,
-                    }),
+                    resource: Some(Resource { attributes: resource.clone(), dropped_attributes_count: 0 }),
                     ..Default::default()
                 });
-                projects.push(project);
+                resources.push(resource);
                 resource_spans.len() - 1
             }
         };
@@ -692,9 +718,24 @@ fn to_request(events: &[Event]) -> ExportTraceServiceRequest {
 /// An instrumentation scope's name and version.
 type Scope = (String, String);
 
-/// The span of one event, and its scope.
-fn event_to_span(event: &Event) -> (Scope, Span) {
+/// The span of one event, its scope and its resource's attributes.
+fn event_to_span(event: &Event) -> (Scope, Vec<KeyValue>, Span) {
     let mut attrs = event.attributes.clone();
+    let mut resource = Vec::new();
+    if let Some(Value::Array(keys)) = attrs.remove(OTEL_RESOURCE_KEYS) {
+        for key in keys.iter().filter_map(Value::as_str) {
+            if let Some(value) = attrs.remove(key).as_ref().and_then(json_to_any) {
+                resource.push(KeyValue { key: key.to_owned(), value: Some(value) });
+            }
+        }
+    }
+    if !resource.iter().any(|kv| kv.key == SERVICE_NAME) {
+        let project = event.project.clone().unwrap_or_else(|| "helix".to_owned());
+        resource.insert(0, key_value(SERVICE_NAME, string(project)));
+    } else if let Some(project) = &event.project {
+        // the project travelled as `helix.project` beside a different service name
+        attrs.insert(HELIX_PROJECT.to_owned(), Value::String(project.clone()));
+    }
     let mut take_text = |key: &str| match attrs.get(key) {
         Some(Value::String(s)) => {
             let s = s.clone();
@@ -763,7 +804,7 @@ fn event_to_span(event: &Event) -> (Scope, Span) {
             .then(|| Status { message: event.status_message.clone().unwrap_or_default(), code: code as i32 }),
         ..Default::default()
     };
-    (scope, span)
+    (scope, resource, span)
 }
 
 /// `otel.events` back into span events; `None` if it is not what decoding wrote.
@@ -1728,8 +1769,49 @@ mod tests {
             assert_eq!(e.phase.as_deref(), Some("development"));
             assert_eq!(e.text(OTEL_SCOPE_NAME), Some("py-test"));
             assert!(e.end_unix_nanos >= e.start_unix_nanos && e.start_unix_nanos > 1_700_000_000_000_000_000);
-            assert!(!e.attributes.contains_key("telemetry.sdk.name"));
+            // the resource's attributes are kept on every span, and known to come from there
+            assert_eq!(e.text("telemetry.sdk.name"), Some("opentelemetry"));
+            assert!(
+                e.attributes[OTEL_RESOURCE_KEYS]
+                    .as_array()
+                    .is_some_and(|k| k.contains(&json!("telemetry.sdk.name")))
+            );
         }
+    }
+
+    #[test]
+    fn resource_attributes_are_kept_on_spans_and_go_back_to_a_resource() {
+        let body = request(
+            vec![
+                kv("service.name", string("webshop".into())),
+                kv("deployment.environment", string("staging".into())),
+                kv("host.name", string("ci-7".into())),
+            ],
+            vec![span(1, "a", vec![kv("host.name", string("the-span-says".into()))]), span(2, "b", vec![])],
+        )
+        .encode_to_vec();
+        let decoded = decode_protobuf(&body).expect("body");
+        let (a, b) = (ok(&decoded, 0), ok(&decoded, 1));
+        assert_eq!(a.project.as_deref(), Some("webshop"));
+        assert_eq!(a.text("deployment.environment"), Some("staging"));
+        assert_eq!(a.text("host.name"), Some("the-span-says"), "the span's own value wins");
+        assert_eq!(b.text("host.name"), Some("ci-7"));
+        assert!(!a.attributes.contains_key("service.name"), "service.name is the project");
+        assert_eq!(a.attributes[OTEL_RESOURCE_KEYS], json!(["deployment.environment"]));
+
+        let back = to_request(&[a.clone(), b.clone()]);
+        assert_eq!(back.resource_spans.len(), 2, "two spans with different resources");
+        let res = back.resource_spans[1].resource.as_ref().expect("resource");
+        let keys: Vec<&str> = res.attributes.iter().map(|kv| kv.key.as_str()).collect();
+        assert_eq!(keys, ["service.name", "deployment.environment", "host.name"]);
+        let span_keys: Vec<&str> = back.resource_spans[1].scope_spans[0].spans[0]
+            .attributes
+            .iter()
+            .map(|kv| kv.key.as_str())
+            .collect();
+        assert!(!span_keys.contains(&"deployment.environment") && !span_keys.contains(&OTEL_RESOURCE_KEYS));
+        let again = decode_protobuf(&back.encode_to_vec()).expect("again");
+        assert_eq!((ok(&again, 0), ok(&again, 1)), (a, b), "a round trip gives back the same events");
     }
 
     /// Written by the OpenTelemetry JS SDK (`JsonTraceSerializer` of @opentelemetry/otlp-transformer

@@ -38,7 +38,7 @@ fn content_type(req: &HttpRequest) -> String {
             (Vec<u8> = "application/x-protobuf")
         )),
         (status = 400, description = "the body is not an OTLP trace export request", body = helix_core::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "body larger than `max_body_bytes`", body = helix_core::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "body larger than `trace_collector.otlp_max_body_bytes` (64 MiB by default) after decompression", body = helix_core::Problem, content_type = "application/problem+json"),
         (status = 415, description = "neither protobuf nor JSON", body = helix_core::Problem, content_type = "application/problem+json"),
         (status = 503, description = "the disk cannot keep up; retry after `Retry-After` seconds", body = helix_core::Problem, content_type = "application/problem+json")
     )
