@@ -24,6 +24,11 @@
 #   7. pipeline-budget: a phase whose max_cost_usd the first model call spends: the gateway refuses
 #                       the next one, the phase ends needs_human with failure class budget_exceeded
 #   8. example-agent:   the README's examples/agent-pipeline with its mini agent (no CLI needed)
+#   9. claude-telemetry: scenario 1 with Claude Code's own OpenTelemetry export on
+#                       (CLAUDE_CODE_ENABLE_TELEMETRY=1, logs and metrics over OTLP/HTTP protobuf)
+#                       pointed at the collector: its api_request events are LLM calls whose cost
+#                       in the project's cost table is the cost Claude Code reports itself, its Bash
+#                       tool_result is a tool call, all in one trace per session
 # Then no key (the upstream's, the CLIs' gateway keys, the minted ones) may appear in helix's
 # output.
 #
@@ -277,6 +282,9 @@ check() {
   fi
 }
 
+# extra environment of the next run_claude (scenario 9 turns telemetry on with it)
+claude_extra_env=()
+
 wanted() { [[ -z "${AGENTS_SCENARIOS:-}" || " $AGENTS_SCENARIOS " == *" $1 "* ]]; }
 
 # run_claude NAME MODEL: Claude Code in print mode, only the Bash tool allowed without a prompt
@@ -289,7 +297,7 @@ run_claude() {
   (cd "$dir/ws" && exec env -i PATH="$PATH" HOME="$dir/home" CLAUDE_CONFIG_DIR="$dir/home/.claude" \
     TERM=dumb LANG=C.UTF-8 ANTHROPIC_BASE_URL="$gateway" ANTHROPIC_API_KEY="$HELIX_AGENTS_CLAUDE_KEY" \
     DISABLE_TELEMETRY=1 DISABLE_AUTOUPDATER=1 DISABLE_ERROR_REPORTING=1 \
-    CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1 \
+    CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1 "${claude_extra_env[@]}" \
     timeout 180 "$claude_bin" -p "Write agent_out.txt with the shell, then report." \
     --output-format stream-json --verbose --model "$model" --allowedTools Bash --no-session-persistence \
     </dev/null >"$dir/out.jsonl" 2>"$dir/err.txt") || rc=$?
@@ -335,6 +343,79 @@ EOF
 if wanted claude-anthropic; then run_claude claude-anthropic claude-sonnet-4-5; fi
 if wanted claude-openai; then run_claude claude-openai claude-via-openai; fi
 if wanted codex-responses; then run_codex codex-responses gpt-helix; fi
+
+# telemetry_check NAME DIR PROJECT: Claude Code's telemetry in the collector (see scenario 9)
+telemetry_check() {
+  local name=$1 dir=$2 project=$3 out
+  out=$(python3 - "$collector" "$project" "$dir/out.jsonl" <<'PY'
+import json, sys, time, urllib.request
+collector, project, transcript = sys.argv[1:4]
+def get(path):
+    with urllib.request.urlopen(collector + path, timeout=10) as res:
+        return json.load(res)
+def flatten(nodes, out):
+    for n in nodes or []:
+        out.append(n["span"])
+        flatten(n.get("children"), out)
+    return out
+reported = None
+for line in open(transcript, errors="replace"):
+    try:
+        event = json.loads(line)
+    except ValueError:
+        continue
+    if event.get("type") == "result":
+        reported = event.get("total_cost_usd")
+problems, row, spans, traces = [], None, [], []
+deadline = time.time() + 30
+while time.time() < deadline:
+    rows = get("/v1/costs?group_by=project")["rows"]
+    row = next((r for r in rows if r["key"] == project), None)
+    traces = get("/v1/traces?project=" + project)["traces"]
+    if row and row["llm_calls"] >= 2 and row["tool_calls"] >= 1 and traces:
+        break
+    time.sleep(0.5)
+if not row:
+    problems.append("no cost row for project %s" % project)
+else:
+    if row["llm_calls"] < 2 or row["tool_calls"] < 1:
+        problems.append("expected >= 2 LLM calls and >= 1 tool call: %s" % row)
+    if reported is None:
+        problems.append("Claude Code reported no total_cost_usd")
+    elif abs(row["cost_usd"] - reported) > 1e-6:
+        problems.append("cost table says %s, Claude Code says %s" % (row["cost_usd"], reported))
+sessions = [t for t in traces if t["name"].startswith("claude-code session ")]
+if len(sessions) != 1:
+    problems.append("expected one claude-code session trace: %s" % [t["name"] for t in traces])
+else:
+    spans = flatten(get("/v1/traces/" + sessions[0]["trace_id"])["spans"], [])
+    kinds = {(s["kind"], s["name"]) for s in spans}
+    if ("tool_call", "execute_tool Bash") not in kinds:
+        problems.append("no execute_tool Bash tool call in %s" % sorted(kinds)[:20])
+    if not any(k == "llm_call" and n.startswith("chat ") for k, n in kinds):
+        problems.append("no chat LLM call in %s" % sorted(kinds)[:20])
+print("\n".join(problems))
+PY
+) || out="the check itself failed: $out"
+  if [[ -z "$out" ]]; then
+    echo "PASS $name: Claude Code's OTLP logs and metrics in the collector, cost as it reports it"
+    passed=$((passed + 1))
+  else
+    echo "FAIL $name: Claude Code's telemetry"
+    sed 's/^/    /' <<<"$out" | head -n 20
+    failed=$((failed + 1))
+  fi
+}
+
+if wanted claude-telemetry; then
+  claude_extra_env=(CLAUDE_CODE_ENABLE_TELEMETRY=1 OTEL_LOGS_EXPORTER=otlp OTEL_METRICS_EXPORTER=otlp
+    OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf "OTEL_EXPORTER_OTLP_ENDPOINT=$collector"
+    OTEL_LOGS_EXPORT_INTERVAL=500 OTEL_METRIC_EXPORT_INTERVAL=1000
+    OTEL_RESOURCE_ATTRIBUTES=helix.project=cc-telemetry)
+  run_claude claude-telemetry claude-sonnet-4-5
+  claude_extra_env=()
+  telemetry_check claude-telemetry "$work/claude-telemetry" cc-telemetry
+fi
 
 # run_pipeline NAME PROFILE MODEL TOOL ARGS_JSON EXTRA_TOML: a one-phase pipeline with an agent
 # phase, run by the orchestrator of `helix up` (`helix run --json`); its final run is $dir/run.json

@@ -67,7 +67,7 @@ done < <(grep -E '^  [a-z-]+ +http://' "$work/up.out")
 # a real OpenTelemetry client: the official Python SDK's OTLP/HTTP exporter
 collector=$(grep -E '^  trace-collector +http://' "$work/up.out" | awk '{print $2}')
 if timeout 120 "$venv/bin/python" "$(dirname "$0")/otel_sdk.py" "$collector" "$token"; then
-  passed_otel=2
+  passed_otel=4
 else
   echo "the OpenTelemetry SDK check failed" >&2
   failed=$((failed + 1))

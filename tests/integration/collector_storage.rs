@@ -352,3 +352,124 @@ async fn otlp_bodies_have_their_own_limit_after_decompression_and_keep_resource_
     assert_eq!(t["summary"]["spans"], 10);
     helix.stop().await;
 }
+
+/// A Claude Code-shaped OTLP/JSON logs body: a prompt, an API request with cost, a failed tool.
+fn claude_logs(session: &str) -> serde_json::Value {
+    let a = |k: &str, v: serde_json::Value| json!({"key": k, "value": v});
+    let record = |t: u64, name: &str, extra: Vec<serde_json::Value>| {
+        let mut attributes = vec![
+            a("session.id", json!({"stringValue": session})),
+            a("event.name", json!({"stringValue": name})),
+        ];
+        attributes.extend(extra);
+        json!({"timeUnixNano": (1_764_000_000_000_000_000u64 + t).to_string(),
+               "body": {"stringValue": format!("claude_code.{name}")}, "attributes": attributes})
+    };
+    json!({"resourceLogs": [{
+        "resource": {"attributes": [
+            a("service.name", json!({"stringValue": "claude-code"})),
+            a("helix.project", json!({"stringValue": "cc"}))
+        ]},
+        "scopeLogs": [{"scope": {"name": "com.anthropic.claude_code.events"}, "logRecords": [
+            record(1_000_000, "user_prompt", vec![a("prompt_length", json!({"stringValue": "12"}))]),
+            record(900_000_000, "api_request", vec![
+                a("model", json!({"stringValue": "claude-sonnet-4-5"})),
+                a("input_tokens", json!({"intValue": "5977"})),
+                a("output_tokens", json!({"intValue": 1504})),
+                a("cost_usd", json!({"doubleValue": 0.040491})),
+                a("duration_ms", json!({"stringValue": "850"}))
+            ]),
+            record(950_000_000, "tool_result", vec![
+                a("tool_name", json!({"stringValue": "Bash"})),
+                a("success", json!({"stringValue": "false"})),
+                a("error", json!({"stringValue": "exit 1"})),
+                a("duration_ms", json!({"intValue": 40}))
+            ]),
+            {"body": {"stringValue": "no time at all"}}
+        ]}]
+    }]})
+}
+
+#[tokio::test]
+async fn claude_code_log_events_become_calls_with_cost_once_and_metrics_become_points() {
+    let helix = helix_tests::Helix::start().await;
+    let url = helix.url(ServiceKind::TraceCollector);
+    let http = client();
+    for round in 0..2 {
+        let res: serde_json::Value = http
+            .post(format!("{url}/v1/logs"))
+            .json(&claude_logs("s-1"))
+            .send()
+            .await
+            .expect("send")
+            .json()
+            .await
+            .expect("json");
+        // the record without a time is rejected by itself, the others are kept
+        assert_eq!(res["partialSuccess"]["rejectedLogRecords"], "1", "round {round}: {res}");
+    }
+    let c = get_json(&http, &format!("{url}/v1/costs?group_by=project")).await;
+    let row = c["rows"].as_array().expect("rows").iter().find(|r| r["key"] == "cc").expect("cc row").clone();
+    assert!(
+        (row["cost_usd"].as_f64().expect("cost") - 0.040491).abs() < 1e-9,
+        "sent twice, counted once: {row}"
+    );
+    assert_eq!((row["llm_calls"].as_u64(), row["tool_calls"].as_u64()), (Some(1), Some(1)), "{row}");
+    assert_eq!(row["input_tokens"], 5977);
+    let traces = get_json(&http, &format!("{url}/v1/traces?project=cc")).await;
+    let list = traces["traces"].as_array().expect("traces");
+    assert_eq!(list.len(), 1, "{traces}");
+    assert_eq!(list[0]["name"], "claude-code session s-1");
+    let t = get_json(&http, &format!("{url}/v1/traces/{}", list[0]["trace_id"].as_str().expect("id"))).await;
+    assert_eq!(t["summary"]["spans"], 4, "run + prompt + call + tool: {}", t["summary"]);
+    let root = &t["spans"][0];
+    assert_eq!(root["span"]["kind"], "run");
+    let kids: Vec<&serde_json::Value> =
+        root["children"].as_array().expect("kids").iter().map(|c| &c["span"]).collect();
+    let call = kids.iter().find(|s| s["kind"] == "llm_call").expect("llm call");
+    assert_eq!(call["name"], "chat claude-sonnet-4-5");
+    assert_eq!(
+        call["end_unix_nanos"].as_u64().expect("end") - call["start_unix_nanos"].as_u64().expect("start"),
+        850_000_000
+    );
+    let tool = kids.iter().find(|s| s["kind"] == "tool_call").expect("tool call");
+    assert_eq!(
+        (&tool["name"], &tool["status"], &tool["status_message"]),
+        (&json!("execute_tool Bash"), &json!("error"), &json!("exit 1"))
+    );
+
+    // metrics: a delta sum and a gauge land in the same session's trace, not in the cost table
+    let metrics = json!({"resourceMetrics": [{
+        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "claude-code"}},
+                                    {"key": "helix.project", "value": {"stringValue": "cc"}}]},
+        "scopeMetrics": [{"metrics": [
+            {"name": "claude_code.cost.usage", "unit": "USD", "sum": {"aggregationTemporality": 1, "isMonotonic": true,
+             "dataPoints": [{"attributes": [{"key": "session.id", "value": {"stringValue": "s-1"}}],
+                             "startTimeUnixNano": "1764000000000000000", "timeUnixNano": "1764000001000000000", "asDouble": 0.040491}]}},
+            {"name": "queue.depth", "gauge": {"dataPoints": [{"attributes": [{"key": "session.id", "value": {"stringValue": "s-1"}}],
+                             "timeUnixNano": "1764000001000000000", "asInt": "7"}]}}
+        ]}]
+    }]});
+    for _ in 0..2 {
+        let res = http.post(format!("{url}/v1/metrics")).json(&metrics).send().await.expect("send");
+        assert_eq!(res.status(), 200);
+    }
+    let t = get_json(&http, &format!("{url}/v1/traces/{}", list[0]["trace_id"].as_str().expect("id"))).await;
+    assert_eq!(t["summary"]["spans"], 6, "two points, each once: {}", t["summary"]);
+    let c = get_json(&http, &format!("{url}/v1/costs?group_by=project")).await;
+    let row = c["rows"].as_array().expect("rows").iter().find(|r| r["key"] == "cc").expect("cc row").clone();
+    assert!(
+        (row["cost_usd"].as_f64().expect("cost") - 0.040491).abs() < 1e-9,
+        "metric cost is not counted again: {row}"
+    );
+    // protobuf that is not OTLP is a clear 400
+    let res = http
+        .post(format!("{url}/v1/logs"))
+        .header("content-type", "application/x-protobuf")
+        .body(vec![0xff, 0xff, 0xff])
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status(), 400);
+    helix.stop().await;
+}

@@ -788,7 +788,7 @@ fn fmix64(mut k: u64) -> u64 {
     k ^ (k >> 33)
 }
 
-fn halves(parts: &[&str]) -> (u64, u64) {
+pub(crate) fn halves(parts: &[&str]) -> (u64, u64) {
     let h = fnv1a128(parts);
     let (hi, lo) = ((h >> 64) as u64, h as u64);
     let a = fmix64(lo ^ hi.rotate_left(29));
@@ -796,7 +796,7 @@ fn halves(parts: &[&str]) -> (u64, u64) {
 }
 
 /// Ids must not be all zero; a zero hash (never seen in practice) becomes 1.
-fn non_zero(n: u64) -> u64 {
+pub(crate) fn non_zero(n: u64) -> u64 {
     if n == 0 { 1 } else { n }
 }
 

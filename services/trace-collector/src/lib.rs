@@ -13,6 +13,7 @@ pub mod export;
 pub mod import;
 pub mod otlp;
 pub mod routes;
+pub mod signals;
 pub mod store;
 
 use std::path::PathBuf;
@@ -222,6 +223,11 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<CollectorState>)
                 .route(web::post().to(routes::otlp::receive))
                 .default_service(web::to(helix_http::routes::method_not_allowed("GET, POST"))),
         )
+        .service(helix_http::routes::post("/v1/logs", routes::otlp::receive_logs).app_data(otlp_body.clone()))
+        .service(
+            helix_http::routes::post("/v1/metrics", routes::otlp::receive_metrics)
+                .app_data(otlp_body.clone()),
+        )
         .service(helix_http::routes::get("/v1/traces/{trace_id}", routes::traces::get))
         .service(helix_http::routes::get("/v1/traces/{trace_id}/otlp", routes::otlp::get_otlp))
         .service(helix_http::routes::post("/v1/import/claude-stream-json", routes::otlp::import_claude))
@@ -238,6 +244,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<CollectorState>)
     paths(
         routes::events::ingest,
         routes::otlp::receive,
+        routes::otlp::receive_logs,
+        routes::otlp::receive_metrics,
         routes::otlp::import_claude,
         routes::traces::list,
         routes::traces::get,

@@ -394,7 +394,7 @@ const HELIX_PROJECT: &str = "helix.project";
 const HELIX_PHASE: &str = "helix.phase";
 const HELIX_RUN: &str = "helix.run";
 const HELIX_DOMAIN: &str = "helix.domain";
-const SERVICE_NAME: &str = "service.name";
+pub(crate) const SERVICE_NAME: &str = "service.name";
 const OTEL_EVENTS: &str = "otel.events";
 const OTEL_SPAN_KIND: &str = "otel.span.kind";
 const OTEL_SCOPE_NAME: &str = "otel.scope.name";
@@ -418,7 +418,7 @@ const OTEL_KIND_NAMES: [(proto::SpanKind, &str); 5] = [
     (proto::SpanKind::Consumer, "consumer"),
 ];
 
-fn span_to_event(
+pub(crate) fn span_to_event(
     resource: &[KeyValue],
     scope: Option<&InstrumentationScope>,
     span: &Span,
@@ -573,12 +573,12 @@ fn default_otel_kind(kind: SpanKind) -> proto::SpanKind {
     }
 }
 
-fn attribute<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a AnyValue> {
+pub(crate) fn attribute<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a AnyValue> {
     attributes.iter().rev().find(|kv| kv.key == key).and_then(|kv| kv.value.as_ref())
 }
 
 /// A scalar as text, for the readable names; empty counts as absent.
-fn text(v: &AnyValue) -> Option<String> {
+pub(crate) fn text(v: &AnyValue) -> Option<String> {
     let s = match v.value.as_ref()? {
         Any::StringValue(s) => s.clone(),
         Any::BoolValue(b) => b.to_string(),
@@ -590,7 +590,7 @@ fn text(v: &AnyValue) -> Option<String> {
 }
 
 /// An OTLP value as a Helix attribute value (a scalar or an array of scalars).
-fn flatten(v: &AnyValue, max: usize) -> Option<Value> {
+pub(crate) fn flatten(v: &AnyValue, max: usize) -> Option<Value> {
     Some(match v.value.as_ref()? {
         Any::ArrayValue(a) if a.values.iter().all(is_scalar) => {
             Value::Array(a.values.iter().filter_map(|v| flatten(v, max)).collect())
@@ -609,7 +609,7 @@ fn is_scalar(v: &AnyValue) -> bool {
 }
 
 /// Any OTLP value as plain JSON (kvlists as objects), for the JSON-encoded nested values.
-fn any_to_json(v: &AnyValue) -> Value {
+pub(crate) fn any_to_json(v: &AnyValue) -> Value {
     match &v.value {
         None => Value::Null,
         Some(Any::StringValue(s)) => Value::String(s.clone()),
@@ -670,7 +670,7 @@ fn keep_span_events(events: &[SpanEvent], attributes: &mut BTreeMap<String, Valu
     dropped
 }
 
-fn truncate(s: &str, max: usize) -> &str {
+pub(crate) fn truncate(s: &str, max: usize) -> &str {
     if s.len() <= max {
         return s;
     }
@@ -866,11 +866,11 @@ fn string(s: String) -> Any {
 // 64-bit integers as strings or numbers, bytes values as base64, null meaning "default".
 
 /// A field by its JSON name or its proto name; null counts as absent.
-fn field<'a>(obj: &'a Map<String, Value>, json_name: &str, proto_name: &str) -> Option<&'a Value> {
+pub(crate) fn field<'a>(obj: &'a Map<String, Value>, json_name: &str, proto_name: &str) -> Option<&'a Value> {
     obj.get(json_name).or_else(|| obj.get(proto_name)).filter(|v| !v.is_null())
 }
 
-fn array(v: Option<&Value>) -> Result<&[Value], String> {
+pub(crate) fn array(v: Option<&Value>) -> Result<&[Value], String> {
     match v {
         None => Ok(&[]),
         Some(Value::Array(items)) => Ok(items),
@@ -878,7 +878,7 @@ fn array(v: Option<&Value>) -> Result<&[Value], String> {
     }
 }
 
-fn json_str<'a>(v: Option<&'a Value>, what: &str) -> Result<&'a str, String> {
+pub(crate) fn json_str<'a>(v: Option<&'a Value>, what: &str) -> Result<&'a str, String> {
     match v {
         None => Ok(""),
         Some(Value::String(s)) => Ok(s),
@@ -886,7 +886,7 @@ fn json_str<'a>(v: Option<&'a Value>, what: &str) -> Result<&'a str, String> {
     }
 }
 
-fn json_u64(v: Option<&Value>, what: &str) -> Result<u64, String> {
+pub(crate) fn json_u64(v: Option<&Value>, what: &str) -> Result<u64, String> {
     let n = match v {
         None => Some(0),
         Some(Value::Number(n)) => n.as_u64().or_else(|| {
@@ -898,11 +898,11 @@ fn json_u64(v: Option<&Value>, what: &str) -> Result<u64, String> {
     n.ok_or_else(|| format!("{what} must be an unsigned integer (number or string)"))
 }
 
-fn json_u32(v: Option<&Value>, what: &str) -> Result<u32, String> {
+pub(crate) fn json_u32(v: Option<&Value>, what: &str) -> Result<u32, String> {
     u32::try_from(json_u64(v, what)?).map_err(|_| format!("{what} is too large"))
 }
 
-fn json_i64(v: &Value, what: &str) -> Result<i64, String> {
+pub(crate) fn json_i64(v: &Value, what: &str) -> Result<i64, String> {
     let n = match v {
         Value::Number(n) => n.as_i64().or_else(|| {
             n.as_f64()
@@ -915,7 +915,7 @@ fn json_i64(v: &Value, what: &str) -> Result<i64, String> {
     n.ok_or_else(|| format!("{what} must be an integer (number or string)"))
 }
 
-fn json_f64(v: &Value, what: &str) -> Result<f64, String> {
+pub(crate) fn json_f64(v: &Value, what: &str) -> Result<f64, String> {
     match v {
         Value::Number(n) => n.as_f64(),
         Value::String(s) => match s.as_str() {
@@ -930,7 +930,7 @@ fn json_f64(v: &Value, what: &str) -> Result<f64, String> {
 }
 
 /// An enum field: its integer, or its name in `names` (index = value).
-fn json_enum(v: Option<&Value>, names: &[&str], what: &str) -> Result<i32, String> {
+pub(crate) fn json_enum(v: Option<&Value>, names: &[&str], what: &str) -> Result<i32, String> {
     match v {
         None => Ok(0),
         Some(Value::String(s)) if names.contains(&s.as_str()) => {
@@ -943,12 +943,12 @@ fn json_enum(v: Option<&Value>, names: &[&str], what: &str) -> Result<i32, Strin
 }
 
 /// A hex id (OTLP/JSON writes ids as hex, not base64).
-fn json_id(v: Option<&Value>, what: &str) -> Result<Vec<u8>, String> {
+pub(crate) fn json_id(v: Option<&Value>, what: &str) -> Result<Vec<u8>, String> {
     hex::decode(json_str(v, what)?)
         .map_err(|_| format!("{what} must be hex (OTLP/JSON ids are hex, not base64)"))
 }
 
-fn json_scope(v: &Value) -> Result<InstrumentationScope, String> {
+pub(crate) fn json_scope(v: &Value) -> Result<InstrumentationScope, String> {
     let o = v.as_object().ok_or("expected an object")?;
     Ok(InstrumentationScope {
         name: json_str(field(o, "name", "name"), "name")?.to_owned(),
@@ -1056,7 +1056,7 @@ fn json_span(v: &Value) -> Result<Span, String> {
     })
 }
 
-fn key_values(v: Option<&Value>) -> Result<Vec<KeyValue>, String> {
+pub(crate) fn key_values(v: Option<&Value>) -> Result<Vec<KeyValue>, String> {
     array(v)
         .map_err(|e| format!("attributes: {e}"))?
         .iter()
@@ -1069,7 +1069,7 @@ fn key_values(v: Option<&Value>) -> Result<Vec<KeyValue>, String> {
         .collect()
 }
 
-fn json_any(v: &Value, key: &str) -> Result<AnyValue, String> {
+pub(crate) fn json_any(v: &Value, key: &str) -> Result<AnyValue, String> {
     let o = v.as_object().ok_or_else(|| format!("attribute {key:?}: value must be an object"))?;
     let what = |name: &str| format!("attribute {key:?}: {name}");
     let value = if let Some(s) = field(o, "stringValue", "string_value") {

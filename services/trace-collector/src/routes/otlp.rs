@@ -1,4 +1,4 @@
-//! `POST /v1/traces` (OTLP/HTTP receiver), `GET /v1/traces/{trace_id}/otlp`, and
+//! `POST /v1/traces`, `/v1/logs` and `/v1/metrics` (OTLP/HTTP receivers), `GET /v1/traces/{trace_id}/otlp`, and
 //! `POST /v1/import/claude-stream-json`.
 
 use actix_web::http::header;
@@ -9,6 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::CollectorState;
 use crate::error::CollectorError;
 use crate::routes::events::Rejected;
+use crate::signals::Signal;
 use crate::{import, otlp};
 
 fn content_type(req: &HttpRequest) -> String {
@@ -49,6 +50,93 @@ pub async fn receive(
     helix_http::access::Caller(caller): helix_http::access::Caller,
     body: web::Bytes,
 ) -> Result<HttpResponse, CollectorError> {
+    receive_signal(state, req, caller, body, None).await
+}
+
+/// Receive OTLP logs
+///
+/// The OTLP/HTTP logs endpoint (`OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:7701` sends here
+/// too). Every log record becomes an event of the trace format: Claude Code's events
+/// (`CLAUDE_CODE_ENABLE_TELEMETRY=1`) become LLM calls with tokens and cost (`api_request`) and
+/// tool calls (`tool_result`) of one trace per session; other records are events of no length in
+/// their span's trace, or their session's. Records sent again are stored once. Protobuf or JSON;
+/// invalid records are rejected one by one (OTLP partial success).
+#[utoipa::path(
+    post,
+    path = "/v1/logs",
+    tag = "ingest",
+    operation_id = "otlp_logs",
+    security(("bearer" = ["traces:write"])),
+    request_body(content(
+        (std::collections::HashMap<String, serde_json::Value> = "application/json"),
+        (Vec<u8> = "application/x-protobuf")
+    )),
+    responses(
+        (status = 200, description = "ExportLogsServiceResponse (partial success counts the rejected records)", content(
+            (serde_json::Value = "application/json"),
+            (Vec<u8> = "application/x-protobuf")
+        )),
+        (status = 400, description = "the body is not an OTLP logs export request", body = helix_core::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "body larger than `trace_collector.otlp_max_body_bytes` (64 MiB by default) after decompression", body = helix_core::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "neither protobuf nor JSON", body = helix_core::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the disk cannot keep up; retry after `Retry-After` seconds", body = helix_core::Problem, content_type = "application/problem+json")
+    )
+)]
+pub async fn receive_logs(
+    state: web::Data<CollectorState>,
+    req: HttpRequest,
+    helix_http::access::Caller(caller): helix_http::access::Caller,
+    body: web::Bytes,
+) -> Result<HttpResponse, CollectorError> {
+    receive_signal(state, req, caller, body, Some(Signal::Logs)).await
+}
+
+/// Receive OTLP metrics
+///
+/// The OTLP/HTTP metrics endpoint. Every data point (gauge, sum, histogram, summary) becomes an
+/// event of no length named after its metric, with `metric.value` (or count, sum, min, max),
+/// unit and temporality, in its session's trace. Points sent again are stored once. Metric values
+/// are not counted as cost: Claude Code reports the same cost in its `api_request` log events,
+/// which the cost table counts.
+#[utoipa::path(
+    post,
+    path = "/v1/metrics",
+    tag = "ingest",
+    operation_id = "otlp_metrics",
+    security(("bearer" = ["traces:write"])),
+    request_body(content(
+        (std::collections::HashMap<String, serde_json::Value> = "application/json"),
+        (Vec<u8> = "application/x-protobuf")
+    )),
+    responses(
+        (status = 200, description = "ExportMetricsServiceResponse (partial success counts the rejected points)", content(
+            (serde_json::Value = "application/json"),
+            (Vec<u8> = "application/x-protobuf")
+        )),
+        (status = 400, description = "the body is not an OTLP metrics export request", body = helix_core::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "body larger than `trace_collector.otlp_max_body_bytes` (64 MiB by default) after decompression", body = helix_core::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "neither protobuf nor JSON", body = helix_core::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the disk cannot keep up; retry after `Retry-After` seconds", body = helix_core::Problem, content_type = "application/problem+json")
+    )
+)]
+pub async fn receive_metrics(
+    state: web::Data<CollectorState>,
+    req: HttpRequest,
+    helix_http::access::Caller(caller): helix_http::access::Caller,
+    body: web::Bytes,
+) -> Result<HttpResponse, CollectorError> {
+    receive_signal(state, req, caller, body, Some(Signal::Metrics)).await
+}
+
+/// The three OTLP receivers: decode (traces when `signal` is none), claim, ingest, answer in the
+/// request's encoding.
+async fn receive_signal(
+    state: web::Data<CollectorState>,
+    req: HttpRequest,
+    caller: helix_core::auth::Principal,
+    body: web::Bytes,
+    signal: Option<Signal>,
+) -> Result<HttpResponse, CollectorError> {
     let ct = content_type(&req);
     let protobuf = ct.starts_with("application/x-protobuf") || ct.starts_with("application/protobuf");
     if !protobuf && !ct.starts_with("application/json") {
@@ -57,27 +145,40 @@ pub async fn receive(
         ));
     }
     let state = state.clone();
+    let (what, item) = match signal {
+        None => ("trace", "span"),
+        Some(Signal::Logs) => ("logs", Signal::Logs.item()),
+        Some(Signal::Metrics) => ("metrics", Signal::Metrics.item()),
+    };
     let (rejected, message) = web::block(move || -> Result<(usize, String), CollectorError> {
-        let decoded = if protobuf { otlp::decode_protobuf(&body) } else { otlp::decode_json(&body) }
-            .map_err(|e| CollectorError::Invalid(format!("not an OTLP trace export request: {e}")))?;
+        let decoded = match (signal, protobuf) {
+            (None, true) => otlp::decode_protobuf(&body),
+            (None, false) => otlp::decode_json(&body),
+            (Some(s), true) => s.decode_protobuf(&body),
+            (Some(s), false) => s.decode_json(&body),
+        }
+        .map_err(|e| CollectorError::Invalid(format!("not an OTLP {what} export request: {e}")))?;
         let mut events = Vec::with_capacity(decoded.len());
         let mut reasons = Vec::new();
         for (i, d) in decoded.into_iter().enumerate() {
             match d.and_then(|mut e| super::claim(&caller, &mut e).map(|()| e)) {
                 Ok(e) => events.push(e),
-                Err(r) => reasons.push(format!("span {i}: {r}")),
+                Err(r) => reasons.push(format!("{item} {i}: {r}")),
             }
         }
         state.ingest(events)?;
         Ok((reasons.len(), reasons.into_iter().take(10).collect::<Vec<_>>().join("; ")))
     })
     .await??;
-    Ok(if protobuf {
-        HttpResponse::Ok()
+    Ok(match (signal, protobuf) {
+        (None, true) => HttpResponse::Ok()
             .content_type("application/x-protobuf")
-            .body(otlp::export_response_protobuf(rejected, &message))
-    } else {
-        HttpResponse::Ok().json(otlp::export_response_json(rejected, &message))
+            .body(otlp::export_response_protobuf(rejected, &message)),
+        (None, false) => HttpResponse::Ok().json(otlp::export_response_json(rejected, &message)),
+        (Some(s), true) => HttpResponse::Ok()
+            .content_type("application/x-protobuf")
+            .body(s.response_protobuf(rejected, &message)),
+        (Some(s), false) => HttpResponse::Ok().json(s.response_json(rejected, &message)),
     })
 }
 
