@@ -207,7 +207,7 @@ impl Default for TraceCollectorConfig {
 }
 
 /// `[healer]`: the error pattern engine.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HealerConfig {
     /// A directory of pattern files (`*.toml`) used instead of the seed patterns compiled into
@@ -217,6 +217,18 @@ pub struct HealerConfig {
     /// Serve hints drawn from fixes other projects recorded. Off by default: a fix description is
     /// text anyone with `healer:write` can write, and a hint ends up in other projects' prompts.
     pub share_hints: bool,
+    /// Signatures without a successful fix that were not seen for this many days are forgotten;
+    /// 0 keeps them.
+    pub retention_days: u64,
+    /// At most this many signatures are kept (memory and disk stay bounded): the least recently
+    /// seen are forgotten first, those with a successful fix last; 0 means no limit.
+    pub max_signatures: usize,
+}
+
+impl Default for HealerConfig {
+    fn default() -> Self {
+        HealerConfig { patterns_dir: None, share_hints: false, retention_days: 90, max_signatures: 100_000 }
+    }
 }
 
 impl Default for HelixConfig {

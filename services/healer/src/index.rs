@@ -196,6 +196,18 @@ impl KnowledgeIndex {
         Ok(())
     }
 
+    /// Drops signatures the store forgot.
+    pub fn remove_signatures(&self, signatures: &[String]) {
+        if signatures.is_empty() {
+            return;
+        }
+        let writer = self.lock();
+        for s in signatures {
+            writer.delete_term(Term::from_field_text(self.fields.id, s));
+        }
+        self.dirty.store(true, Ordering::Release);
+    }
+
     /// Commits pending writes, if any (the flush thread calls this every second).
     pub fn commit_if_dirty(&self) -> Result<(), IndexError> {
         if self.dirty.swap(false, Ordering::AcqRel) {

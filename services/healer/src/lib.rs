@@ -81,7 +81,14 @@ impl HealerState {
         let store: Arc<dyn LearningStore> = Arc::new(LogStore::open(&data_dir.join("learning.log"))?);
         let index = Arc::new(KnowledgeIndex::open(&data_dir.join("index"), &patterns)?);
         tracing::info!(patterns = patterns.len(), signatures = store.signatures(), "healer ready");
-        spawn_flusher(Arc::downgrade(&store), Arc::downgrade(&index));
+        let retention = store::Retention {
+            max_age_ms: (cfg.healer.retention_days > 0).then(|| {
+                i64::try_from(cfg.healer.retention_days.saturating_mul(86_400_000)).unwrap_or(i64::MAX)
+            }),
+            max_signatures: (cfg.healer.max_signatures > 0).then_some(cfg.healer.max_signatures),
+        };
+        enforce_retention(store.as_ref(), &index, &retention);
+        spawn_flusher(Arc::downgrade(&store), Arc::downgrade(&index), retention);
         Ok(HealerState {
             data_dir,
             patterns: Arc::new(patterns),
@@ -147,13 +154,35 @@ impl HealerState {
     }
 }
 
+/// Retention runs every this many flushes (a minute), and at start-up.
+const RETENTION_EVERY_TICKS: u64 = 60;
+
+/// Forgets what retention says to, in the store and in the search index.
+fn enforce_retention(store: &dyn LearningStore, index: &KnowledgeIndex, retention: &store::Retention) {
+    match store.enforce_retention(helix_core::time::now_ms(), retention) {
+        Ok(forgotten) if !forgotten.is_empty() => {
+            tracing::info!(forgotten = forgotten.len(), "retention forgot signatures");
+            index.remove_signatures(&forgotten);
+        }
+        Ok(_) => {}
+        Err(e) => tracing::error!(error = %e, "retention of the learning log failed"),
+    }
+}
+
 /// Flushes buffered occurrences and commits index updates every [`FLUSH_EVERY`], until the
 /// state is dropped.
-fn spawn_flusher(store: std::sync::Weak<dyn LearningStore>, index: std::sync::Weak<KnowledgeIndex>) {
+fn spawn_flusher(
+    store: std::sync::Weak<dyn LearningStore>,
+    index: std::sync::Weak<KnowledgeIndex>,
+    retention: store::Retention,
+) {
     let spawned = std::thread::Builder::new().name("healer-flush".to_owned()).spawn(move || {
-        loop {
+        for tick in 1u64.. {
             std::thread::sleep(FLUSH_EVERY);
             let (Some(store), Some(index)) = (store.upgrade(), index.upgrade()) else { return };
+            if tick % RETENTION_EVERY_TICKS == 0 {
+                enforce_retention(store.as_ref(), &index, &retention);
+            }
             if let Err(e) = store.flush() {
                 tracing::error!(error = %e, "cannot flush the learning log");
             }

@@ -233,6 +233,34 @@ pub trait LearningStore: Send + Sync + std::fmt::Debug {
     fn damage(&self) -> (u64, u64) {
         (0, 0)
     }
+    /// Forgets signatures by `retention` and returns them (to be dropped from the search
+    /// index too). The default keeps everything.
+    fn enforce_retention(&self, _now_ms: i64, _retention: &Retention) -> Result<Vec<String>, StoreError> {
+        Ok(Vec::new())
+    }
+}
+
+/// What the healer keeps (`[healer] retention_days`, `max_signatures`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Signatures without a successful fix, not seen for this long, are forgotten.
+    pub max_age_ms: Option<i64>,
+    /// Beyond this many signatures the least recently seen are forgotten, those without a
+    /// successful fix first.
+    pub max_signatures: Option<usize>,
+}
+
+/// Per signature, the newest records kept of each kind (older ones are summarised by the
+/// counts): one noisy signature must not hold memory without bound.
+const KEEP_FIXES: usize = 256;
+const KEEP_PATHS: usize = 64;
+const KEEP_FLAKY: usize = 256;
+const KEEP_PROJECTS: usize = 256;
+
+fn keep_newest<T>(v: &mut Vec<T>, max: usize) {
+    if v.len() > max {
+        v.drain(..v.len() - max);
+    }
 }
 
 /// See [`LearningStore::status`].
@@ -249,9 +277,18 @@ enum Record {
     Fix(FixRecord),
     Flaky(crate::flaky::FlakyRecord),
     Path(crate::paths::PathRecord),
+    /// Everything known about one signature, as compaction writes it: replaces that state.
+    Signature(Box<SigSnapshot>),
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct SigSnapshot {
+    signature: String,
+    #[serde(flatten)]
+    state: SigState,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct SigState {
     template: Option<String>,
     category: Option<Category>,
@@ -273,6 +310,23 @@ struct Inner {
     file: File,
     dirty: bool,
     sigs: HashMap<String, SigState>,
+    /// Bytes in the log; compaction runs when it doubled since the last one.
+    log_bytes: u64,
+    compacted_bytes: u64,
+}
+
+impl SigState {
+    /// The last time anything happened to the signature.
+    fn last_active_ms(&self) -> i64 {
+        let fixes = self.fixes.iter().map(|f| f.at_ms);
+        let paths = self.paths.iter().map(|p| p.at_ms);
+        let flaky = self.flaky.iter().map(|f| f.at_ms);
+        self.last_ms.into_iter().chain(fixes).chain(paths).chain(flaky).max().unwrap_or(0)
+    }
+
+    fn solved(&self) -> bool {
+        self.fixes.iter().any(|f| f.outcome == Outcome::Success)
+    }
 }
 
 /// The embedded backend: see the module docs.
@@ -345,12 +399,38 @@ impl LogStore {
             }
         })
         .map_err(io)?;
-        file.seek(SeekFrom::End(0)).map_err(io)?;
+        let log_bytes = file.seek(SeekFrom::End(0)).map_err(io)?;
         Ok(LogStore {
             path: path.to_path_buf(),
             quarantine,
-            inner: Mutex::new(Inner { file, dirty: false, sigs }),
+            inner: Mutex::new(Inner { file, dirty: false, sigs, log_bytes, compacted_bytes: log_bytes }),
         })
+    }
+
+    /// Rewrites the log as one record per known signature (atomically: temp file, fsync,
+    /// rename), so forgotten signatures and superseded records leave the disk too.
+    fn compact(&self, inner: &mut Inner) -> Result<(), StoreError> {
+        let mut out = Vec::new();
+        let mut names: Vec<&String> = inner.sigs.keys().collect();
+        names.sort();
+        for name in names {
+            let snapshot = SigSnapshot { signature: name.clone(), state: inner.sigs[name].clone() };
+            helix_wal::encode(&serde_json::to_vec(&Record::Signature(Box::new(snapshot)))?, &mut out);
+        }
+        let tmp = self.path.with_extension("log.compact");
+        {
+            let mut f = File::create(&tmp).map_err(|e| self.io(e))?;
+            f.write_all(&out).map_err(|e| self.io(e))?;
+            f.sync_all().map_err(|e| self.io(e))?;
+        }
+        std::fs::rename(&tmp, &self.path).map_err(|e| self.io(e))?;
+        let mut file = OpenOptions::new().read(true).write(true).open(&self.path).map_err(|e| self.io(e))?;
+        file.seek(SeekFrom::End(0)).map_err(|e| self.io(e))?;
+        inner.file = file;
+        inner.dirty = false;
+        inner.log_bytes = out.len() as u64;
+        inner.compacted_bytes = inner.log_bytes;
+        Ok(())
     }
 
     fn io(&self, source: std::io::Error) -> StoreError {
@@ -376,7 +456,9 @@ fn apply(sigs: &mut HashMap<String, SigState>, record: Record) {
             s.occurrences += 1;
             s.first_ms = Some(s.first_ms.map_or(o.at_ms, |f| f.min(o.at_ms)));
             s.last_ms = Some(s.last_ms.map_or(o.at_ms, |l| l.max(o.at_ms)));
-            if let Some(p) = o.project {
+            if let Some(p) = o.project
+                && s.projects.len() < KEEP_PROJECTS
+            {
                 s.projects.insert(p);
             }
         }
@@ -386,6 +468,7 @@ fn apply(sigs: &mut HashMap<String, SigState>, record: Record) {
                 s.projects.insert(p.clone());
             }
             s.fixes.push(f);
+            keep_newest(&mut s.fixes, KEEP_FIXES);
         }
         Record::Path(p) => {
             let s = sigs.entry(p.signature.clone()).or_default();
@@ -393,6 +476,7 @@ fn apply(sigs: &mut HashMap<String, SigState>, record: Record) {
                 s.projects.insert(project.clone());
             }
             s.paths.push(p);
+            keep_newest(&mut s.paths, KEEP_PATHS);
         }
         Record::Flaky(f) => {
             let s = sigs.entry(f.signature.clone()).or_default();
@@ -400,6 +484,10 @@ fn apply(sigs: &mut HashMap<String, SigState>, record: Record) {
                 s.projects.insert(p.clone());
             }
             s.flaky.push(f);
+            keep_newest(&mut s.flaky, KEEP_FLAKY);
+        }
+        Record::Signature(snapshot) => {
+            sigs.insert(snapshot.signature, snapshot.state);
         }
     }
 }
@@ -415,6 +503,7 @@ impl LearningStore for LogStore {
         }
         let mut inner = self.lock();
         inner.file.write_all(&buf).map_err(|e| self.io(e))?;
+        inner.log_bytes += buf.len() as u64;
         inner.dirty = true;
         for o in occurrences {
             apply(&mut inner.sigs, Record::Occurrence(o.clone()));
@@ -426,6 +515,7 @@ impl LearningStore for LogStore {
         let line = encode(&Record::Fix(fix.clone()))?;
         let mut inner = self.lock();
         inner.file.write_all(&line).map_err(|e| self.io(e))?;
+        inner.log_bytes += line.len() as u64;
         // write-ahead: durable before the caller answers
         inner.file.sync_data().map_err(|e| self.io(e))?;
         inner.dirty = false;
@@ -458,6 +548,7 @@ impl LearningStore for LogStore {
         let line = encode(&Record::Path(record.clone()))?;
         let mut inner = self.lock();
         inner.file.write_all(&line).map_err(|e| self.io(e))?;
+        inner.log_bytes += line.len() as u64;
         inner.file.sync_data().map_err(|e| self.io(e))?;
         inner.dirty = false;
         apply(&mut inner.sigs, Record::Path(record.clone()));
@@ -468,6 +559,7 @@ impl LearningStore for LogStore {
         let line = encode(&Record::Flaky(record.clone()))?;
         let mut inner = self.lock();
         inner.file.write_all(&line).map_err(|e| self.io(e))?;
+        inner.log_bytes += line.len() as u64;
         inner.file.sync_data().map_err(|e| self.io(e))?;
         inner.dirty = false;
         apply(&mut inner.sigs, Record::Flaky(record.clone()));
@@ -494,6 +586,41 @@ impl LearningStore for LogStore {
 
     fn damage(&self) -> (u64, u64) {
         (self.quarantine.regions(), self.quarantine.bytes())
+    }
+
+    fn enforce_retention(&self, now_ms: i64, retention: &Retention) -> Result<Vec<String>, StoreError> {
+        let mut inner = self.lock();
+        let mut forgotten = Vec::new();
+        if let Some(age) = retention.max_age_ms {
+            let cutoff = now_ms.saturating_sub(age);
+            forgotten.extend(
+                inner
+                    .sigs
+                    .iter()
+                    .filter(|(_, s)| !s.solved() && s.last_active_ms() < cutoff)
+                    .map(|(k, _)| k.clone()),
+            );
+            for k in &forgotten {
+                inner.sigs.remove(k);
+            }
+        }
+        if let Some(max) = retention.max_signatures
+            && inner.sigs.len() > max
+        {
+            // unsolved before solved, then least recently active first
+            let mut order: Vec<(bool, i64, String)> =
+                inner.sigs.iter().map(|(k, s)| (s.solved(), s.last_active_ms(), k.clone())).collect();
+            let excess = order.len() - max;
+            order.select_nth_unstable(excess - 1);
+            for (_, _, k) in order.into_iter().take(excess) {
+                inner.sigs.remove(&k);
+                forgotten.push(k);
+            }
+        }
+        if !forgotten.is_empty() || inner.log_bytes > 2 * inner.compacted_bytes.max(1 << 20) {
+            self.compact(&mut inner)?;
+        }
+        Ok(forgotten)
     }
 }
 
@@ -697,6 +824,62 @@ mod tests {
             project: Some("alpha".to_owned()),
             at_ms: at,
         }
+    }
+
+    #[test]
+    fn retention_forgets_old_and_excess_signatures_but_keeps_solved_ones_and_shrinks_the_log() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("learning.log");
+        let day = 86_400_000;
+        let now = 1_000 * day;
+        {
+            let store = LogStore::open(&path).expect("open");
+            // 300 signatures, one per hour, the oldest 100 days ago; an old one with a working fix
+            let occs: Vec<Occurrence> =
+                (0..300).map(|i| occ(&format!("s{i:03}"), now - 100 * day + i * 3_600_000)).collect();
+            store.record_occurrences(&occs).expect("occ");
+            for _ in 0..20 {
+                store.record_occurrences(&occs[250..]).expect("more");
+            }
+            store.record_fix(&fix("s000", "pin it", Outcome::Success, now - 100 * day)).expect("fix");
+            store.record_fix(&fix("s001", "tried", Outcome::Failure, now - 100 * day)).expect("fix");
+            store.flush().expect("flush");
+            let before = std::fs::metadata(&path).expect("meta").len();
+            // by age: older than 95 days and unsolved goes
+            let age = Retention { max_age_ms: Some(95 * day), max_signatures: None };
+            let forgotten = store.enforce_retention(now, &age).expect("retention");
+            assert_eq!(forgotten.len(), 119, "hours 1..=119 are older than 95 days");
+            assert!(store.status("s000").solved, "a solved signature outlives the age limit");
+            assert!(!store.status("s001").known, "a failed fix does not keep it");
+            // by count: the least recently active unsolved go first
+            let count = Retention { max_age_ms: None, max_signatures: Some(50) };
+            store.enforce_retention(now, &count).expect("retention");
+            assert_eq!(store.signatures(), 50);
+            assert!(store.status("s000").solved && store.status("s299").known && !store.status("s200").known);
+            let after = std::fs::metadata(&path).expect("meta").len();
+            assert!(after < before / 2, "the log was compacted: {before} -> {after}");
+            // writes go on after compaction
+            store.record_occurrences(&[occ("new", now)]).expect("occ");
+            store.flush().expect("flush");
+        }
+        let store = LogStore::open(&path).expect("reopen");
+        assert_eq!(store.signatures(), 51);
+        let r = store.report("s299", &FixScope::All).expect("report");
+        assert_eq!(r.occurrences, 21, "counts survive compaction");
+        assert_eq!(store.report("s000", &FixScope::All).expect("s000").fixes.len(), 1);
+    }
+
+    #[test]
+    fn one_signature_keeps_a_bounded_history() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = LogStore::open(&dir.path().join("learning.log")).expect("open");
+        for i in 0..(KEEP_FIXES as i64 + 50) {
+            store.record_fix(&fix("s", &format!("attempt {i}"), Outcome::Failure, i)).expect("fix");
+        }
+        let inner = store.lock();
+        let fixes = &inner.sigs["s"].fixes;
+        assert_eq!(fixes.len(), KEEP_FIXES);
+        assert_eq!(fixes[0].at_ms, 50, "the newest are kept");
     }
 
     #[test]
