@@ -4,6 +4,7 @@ mod collector;
 mod collector_storage;
 mod config_files;
 mod dashboard;
+mod dashboard_console;
 mod dashboard_live;
 mod errors;
 mod gateway;

@@ -7,6 +7,7 @@
 //! transcript importer ([`import`]). Routes in [`routes`] are thin; everything else is domain.
 
 pub mod anomaly;
+pub mod console;
 pub mod costs;
 pub mod error;
 pub mod export;
@@ -32,6 +33,10 @@ pub struct CollectorState {
     data_dir: PathBuf,
     pub store: Arc<dyn EventStore>,
     pub baselines: std::sync::Mutex<anomaly::Baselines>,
+    /// Circuits, runs and healed signatures for the console (see [`console`]).
+    pub console: std::sync::Mutex<console::Console>,
+    /// The newest spans and anomalies, for pages that poll (`GET /v1/feed`).
+    pub recent: std::sync::Mutex<console::Recent>,
     /// Live feed of stored spans and anomalies (`GET /v1/stream`).
     pub feed: tokio::sync::broadcast::Sender<routes::stream::FeedItem>,
     /// Set when shutdown begins: live streams end.
@@ -54,13 +59,14 @@ impl CollectorState {
         let data_dir =
             helix_http::storage::prepare_data_dir(&cfg.service_data_dir(ServiceKind::TraceCollector))?;
         // baselines resume from their last snapshot; only events stored after it are replayed
-        let (mut baselines, from) = match load_baselines(&data_dir) {
-            Some((b, end)) => (b, Some(end)),
-            None => (anomaly::Baselines::default(), None),
+        let (mut baselines, mut console, from) = match load_baselines(&data_dir) {
+            Some((b, c, end)) => (b, c, Some(end)),
+            None => (anomaly::Baselines::default(), console::Console::default(), None),
         };
         baselines.flag_low = cfg.trace_collector.flag_fast_and_cheap;
         let store = LogStore::open_observed_from(&data_dir.join("events"), options, from, &mut |e| {
-            baselines.replay(e)
+            baselines.replay(e);
+            console.observe(e);
         })
         .map_err(|e| std::io::Error::other(e.to_string()))?;
         let store = Arc::new(store);
@@ -81,6 +87,8 @@ impl CollectorState {
             data_dir,
             store,
             baselines: std::sync::Mutex::new(baselines),
+            console: std::sync::Mutex::new(console),
+            recent: std::sync::Mutex::new(console::Recent::default()),
             feed: routes::stream::channel(),
             closing,
             export: cfg.trace_collector.export_otlp_endpoint.is_some().then_some(export_stats),
@@ -97,12 +105,14 @@ impl CollectorState {
             let b = self.baselines.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             (b.snapshot(), self.store.end())
         };
-        let saved = SavedBaselines { version: 1, end, baselines: snapshot };
         let path = self.data_dir.join(BASELINES_FILE);
         let tmp = path.with_extension("json.tmp");
         {
+            let console = self.console.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let saved = SavedBaselines { version: 1, end, baselines: snapshot, console: Some(&*console) };
             let mut f = std::fs::File::create(&tmp)?;
             serde_json::to_writer(std::io::BufWriter::new(&mut f), &saved)?;
+            drop(console);
             f.sync_all()?;
         }
         std::fs::rename(&tmp, &path)
@@ -125,6 +135,19 @@ impl CollectorState {
                 anomalies.extend(b.score_and_learn(e));
             }
             drop(b);
+            let mut c = self.console.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            for e in events.iter() {
+                c.observe(e);
+            }
+            drop(c);
+            let mut r = self.recent.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            for e in events.iter() {
+                r.span(e);
+            }
+            for a in &anomalies {
+                r.anomaly(a);
+            }
+            drop(r);
             if live {
                 copies = events.clone();
             }
@@ -148,17 +171,30 @@ const BASELINES_FILE: &str = "baselines.json";
 /// How often the baselines are saved (and at shutdown).
 const SAVE_BASELINES_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
-#[derive(serde::Serialize, serde::Deserialize)]
-struct SavedBaselines {
+#[derive(serde::Serialize)]
+struct SavedBaselines<'a> {
     version: u32,
     end: (u32, u64),
     baselines: anomaly::BaselineSnapshot,
+    console: Option<&'a console::Console>,
 }
 
-fn load_baselines(data_dir: &std::path::Path) -> Option<(anomaly::Baselines, (u32, u64))> {
+#[derive(serde::Deserialize)]
+struct LoadedBaselines {
+    version: u32,
+    end: (u32, u64),
+    baselines: anomaly::BaselineSnapshot,
+    /// Absent in snapshots written before the console had views of its own.
+    #[serde(default)]
+    console: Option<console::Console>,
+}
+
+fn load_baselines(data_dir: &std::path::Path) -> Option<(anomaly::Baselines, console::Console, (u32, u64))> {
     let data = std::fs::read(data_dir.join(BASELINES_FILE)).ok()?;
-    match serde_json::from_slice::<SavedBaselines>(&data) {
-        Ok(s) if s.version == 1 => Some((anomaly::Baselines::from_snapshot(s.baselines), s.end)),
+    match serde_json::from_slice::<LoadedBaselines>(&data) {
+        Ok(s) if s.version == 1 => {
+            Some((anomaly::Baselines::from_snapshot(s.baselines), s.console.unwrap_or_default(), s.end))
+        }
         _ => {
             tracing::warn!("ignoring an unreadable baselines snapshot; replaying the whole log");
             None
@@ -235,6 +271,9 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<CollectorState>)
         .service(helix_http::routes::get("/v1/anomalies", routes::costs::anomalies))
         .service(helix_http::routes::get("/v1/stream", routes::stream::stream))
         .service(helix_http::routes::get("/v1/baselines", routes::costs::baselines))
+        .service(helix_http::routes::get("/v1/console", routes::costs::console))
+        .service(helix_http::routes::get("/v1/feed", routes::costs::feed))
+        .service(helix_http::routes::get("/dashboard/traces/{trace_id}", routes::costs::dashboard_trace))
         .service(helix_http::routes::get("/dashboard", routes::costs::dashboard))
         .service(helix_http::routes::get("/metrics", routes::metrics::metrics));
 }
@@ -255,6 +294,9 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<CollectorState>)
         routes::stream::stream,
         routes::costs::baselines,
         routes::costs::dashboard,
+        routes::costs::console,
+        routes::costs::feed,
+        routes::costs::dashboard_trace,
         routes::metrics::metrics
     ),
     components(schemas(
@@ -278,6 +320,12 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<CollectorState>)
         routes::stream::FeedItem,
         routes::costs::BaselineList,
         anomaly::BaselineView,
+        console::ConsoleView,
+        console::FeedPage,
+        console::FeedEntry,
+        console::CircuitView,
+        console::RunView,
+        console::SignatureView,
         store::TraceSummary,
     )),
     tags(

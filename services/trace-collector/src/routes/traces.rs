@@ -32,6 +32,11 @@ pub struct TraceQuery {
     /// `ok`, `error` or `unset`.
     #[serde(default)]
     pub status: Option<SpanStatus>,
+    /// Traces whose name, project, run or a phase contains this text (any case), or whose id
+    /// starts with it.
+    #[param(max_length = 200)]
+    #[serde(default)]
+    pub q: Option<String>,
     /// At most this many (default 50, at most 1000).
     #[param(minimum = 1, maximum = 1000)]
     #[serde(default)]
@@ -69,7 +74,7 @@ fn decode_cursor(c: &str) -> Result<(u64, String), CollectorError> {
 /// List traces
 ///
 /// Traces (runs), newest first, with their name, project, phases, span count, status and cost;
-/// filtered by project, phase, time range and status; paginated with `cursor`.
+/// filtered by project, phase, time range, status and text (`q`); paginated with `cursor`.
 #[utoipa::path(
     get,
     path = "/v1/traces",
@@ -103,6 +108,13 @@ pub async fn list(
         status: q.status,
         since_unix_nanos: q.since.as_deref().map(|v| instant("since", v)).transpose()?,
         until_unix_nanos: q.until.as_deref().map(|v| instant("until", v)).transpose()?,
+        text: match q.q.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(t) if t.chars().count() > 200 => {
+                return Err(CollectorError::InvalidQuery("q must be at most 200 characters".to_owned()));
+            }
+            Some(t) => Some(t.to_lowercase()),
+        },
     };
     let after = q.cursor.as_deref().map(decode_cursor).transpose()?;
     let mut traces = state.store.traces(&filter, after, limit + 1);

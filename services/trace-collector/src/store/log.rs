@@ -1357,6 +1357,17 @@ impl EventStore for LogStore {
             .filter(|(_, t)| filter.since_unix_nanos.is_none_or(|s| t.end >= s))
             .filter(|(_, t)| filter.until_unix_nanos.is_none_or(|u| t.start < u))
             .filter(|(id, t)| after.is_none_or(|a| (t.start, **id) < a))
+            .filter(|(id, t)| {
+                filter.text.is_none()
+                    || filter.text_matches(
+                        &format!("{id:032x}"),
+                        [t.root_name.as_deref().unwrap_or(&t.first_name)]
+                            .into_iter()
+                            .chain(t.project.as_deref())
+                            .chain(t.run.as_deref())
+                            .chain(t.phases.iter().map(|p| &**p)),
+                    )
+            })
             .collect();
         let newest_first = |a: &(&TraceKey, &TraceEntry), b: &(&TraceKey, &TraceEntry)| {
             (b.1.start, b.0).cmp(&(a.1.start, a.0))

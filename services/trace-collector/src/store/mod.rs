@@ -72,6 +72,16 @@ pub struct TraceFilter {
     pub since_unix_nanos: Option<u64>,
     /// Traces that start before this instant.
     pub until_unix_nanos: Option<u64>,
+    /// Traces whose name, id, project, run or a phase contains this (lowercase) text.
+    pub text: Option<String>,
+}
+
+impl TraceFilter {
+    /// Whether a trace's texts match [`TraceFilter::text`].
+    pub fn text_matches<'a>(&self, id: &str, texts: impl IntoIterator<Item = &'a str>) -> bool {
+        let Some(needle) = self.text.as_deref() else { return true };
+        id.starts_with(needle) || texts.into_iter().any(|t| t.to_lowercase().contains(needle))
+    }
 }
 
 /// What an append did.
