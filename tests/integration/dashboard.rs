@@ -54,9 +54,9 @@ async fn dashboard_shows_costs_baselines_anomalies_and_a_timeline_in_chromium() 
     );
 
     // run it in headless Chromium and read the DOM after its script ran
-    // the live feed (tested through the API in collector.rs) keeps a connection open forever,
-    // which would stop headless Chromium's virtual clock: this snapshot leaves it closed
-    let dashboard = format!("{url}/dashboard?feed=0");
+    // with the live feed on: it polls, so no request stays pending and the virtual clock runs
+    // out (a stream held open stopped it, and the snapshot never came)
+    let dashboard = format!("{url}/dashboard");
     let out = run_chromium(&["--virtual-time-budget=10000", "--dump-dom"], &dashboard);
     let dom = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -64,6 +64,7 @@ async fn dashboard_shows_costs_baselines_anomalies_and_a_timeline_in_chromium() 
         "the script ran to the end: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    assert!(dom.contains("data-state=\"open\""), "the live feed was on in the snapshot");
     assert!(dom.matches("class=\"bar\"").count() >= 4, "cost bars per day");
     assert!(dom.contains("claude-sonnet"), "cost by model");
     assert!(dom.contains("webshop / development"), "phase baseline row");
