@@ -268,11 +268,14 @@ pub async fn console(
     Ok(HttpResponse::Ok().json(view))
 }
 
+const MAX_SAFE_INTEGER: u64 = 9_007_199_254_740_991;
+
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct FeedQuery {
     /// The `last` of the previous answer; 0 (the default) for the newest entries.
+    #[param(minimum = 0, maximum = 9007199254740991_i64)]
     #[serde(default)]
     pub after: Option<u64>,
     #[serde(default)]
@@ -305,6 +308,10 @@ pub async fn feed(
     query: web::Query<FeedQuery>,
 ) -> Result<HttpResponse, CollectorError> {
     let q = query.into_inner();
+    // sequence numbers stay below 2^53, where JavaScript numbers are exact
+    if q.after.is_some_and(|a| a > MAX_SAFE_INTEGER) {
+        return Err(CollectorError::InvalidQuery(format!("after must be at most {MAX_SAFE_INTEGER}")));
+    }
     let project = super::read_scope(&caller, q.project)?;
     let limit = helix_http::routes::limit(q.limit, 100, 1000).map_err(CollectorError::InvalidQuery)?;
     let page = state.recent.lock().unwrap_or_else(std::sync::PoisonError::into_inner).after(
