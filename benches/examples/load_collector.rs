@@ -11,6 +11,7 @@
 //!    store, and the trace listing, one client at a time.
 //!
 //! usage: cargo run --release -p helix-benches --example load_collector [-- EVENTS REQUESTS]
+//! `HELIX_LOAD_SPANS=1` makes every small trace one span (EVENTS traces: the memory case).
 //! Targets (issue 4): trace read p99 <= 10 ms for a 10,000-span trace in 10M events; cost queries
 //! over 10M events <= 100 ms; memory bounded and independent of store size.
 
@@ -23,7 +24,10 @@ use helix_trace_collector::store::log::LogStore;
 
 const BIG_TRACES: u64 = 10;
 const BIG_SPANS: u64 = 10_000;
-const SMALL_SPANS: u64 = 100;
+/// Spans per small trace (`HELIX_LOAD_SPANS`, default 100).
+fn small_spans() -> u64 {
+    std::env::var("HELIX_LOAD_SPANS").ok().and_then(|v| v.parse().ok()).filter(|n| *n > 0).unwrap_or(100)
+}
 const PROJECTS: [&str; 4] = ["checkout", "search", "billing", "mobile"];
 const PHASES: [&str; 4] = ["plan", "development", "test", "review"];
 const MODELS: [&str; 3] = ["claude-sonnet-4-5", "gpt-4.1", "claude-haiku-4-5"];
@@ -82,6 +86,7 @@ fn fill(dir: &std::path::Path, events: u64) -> Vec<String> {
     let batches = events / 1000;
     let per_window = batches / BIG_TRACES;
     let big_per_batch = BIG_SPANS / per_window.max(1);
+    let small_spans = small_spans();
     let mut small_trace = 0u64;
     let mut small_span = 0u64;
     let mut big_next = vec![0u64; BIG_TRACES as usize];
@@ -102,7 +107,7 @@ fn fill(dir: &std::path::Path, events: u64) -> Vec<String> {
         while batch.len() < 1000 {
             batch.push(span(small_trace, small_span, now + small_span));
             small_span += 1;
-            if small_span == SMALL_SPANS {
+            if small_span == small_spans {
                 small_span = 0;
                 small_trace += 1;
             }
@@ -225,6 +230,12 @@ async fn main() {
     .await;
     measure("list traces", requests, &[format!("{url}/v1/traces?limit=50")]).await;
     measure("list traces project", requests, &[format!("{url}/v1/traces?limit=50&project=billing")]).await;
+    let t = Instant::now();
+    let page: serde_json::Value =
+        reqwest::get(format!("{url}/v1/traces?limit=50")).await.expect("list").json().await.expect("json");
+    let cursor = page["next_cursor"].as_str().unwrap_or_default().to_owned();
+    println!("first page again in {:.2} ms", t.elapsed().as_secs_f64() * 1e3);
+    measure("list traces page 2", requests, &[format!("{url}/v1/traces?limit=50&cursor={cursor}")]).await;
     println!("after queries: {}", rss());
     stack.stop().await.expect("stop");
 }

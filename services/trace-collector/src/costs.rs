@@ -85,7 +85,7 @@ impl hashbrown::Equivalent<(GroupBy, String, u64)> for CellRef<'_> {
 }
 
 /// Running aggregates: (dimension, key, day number) → sums.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct CostIndex {
     cells: hashbrown::HashMap<(GroupBy, String, u64), CostRow>,
 }

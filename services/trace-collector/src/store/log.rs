@@ -6,9 +6,12 @@
 //! verifies the checksum). Segments are `NNNNNNNN.log`, rotated at [`SEGMENT_BYTES`]. Why one writer thread: every concurrent `append` hands its encoded batch to
 //! it; the thread writes everything that queued up, fsyncs once, and only then acknowledges all
 //! of them, so durability costs one fsync per burst, not per request. Why the index holds
-//! positions and not events: events stay on disk; a trace read is a few positioned reads.
+//! positions and not events: events stay on disk; a trace read is a few positioned reads. Why
+//! sealed segments keep their per-trace summaries on disk ([`super::table`]): memory then holds
+//! only the segment being written and a few bytes per trace of each sealed one, whatever the
+//! number of traces stored.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -17,6 +20,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use helix_core::trace::{Event, SpanKind, SpanStatus, attr};
 
+use super::table::{PartRow, StartCursor, TraceTable};
 use super::{Appended, EventStore, StoreError, TraceFilter, TraceSummary};
 
 /// Segment size at which a new segment file starts.
@@ -82,7 +86,7 @@ impl Pos {
 type FastMap<K, V> = hashbrown::HashMap<K, V>;
 
 /// A trace id as a number: 16 bytes instead of a 32-byte string and its allocation.
-type TraceKey = u128;
+pub(super) type TraceKey = u128;
 
 fn trace_key(id: &str) -> TraceKey {
     // ingest only accepts 32 lowercase hex digits; anything else still gets a stable key
@@ -98,20 +102,10 @@ fn trace_key(id: &str) -> TraceKey {
     })
 }
 
-/// Where a trace's spans are in one sealed segment: a run of its `.idx` file.
-#[derive(Debug, Clone, Copy)]
-struct Loc {
-    segment: u32,
-    first: u32,
-    count: u32,
-}
-
-/// What the index keeps per trace: its summary and where its spans are. Spans in sealed segments
-/// are found through the segment's `.idx` file ([`Loc`]); only the segments still being written
-/// keep positions in memory, so memory grows with the number of traces, not of events.
-#[derive(Debug, Default)]
+/// A trace's summary over some of its spans: its part in one segment kept in memory while the
+/// segment is written, or the merge of all its parts for an answer.
+#[derive(Debug, Default, Clone)]
 struct TraceEntry {
-    sealed: Vec<Loc>,
     spans: u32,
     root_name: Option<Box<str>>,
     first_name: Box<str>,
@@ -207,8 +201,58 @@ struct PartialTrace {
     phases: Vec<String>,
 }
 
-/// The `.sum` file of a sealed segment: what the index needs of it, so that opening the store
-/// reads these instead of every event. Derived data, like the `.idx` file.
+impl PartialTrace {
+    fn of(key: TraceKey, t: &TraceEntry) -> PartialTrace {
+        PartialTrace {
+            trace_id: format!("{key:032x}"),
+            start: t.start,
+            end: t.end,
+            spans: t.spans,
+            status: t.status,
+            root_status: t.root_status,
+            cost_usd: t.cost_usd,
+            root_name: t.root_name.as_deref().map(str::to_owned),
+            first_name: t.first_name.to_string(),
+            project: t.project.as_deref().map(str::to_owned),
+            run: t.run.as_deref().map(str::to_owned),
+            phases: t.phases.iter().map(|p| p.to_string()).collect(),
+        }
+    }
+}
+
+impl TraceEntry {
+    /// Adds another part of the same trace (parts merged in segment order).
+    fn merge(&mut self, p: &PartialTrace, strings: &mut Strings) {
+        if self.spans == 0 || p.start < self.start {
+            self.start = p.start;
+            self.first_name = p.first_name.as_str().into();
+        }
+        self.end = self.end.max(p.end);
+        self.spans += p.spans;
+        if let Some(r) = &p.root_name {
+            self.root_name = Some(r.as_str().into());
+        }
+        if self.project.is_none() {
+            self.project = p.project.as_deref().map(|x| strings.intern(x));
+        }
+        if self.run.is_none() {
+            self.run = p.run.as_deref().map(Into::into);
+        }
+        for ph in &p.phases {
+            if !self.phases.iter().any(|x| **x == **ph) {
+                self.phases.push(strings.intern(ph));
+            }
+        }
+        self.status = merge_status(self.status, p.status);
+        if p.root_status.is_some() {
+            self.root_status = p.root_status;
+        }
+        self.cost_usd += p.cost_usd;
+    }
+}
+
+/// The `.sum` file of a sealed segment, as written before trace tables: read once to build the
+/// segment's trace table, then removed.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct SegmentSummary {
     version: u32,
@@ -226,46 +270,6 @@ fn sum_path(dir: &Path, n: u32) -> PathBuf {
 }
 
 impl SegmentSummary {
-    fn of(sums: &Index, segment: u32) -> SegmentSummary {
-        let mut traces: Vec<(&TraceKey, &TraceEntry)> = sums.traces.iter().collect();
-        traces.sort_unstable_by_key(|(k, _)| **k);
-        SegmentSummary {
-            version: SUM_VERSION,
-            events: sums.events,
-            newest_end: sums.segment_newest.get(&segment).copied().unwrap_or(0),
-            traces: traces
-                .into_iter()
-                .map(|(k, t)| PartialTrace {
-                    trace_id: format!("{k:032x}"),
-                    start: t.start,
-                    end: t.end,
-                    spans: t.spans,
-                    status: t.status,
-                    root_status: t.root_status,
-                    cost_usd: t.cost_usd,
-                    root_name: t.root_name.as_deref().map(str::to_owned),
-                    first_name: t.first_name.to_string(),
-                    project: t.project.as_deref().map(str::to_owned),
-                    run: t.run.as_deref().map(str::to_owned),
-                    phases: t.phases.iter().map(|p| p.to_string()).collect(),
-                })
-                .collect(),
-            costs: sums.costs.to_cells(),
-        }
-    }
-
-    /// Writes atomically: temp file, fsync, rename.
-    fn write(&self, dir: &Path, segment: u32) -> std::io::Result<()> {
-        let path = sum_path(dir, segment);
-        let tmp = path.with_extension("sum.tmp");
-        {
-            let mut f = File::create(&tmp)?;
-            serde_json::to_writer(std::io::BufWriter::new(&mut f), self)?;
-            f.sync_all()?;
-        }
-        std::fs::rename(&tmp, &path)
-    }
-
     fn read(dir: &Path, segment: u32) -> Option<SegmentSummary> {
         let data = std::fs::read(sum_path(dir, segment)).ok()?;
         serde_json::from_slice::<SegmentSummary>(&data).ok().filter(|s| s.version == SUM_VERSION)
@@ -287,18 +291,38 @@ impl Strings {
     }
 }
 
+/// What a segment not sealed yet holds of each trace (kept in memory until it is sealed).
+#[derive(Debug, Default, Clone)]
+struct Part {
+    traces: FastMap<TraceKey, TraceEntry>,
+    /// (part start, trace) of every trace of the part: the newest-first listing's order.
+    by_start: BTreeSet<(u64, TraceKey)>,
+    costs: crate::costs::CostIndex,
+    events: u64,
+    newest_end: u64,
+}
+
+/// A sealed segment: its span index and its trace table.
+#[derive(Debug)]
+pub(super) struct Sealed {
+    pub segment: u32,
+    idx: SegmentIndex,
+    pub table: TraceTable,
+    /// Its cost sums (JSON cells), subtracted when retention removes it.
+    costs: Vec<u8>,
+}
+
 #[derive(Debug, Default)]
 struct Index {
-    traces: FastMap<TraceKey, TraceEntry>,
     strings: Strings,
     /// Positions in the segments not sealed yet (the one being written).
     /// Shared so the sealer reads a full segment's positions without copying them under the lock.
     live: HashMap<u32, Arc<FastMap<TraceKey, Vec<Pos>>>>,
-    /// Per unsealed segment: its own trace summaries and cost sums, written next to it when it
-    /// is sealed so that opening the store does not replay sealed segments.
-    live_sums: HashMap<u32, Index>,
-    /// Sealed segments' `.idx` files.
-    sealed: HashMap<u32, Arc<SegmentIndex>>,
+    /// Per unsealed segment: its trace summaries and cost sums, written to its trace table when
+    /// it is sealed. Shared with the sealer like the positions.
+    live_sums: HashMap<u32, Arc<Part>>,
+    /// Sealed segments, oldest first.
+    sealed: BTreeMap<u32, Arc<Sealed>>,
     events: u64,
     costs: crate::costs::CostIndex,
     /// Per segment: newest end time of its events (for retention by age).
@@ -326,75 +350,108 @@ impl Facts {
 impl Index {
     fn add(&mut self, e: &Event, segment: u32, pos: Pos) {
         let facts = Facts::of(e);
-        self.count(e, &facts, segment);
-        // not shared once the sealer has it: the segment being written is never being sealed
-        Arc::make_mut(self.live.entry(segment).or_default()).entry(facts.key).or_default().push(pos);
-        let sums = self.live_sums.entry(segment).or_default();
-        sums.count(e, &facts, segment);
-    }
-
-    /// Adds `e` to the summaries and sums (not to the positions).
-    fn count(&mut self, e: &Event, facts: &Facts, segment: u32) {
-        let Index { traces, strings, .. } = self;
-        traces.entry(facts.key).or_default().add(e, facts.cost_usd, strings);
         self.costs.add_contribution(e, &facts.contribution);
         self.events += 1;
         let newest = self.segment_newest.entry(segment).or_default();
         *newest = (*newest).max(e.end_unix_nanos);
+        // not shared once the sealer has it: the segment being written is never being sealed
+        Arc::make_mut(self.live.entry(segment).or_default()).entry(facts.key).or_default().push(pos);
+        let part = Arc::make_mut(self.live_sums.entry(segment).or_default());
+        let t = part.traces.entry(facts.key).or_default();
+        let before = (t.spans > 0).then_some(t.start);
+        t.add(e, facts.cost_usd, &mut self.strings);
+        if before != Some(t.start) {
+            if let Some(b) = before {
+                part.by_start.remove(&(b, facts.key));
+            }
+            part.by_start.insert((t.start, facts.key));
+        }
+        part.costs.add_contribution(e, &facts.contribution);
+        part.events += 1;
+        part.newest_end = part.newest_end.max(e.end_unix_nanos);
     }
 
-    /// Adds a sealed segment's summary file (instead of replaying the segment).
-    fn merge_sealed(&mut self, segment: u32, sum: SegmentSummary, file: File) {
-        let mut first = 0u32;
-        for p in sum.traces {
-            let key = trace_key(&p.trace_id);
-            let strings = &mut self.strings;
-            let t = self.traces.entry(key).or_default();
-            if t.spans == 0 || p.start < t.start {
-                t.start = p.start;
-                t.first_name = p.first_name.into();
-            }
-            t.end = t.end.max(p.end);
-            t.spans += p.spans;
-            if let Some(r) = p.root_name {
-                t.root_name = Some(r.into());
-            }
-            if t.project.is_none() {
-                t.project = p.project.as_deref().map(|x| strings.intern(x));
-            }
-            if t.run.is_none() {
-                t.run = p.run.map(Into::into);
-            }
-            for ph in p.phases {
-                if !t.phases.iter().any(|x| **x == *ph) {
-                    t.phases.push(strings.intern(&ph));
-                }
-            }
-            t.status = merge_status(t.status, p.status);
-            if p.root_status.is_some() {
-                t.root_status = p.root_status;
-            }
-            t.cost_usd += p.cost_usd;
-            t.sealed.push(Loc { segment, first, count: p.spans });
-            first = first.saturating_add(p.spans);
+    /// Adds a sealed segment read from its files.
+    fn add_sealed(&mut self, sealed: Sealed) {
+        if let Ok(cells) = serde_json::from_slice(&sealed.costs) {
+            self.costs.merge(crate::costs::CostIndex::from_cells(cells));
         }
-        self.costs.merge(crate::costs::CostIndex::from_cells(sum.costs));
-        self.events += sum.events;
-        self.segment_newest.insert(segment, sum.newest_end);
-        self.sealed.insert(segment, Arc::new(SegmentIndex { file }));
+        self.events += sealed.table.events;
+        self.segment_newest.insert(sealed.segment, sealed.table.newest_end);
+        self.sealed.insert(sealed.segment, Arc::new(sealed));
     }
 
-    /// Moves a segment's positions from memory to its written `.idx` file.
-    fn seal(&mut self, segment: u32, file: File) {
-        self.live_sums.remove(&segment);
-        let positions = self.live.remove(&segment).unwrap_or_default();
-        for (key, first, count) in SegmentIndex::runs(&positions) {
-            if let Some(t) = self.traces.get_mut(&key) {
-                t.sealed.push(Loc { segment, first, count });
-            }
-        }
-        self.sealed.insert(segment, Arc::new(SegmentIndex { file }));
+    /// Replaces a segment's positions and summaries in memory by its written files.
+    fn seal(&mut self, sealed: Sealed) {
+        self.live.remove(&sealed.segment);
+        self.live_sums.remove(&sealed.segment);
+        self.sealed.insert(sealed.segment, Arc::new(sealed));
     }
+
+    /// Traces known (each counted once per segment it has spans in).
+    fn trace_parts(&self) -> u64 {
+        self.sealed.values().map(|s| s.table.len()).sum::<u64>()
+            + self.live_sums.values().map(|p| p.traces.len() as u64).sum::<u64>()
+    }
+}
+
+/// Writes the `.idx` file and the trace table of a full segment.
+fn write_sealed(
+    dir: &Path,
+    segment: u32,
+    positions: &FastMap<TraceKey, Vec<Pos>>,
+    part: &Part,
+) -> std::io::Result<Sealed> {
+    let file = SegmentIndex::write(dir, segment, positions)?;
+    let empty = TraceEntry::default();
+    let rows: Vec<(TraceKey, u32, u32, Vec<u8>, &TraceEntry)> = SegmentIndex::runs(positions)
+        .into_iter()
+        .map(|(key, first, count)| {
+            let t = part.traces.get(&key).unwrap_or(&empty);
+            let json = serde_json::to_vec(&PartialTrace::of(key, t)).unwrap_or_default();
+            (key, first, count, json, t)
+        })
+        .collect();
+    let parts: Vec<PartRow<'_>> = rows
+        .iter()
+        .map(|(key, first, count, json, t)| PartRow {
+            key: *key,
+            start: t.start,
+            project: t.project.as_deref(),
+            first: *first,
+            count: *count,
+            summary: json.clone(),
+        })
+        .collect();
+    let costs = serde_json::to_vec(&part.costs.to_cells()).map_err(std::io::Error::other)?;
+    let (table, costs) = TraceTable::write(dir, segment, &parts, part.events, part.newest_end, &costs)?;
+    Ok(Sealed { segment, idx: SegmentIndex { file }, table, costs })
+}
+
+/// Builds the trace table of a segment sealed before trace tables existed, from its `.sum` file.
+fn table_from_summary(dir: &Path, segment: u32, sum: SegmentSummary, idx: File) -> std::io::Result<Sealed> {
+    let mut first = 0u32;
+    let mut rows = Vec::with_capacity(sum.traces.len());
+    for p in &sum.traces {
+        rows.push((trace_key(&p.trace_id), first, p.spans, serde_json::to_vec(p).unwrap_or_default()));
+        first = first.saturating_add(p.spans);
+    }
+    let parts: Vec<PartRow<'_>> = rows
+        .iter()
+        .zip(&sum.traces)
+        .map(|((key, first, count, json), p)| PartRow {
+            key: *key,
+            start: p.start,
+            project: p.project.as_deref(),
+            first: *first,
+            count: *count,
+            summary: json.clone(),
+        })
+        .collect();
+    let costs = serde_json::to_vec(&sum.costs).map_err(std::io::Error::other)?;
+    let (table, costs) = TraceTable::write(dir, segment, &parts, sum.events, sum.newest_end, &costs)?;
+    let _ = std::fs::remove_file(sum_path(dir, segment));
+    Ok(Sealed { segment, idx: SegmentIndex { file: idx }, table, costs })
 }
 
 /// The `.idx` file of a sealed segment: every span position of the segment grouped by trace.
@@ -743,13 +800,24 @@ impl LogStore {
         for &s in &segments {
             let path = segment_path(dir, s);
             let last = Some(&s) == segments.last();
-            if !last
-                && let Some((sum, file)) = SegmentSummary::read(dir, s)
-                    .and_then(|sum| SegmentIndex::open(dir, s, sum.events).map(|f| (sum, f)))
+            let sealed = if last {
+                None
+            } else if let Some((table, costs)) = TraceTable::open(dir, s)
+                && let Some(file) = SegmentIndex::open(dir, s, table.events)
             {
-                // a sealed segment with intact summary and index: nothing to replay, unless
+                Some(Sealed { segment: s, idx: SegmentIndex { file }, table, costs })
+            } else if let Some((sum, file)) = SegmentSummary::read(dir, s)
+                .and_then(|sum| SegmentIndex::open(dir, s, sum.events).map(|f| (sum, f)))
+            {
+                // sealed before trace tables: its summary file becomes one
+                Some(table_from_summary(dir, s, sum, file).map_err(io)?)
+            } else {
+                None
+            };
+            if let Some(sealed) = sealed {
+                // a sealed segment with intact table and index: nothing to replay, unless
                 // state kept outside the log (baselines) asks to see its events again
-                index.merge_sealed(s, sum, file);
+                index.add_sealed(sealed);
                 if s >= observe_from.0 {
                     scan(&path, &mut |offset, _, e| {
                         if (s, offset) >= observe_from {
@@ -772,7 +840,7 @@ impl LogStore {
         let size = file.seek(SeekFrom::End(0)).map_err(io)?;
         tracing::info!(
             events = index.events,
-            traces = index.traces.len(),
+            trace_parts = index.trace_parts(),
             segments = segments.len(),
             from_summaries = skipped,
             damaged = quarantine.regions(),
@@ -861,35 +929,27 @@ impl LogStore {
             if !too_old && !too_big {
                 break;
             }
-            // forget the segment's events before the file goes: read them once more
+            // forget the segment: its summaries go with its files, its sums are subtracted
             let path = segment_path(&self.dir, n);
-            let mut gone = Index::default();
-            scan(&path, &mut |offset, len, e| {
-                let pos = Pos::of(&e, offset, len);
-                gone.add(&e, n, pos);
-            })
-            .map_err(io)?;
             {
                 let mut index = self.index.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-                for (key, entry) in gone.traces {
-                    if let Some(t) = index.traces.get_mut(&key) {
-                        t.sealed.retain(|l| l.segment != n);
-                        t.spans = t.spans.saturating_sub(entry.spans);
-                        t.cost_usd -= entry.cost_usd;
-                        if t.spans == 0 {
-                            index.traces.remove(&key);
-                        }
+                if let Some(sealed) = index.sealed.remove(&n) {
+                    index.events = index.events.saturating_sub(sealed.table.events);
+                    if let Ok(cells) = serde_json::from_slice(&sealed.costs) {
+                        index.costs.subtract(&crate::costs::CostIndex::from_cells(cells));
                     }
-                    index.events = index.events.saturating_sub(u64::from(entry.spans));
                 }
-                index.costs.subtract(&gone.costs);
+                if let Some(part) = index.live_sums.remove(&n) {
+                    index.events = index.events.saturating_sub(part.events);
+                    index.costs.subtract(&part.costs);
+                }
                 index.segment_newest.remove(&n);
-                index.sealed.remove(&n);
                 index.live.remove(&n);
-                index.live_sums.remove(&n);
             }
             std::fs::remove_file(&path).map_err(io)?;
-            for derived in [index_path(&self.dir, n), sum_path(&self.dir, n)] {
+            for derived in
+                [index_path(&self.dir, n), sum_path(&self.dir, n), super::table::table_path(&self.dir, n)]
+            {
                 match std::fs::remove_file(derived) {
                     Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
                     _ => {}
@@ -1042,8 +1102,7 @@ impl LogStore {
         let mut pending = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         // what the index knows of the traces this batch touches, copied under its lock
         let mut known: FastMap<TraceKey, hashbrown::HashSet<u64>> = FastMap::new();
-        let mut sealed_parts: Vec<(TraceKey, Vec<(Loc, Arc<SegmentIndex>)>)> = Vec::new();
-        {
+        let sealed: Vec<Arc<Sealed>> = {
             let index = self.read_index();
             for e in &events {
                 let key = trace_key(&e.trace_id);
@@ -1051,22 +1110,22 @@ impl LogStore {
                     continue;
                 }
                 let mut spans = hashbrown::HashSet::new();
-                if let Some(entry) = index.traces.get(&key) {
-                    for traces in index.live.values() {
-                        if let Some(ps) = traces.get(&key) {
-                            spans.extend(ps.iter().map(|p| p.span));
-                        }
-                    }
-                    let parts: Vec<(Loc, Arc<SegmentIndex>)> = entry
-                        .sealed
-                        .iter()
-                        .filter_map(|l| index.sealed.get(&l.segment).map(|i| (*l, i.clone())))
-                        .collect();
-                    if !parts.is_empty() {
-                        sealed_parts.push((key, parts));
+                for traces in index.live.values() {
+                    if let Some(ps) = traces.get(&key) {
+                        spans.extend(ps.iter().map(|p| p.span));
                     }
                 }
                 known.insert(key, spans);
+            }
+            index.sealed.values().cloned().collect()
+        };
+        // the sealed parts of the batch's traces, found through the trace tables (a Bloom filter
+        // in memory per segment, one block read where it may hold the trace)
+        let mut sealed_parts: Vec<(TraceKey, Vec<(super::table::TraceRow, Arc<Sealed>)>)> = Vec::new();
+        for key in known.keys() {
+            let parts = find_parts(&sealed, *key).map_err(io)?;
+            if !parts.is_empty() {
+                sealed_parts.push((*key, parts));
             }
         }
         for (key, parts) in sealed_parts {
@@ -1076,8 +1135,8 @@ impl LogStore {
                 Some(ids) => ids,
                 None => {
                     let mut ids = hashbrown::HashSet::new();
-                    for (loc, idx) in &parts {
-                        ids.extend(idx.read(loc.first, loc.count).map_err(io)?.iter().map(|p| p.span));
+                    for (row, sealed) in &parts {
+                        ids.extend(sealed.idx.read(row.first, row.count).map_err(io)?.iter().map(|p| p.span));
                     }
                     let ids = Arc::new(ids);
                     if cache.len() >= SEALED_SPANS_CACHED {
@@ -1119,6 +1178,145 @@ impl LogStore {
     fn read_index(&self) -> std::sync::RwLockReadGuard<'_, Index> {
         self.index.read().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+
+    /// The sealed segments and the unsealed parts, shared (cheap), so that reads run without
+    /// the lock.
+    fn snapshot(&self) -> (Vec<Arc<Sealed>>, LiveParts) {
+        let index = self.read_index();
+        let mut live: Vec<(u32, Arc<Part>)> = index.live_sums.iter().map(|(n, p)| (*n, p.clone())).collect();
+        live.sort_unstable_by_key(|(n, _)| *n);
+        (index.sealed.values().cloned().collect(), live)
+    }
+
+    /// Traces newest first: the by-start rows of every part, merged lazily (a sealed segment is
+    /// only read once the page could still take one of its traces); each trace is listed at the
+    /// row of its earliest part, with its summary merged over all its parts.
+    fn list(
+        &self,
+        filter: &TraceFilter,
+        after: Option<(u64, TraceKey)>,
+        limit: usize,
+    ) -> std::io::Result<Vec<TraceSummary>> {
+        let (sealed, live) = self.snapshot();
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
+        let tag = filter.project.as_deref().map(|p| super::table::project_tag(Some(p)));
+        let upper = after.unwrap_or((u64::MAX, TraceKey::MAX));
+        let mut lives: Vec<(&Part, std::iter::Peekable<_>)> = live
+            .iter()
+            .map(|(_, p)| {
+                let rows = p.by_start.range(..upper).rev().copied();
+                (&**p, rows.peekable())
+            })
+            .collect();
+        let mut pending: Vec<Arc<Sealed>> = sealed.iter().filter(|s| s.table.len() > 0).cloned().collect();
+        pending.sort_unstable_by_key(|s| s.table.max_start);
+        let mut cursors: Vec<StartCursor> = Vec::new();
+        let mut done: hashbrown::HashSet<TraceKey> = hashbrown::HashSet::new();
+        loop {
+            // the newest row among the sources opened so far
+            let mut best: Option<Best> = None;
+            for (i, (_, rows)) in lives.iter_mut().enumerate() {
+                if let Some(&r) = rows.peek()
+                    && best.is_none_or(|(b, _, _)| r > b)
+                {
+                    best = Some((r, Some(i), None));
+                }
+            }
+            for (i, c) in cursors.iter_mut().enumerate() {
+                if let Some(r) = c.peek()?
+                    && best.is_none_or(|(b, _, _)| (r.start, r.key) > b)
+                {
+                    best = Some(((r.start, r.key), None, Some(i)));
+                }
+            }
+            // a segment not opened yet may hold something as new: open it first
+            if let Some(next) = pending.last()
+                && best.is_none_or(|((start, _), _, _)| next.table.max_start >= start)
+            {
+                let next = pending.pop().expect("a pending segment");
+                cursors.push(StartCursor::new(next, after)?);
+                continue;
+            }
+            let Some(((start, key), live_i, cursor_i)) = best else { break };
+            let mismatch = match (live_i, cursor_i) {
+                (Some(i), _) => {
+                    let (part, rows) = &mut lives[i];
+                    rows.next();
+                    tag.is_some()
+                        && part
+                            .traces
+                            .get(&key)
+                            .and_then(|t| t.project.as_deref())
+                            .is_some_and(|p| Some(p) != filter.project.as_deref())
+                }
+                (None, Some(i)) => {
+                    let row = cursors[i].peek()?.expect("the row just seen");
+                    cursors[i].pop();
+                    tag.is_some_and(|t| row.project != 0 && row.project != t)
+                }
+                (None, None) => unreachable!("a best row has a source"),
+            };
+            if mismatch || done.contains(&key) {
+                continue;
+            }
+            let Some(t) = merged(key, &sealed, &live)? else { continue };
+            if t.start != start {
+                // listed at its earliest part's row
+                continue;
+            }
+            done.insert(key);
+            let text = [t.root_name.as_deref().unwrap_or(&t.first_name)]
+                .into_iter()
+                .chain(t.project.as_deref())
+                .chain(t.run.as_deref())
+                .chain(t.phases.iter().map(|p| &**p));
+            let keep = filter.project.as_ref().is_none_or(|p| t.project.as_deref() == Some(p.as_str()))
+                && filter.phase.as_ref().is_none_or(|p| t.phases.iter().any(|x| **x == **p))
+                && filter.status.is_none_or(|s| t.status() == s)
+                && filter.since_unix_nanos.is_none_or(|s| t.end >= s)
+                && filter.until_unix_nanos.is_none_or(|u| t.start < u)
+                && (filter.text.is_none() || filter.text_matches(&format!("{key:032x}"), text));
+            if keep {
+                out.push(t.summary(key));
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The unsealed segments' parts, in segment order.
+type LiveParts = Vec<(u32, Arc<Part>)>;
+
+/// The newest row seen in a listing step: (start, trace), and which live part or sealed cursor
+/// it came from.
+type Best = ((u64, TraceKey), Option<usize>, Option<usize>);
+
+/// A trace's summary merged over all its parts (sealed ones oldest first, then the unsealed);
+/// `None` when no part is left.
+fn merged(
+    key: TraceKey,
+    sealed: &[Arc<Sealed>],
+    live: &[(u32, Arc<Part>)],
+) -> std::io::Result<Option<TraceEntry>> {
+    let mut strings = Strings::default();
+    let mut t = TraceEntry::default();
+    for (row, s) in find_parts(sealed, key)? {
+        let json = s.table.summary(&row)?;
+        let p: PartialTrace = serde_json::from_slice(&json).map_err(std::io::Error::other)?;
+        t.merge(&p, &mut strings);
+    }
+    for (_, part) in live {
+        if let Some(e) = part.traces.get(&key) {
+            t.merge(&PartialTrace::of(key, e), &mut strings);
+        }
+    }
+    Ok((t.spans > 0).then_some(t))
 }
 
 impl Drop for LogStore {
@@ -1225,27 +1423,23 @@ impl Sealer {
     fn seal(&self, segment: u32) {
         // the lock only long enough to share the positions and take the sums: the writer is
         // already appending to the next segment and must not wait for this
-        let (positions, sums) = {
-            let mut index = self.index.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-            (index.live.get(&segment).cloned().unwrap_or_default(), index.live_sums.remove(&segment))
+        let (positions, part) = {
+            let index = self.index.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            (
+                index.live.get(&segment).cloned().unwrap_or_default(),
+                index.live_sums.get(&segment).cloned().unwrap_or_default(),
+            )
         };
-        let summary = sums.map(|s| SegmentSummary::of(&s, segment));
-        let written = SegmentIndex::write(&self.dir, segment, &positions).and_then(|file| {
-            if let Some(summary) = summary {
-                summary.write(&self.dir, segment)?;
-            }
-            Ok(file)
-        });
-        match written {
-            Ok(file) => {
+        match write_sealed(&self.dir, segment, &positions, &part) {
+            Ok(sealed) => {
                 let mut index = self.index.write().unwrap_or_else(std::sync::PoisonError::into_inner);
                 if index.live.contains_key(&segment) {
-                    index.seal(segment, file);
+                    index.seal(sealed);
                 } else {
                     // retention removed the segment meanwhile: its derived files go too
                     drop(index);
                     let _ = std::fs::remove_file(index_path(&self.dir, segment));
-                    let _ = std::fs::remove_file(sum_path(&self.dir, segment));
+                    let _ = std::fs::remove_file(super::table::table_path(&self.dir, segment));
                 }
             }
             Err(e) => {
@@ -1255,20 +1449,28 @@ impl Sealer {
     }
 }
 
-/// Seals a segment replayed at open: reuses its `.idx` file when intact, else writes it again.
+/// Seals a segment replayed at open: writes its `.idx` file and trace table again.
 fn seal_at_open(dir: &Path, segment: u32, index: &mut Index) -> std::io::Result<()> {
-    let empty = Arc::new(FastMap::new());
-    let positions = index.live.get(&segment).unwrap_or(&empty);
-    let expected: u64 = positions.values().map(|v| v.len() as u64).sum();
-    let file = match SegmentIndex::open(dir, segment, expected) {
-        Some(file) => file,
-        None => SegmentIndex::write(dir, segment, positions)?,
-    };
-    if let Some(sums) = index.live_sums.get(&segment) {
-        SegmentSummary::of(sums, segment).write(dir, segment)?;
-    }
-    index.seal(segment, file);
+    let positions = index.live.get(&segment).cloned().unwrap_or_default();
+    let part = index.live_sums.get(&segment).cloned().unwrap_or_default();
+    let sealed = write_sealed(dir, segment, &positions, &part)?;
+    let _ = std::fs::remove_file(sum_path(dir, segment));
+    index.seal(sealed);
     Ok(())
+}
+
+/// The parts of trace `key` in sealed segments, oldest segment first.
+fn find_parts(
+    sealed: &[Arc<Sealed>],
+    key: TraceKey,
+) -> std::io::Result<Vec<(super::table::TraceRow, Arc<Sealed>)>> {
+    let mut parts = Vec::new();
+    for s in sealed {
+        if let Some(row) = s.table.find(key)? {
+            parts.push((row, s.clone()));
+        }
+    }
+    Ok(parts)
 }
 
 impl EventStore for LogStore {
@@ -1292,23 +1494,17 @@ impl EventStore for LogStore {
         let key = trace_key(trace_id);
         // under the lock only cheap copies; reads happen after it is released
         let mut by_segment: Vec<(u32, Vec<Pos>)> = Vec::new();
-        let mut sealed = Vec::new();
-        {
+        let sealed: Vec<Arc<Sealed>> = {
             let index = self.read_index();
-            let Some(entry) = index.traces.get(&key) else { return Ok(Vec::new()) };
-            for loc in &entry.sealed {
-                if let Some(idx) = index.sealed.get(&loc.segment) {
-                    sealed.push((*loc, idx.clone()));
-                }
-            }
             for (segment, traces) in &index.live {
                 if let Some(ps) = traces.get(&key) {
                     by_segment.push((*segment, ps.clone()));
                 }
             }
-        }
-        for (loc, idx) in sealed {
-            by_segment.push((loc.segment, idx.read(loc.first, loc.count).map_err(io)?));
+            index.sealed.values().cloned().collect()
+        };
+        for (row, s) in find_parts(&sealed, key).map_err(io)? {
+            by_segment.push((s.segment, s.idx.read(row.first, row.count).map_err(io)?));
         }
         let total: usize = by_segment.iter().map(|(_, p)| p.len()).sum();
         let read = |part: Vec<(u32, Vec<Pos>)>| -> std::io::Result<Vec<super::SpanRecord>> {
@@ -1346,42 +1542,13 @@ impl EventStore for LogStore {
     }
 
     fn traces(&self, filter: &TraceFilter, after: Option<(u64, String)>, limit: usize) -> Vec<TraceSummary> {
-        let index = self.read_index();
-        let after = after.map(|(s, id)| (s, trace_key(&id)));
-        let mut hits: Vec<(&TraceKey, &TraceEntry)> = index
-            .traces
-            .iter()
-            .filter(|(_, t)| filter.project.as_ref().is_none_or(|p| t.project.as_deref() == Some(p.as_str())))
-            .filter(|(_, t)| filter.phase.as_ref().is_none_or(|p| t.phases.iter().any(|x| **x == **p)))
-            .filter(|(_, t)| filter.status.is_none_or(|s| t.status() == s))
-            .filter(|(_, t)| filter.since_unix_nanos.is_none_or(|s| t.end >= s))
-            .filter(|(_, t)| filter.until_unix_nanos.is_none_or(|u| t.start < u))
-            .filter(|(id, t)| after.is_none_or(|a| (t.start, **id) < a))
-            .filter(|(id, t)| {
-                filter.text.is_none()
-                    || filter.text_matches(
-                        &format!("{id:032x}"),
-                        [t.root_name.as_deref().unwrap_or(&t.first_name)]
-                            .into_iter()
-                            .chain(t.project.as_deref())
-                            .chain(t.run.as_deref())
-                            .chain(t.phases.iter().map(|p| &**p)),
-                    )
-            })
-            .collect();
-        let newest_first = |a: &(&TraceKey, &TraceEntry), b: &(&TraceKey, &TraceEntry)| {
-            (b.1.start, b.0).cmp(&(a.1.start, a.0))
-        };
-        // only the page is sorted: selecting it is linear in the number of traces
-        if limit == 0 {
-            return Vec::new();
+        match self.list(filter, after.map(|(s, id)| (s, trace_key(&id))), limit) {
+            Ok(list) => list,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot list traces");
+                Vec::new()
+            }
         }
-        if hits.len() > limit {
-            hits.select_nth_unstable_by(limit - 1, newest_first);
-            hits.truncate(limit);
-        }
-        hits.sort_by(newest_first);
-        hits.into_iter().take(limit).map(|(id, t)| t.summary(*id)).collect()
     }
 
     fn costs(
@@ -1400,7 +1567,14 @@ impl EventStore for LogStore {
 
     fn summary(&self, trace_id: &str) -> Option<TraceSummary> {
         let key = trace_key(trace_id);
-        self.read_index().traces.get(&key).map(|t| t.summary(key))
+        let (sealed, live) = self.snapshot();
+        match merged(key, &sealed, &live) {
+            Ok(t) => t.map(|t| t.summary(key)),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read a trace summary");
+                None
+            }
+        }
     }
 
     fn len(&self) -> u64 {
@@ -1639,6 +1813,150 @@ mod tests {
         );
     }
 
+    /// The listing over trace tables against a reference computed from every event: traces
+    /// spread over many segments, spans arriving out of order (a later batch with an earlier
+    /// start), three projects; every page of a cursor walk, with and without filters, before and
+    /// after a reopen and after retention.
+    #[test]
+    fn the_listing_over_sealed_tables_agrees_with_a_reference_across_pages_filters_and_reopens() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let small = LogOptions { segment_bytes: 8192, ..LogOptions::default() };
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        let projects = ["alpha", "beta", "gamma"];
+        let mut all: Vec<Event> = Vec::new();
+        let mut span_no: HashMap<u32, u32> = HashMap::new();
+        for _ in 0..120 {
+            let batch: Vec<Event> = (0..6)
+                .map(|_| {
+                    let t = next(60) as u32 + 1;
+                    let n = span_no.entry(t).or_insert(0);
+                    *n += 1;
+                    let mut e = event(t, *n, (*n > 1).then_some(1), 10_000 + next(5_000));
+                    e.project = Some(projects[(t % 3) as usize].to_owned());
+                    e
+                })
+                .collect();
+            all.extend(batch.iter().cloned());
+            let s = LogStore::open_with(dir.path(), small, &mut |_| {}).expect("open");
+            s.append(batch).expect("append");
+        }
+        // reference: per trace its earliest start, span count and project
+        let mut reference: HashMap<String, (u64, u64, String)> = HashMap::new();
+        for e in &all {
+            let r = reference.entry(e.trace_id.clone()).or_insert((
+                u64::MAX,
+                0,
+                e.project.clone().unwrap_or_default(),
+            ));
+            r.0 = r.0.min(e.start_unix_nanos);
+            r.1 += 1;
+        }
+        let expected = |project: Option<&str>| {
+            let mut v: Vec<(u64, String, u64)> = reference
+                .iter()
+                .filter(|(_, r)| project.is_none_or(|p| r.2 == p))
+                .map(|(id, r)| (r.0, id.clone(), r.1))
+                .collect();
+            v.sort_by(|a, b| (b.0, &b.1).cmp(&(a.0, &a.1)));
+            v
+        };
+        let walk = |s: &LogStore, project: Option<&str>| {
+            let filter = TraceFilter { project: project.map(str::to_owned), ..TraceFilter::default() };
+            let mut out = Vec::new();
+            let mut after = None;
+            loop {
+                let page = s.traces(&filter, after.clone(), 7);
+                if page.is_empty() {
+                    break;
+                }
+                after = page.last().map(|t| (t.start_unix_nanos, t.trace_id.clone()));
+                out.extend(page.into_iter().map(|t| (t.start_unix_nanos, t.trace_id, t.spans)));
+            }
+            out
+        };
+        let s = LogStore::open_with(dir.path(), small, &mut |_| {}).expect("open");
+        assert!(
+            s.read_index().sealed.len() >= 5,
+            "spread over sealed segments: {}",
+            s.read_index().sealed.len()
+        );
+        for project in [None, Some("beta")] {
+            assert_eq!(walk(&s, project), expected(project), "project {project:?}");
+        }
+        for (id, r) in &reference {
+            let sum = s.summary(id).expect("summary");
+            assert_eq!(
+                (sum.start_unix_nanos, sum.spans, sum.project.as_deref()),
+                (r.0, r.1, Some(r.2.as_str()))
+            );
+        }
+        drop(s);
+        let s = LogStore::open_observed_from(dir.path(), small, Some((u32::MAX, 0)), &mut |_| {})
+            .expect("reopen");
+        assert_eq!(walk(&s, None), expected(None), "after a reopen from the tables");
+        // retention of the oldest segments: the listing shrinks to what is left, nothing breaks
+        let before = s.len();
+        assert!(s.retention(None, Some(20_000)).expect("retention") > 0);
+        assert!(s.len() < before);
+        let left = walk(&s, None);
+        assert!(!left.is_empty() && left.windows(2).all(|w| (w[0].0, &w[0].1) > (w[1].0, &w[1].1)));
+        assert_eq!(left.iter().map(|t| t.2).sum::<u64>(), s.len(), "every event left is in one listed trace");
+    }
+
+    /// A store sealed before trace tables (a `.sum` JSON file per segment) opens without a
+    /// replay: each summary file becomes a trace table and is removed.
+    #[test]
+    fn summary_files_of_the_previous_version_become_trace_tables() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let small = LogOptions { segment_bytes: 4096, ..LogOptions::default() };
+        let view = |s: &LogStore| {
+            let list = s.traces(&TraceFilter::default(), None, 100);
+            let spans: Vec<usize> =
+                (1..=3).map(|t| s.trace(&format!("{t:032x}")).expect("trace").len()).collect();
+            (list, s.costs(crate::costs::GroupBy::Project, None, None, None), spans, s.len())
+        };
+        let before = {
+            let s = LogStore::open_with(dir.path(), small, &mut |_| {}).expect("open");
+            for i in 0..30u32 {
+                s.append(
+                    (1..=3).map(|t| event(t, i + 1, (i > 0).then_some(1), u64::from(100 + i))).collect(),
+                )
+                .expect("append");
+            }
+            s.close();
+            view(&s)
+        };
+        // what the previous version wrote for segment 1: its summary, no trace table
+        let mut index = Index::default();
+        let q = helix_wal::Quarantine::open(&dir.path().join("quarantine"));
+        replay(&segment_path(dir.path(), 1), 1, &mut index, &q, (u32::MAX, 0), &mut |_| {}).expect("replay");
+        let part = index.live_sums[&1].clone();
+        let mut traces: Vec<PartialTrace> =
+            part.traces.iter().map(|(k, t)| PartialTrace::of(*k, t)).collect();
+        traces.sort_by_key(|p| trace_key(&p.trace_id));
+        let sum = SegmentSummary {
+            version: SUM_VERSION,
+            events: part.events,
+            newest_end: part.newest_end,
+            traces,
+            costs: part.costs.to_cells(),
+        };
+        std::fs::write(sum_path(dir.path(), 1), serde_json::to_vec(&sum).expect("json")).expect("write");
+        std::fs::remove_file(super::super::table::table_path(dir.path(), 1)).expect("remove the table");
+        let mut observed = 0;
+        let s = LogStore::open_observed_from(dir.path(), small, Some((u32::MAX, 0)), &mut |_| observed += 1)
+            .expect("open");
+        assert_eq!(observed, 0, "nothing replayed");
+        assert_eq!(view(&s), before);
+        assert!(TraceTable::open(dir.path(), 1).is_some() && !sum_path(dir.path(), 1).exists());
+    }
+
     #[test]
     fn reopening_reads_sealed_summaries_instead_of_replaying_and_agrees_with_a_full_replay() {
         let dir = tempfile::tempdir().expect("tmp");
@@ -1675,12 +1993,15 @@ mod tests {
         assert_eq!(observed, 0, "nothing stored after the saved position");
         assert_eq!(view(&fast), full);
         drop(fast);
-        // a damaged summary is ignored and rebuilt
-        let sum = sum_path(dir.path(), 2);
-        std::fs::write(&sum, b"{not json").expect("damage");
+        // a damaged trace table is ignored and rebuilt
+        let table = super::super::table::table_path(dir.path(), 2);
+        let mut data = std::fs::read(&table).expect("read");
+        data[12] ^= 0x10;
+        std::fs::write(&table, &data).expect("damage");
+        assert!(TraceTable::open(dir.path(), 2).is_none(), "the damage is seen");
         let again = LogStore::open_observed_from(dir.path(), small, Some(end), &mut |_| {}).expect("open");
         assert_eq!(view(&again), full);
-        assert!(SegmentSummary::read(dir.path(), 2).is_some(), "rewritten");
+        assert!(TraceTable::open(dir.path(), 2).is_some(), "rewritten");
     }
 
     #[test]
@@ -1767,7 +2088,7 @@ mod tests {
         // damage one record's payload in the first (sealed) segment, whose index stays intact
         let seg = segment_path(dir.path(), 1);
         let mut data = std::fs::read(&seg).expect("read");
-        assert!(sum_path(dir.path(), 1).exists());
+        assert!(super::super::table::table_path(dir.path(), 1).exists());
         data[helix_wal::HEADER + 20] ^= 0x01;
         std::fs::write(&seg, &data).expect("damage");
         let s = LogStore::open_with(dir.path(), small, &mut |_| {}).expect("reopen");

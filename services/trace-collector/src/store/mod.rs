@@ -11,6 +11,7 @@
 //! once in listings, costs and baselines. Dropped copies are counted ([`Appended::duplicates`]).
 
 pub mod log;
+mod table;
 
 use helix_core::trace::{Event, SpanStatus};
 use serde::Serialize;
