@@ -120,7 +120,10 @@ async fn ingest_keeps_valid_events_and_reports_invalid_ones_by_index() {
 #[tokio::test]
 async fn events_survive_a_restart() {
     let dir = tempfile::tempdir().expect("tmp");
-    let cfg = helix_tests::test_config(dir.path());
+    let mut cfg = helix_tests::test_config(dir.path());
+    // the spans are of 2025-11: older than the default retention, which would remove them once
+    // their segment is sealed (a clean stop seals it)
+    cfg.trace_collector.retention_days = 0;
     let stack = helix::stack::Stack::start(&cfg, &[ServiceKind::TraceCollector]).await.expect("start");
     let url = stack.url(ServiceKind::TraceCollector).expect("url");
     let batch: Vec<serde_json::Value> = (1..=100)

@@ -25,6 +25,8 @@ use super::{Appended, EventStore, StoreError, TraceFilter, TraceSummary};
 
 /// Segment size at which a new segment file starts.
 pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+/// Traces in a segment at which a new segment file starts.
+pub const SEGMENT_TRACES: usize = 100_000;
 /// Batches waiting for the writer; beyond this, appends are refused with `Busy` (back-pressure
 /// instead of unbounded memory).
 const QUEUE_BATCHES: usize = 256;
@@ -36,6 +38,9 @@ pub const QUEUE_BYTES: usize = 64 * 1024 * 1024;
 pub struct LogOptions {
     /// Segment size at which a new segment file starts.
     pub segment_bytes: u64,
+    /// Traces in a segment at which a new one starts: what the segment being written keeps in
+    /// memory is bounded by this too, whatever the events' size.
+    pub segment_traces: usize,
     /// Bound of the bytes waiting for the writer (the memory back-pressure protects).
     pub queue_bytes: usize,
     /// Extra time every commit takes: simulates a slow disk in tests of back-pressure.
@@ -46,6 +51,7 @@ impl Default for LogOptions {
     fn default() -> LogOptions {
         LogOptions {
             segment_bytes: SEGMENT_BYTES,
+            segment_traces: SEGMENT_TRACES,
             queue_bytes: QUEUE_BYTES,
             commit_delay: std::time::Duration::ZERO,
         }
@@ -78,6 +84,41 @@ impl Pos {
             start: e.start_unix_nanos,
             end: e.end_unix_nanos,
         }
+    }
+}
+
+/// A trace's positions in one unsealed segment: one inline (most traces of a segment have one
+/// span there: no allocation of its own), more in a vector.
+#[derive(Debug, Clone)]
+enum PosList {
+    One(Pos),
+    Many(Vec<Pos>),
+}
+
+impl Default for PosList {
+    fn default() -> PosList {
+        PosList::Many(Vec::new())
+    }
+}
+
+impl PosList {
+    fn push(&mut self, p: Pos) {
+        match self {
+            PosList::Many(v) if v.is_empty() => *self = PosList::One(p),
+            PosList::One(a) => *self = PosList::Many(vec![*a, p]),
+            PosList::Many(v) => v.push(p),
+        }
+    }
+
+    fn as_slice(&self) -> &[Pos] {
+        match self {
+            PosList::One(p) => std::slice::from_ref(p),
+            PosList::Many(v) => v,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.as_slice().len()
     }
 }
 
@@ -317,7 +358,7 @@ struct Index {
     strings: Strings,
     /// Positions in the segments not sealed yet (the one being written).
     /// Shared so the sealer reads a full segment's positions without copying them under the lock.
-    live: HashMap<u32, Arc<FastMap<TraceKey, Vec<Pos>>>>,
+    live: HashMap<u32, Arc<FastMap<TraceKey, PosList>>>,
     /// Per unsealed segment: its trace summaries and cost sums, written to its trace table when
     /// it is sealed. Shared with the sealer like the positions.
     live_sums: HashMap<u32, Arc<Part>>,
@@ -399,7 +440,7 @@ impl Index {
 fn write_sealed(
     dir: &Path,
     segment: u32,
-    positions: &FastMap<TraceKey, Vec<Pos>>,
+    positions: &FastMap<TraceKey, PosList>,
     part: &Part,
 ) -> std::io::Result<Sealed> {
     let file = SegmentIndex::write(dir, segment, positions)?;
@@ -424,7 +465,9 @@ fn write_sealed(
         })
         .collect();
     let costs = serde_json::to_vec(&part.costs.to_cells()).map_err(std::io::Error::other)?;
-    let (table, costs) = TraceTable::write(dir, segment, &parts, part.events, part.newest_end, &costs)?;
+    let log_bytes = std::fs::metadata(segment_path(dir, segment))?.len();
+    let (table, costs) =
+        TraceTable::write(dir, segment, &parts, part.events, part.newest_end, &costs, log_bytes)?;
     Ok(Sealed { segment, idx: SegmentIndex { file }, table, costs })
 }
 
@@ -449,7 +492,9 @@ fn table_from_summary(dir: &Path, segment: u32, sum: SegmentSummary, idx: File) 
         })
         .collect();
     let costs = serde_json::to_vec(&sum.costs).map_err(std::io::Error::other)?;
-    let (table, costs) = TraceTable::write(dir, segment, &parts, sum.events, sum.newest_end, &costs)?;
+    let log_bytes = std::fs::metadata(segment_path(dir, segment))?.len();
+    let (table, costs) =
+        TraceTable::write(dir, segment, &parts, sum.events, sum.newest_end, &costs, log_bytes)?;
     let _ = std::fs::remove_file(sum_path(dir, segment));
     Ok(Sealed { segment, idx: SegmentIndex { file: idx }, table, costs })
 }
@@ -475,15 +520,15 @@ fn index_path(dir: &Path, n: u32) -> PathBuf {
 
 impl SegmentIndex {
     /// Writes the `.idx` file of `segment` atomically (temp file, fsync, rename).
-    fn write(dir: &Path, segment: u32, positions: &FastMap<TraceKey, Vec<Pos>>) -> std::io::Result<File> {
+    fn write(dir: &Path, segment: u32, positions: &FastMap<TraceKey, PosList>) -> std::io::Result<File> {
         let mut keys: Vec<&TraceKey> = positions.keys().collect();
         keys.sort_unstable();
-        let total: usize = positions.values().map(Vec::len).sum();
+        let total: usize = positions.values().map(PosList::len).sum();
         let mut buf = Vec::with_capacity(IDX_HEADER as usize + total * IDX_ENTRY as usize + 4);
         buf.extend_from_slice(IDX_MAGIC);
         buf.extend_from_slice(&(total as u64).to_le_bytes());
         for key in keys {
-            let mut ps = positions[key].clone();
+            let mut ps = positions[key].as_slice().to_vec();
             ps.sort_unstable_by_key(|p| p.offset);
             for p in ps {
                 buf.extend_from_slice(&p.offset.to_le_bytes());
@@ -506,7 +551,7 @@ impl SegmentIndex {
     }
 
     /// The runs of the file [`SegmentIndex::write`] writes for `positions`: traces in key order.
-    fn runs(positions: &FastMap<TraceKey, Vec<Pos>>) -> Vec<(TraceKey, u32, u32)> {
+    fn runs(positions: &FastMap<TraceKey, PosList>) -> Vec<(TraceKey, u32, u32)> {
         let mut keys: Vec<(&TraceKey, usize)> = positions.iter().map(|(k, v)| (k, v.len())).collect();
         keys.sort_unstable();
         let mut at = 0u32;
@@ -794,18 +839,24 @@ impl LogStore {
         let quarantine = Arc::new(helix_wal::Quarantine::open(&dir.join("quarantine")));
         let mut index = Index::default();
         let mut skipped = 0usize;
+        let mut last_sealed = false;
         for &s in &segments {
             migrate_legacy_segment(dir, s).map_err(io)?;
         }
         for &s in &segments {
             let path = segment_path(dir, s);
             let last = Some(&s) == segments.last();
-            let sealed = if last {
-                None
-            } else if let Some((table, costs)) = TraceTable::open(dir, s)
+            // the last segment has a table too after a clean shutdown (sealed at close): then
+            // nothing at all is replayed and writing goes on in a new segment
+            let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            let sealed = if let Some((table, costs)) = TraceTable::open(dir, s)
+                && (table.log_bytes == size || (table.log_bytes == 0 && !last))
                 && let Some(file) = SegmentIndex::open(dir, s, table.events)
             {
+                last_sealed |= last;
                 Some(Sealed { segment: s, idx: SegmentIndex { file }, table, costs })
+            } else if last {
+                None
             } else if let Some((sum, file)) = SegmentSummary::read(dir, s)
                 .and_then(|sum| SegmentIndex::open(dir, s, sum.events).map(|f| (sum, f)))
             {
@@ -834,7 +885,11 @@ impl LogStore {
                 seal_at_open(dir, s, &mut index).map_err(io)?;
             }
         }
-        let current = segments.last().copied().unwrap_or(1);
+        let current = match segments.last() {
+            Some(&n) if last_sealed => n + 1,
+            Some(&n) => n,
+            None => 1,
+        };
         let path = segment_path(dir, current);
         let mut file = OpenOptions::new().create(true).append(true).open(&path).map_err(io)?;
         let size = file.seek(SeekFrom::End(0)).map_err(io)?;
@@ -862,6 +917,8 @@ impl LogStore {
             dir: dir.to_path_buf(),
             segment: current,
             segment_bytes: options.segment_bytes,
+            segment_traces: options.segment_traces,
+            full: false,
             commit_delay: options.commit_delay,
             queued: queued.clone(),
             end: end.clone(),
@@ -1112,7 +1169,7 @@ impl LogStore {
                 let mut spans = hashbrown::HashSet::new();
                 for traces in index.live.values() {
                     if let Some(ps) = traces.get(&key) {
-                        spans.extend(ps.iter().map(|p| p.span));
+                        spans.extend(ps.as_slice().iter().map(|p| p.span));
                     }
                 }
                 known.insert(key, spans);
@@ -1329,6 +1386,9 @@ struct Writer {
     dir: PathBuf,
     segment: u32,
     segment_bytes: u64,
+    segment_traces: usize,
+    /// The segment holds `segment_traces` traces: the next commit starts a new one.
+    full: bool,
     commit_delay: std::time::Duration,
     queued: Arc<std::sync::atomic::AtomicUsize>,
     end: Arc<std::sync::atomic::AtomicU64>,
@@ -1360,11 +1420,16 @@ impl Writer {
             }
         }
         let _ = self.file.sync_data();
+        // a clean shutdown seals the segment being written, so the next start replays nothing
+        if self.size > 0 {
+            let _ = self.sealer.send(self.segment);
+        }
         // the sealer's channel closes with `self`: it finishes what it was given, then stops
     }
 
     fn commit(&mut self, batches: &[Batch]) -> Result<(), String> {
-        if self.size >= self.segment_bytes {
+        if self.size >= self.segment_bytes || self.full {
+            self.full = false;
             // a sealer gone (it cannot panic short of a bug) leaves the positions in memory
             let _ = self.sealer.send(self.segment);
             self.segment += 1;
@@ -1399,6 +1464,7 @@ impl Writer {
             }
             base += b.bytes.len() as u64;
         }
+        self.full = index.live_sums.get(&self.segment).is_some_and(|p| p.traces.len() >= self.segment_traces);
         Ok(())
     }
 }
@@ -1498,7 +1564,7 @@ impl EventStore for LogStore {
             let index = self.read_index();
             for (segment, traces) in &index.live {
                 if let Some(ps) = traces.get(&key) {
-                    by_segment.push((*segment, ps.clone()));
+                    by_segment.push((*segment, ps.as_slice().to_vec()));
                 }
             }
             index.sealed.values().cloned().collect()
@@ -1660,6 +1726,39 @@ mod tests {
     }
 
     #[test]
+    fn a_segment_ends_at_its_trace_bound_and_a_clean_close_seals_it() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let few = LogOptions { segment_traces: 10, ..LogOptions::default() };
+        {
+            let s = LogStore::open_with(dir.path(), few, &mut |_| {}).expect("open");
+            for t in 0..35u32 {
+                s.append(vec![event(t + 1, 1, None, u64::from(t))]).expect("append");
+            }
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while s.read_index().sealed.len() < 3 && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            let index = s.read_index();
+            assert_eq!(index.sealed.len(), 3, "a new segment every 10 traces");
+            assert!(index.live_sums.values().all(|p| p.traces.len() <= 10));
+        }
+        let mut observed = 0;
+        let s = LogStore::open_observed_from(dir.path(), few, Some((u32::MAX, 0)), &mut |_| observed += 1)
+            .expect("reopen");
+        assert_eq!(s.read_index().sealed.len(), 4, "the last one was sealed at close");
+        assert!(s.read_index().live.is_empty(), "nothing replayed");
+        assert_eq!(s.len(), 35);
+        assert_eq!(s.traces(&TraceFilter::default(), None, 100).len(), 35);
+        s.append(vec![event(99, 1, None, 99)]).expect("writing goes on in a new segment");
+        assert_eq!(s.summary(&format!("{:032x}", 99)).expect("summary").spans, 1);
+        assert_eq!(
+            s.append(vec![event(3, 1, None, 2)]).expect("again").duplicates,
+            1,
+            "sealed spans still count"
+        );
+    }
+
+    #[test]
     fn torn_tail_is_cut_and_acknowledged_events_kept() {
         let dir = tempfile::tempdir().expect("tmp");
         {
@@ -1768,7 +1867,7 @@ mod tests {
             assert_eq!(spans_of(&s, t), expected[t as usize - 1]);
         }
         assert_ne!(std::fs::read(&idx).expect("read idx"), bytes, "the damaged index was rewritten");
-        assert_eq!(s.read_index().live.len(), 1);
+        assert_eq!(s.read_index().live.len(), 0, "the last segment was sealed at close: nothing replayed");
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //! Layout (little endian):
 //! ```text
 //! head:   "HXTRT001" | n | events | newest_end | min_start | max_start | bloom_words | sparse_len
-//!         | costs_len | keys_off | starts_off | sums_off            (12 × u64 after the magic)
+//!         | costs_len | keys_off | starts_off | sums_off | log_bytes  (12 × u64 after the magic)
 //!         | bloom (bloom_words × u64) | sparse keys (sparse_len × u128) | costs (JSON) | crc32(head)
 //! keys:   n × { key u128 | idx_first u32 | idx_count u32 | sum_off u64 | sum_len u32 | crc32 }
 //!         sorted by key
@@ -107,6 +107,8 @@ pub(super) struct TraceTable {
     pub events: u64,
     pub newest_end: u64,
     pub max_start: u64,
+    /// The size of the segment file the table was made from.
+    pub log_bytes: u64,
     keys_off: u64,
     starts_off: u64,
     sums_off: u64,
@@ -144,6 +146,7 @@ impl TraceTable {
         events: u64,
         newest_end: u64,
         costs_json: &[u8],
+        log_bytes: u64,
     ) -> std::io::Result<(TraceTable, Vec<u8>)> {
         let n = parts.len() as u64;
         let bits = (n * BLOOM_BITS).max(64);
@@ -178,7 +181,7 @@ impl TraceTable {
             keys_off,
             starts_off,
             sums_off,
-            0,
+            log_bytes,
         ] {
             head.extend_from_slice(&v.to_le_bytes());
         }
@@ -233,6 +236,7 @@ impl TraceTable {
             events,
             newest_end,
             max_start,
+            log_bytes,
             keys_off,
             starts_off,
             sums_off,
@@ -254,7 +258,7 @@ impl TraceTable {
         let (n, events, newest_end, _min_start, max_start) =
             (field(0), field(1), field(2), field(3), field(4));
         let (words, sparse_len, costs_len) = (field(5), field(6), field(7));
-        let (keys_off, starts_off, sums_off) = (field(8), field(9), field(10));
+        let (keys_off, starts_off, sums_off, log_bytes) = (field(8), field(9), field(10), field(11));
         let rest = words.checked_mul(8)?.checked_add(sparse_len.checked_mul(16)?)?.checked_add(costs_len)?;
         let head_len = (HEAD_FIXED as u64).checked_add(rest)?.checked_add(4)?;
         let file_len = file.metadata().ok()?.len();
@@ -286,6 +290,7 @@ impl TraceTable {
                 events,
                 newest_end,
                 max_start,
+                log_bytes,
                 keys_off,
                 starts_off,
                 sums_off,
@@ -423,7 +428,7 @@ mod tests {
                 summary: format!("{{\"i\":{i}}}").into_bytes(),
             })
             .collect();
-        let (t, _) = TraceTable::write(dir.path(), 1, &parts, 3000, 99, b"[]").expect("write");
+        let (t, _) = TraceTable::write(dir.path(), 1, &parts, 3000, 99, b"[]", 0).expect("write");
         let (t2, costs) = TraceTable::open(dir.path(), 1).expect("open");
         assert_eq!((t2.len(), t2.events, costs.as_slice()), (1000, 3000, &b"[]"[..]));
         for p in &parts {
