@@ -127,7 +127,9 @@ async fn a_retried_batch_and_a_reimported_transcript_count_once() {
 #[tokio::test]
 async fn a_flipped_byte_in_the_newest_segment_costs_one_record_and_is_reported() {
     let dir = tempfile::tempdir().expect("tmp");
-    let cfg = helix_tests::test_config(dir.path());
+    let mut cfg = helix_tests::test_config(dir.path());
+    // the spans are of 2025-11, older than the default retention
+    cfg.trace_collector.retention_days = 0;
     let stack = helix::stack::Stack::start(&cfg, &[ServiceKind::TraceCollector]).await.expect("start");
     let url = stack.url(ServiceKind::TraceCollector).expect("url");
     let http = client();
@@ -149,6 +151,10 @@ async fn a_flipped_byte_in_the_newest_segment_costs_one_record_and_is_reported()
 
     let stack = helix::stack::Stack::start(&cfg, &[ServiceKind::TraceCollector]).await.expect("restart");
     let url = stack.url(ServiceKind::TraceCollector).expect("url");
+    // reported at start, before anything reads the damaged record
+    let ready: serde_json::Value =
+        http.get(format!("{url}/ready")).send().await.expect("ready").json().await.expect("json");
+    assert_eq!(ready["status"], "degraded", "{ready}");
     let t = get_json(&http, &format!("{url}/v1/traces/{:032x}", 6)).await;
     assert_eq!(t["summary"]["spans"], 39, "one record lost, not everything after it");
     let ready = http.get(format!("{url}/ready")).send().await.expect("ready");
