@@ -85,3 +85,8 @@ pub async fn expect_problem(res: reqwest::Response, status: u16, code: &str) -> 
 pub async fn get_json(http: &reqwest::Client, url: &str) -> serde_json::Value {
     http.get(url).send().await.expect("send").json().await.expect("json body")
 }
+
+/// POST `body` as JSON to `url` and parse the JSON answer, whatever its status.
+pub async fn post_json(http: &reqwest::Client, url: &str, body: &impl serde::Serialize) -> serde_json::Value {
+    http.post(url).json(body).send().await.expect("send").json().await.expect("json body")
+}

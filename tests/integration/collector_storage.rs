@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 
 use helix_core::ServiceKind;
-use helix_tests::{client, get_json};
+use helix_tests::{client, get_json, post_json};
 use serde_json::json;
 
 fn span(trace: u32, span: u32, name: &str, cost: f64) -> serde_json::Value {
@@ -46,28 +46,12 @@ async fn a_retried_batch_and_a_reimported_transcript_count_once() {
     let url = helix.url(ServiceKind::TraceCollector);
     let http = client();
     let batch: Vec<serde_json::Value> = (1..=20).map(|i| span(5, i, "step", 0.01)).collect();
-    let first: serde_json::Value = http
-        .post(format!("{url}/v1/events"))
-        .json(&batch)
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+    let first: serde_json::Value = post_json(&http, &format!("{url}/v1/events"), &batch).await;
     assert_eq!((first["accepted"].as_u64(), first["duplicates"].as_u64()), (Some(20), Some(0)), "{first}");
     // the client did not see the answer and sends the batch again, with a new span in it
     let mut again = batch.clone();
     again.push(span(5, 21, "step", 0.01));
-    let second: serde_json::Value = http
-        .post(format!("{url}/v1/events"))
-        .json(&again)
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+    let second: serde_json::Value = post_json(&http, &format!("{url}/v1/events"), &again).await;
     assert_eq!(
         (second["accepted"].as_u64(), second["duplicates"].as_u64()),
         (Some(21), Some(20)),
@@ -402,15 +386,7 @@ async fn claude_code_log_events_become_calls_with_cost_once_and_metrics_become_p
     let url = helix.url(ServiceKind::TraceCollector);
     let http = client();
     for round in 0..2 {
-        let res: serde_json::Value = http
-            .post(format!("{url}/v1/logs"))
-            .json(&claude_logs("s-1"))
-            .send()
-            .await
-            .expect("send")
-            .json()
-            .await
-            .expect("json");
+        let res: serde_json::Value = post_json(&http, &format!("{url}/v1/logs"), &claude_logs("s-1")).await;
         // the record without a time is rejected by itself, the others are kept
         assert_eq!(res["partialSuccess"]["rejectedLogRecords"], "1", "round {round}: {res}");
     }

@@ -433,6 +433,19 @@ impl LogStore {
         Ok(())
     }
 
+    /// Appends `record` and fsyncs before returning (write-ahead: durable before the caller
+    /// answers), then applies it.
+    fn append_synced(&self, record: Record) -> Result<(), StoreError> {
+        let frame = encode(&record)?;
+        let mut inner = self.lock();
+        inner.file.write_all(&frame).map_err(|e| self.io(e))?;
+        inner.log_bytes += frame.len() as u64;
+        inner.file.sync_data().map_err(|e| self.io(e))?;
+        inner.dirty = false;
+        apply(&mut inner.sigs, record);
+        Ok(())
+    }
+
     fn io(&self, source: std::io::Error) -> StoreError {
         StoreError::Io { path: self.path.display().to_string(), source }
     }
@@ -512,15 +525,7 @@ impl LearningStore for LogStore {
     }
 
     fn record_fix(&self, fix: &FixRecord) -> Result<(), StoreError> {
-        let line = encode(&Record::Fix(fix.clone()))?;
-        let mut inner = self.lock();
-        inner.file.write_all(&line).map_err(|e| self.io(e))?;
-        inner.log_bytes += line.len() as u64;
-        // write-ahead: durable before the caller answers
-        inner.file.sync_data().map_err(|e| self.io(e))?;
-        inner.dirty = false;
-        apply(&mut inner.sigs, Record::Fix(fix.clone()));
-        Ok(())
+        self.append_synced(Record::Fix(fix.clone()))
     }
 
     fn report(&self, signature: &str, scope: &FixScope) -> Option<SignatureReport> {
@@ -545,25 +550,11 @@ impl LearningStore for LogStore {
     }
 
     fn record_path(&self, record: &crate::paths::PathRecord) -> Result<(), StoreError> {
-        let line = encode(&Record::Path(record.clone()))?;
-        let mut inner = self.lock();
-        inner.file.write_all(&line).map_err(|e| self.io(e))?;
-        inner.log_bytes += line.len() as u64;
-        inner.file.sync_data().map_err(|e| self.io(e))?;
-        inner.dirty = false;
-        apply(&mut inner.sigs, Record::Path(record.clone()));
-        Ok(())
+        self.append_synced(Record::Path(record.clone()))
     }
 
     fn record_flaky(&self, record: &crate::flaky::FlakyRecord) -> Result<(), StoreError> {
-        let line = encode(&Record::Flaky(record.clone()))?;
-        let mut inner = self.lock();
-        inner.file.write_all(&line).map_err(|e| self.io(e))?;
-        inner.log_bytes += line.len() as u64;
-        inner.file.sync_data().map_err(|e| self.io(e))?;
-        inner.dirty = false;
-        apply(&mut inner.sigs, Record::Flaky(record.clone()));
-        Ok(())
+        self.append_synced(Record::Flaky(record.clone()))
     }
 
     fn flaky(&self, project: &str, limit: usize) -> Vec<crate::flaky::FlakyTest> {

@@ -76,6 +76,11 @@ pub struct Console {
     circuits: BTreeMap<String, CircuitView>,
     runs: VecDeque<RunView>,
     signatures: HashMap<String, SignatureView>,
+    /// The trace ids in `runs`: most spans belong to no recent run, and this answers so without
+    /// a scan of the runs (this runs for every ingested span). Derived: rebuilt when it does not
+    /// match `runs` (after a snapshot was loaded).
+    #[serde(skip)]
+    run_ids: std::collections::HashSet<String>,
 }
 
 /// `GET /v1/console`.
@@ -102,13 +107,23 @@ impl Console {
         }
         // the orchestrator names its run on every span it emits
         let is_run = e.run.is_some();
-        let known = self.runs.iter().position(|r| r.trace_id == e.trace_id);
+        if self.run_ids.len() != self.runs.len() {
+            self.run_ids = self.runs.iter().map(|r| r.trace_id.clone()).collect();
+        }
+        let known = if self.run_ids.contains(&e.trace_id) {
+            self.runs.iter().position(|r| r.trace_id == e.trace_id)
+        } else {
+            None
+        };
         let i = match known {
             Some(i) => i,
             None if is_run => {
-                if self.runs.len() == KEEP_RUNS {
-                    self.runs.pop_back();
+                if self.runs.len() == KEEP_RUNS
+                    && let Some(old) = self.runs.pop_back()
+                {
+                    self.run_ids.remove(&old.trace_id);
                 }
+                self.run_ids.insert(e.trace_id.clone());
                 self.runs.push_front(RunView {
                     trace_id: e.trace_id.clone(),
                     name: e.name.clone(),

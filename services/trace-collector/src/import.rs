@@ -780,7 +780,7 @@ fn fnv1a128(parts: &[&str]) -> u128 {
 
 /// MurmurHash3's 64-bit finalizer: FNV's high bits depend little on the last bytes; this
 /// spreads every input bit over the output (and is a bijection).
-fn fmix64(mut k: u64) -> u64 {
+pub(crate) fn fmix64(mut k: u64) -> u64 {
     k ^= k >> 33;
     k = k.wrapping_mul(0xff51_afd7_ed55_8ccd);
     k ^= k >> 33;

@@ -271,9 +271,9 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<CollectorState>)
         .service(helix_http::routes::get("/v1/anomalies", routes::costs::anomalies))
         .service(helix_http::routes::get("/v1/stream", routes::stream::stream))
         .service(helix_http::routes::get("/v1/baselines", routes::costs::baselines))
-        .service(helix_http::routes::get("/v1/console", routes::costs::console))
-        .service(helix_http::routes::get("/v1/feed", routes::costs::feed))
-        .service(helix_http::routes::get("/dashboard/traces/{trace_id}", routes::costs::dashboard_trace))
+        .service(helix_http::routes::get("/v1/console", routes::console::console))
+        .service(helix_http::routes::get("/v1/feed", routes::console::feed))
+        .service(helix_http::routes::get("/dashboard/traces/{trace_id}", routes::console::dashboard_trace))
         .service(helix_http::routes::get("/dashboard", routes::costs::dashboard))
         .service(helix_http::routes::get("/metrics", routes::metrics::metrics));
 }
@@ -294,9 +294,9 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<CollectorState>)
         routes::stream::stream,
         routes::costs::baselines,
         routes::costs::dashboard,
-        routes::costs::console,
-        routes::costs::feed,
-        routes::costs::dashboard_trace,
+        routes::console::console,
+        routes::console::feed,
+        routes::console::dashboard_trace,
         routes::metrics::metrics
     ),
     components(schemas(

@@ -604,38 +604,62 @@ fn record_to_event(
     span_to_event(resource, scope, &span)
 }
 
-fn json_logs(root: &Map<String, Value>) -> Result<ExportLogsServiceRequest, String> {
-    let mut resource_logs = Vec::new();
-    for (i, rl) in array(field(root, "resourceLogs", "resource_logs"))
-        .map_err(|e| format!("resourceLogs: {e}"))?
+/// What every OTLP/JSON export body is: resources, each with scopes, each with items.
+type Envelope<T> = Vec<(Option<crate::otlp::proto::Resource>, Vec<(Option<InstrumentationScope>, Vec<T>)>)>;
+
+/// Walks the envelope of one signal: `names` are the (JSON, proto) names of its resource,
+/// scope and item arrays; errors name the path of what is wrong.
+fn json_envelope<T>(
+    root: &Map<String, Value>,
+    names: [(&str, &str); 3],
+    item: impl Fn(&Value) -> Result<T, String>,
+) -> Result<Envelope<T>, String> {
+    let [(resources, resources_p), (scopes, scopes_p), (items, items_p)] = names;
+    let mut out = Vec::new();
+    for (i, r) in array(field(root, resources, resources_p))
+        .map_err(|e| format!("{resources}: {e}"))?
         .iter()
         .enumerate()
     {
-        let path = format!("resourceLogs[{i}]");
-        let rl = rl.as_object().ok_or_else(|| format!("{path}: expected an object"))?;
-        let resource = json_resource(rl).map_err(|e| format!("{path}.resource: {e}"))?;
-        let mut scope_logs = Vec::new();
-        for (j, sl) in array(field(rl, "scopeLogs", "scope_logs"))
-            .map_err(|e| format!("{path}.scopeLogs: {e}"))?
-            .iter()
-            .enumerate()
+        let path = format!("{resources}[{i}]");
+        let r = r.as_object().ok_or_else(|| format!("{path}: expected an object"))?;
+        let resource = json_resource(r).map_err(|e| format!("{path}.resource: {e}"))?;
+        let mut in_scopes = Vec::new();
+        for (j, sc) in
+            array(field(r, scopes, scopes_p)).map_err(|e| format!("{path}.{scopes}: {e}"))?.iter().enumerate()
         {
-            let path = format!("{path}.scopeLogs[{j}]");
-            let sl = sl.as_object().ok_or_else(|| format!("{path}: expected an object"))?;
-            let scope = field(sl, "scope", "scope")
+            let path = format!("{path}.{scopes}[{j}]");
+            let sc = sc.as_object().ok_or_else(|| format!("{path}: expected an object"))?;
+            let scope = field(sc, "scope", "scope")
                 .map(json_scope)
                 .transpose()
                 .map_err(|e| format!("{path}.scope: {e}"))?;
-            let log_records = array(field(sl, "logRecords", "log_records"))
-                .map_err(|e| format!("{path}.logRecords: {e}"))?
+            let list = array(field(sc, items, items_p))
+                .map_err(|e| format!("{path}.{items}: {e}"))?
                 .iter()
                 .enumerate()
-                .map(|(k, r)| json_record(r).map_err(|e| format!("{path}.logRecords[{k}]: {e}")))
+                .map(|(k, x)| item(x).map_err(|e| format!("{path}.{items}[{k}]: {e}")))
                 .collect::<Result<_, _>>()?;
-            scope_logs.push(proto::ScopeLogs { scope, log_records });
+            in_scopes.push((scope, list));
         }
-        resource_logs.push(proto::ResourceLogs { resource, scope_logs });
+        out.push((resource, in_scopes));
     }
+    Ok(out)
+}
+
+fn json_logs(root: &Map<String, Value>) -> Result<ExportLogsServiceRequest, String> {
+    let names =
+        [("resourceLogs", "resource_logs"), ("scopeLogs", "scope_logs"), ("logRecords", "log_records")];
+    let resource_logs = json_envelope(root, names, json_record)?
+        .into_iter()
+        .map(|(resource, scopes)| proto::ResourceLogs {
+            resource,
+            scope_logs: scopes
+                .into_iter()
+                .map(|(scope, log_records)| proto::ScopeLogs { scope, log_records })
+                .collect(),
+        })
+        .collect();
     Ok(ExportLogsServiceRequest { resource_logs })
 }
 
@@ -850,37 +874,18 @@ fn point_to_event(
 }
 
 fn json_metrics(root: &Map<String, Value>) -> Result<ExportMetricsServiceRequest, String> {
-    let mut resource_metrics = Vec::new();
-    for (i, rm) in array(field(root, "resourceMetrics", "resource_metrics"))
-        .map_err(|e| format!("resourceMetrics: {e}"))?
-        .iter()
-        .enumerate()
-    {
-        let path = format!("resourceMetrics[{i}]");
-        let rm = rm.as_object().ok_or_else(|| format!("{path}: expected an object"))?;
-        let resource = json_resource(rm).map_err(|e| format!("{path}.resource: {e}"))?;
-        let mut scope_metrics = Vec::new();
-        for (j, sm) in array(field(rm, "scopeMetrics", "scope_metrics"))
-            .map_err(|e| format!("{path}.scopeMetrics: {e}"))?
-            .iter()
-            .enumerate()
-        {
-            let path = format!("{path}.scopeMetrics[{j}]");
-            let sm = sm.as_object().ok_or_else(|| format!("{path}: expected an object"))?;
-            let scope = field(sm, "scope", "scope")
-                .map(json_scope)
-                .transpose()
-                .map_err(|e| format!("{path}.scope: {e}"))?;
-            let metrics = array(field(sm, "metrics", "metrics"))
-                .map_err(|e| format!("{path}.metrics: {e}"))?
-                .iter()
-                .enumerate()
-                .map(|(k, m)| json_metric(m).map_err(|e| format!("{path}.metrics[{k}]: {e}")))
-                .collect::<Result<_, _>>()?;
-            scope_metrics.push(proto::ScopeMetrics { scope, metrics });
-        }
-        resource_metrics.push(proto::ResourceMetrics { resource, scope_metrics });
-    }
+    let names =
+        [("resourceMetrics", "resource_metrics"), ("scopeMetrics", "scope_metrics"), ("metrics", "metrics")];
+    let resource_metrics = json_envelope(root, names, json_metric)?
+        .into_iter()
+        .map(|(resource, scopes)| proto::ResourceMetrics {
+            resource,
+            scope_metrics: scopes
+                .into_iter()
+                .map(|(scope, metrics)| proto::ScopeMetrics { scope, metrics })
+                .collect(),
+        })
+        .collect();
     Ok(ExportMetricsServiceRequest { resource_metrics })
 }
 

@@ -1,5 +1,6 @@
 //! Thin HTTP handlers.
 
+pub mod console;
 pub mod costs;
 pub mod events;
 pub mod metrics;

@@ -445,57 +445,59 @@ fn write_sealed(
 ) -> std::io::Result<Sealed> {
     let file = SegmentIndex::write(dir, segment, positions)?;
     let empty = TraceEntry::default();
-    let rows: Vec<(TraceKey, u32, u32, Vec<u8>, &TraceEntry)> = SegmentIndex::runs(positions)
+    let rows: Vec<(TraceKey, u32, u32, &TraceEntry, Vec<u8>)> = SegmentIndex::runs(positions)
         .into_iter()
         .map(|(key, first, count)| {
             let t = part.traces.get(&key).unwrap_or(&empty);
-            let json = serde_json::to_vec(&PartialTrace::of(key, t)).unwrap_or_default();
-            (key, first, count, json, t)
+            (key, first, count, t, serde_json::to_vec(&PartialTrace::of(key, t)).unwrap_or_default())
         })
         .collect();
-    let parts: Vec<PartRow<'_>> = rows
-        .iter()
-        .map(|(key, first, count, json, t)| PartRow {
-            key: *key,
-            start: t.start,
-            project: t.project.as_deref(),
-            first: *first,
-            count: *count,
-            summary: json.clone(),
-        })
-        .collect();
+    let parts = rows.iter().map(|(key, first, count, t, json)| PartRow {
+        key: *key,
+        start: t.start,
+        project: t.project.as_deref(),
+        first: *first,
+        count: *count,
+        summary: json,
+    });
     let costs = serde_json::to_vec(&part.costs.to_cells()).map_err(std::io::Error::other)?;
-    let log_bytes = std::fs::metadata(segment_path(dir, segment))?.len();
-    let (table, costs) =
-        TraceTable::write(dir, segment, &parts, part.events, part.newest_end, &costs, log_bytes)?;
-    Ok(Sealed { segment, idx: SegmentIndex { file }, table, costs })
+    write_table(dir, segment, &parts.collect::<Vec<_>>(), part.events, part.newest_end, costs, file)
 }
 
 /// Builds the trace table of a segment sealed before trace tables existed, from its `.sum` file.
 fn table_from_summary(dir: &Path, segment: u32, sum: SegmentSummary, idx: File) -> std::io::Result<Sealed> {
+    let jsons: Vec<Vec<u8>> = sum.traces.iter().map(|p| serde_json::to_vec(p).unwrap_or_default()).collect();
     let mut first = 0u32;
-    let mut rows = Vec::with_capacity(sum.traces.len());
-    for p in &sum.traces {
-        rows.push((trace_key(&p.trace_id), first, p.spans, serde_json::to_vec(p).unwrap_or_default()));
-        first = first.saturating_add(p.spans);
-    }
-    let parts: Vec<PartRow<'_>> = rows
-        .iter()
-        .zip(&sum.traces)
-        .map(|((key, first, count, json), p)| PartRow {
-            key: *key,
+    let mut parts = Vec::with_capacity(sum.traces.len());
+    for (p, json) in sum.traces.iter().zip(&jsons) {
+        parts.push(PartRow {
+            key: trace_key(&p.trace_id),
             start: p.start,
             project: p.project.as_deref(),
-            first: *first,
-            count: *count,
-            summary: json.clone(),
-        })
-        .collect();
+            first,
+            count: p.spans,
+            summary: json,
+        });
+        first = first.saturating_add(p.spans);
+    }
     let costs = serde_json::to_vec(&sum.costs).map_err(std::io::Error::other)?;
-    let log_bytes = std::fs::metadata(segment_path(dir, segment))?.len();
-    let (table, costs) =
-        TraceTable::write(dir, segment, &parts, sum.events, sum.newest_end, &costs, log_bytes)?;
+    let sealed = write_table(dir, segment, &parts, sum.events, sum.newest_end, costs, idx)?;
     let _ = std::fs::remove_file(sum_path(dir, segment));
+    Ok(sealed)
+}
+
+/// Writes a segment's trace table (recording the segment file's size) next to its `.idx` file.
+fn write_table(
+    dir: &Path,
+    segment: u32,
+    parts: &[PartRow<'_>],
+    events: u64,
+    newest_end: u64,
+    costs: Vec<u8>,
+    idx: File,
+) -> std::io::Result<Sealed> {
+    let log_bytes = std::fs::metadata(segment_path(dir, segment))?.len();
+    let table = TraceTable::write(dir, segment, parts, events, newest_end, &costs, log_bytes)?;
     Ok(Sealed { segment, idx: SegmentIndex { file: idx }, table, costs })
 }
 

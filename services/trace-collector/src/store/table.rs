@@ -27,6 +27,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use super::log::TraceKey;
+use crate::import::fmix64;
 
 const MAGIC: &[u8; 8] = b"HXTRT001";
 const HEAD_FIELDS: usize = 12;
@@ -71,7 +72,7 @@ pub(super) struct PartRow<'a> {
     pub first: u32,
     pub count: u32,
     /// The part's summary, JSON.
-    pub summary: Vec<u8>,
+    pub summary: &'a [u8],
 }
 
 /// A short tag of a project name, to skip other projects' rows without reading their summaries.
@@ -83,14 +84,6 @@ pub(super) fn project_tag(project: Option<&str>) -> u32 {
         }
         h.max(1)
     })
-}
-
-fn fmix64(mut k: u64) -> u64 {
-    k ^= k >> 33;
-    k = k.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    k ^= k >> 33;
-    k = k.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    k ^ (k >> 33)
 }
 
 fn probes(key: TraceKey, bits: u64) -> impl Iterator<Item = u64> {
@@ -147,7 +140,7 @@ impl TraceTable {
         newest_end: u64,
         costs_json: &[u8],
         log_bytes: u64,
-    ) -> std::io::Result<(TraceTable, Vec<u8>)> {
+    ) -> std::io::Result<TraceTable> {
         let n = parts.len() as u64;
         let bits = (n * BLOOM_BITS).max(64);
         let words = bits.div_ceil(64);
@@ -198,7 +191,7 @@ impl TraceTable {
         let mut keys = Vec::with_capacity((n * KEY_ROW) as usize);
         for p in parts {
             let off = sums.len() as u64;
-            let len = helix_wal::encode(&p.summary, &mut sums);
+            let len = helix_wal::encode(p.summary, &mut sums);
             let at = keys.len();
             keys.extend_from_slice(&p.key.to_le_bytes());
             keys.extend_from_slice(&p.first.to_le_bytes());
@@ -243,7 +236,7 @@ impl TraceTable {
             bloom,
             sparse,
         };
-        Ok((table, costs_json.to_vec()))
+        Ok(table)
     }
 
     /// Opens an existing table when its head is intact; returns it with its cost cells (JSON).
@@ -418,6 +411,7 @@ mod tests {
     fn rows_are_found_listed_newest_first_and_damage_is_detected() {
         let dir = tempfile::tempdir().expect("tmp");
         let names = ["a", "b"];
+        let summaries: Vec<Vec<u8>> = (0..1000u128).map(|i| format!("{{\"i\":{i}}}").into_bytes()).collect();
         let parts: Vec<PartRow<'_>> = (0..1000u128)
             .map(|i| PartRow {
                 key: i * 7919,
@@ -425,10 +419,10 @@ mod tests {
                 project: Some(names[(i % 2) as usize]),
                 first: i as u32 * 3,
                 count: 3,
-                summary: format!("{{\"i\":{i}}}").into_bytes(),
+                summary: &summaries[i as usize],
             })
             .collect();
-        let (t, _) = TraceTable::write(dir.path(), 1, &parts, 3000, 99, b"[]", 0).expect("write");
+        let t = TraceTable::write(dir.path(), 1, &parts, 3000, 99, b"[]", 0).expect("write");
         let (t2, costs) = TraceTable::open(dir.path(), 1).expect("open");
         assert_eq!((t2.len(), t2.events, costs.as_slice()), (1000, 3000, &b"[]"[..]));
         for p in &parts {
