@@ -15,6 +15,7 @@ pub mod flaky;
 pub mod hints;
 pub mod index;
 pub mod knowledge;
+pub mod matcher;
 pub mod mining;
 pub mod model;
 pub mod parse;

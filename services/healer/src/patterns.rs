@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
-use regex::Regex;
+use crate::matcher::{Groups, Matcher};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -103,9 +103,9 @@ pub struct Pattern {
     pub ecosystem: String,
     pub title: String,
     pub tools: Vec<String>,
-    pub matcher: Regex,
+    pub matcher: Matcher,
     pub code: Option<String>,
-    pub context: Option<Regex>,
+    pub context: Option<Matcher>,
     pub category: Category,
     pub failure_class: FailureClass,
     pub key: Option<String>,
@@ -178,7 +178,7 @@ impl PatternSet {
                 // `\b` is compiled as an ASCII word boundary: a Unicode one keeps the regex off its
                 // fast DFA path, and tool output words are ASCII.
                 let compile = |s: &Spanned<String>| {
-                    Regex::new(&ascii_word_boundaries(s.get_ref()))
+                    Matcher::new(&ascii_word_boundaries(s.get_ref()))
                         .map_err(|e| err(s.span().start, format!("pattern {id}: invalid regex: {e}")))
                 };
                 let matcher = compile(&p.matcher)?;
@@ -313,7 +313,7 @@ impl PatternSet {
         &'a self,
         d: &'a RawDiagnostic,
         message: &'a str,
-    ) -> impl Iterator<Item = (&'a Pattern, regex::Captures<'a>)> + 'a {
+    ) -> impl Iterator<Item = (&'a Pattern, Groups<'a>)> + 'a {
         // One scan for the literals every pattern must start with, then only the candidates'
         // regexes run. (A combined RegexSet was ~25x slower: its lazy DFA thrashes on 170+
         // Unicode-aware patterns.)

@@ -37,7 +37,21 @@ pub fn isolate() -> Result<(), String> {
         return Err(reexec());
     }
     nix::sys::prctl::set_dumpable(false).map_err(|e| format!("cannot make the process undumpable: {e}"))?;
+    raise_open_files();
     Ok(())
+}
+
+/// Lifts the soft limit of open files to the hard one. The collector keeps two files open per
+/// sealed segment (its span index and trace table), a few hundred at ten million traces, beyond
+/// the soft limit of 1024 many systems start a process with; the hard limit is what the
+/// administrator allows. Phases get their own limits from the orchestrator.
+fn raise_open_files() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+    {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
 }
 
 /// Writes the whole environment into a memfd and re-executes this binary with the public part

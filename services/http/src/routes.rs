@@ -84,6 +84,13 @@ pub async fn to_swagger_ui(_req: HttpRequest) -> HttpResponse {
     HttpResponse::TemporaryRedirect().insert_header((header::LOCATION, "/swagger-ui/")).finish()
 }
 
+/// `GET /openapi.json`: the service's document, serialized once at start.
+pub fn json_document(
+    body: actix_web::web::Bytes,
+) -> impl Fn() -> std::future::Ready<HttpResponse> + Clone + 'static {
+    move || std::future::ready(HttpResponse::Ok().content_type("application/json").body(body.clone()))
+}
+
 /// A 405 for a resource that exists but not for this method, with the `Allow` header.
 pub fn method_not_allowed(
     allow: &'static str,

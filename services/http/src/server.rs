@@ -103,6 +103,10 @@ pub fn start(
     let compress = service.kind() != helix_core::ServiceKind::BreakerGateway;
     let gateway = service.kind() == helix_core::ServiceKind::BreakerGateway;
     let policy = Arc::new(Policy::new(&doc, settings.access.clone(), gateway));
+    // `/openapi.json` is served as serialized once here. Handing the document to Swagger UI made
+    // every worker's app keep its own copy of the tree, several MB per service in `helix up`.
+    let doc_json = web::Bytes::from(serde_json::to_vec(&doc).map_err(std::io::Error::other)?);
+    drop(doc);
     // for handlers that mint keys into the shared authenticator (the gateway's `POST /v1/keys`)
     let access = web::Data::from(settings.access.clone());
 
@@ -121,7 +125,10 @@ pub fn start(
             .service(routes::get("/health", routes::health))
             .service(routes::get("/ready", routes::ready))
             .configure(|cfg| svc.configure(cfg))
-            .service(SwaggerUi::new("/swagger-ui/{_:.*}").url("/openapi.json", doc.clone()))
+            .route("/openapi.json", web::get().to(routes::json_document(doc_json.clone())))
+            .service(
+                SwaggerUi::new("/swagger-ui/{_:.*}").config(utoipa_swagger_ui::Config::from("/openapi.json")),
+            )
             .route("/swagger-ui", web::get().to(routes::to_swagger_ui))
             .route("/", web::get().to(routes::to_swagger_ui))
     };
