@@ -403,3 +403,65 @@ async fn an_invalid_pattern_file_stops_start_up_naming_file_and_line() {
     assert_eq!(a["diagnostics"][0]["matches"][0]["id"], "x.zebra");
     stack.stop().await.expect("stop");
 }
+
+/// Hostile bodies near the size limit (one line of 7 MiB built to make a parser rescan it, a
+/// fingerprint of the same size) are answered, and `/health` keeps answering while they are
+/// analysed: the work is linear and runs off the async runtime.
+#[tokio::test]
+async fn hostile_bodies_near_the_size_limit_are_answered_while_health_answers() {
+    let helix = Helix::start().await;
+    let url = helix.url(ServiceKind::Healer);
+    let size = 7 << 20;
+    let mut pending = Vec::new();
+    for unit in ["1-", "a.c:1:1: error: ", "'a ", "{\"error\": ", "`x"] {
+        let body = unit.repeat(size / unit.len());
+        let url = url.clone();
+        pending.push(tokio::spawn(async move {
+            let res = client()
+                .post(format!("{url}/v1/analyze?exit_code=1"))
+                .header("content-type", "text/plain")
+                .body(body)
+                .timeout(std::time::Duration::from_secs(300))
+                .send()
+                .await
+                .expect("analyze answered");
+            assert_eq!(res.status(), 200, "{unit}");
+            let a: serde_json::Value = res.json().await.expect("json");
+            let diags = a["diagnostics"].as_array().expect("diagnostics");
+            assert!(!diags.is_empty() && diags.len() <= 200, "{unit}: {}", diags.len());
+            for d in diags {
+                assert!(d["message"].as_str().expect("message").len() <= 4096, "{unit}");
+            }
+        }));
+    }
+    {
+        let url = url.clone();
+        pending.push(tokio::spawn(async move {
+            let res = client()
+                .post(format!("{url}/v1/fingerprint"))
+                .json(&json!({"text": "1-".repeat(size / 2)}))
+                .timeout(std::time::Duration::from_secs(300))
+                .send()
+                .await
+                .expect("fingerprint answered");
+            assert_eq!(res.status(), 200);
+        }));
+    }
+    let mut probes = 0;
+    while pending.iter().any(|t| !t.is_finished()) {
+        let res = client()
+            .get(format!("{url}/health"))
+            .timeout(std::time::Duration::from_secs(10))
+            .send()
+            .await
+            .expect("/health answers within 10 s during the analyses");
+        assert_eq!(res.status(), 200);
+        probes += 1;
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    for t in pending {
+        t.await.expect("request task");
+    }
+    assert!(probes > 0);
+    helix.stop().await;
+}

@@ -9,13 +9,23 @@ use std::collections::HashMap;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::model::{Category, FailureClass, Location, Params, RawDiagnostic, Severity, Suggestion};
+use crate::model::{
+    Category, DiagnosticConfidence, FailureClass, Location, Params, RawDiagnostic, Severity, Suggestion,
+};
 use crate::patterns::{Pattern, PatternSet, param_name};
 use crate::signature::{self, SIGNATURE_VERSION};
 use crate::{parse, text};
 
 /// At most this many pattern matches are listed per diagnostic.
 const MAX_MATCHES: usize = 5;
+
+/// Raw diagnostics classified per analysis at most; beyond it the best ranked are kept (a log of
+/// ten thousand warnings still yields its one error). Bounds the work per request, and the
+/// signatures one request can add to the index.
+pub const MAX_DIAGNOSTICS: usize = 200;
+
+/// Generically masked parts (`path`, `number_2`, ...) listed as parameters of one diagnostic.
+const MAX_GENERIC_PARAMS: usize = 32;
 
 /// What the caller knows about the output.
 #[derive(Debug, Clone, Default)]
@@ -53,6 +63,9 @@ pub struct Diagnostic {
     pub signature_version: String,
     pub category: Category,
     pub failure_class: FailureClass,
+    /// How the category and key were decided: `high` by a pattern written for this error,
+    /// `medium` by a generic cue, `low` by nothing but the failure (category `unknown`).
+    pub confidence: DiagnosticConfidence,
     #[schema(example = "python")]
     pub tool: String,
     pub severity: Severity,
@@ -105,13 +118,26 @@ pub fn analyze(req: &Request<'_>, patterns: &PatternSet) -> Analysis {
         raws.push(RawDiagnostic {
             tool: req.tool.unwrap_or("generic").to_owned(),
             severity: Some(Severity::Error),
-            message: line.trim().to_owned(),
+            message: parse::bounded(line.trim()).to_owned(),
             span: (i, i),
             rank: 0,
             ..RawDiagnostic::default()
         });
     }
+    if raws.len() > MAX_DIAGNOSTICS {
+        // the best ranked, earliest first among equals, then back in output order
+        let mut order: Vec<usize> = (0..raws.len()).collect();
+        order.sort_by(|&a, &b| raws[b].rank.cmp(&raws[a].rank).then(a.cmp(&b)));
+        let mut keep = vec![false; raws.len()];
+        for &i in order.iter().take(MAX_DIAGNOSTICS) {
+            keep[i] = true;
+        }
+        let mut k = keep.into_iter();
+        raws.retain(|_| k.next().unwrap_or(false));
+    }
     let mut diagnostics: Vec<Diagnostic> = Vec::with_capacity(raws.len());
+    // (signature, params, location) of each diagnostic kept → its index
+    let mut kept: HashMap<(String, Params, Option<Location>), usize> = HashMap::new();
     // Logs repeat themselves (the same warning per file, the same error per retry): classify
     // each distinct headline once and reuse it, with the repeat's own location and span.
     let mut seen: HashMap<HeadlineKey<'_>, Diagnostic> = HashMap::new();
@@ -137,13 +163,12 @@ pub fn analyze(req: &Request<'_>, patterns: &PatternSet) -> Analysis {
             }
         };
         // the same diagnostic twice (a summary repeating an error): keep the first, best rank
-        if let Some(existing) = diagnostics
-            .iter_mut()
-            .find(|e| e.signature == d.signature && e.params == d.params && e.location == d.location)
-        {
-            existing.rank = existing.rank.max(d.rank);
+        let same = (d.signature.clone(), d.params.clone(), d.location.clone());
+        if let Some(&i) = kept.get(&same) {
+            diagnostics[i].rank = diagnostics[i].rank.max(d.rank);
             continue;
         }
+        kept.insert(same, diagnostics.len());
         diagnostics.push(d);
     }
     let primary = diagnostics
@@ -198,13 +223,18 @@ pub fn classify(raw: &RawDiagnostic, patterns: &PatternSet) -> Diagnostic {
     }
     let (template, generic) = signature::template_with(&message, &spans);
     // generically masked parts are parameters too, under their kind (`path`, `number_2`, ...)
-    for p in generic {
-        let mut name = p.kind.to_owned();
-        let mut n = 2;
+    // (the next free suffix per kind is remembered: searching it from 2 for each part was
+    // quadratic in a message made of numbers); at most MAX_GENERIC_PARAMS are listed, the template
+    // masks them all
+    let mut next: HashMap<&str, usize> = HashMap::new();
+    for p in generic.into_iter().take(MAX_GENERIC_PARAMS) {
+        let n = next.entry(p.kind).or_insert(1);
+        let mut name = if *n == 1 { p.kind.to_owned() } else { format!("{}_{n}", p.kind) };
         while params.contains_key(&name) {
+            *n += 1;
             name = format!("{}_{n}", p.kind);
-            n += 1;
         }
+        *n += 1;
         params.insert(name, p.value);
     }
     // Within one rank tier (same parser confidence), a diagnostic a specific pattern explains is
@@ -216,6 +246,12 @@ pub fn classify(raw: &RawDiagnostic, patterns: &PatternSet) -> Diagnostic {
             None if raw.category_hint.is_some() => 0,
             None => -5,
         };
+    let confidence = match first {
+        Some(p) if p.ecosystem != "generic" => DiagnosticConfidence::High,
+        Some(_) => DiagnosticConfidence::Medium,
+        None if raw.category_hint.is_some() => DiagnosticConfidence::Medium,
+        None => DiagnosticConfidence::Low,
+    };
     let (category, failure_class, key) = match first {
         // a tool-agnostic keyword pattern does not override what the format itself says
         Some(p) if p.ecosystem == "generic" && raw.category_hint.is_some() => {
@@ -244,9 +280,10 @@ pub fn classify(raw: &RawDiagnostic, patterns: &PatternSet) -> Diagnostic {
         signature_version: SIGNATURE_VERSION.to_owned(),
         category,
         failure_class,
+        confidence,
         tool: raw.tool.clone(),
         severity: raw.severity.unwrap_or(Severity::Error),
-        message: raw.message.clone(),
+        message: parse::bounded(&raw.message).to_owned(),
         template,
         params,
         key,
@@ -348,6 +385,23 @@ mod tests {
         let a = analyze(&Request { output, ..Request::default() }, &set());
         let i = a.primary.expect("a primary diagnostic");
         a.diagnostics[i].clone()
+    }
+
+    #[test]
+    fn confidence_says_what_decided_the_category() {
+        let d = one(
+            "Traceback (most recent call last):\n  File \"a.py\", line 1, in <module>\nModuleNotFoundError: No module named 'yaml'\n",
+        );
+        assert_eq!(d.confidence, DiagnosticConfidence::High);
+        // a line only a keyword explains
+        let d = one("2026-11-25 10:00:00 worker ERROR the frobnicator stalled\n");
+        assert!(d.confidence <= DiagnosticConfidence::Medium, "{d:?}");
+        let a = analyze(
+            &Request { output: "step 1\nstep 2 went sideways\n", exit_code: Some(2), ..Request::default() },
+            &set(),
+        );
+        let d = &a.diagnostics[a.primary.expect("the last line")];
+        assert_eq!((d.category, d.confidence), (Category::Unknown, DiagnosticConfidence::Low));
     }
 
     #[test]

@@ -242,6 +242,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<HealerState>) {
         analyze::Diagnostic,
         analyze::PatternMatch,
         model::Category,
+        model::DiagnosticConfidence,
         model::FailureClass,
         model::Severity,
         model::Location,

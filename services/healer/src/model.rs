@@ -124,8 +124,21 @@ pub enum Severity {
     Note,
 }
 
+/// How sure the healer is of a diagnostic's category and key, by what decided them: a pattern of
+/// the knowledge base written for this error (`high`), a cue any tool's output can carry (a
+/// dedicated parser's format, a tool-agnostic keyword pattern: `medium`), or nothing but the fact
+/// that the command failed (`low`, category `unknown`). A caller that acts on its own (applies a
+/// fix, merges two failures) should ask for `high`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DiagnosticConfidence {
+    Low,
+    Medium,
+    High,
+}
+
 /// Where in the user's code a diagnostic points.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 pub struct Location {
     #[schema(example = "src/main.rs")]
     pub file: String,

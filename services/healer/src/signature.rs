@@ -45,8 +45,15 @@ const PARTS: &[(&str, &str)] = &[
     ("hex", r"(?-u:\b)0[xX][0-9a-fA-F]+(?-u:\b)"),
     // quoted parts keep their quotes around the placeholder, so `'x'` and `"x"` stay apart
     ("quoted", r#"'[^'\n]{1,200}'|"[^"\n]{1,200}"|`[^`\n]{1,200}`|‘[^’\n]{1,200}’"#),
-    // absolute or relative paths with at least one separator, optional :line:col suffix
-    ("path", r"(?:[A-Za-z]:)?(?:\.{0,2}[/\\])?(?:[\w.@+-]+[/\\])+[\w.@+-]+(?::\d+)*|(?:/[\w.@+-]+)+"),
+    // absolute or relative paths with at least one separator, optional :line:col suffix. A name
+    // before a separator is at most 255 characters (NAME_MAX): unbounded, a run like `1-1-1-...`
+    // kept this alternative alive to the end of the text at every number found in it, and
+    // masking took time quadratic in the length. Its class is ASCII word characters plus any
+    // non-ASCII character, because 255 copies of Unicode's `\w` exceed the regex size limit.
+    (
+        "path",
+        r"(?:[A-Za-z]:)?(?:\.{0,2}[/\\])?(?:[0-9A-Za-z_.@+\-\x{80}-\x{10FFFF}]{1,255}[/\\])+[\w.@+-]+(?::\d+)*|(?:/[\w.@+-]+)+",
+    ),
     // temporary names (`tmpa8x_2kqz`, `tmp.Lq3xv9aB2c`): random by construction
     ("temp", r"(?-u:\b)(?:tmp|temp)[_.-]?[A-Za-z0-9_]*[0-9][A-Za-z0-9_]*(?-u:\b)"),
     // bare hex words (commit ids, hashes); see `hex_word`
@@ -78,10 +85,30 @@ static SUGGESTION: LazyLock<Regex> = LazyLock::new(|| {
         .expect("valid regex")
 });
 
-/// Collapses whitespace and drops trailing "Did you mean ..." suggestions, which differ between
-/// interpreter versions for the same error.
+/// Bytes of a message that are fingerprinted: the rest of a longer one (a minified line, a dumped
+/// blob) is left out of its template and signature, so the work per message is bounded.
+pub const MAX_MESSAGE_BYTES: usize = 4096;
+
+/// Collapses whitespace, keeps the first [`MAX_MESSAGE_BYTES`] and drops trailing "Did you mean
+/// ..." suggestions, which differ between interpreter versions for the same error.
 pub fn normalize(message: &str) -> String {
-    let collapsed: String = message.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut collapsed = String::with_capacity(message.len().min(MAX_MESSAGE_BYTES));
+    for word in message.split_whitespace() {
+        if collapsed.len() >= MAX_MESSAGE_BYTES {
+            break;
+        }
+        if !collapsed.is_empty() {
+            collapsed.push(' ');
+        }
+        collapsed.push_str(word);
+    }
+    if collapsed.len() > MAX_MESSAGE_BYTES {
+        let mut end = MAX_MESSAGE_BYTES;
+        while !collapsed.is_char_boundary(end) {
+            end -= 1;
+        }
+        collapsed.truncate(end);
+    }
     match SUGGESTION.find(&collapsed) {
         Some(m) if m.start() > 0 => collapsed[..m.start()].to_owned(),
         _ => collapsed,

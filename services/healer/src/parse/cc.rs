@@ -42,6 +42,8 @@ pub fn parse(input: &mut Input, out: &mut Vec<RawDiagnostic>) {
     {
         return;
     }
+    // once: asked per diagnostic it was a scan of the whole output each time
+    let tool = if text.contains("clang") { "clang" } else { "gcc" };
     let n = input.lines.len();
     let mut i = 0;
     while i < n {
@@ -114,7 +116,6 @@ pub fn parse(input: &mut Input, out: &mut Vec<RawDiagnostic>) {
         }
         let warning = sev == "warning";
         let fatal = sev == "fatal error";
-        let tool = if text.contains("clang") { "clang" } else { "gcc" };
         out.push(RawDiagnostic {
             tool: tool.to_owned(),
             severity: Some(if warning { Severity::Warning } else { Severity::Error }),

@@ -42,6 +42,8 @@ pub fn parse(input: &mut Input, out: &mut Vec<RawDiagnostic>) {
     if !(text.contains("error") && (text.contains("\"type\"") || text.contains("'type'"))) {
         return;
     }
+    // once, not per error body (each would scan the whole output)
+    let anthropic_output = text.contains("anthropic");
     let n = input.lines.len();
     let mut i = 0;
     while i < n {
@@ -116,7 +118,7 @@ pub fn parse(input: &mut Input, out: &mut Vec<RawDiagnostic>) {
             .map(|(_, s)| s)
             .or_else(|| code.as_deref().and_then(status_of_type))
             .or_else(|| kind.as_deref().and_then(status_of_type));
-        let provider = if anthropic || text.contains("anthropic") { "anthropic" } else { "openai" };
+        let provider = if anthropic || anthropic_output { "anthropic" } else { "openai" };
         let kind = kind.or(code.clone()).unwrap_or_else(|| "error".to_owned());
         let status_text = status.map(|s| s.to_string()).unwrap_or_else(|| "error".to_owned());
         let mut d = RawDiagnostic {

@@ -6,6 +6,11 @@
 //! What nobody claims goes to the generic parser. All parsers are line-based with cheap
 //! prefilters, and every regex runs on the `regex` crate's linear-time engine, so no input can
 //! make a parser backtrack without bound.
+//!
+//! Linear time needs one more bound: a regex search is linear in its haystack, but a parser that
+//! searches a line again from each place it stopped can scan the rest of the line every time. So
+//! parsers see at most [`MAX_LINE_BYTES`] of each line (a minified bundle or a JSON blob printed on
+//! one line is cut, at a character boundary), and the work per line is bounded by a constant.
 
 mod cc;
 mod generic;
@@ -23,17 +28,60 @@ use crate::model::{Location, RawDiagnostic};
 /// The output being parsed: its lines and which of them a parser already explained.
 pub struct Input<'a> {
     pub text: &'a str,
+    /// The lines, each cut to [`MAX_LINE_BYTES`].
     pub lines: Vec<&'a str>,
+    /// The lines cut, whole: for a parser that reads a line as one JSON document (linear).
+    long: Vec<(usize, &'a str)>,
     claimed: Vec<bool>,
     /// The caller's hint of which tool printed this (`tool` in the request), lowercased.
     pub hint: Option<String>,
 }
 
+/// Bytes of a line the parsers look at; the rest of a longer line is ignored.
+pub const MAX_LINE_BYTES: usize = 4096;
+
+/// `line` cut to at most [`MAX_LINE_BYTES`], at a character boundary.
+pub fn bounded(line: &str) -> &str {
+    if line.len() <= MAX_LINE_BYTES {
+        return line;
+    }
+    let mut end = MAX_LINE_BYTES;
+    while !line.is_char_boundary(end) {
+        end -= 1;
+    }
+    &line[..end]
+}
+
 impl<'a> Input<'a> {
     pub fn new(text: &'a str, hint: Option<&str>) -> Input<'a> {
-        let lines: Vec<&str> = text.lines().collect();
+        let mut long = Vec::new();
+        let lines: Vec<&str> = text
+            .lines()
+            .enumerate()
+            .map(|(i, l)| {
+                let b = bounded(l);
+                if b.len() < l.len() {
+                    long.push((i, l));
+                }
+                b
+            })
+            .collect();
         let claimed = vec![false; lines.len()];
-        Input { text, lines, claimed, hint: hint.map(|h| h.trim().to_lowercase()).filter(|h| !h.is_empty()) }
+        Input {
+            text,
+            lines,
+            long,
+            claimed,
+            hint: hint.map(|h| h.trim().to_lowercase()).filter(|h| !h.is_empty()),
+        }
+    }
+
+    /// Line `i` whole, also when it is longer than [`MAX_LINE_BYTES`].
+    pub fn whole_line(&self, i: usize) -> &'a str {
+        match self.long.binary_search_by_key(&i, |(j, _)| *j) {
+            Ok(k) => self.long[k].1,
+            Err(_) => self.lines.get(i).copied().unwrap_or(""),
+        }
     }
 
     pub fn is_claimed(&self, i: usize) -> bool {

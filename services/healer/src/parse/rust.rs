@@ -129,7 +129,8 @@ pub fn parse_json(input: &mut Input, out: &mut Vec<RawDiagnostic>) {
         return;
     }
     for i in 0..input.lines.len() {
-        let line = input.lines[i].trim();
+        // a JSON message is parsed whole (serde is linear), however long its rendered text
+        let line = input.whole_line(i).trim();
         if !line.starts_with('{') || !line.contains("\"reason\":\"compiler-message\"") {
             continue;
         }
