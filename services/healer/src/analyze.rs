@@ -171,12 +171,35 @@ pub fn analyze(req: &Request<'_>, patterns: &PatternSet) -> Analysis {
         kept.insert(same, diagnostics.len());
         diagnostics.push(d);
     }
-    let primary = diagnostics
+    let mut primary = diagnostics
         .iter()
         .enumerate()
         .max_by(|(ia, a), (ib, b)| a.rank.cmp(&b.rank).then(ib.cmp(ia)))
         .map(|(i, _)| i);
+    // An installer that could not reach its index says the package is missing as well (`No
+    // matching distribution found`); the cause is the connection, and retrying is the fix.
+    if let Some(p) = primary
+        && diagnostics[p].category == Category::MissingDependency
+        && let Some(t) = diagnostics.iter().position(|d| d.category == Category::Transient)
+    {
+        primary = Some(t);
+    }
     Analysis { diagnostics, primary }
+}
+
+/// A missing dependency's key without the version requirement it was asked with
+/// (`flask==3.0.0`, `left-pad@^1.3`, `serde >= 1`): the name is what a fix installs.
+fn dependency_name(category: Category, key: &str) -> String {
+    if category != Category::MissingDependency {
+        return key.to_owned();
+    }
+    let cut = key
+        .char_indices()
+        .skip(1)
+        .find(|&(_, c)| matches!(c, '=' | '<' | '>' | '~' | '!' | '^' | ' ' | '@' | '['))
+        .map_or(key.len(), |(i, _)| i);
+    let name = key[..cut].trim_end();
+    if name.is_empty() { key.to_owned() } else { name.to_owned() }
 }
 
 /// Classifies one raw diagnostic against the pattern base.
@@ -258,7 +281,11 @@ pub fn classify(raw: &RawDiagnostic, patterns: &PatternSet) -> Diagnostic {
             let c = raw.category_hint.unwrap_or(Category::Unknown);
             (c, c.default_failure_class(), None)
         }
-        Some(p) => (p.category, p.failure_class, p.key.as_ref().and_then(|k| params.get(k).cloned())),
+        Some(p) => (
+            p.category,
+            p.failure_class,
+            p.key.as_ref().and_then(|k| params.get(k)).map(|k| dependency_name(p.category, k)),
+        ),
         None => {
             let c = raw.category_hint.unwrap_or(Category::Unknown);
             (c, c.default_failure_class(), None)

@@ -42,6 +42,12 @@ pub struct Fingerprint {
 const PARTS: &[(&str, &str)] = &[
     ("uuid", r"(?-u:\b)[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}(?-u:\b)"),
     ("timestamp", r"(?-u:\b)\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?"),
+    // where a message says it happened, as interpreters print it (`at script.pl line 3`, `at -e
+    // line 1`): the file and line vary with the script, the cause does not
+    ("atline", r"(?-u:\b)at (?:-e|[0-9A-Za-z_.-]{1,128}\.[A-Za-z][A-Za-z0-9]{0,7}) line \d+"),
+    // a bare `name:LINE:` location opening a message (`Makefile:2: *** missing separator`,
+    // `boot.s:3: Error: ...`); with a directory it is a `path` anyway
+    ("fileline", r"^[0-9A-Za-z_.-]{1,128}(?::\d+){1,2}:"),
     ("hex", r"(?-u:\b)0[xX][0-9a-fA-F]+(?-u:\b)"),
     // quoted parts keep their quotes around the placeholder, so `'x'` and `"x"` stay apart
     ("quoted", r#"'[^'\n]{1,200}'|"[^"\n]{1,200}"|`[^`\n]{1,200}`|‘[^’\n]{1,200}’"#),
@@ -133,6 +139,23 @@ fn mask_into(text: &str, template: &mut String, params: &mut Vec<Param>) {
             other => other,
         };
         template.push_str(&text[last..m.start()]);
+        if kind == "atline" {
+            // `at <path> line <number>`: both parts are parameters
+            let rest = &value[3..];
+            let (file, line) = rest.rsplit_once(" line ").unwrap_or((rest, ""));
+            template.push_str("at <path> line <number>");
+            params.push(Param { kind: "path", value: file.to_owned() });
+            params.push(Param { kind: "number", value: line.to_owned() });
+            last = m.end();
+            continue;
+        }
+        if kind == "fileline" {
+            let file = value.split(':').next().unwrap_or(value);
+            template.push_str("<path>:");
+            params.push(Param { kind: "path", value: file.to_owned() });
+            last = m.end();
+            continue;
+        }
         if kind == "quoted" {
             let open = value.chars().next().unwrap_or('\'');
             let close = value.chars().next_back().unwrap_or('\'');
@@ -165,11 +188,23 @@ pub fn template_with(message: &str, spans: &[(usize, usize, String)]) -> (String
         if *start < last || *end > message.len() {
             continue; // overlapping or out of range: keep the first
         }
-        mask_into(&message[last..*start], &mut template, &mut params);
+        // a named part inside quotes takes its quotes along: left behind, the closing quote and
+        // the next value's opening one were masked as one quoted part (`'<target>'<quoted>'all'`)
+        let quoted = *start > last
+            && matches!(message.as_bytes()[*start - 1], b'\'' | b'"' | b'`')
+            && message.as_bytes().get(*end) == Some(&message.as_bytes()[*start - 1]);
+        let (start, end) = if quoted { (*start - 1, *end + 1) } else { (*start, *end) };
+        mask_into(&message[last..start], &mut template, &mut params);
+        if quoted {
+            template.push(char::from(message.as_bytes()[start]));
+        }
         template.push('<');
         template.push_str(name);
         template.push('>');
-        last = *end;
+        if quoted {
+            template.push(char::from(message.as_bytes()[start]));
+        }
+        last = end;
     }
     mask_into(&message[last..], &mut template, &mut params);
     (template, params)

@@ -78,6 +78,69 @@ fn grouping_accuracy<T: std::hash::Hash + Eq, P: std::hash::Hash + Eq>(truth: &[
     correct as f64 / truth.len().max(1) as f64
 }
 
+/// A template as the metrics compare it: whitespace collapsed, runs of `<*>` (with what joins
+/// them) one `<*>`, as Loghub-2.0's evaluation normalises both sides.
+fn normal_template(t: &str) -> String {
+    let words: Vec<&str> = t.split_whitespace().collect();
+    let mut out: Vec<String> = Vec::new();
+    for w in words {
+        let w = if w.contains("<*>") && w.chars().all(|c| !c.is_alphanumeric() || "<*>".contains(c)) {
+            "<*>".to_owned()
+        } else {
+            w.to_owned()
+        };
+        if w == "<*>" && out.last().is_some_and(|l| l == "<*>") {
+            continue;
+        }
+        out.push(w);
+    }
+    out.join(" ")
+}
+
+/// Parsing accuracy (PA: share of messages whose template is the true one, text for text), and
+/// the template-level F1 scores of Loghub-2.0: FGA (a predicted group is right when its messages
+/// are exactly one true group's) and FTA (right group and right text).
+fn template_metrics(truth: &[&str], predicted: &[(usize, String)]) -> (f64, f64, f64) {
+    let pa =
+        truth.iter().zip(predicted).filter(|(t, (_, p))| normal_template(t) == normal_template(p)).count()
+            as f64
+            / truth.len().max(1) as f64;
+    let mut true_groups: HashMap<&str, Vec<usize>> = HashMap::new();
+    let mut predicted_groups: HashMap<usize, Vec<usize>> = HashMap::new();
+    for (i, (t, (p, _))) in truth.iter().zip(predicted).enumerate() {
+        true_groups.entry(t).or_default().push(i);
+        predicted_groups.entry(*p).or_default().push(i);
+    }
+    let (mut group_right, mut template_right) = (0usize, 0usize);
+    for members in predicted_groups.values() {
+        let t = truth[members[0]];
+        if true_groups[t] == *members {
+            group_right += 1;
+            if normal_template(t) == normal_template(&predicted[members[0]].1) {
+                template_right += 1;
+            }
+        }
+    }
+    let f1 = |right: usize| {
+        let (p, r) = (
+            right as f64 / predicted_groups.len().max(1) as f64,
+            right as f64 / true_groups.len().max(1) as f64,
+        );
+        if p + r == 0.0 { 0.0 } else { 2.0 * p * r / (p + r) }
+    };
+    (pa, f1(group_right), f1(template_right))
+}
+
+#[test]
+fn template_metrics_compare_text_and_groups() {
+    let truth = ["a <*> b", "a <*> b", "c"];
+    let predicted = [(1, "a <*> b".to_owned()), (1, "a <*> <*> b".to_owned()), (2, "d".to_owned())];
+    let (pa, fga, fta) = template_metrics(&truth, &predicted);
+    assert!((pa - 2.0 / 3.0).abs() < 1e-9, "{pa}");
+    assert!((fga - 1.0).abs() < 1e-9, "{fga}");
+    assert!((fta - 0.5).abs() < 1e-9, "{fta}");
+}
+
 #[test]
 fn csv_splitter_handles_quotes() {
     let records = csv_records("a,b,c\n1,\"x, \"\"y\"\"\",\"multi\nline\"\r\n2,,\n");
@@ -108,7 +171,11 @@ fn loghub_grouping_accuracy_meets_the_floor() {
     assert!(files.len() >= 8, "expected the Loghub-2k samples in {DIR}, found {}", files.len());
 
     let mut scores = Vec::new();
-    println!("{:<12} {:>6} {:>9} {:>10}", "system", "GA", "templates", "truth");
+    let mut template_scores = Vec::new();
+    println!(
+        "{:<12} {:>6} {:>6} {:>6} {:>6} {:>9} {:>10}",
+        "system", "GA", "PA", "FGA", "FTA", "templates", "truth"
+    );
     for path in &files {
         let system = path
             .file_name()
@@ -124,10 +191,17 @@ fn loghub_grouping_accuracy_meets_the_floor() {
         let ga = grouping_accuracy(&truth, &predicted);
         let found = predicted.iter().collect::<std::collections::HashSet<_>>().len();
         let expected = truth.iter().collect::<std::collections::HashSet<_>>().len();
-        println!("{system:<12} {ga:>6.3} {found:>9} {expected:>10}");
+        let (pa, fga, fta) = template_metrics(&truth, &mined);
+        println!("{system:<12} {ga:>6.3} {pa:>6.3} {fga:>6.3} {fta:>6.3} {found:>9} {expected:>10}");
         scores.push(ga);
+        template_scores.push((pa, fga, fta));
     }
     let mean = scores.iter().sum::<f64>() / scores.len() as f64;
-    println!("{:<12} {mean:>6.3}", "mean");
+    let n = template_scores.len() as f64;
+    let (pa, fga, fta) = template_scores
+        .iter()
+        .fold((0.0, 0.0, 0.0), |(a, b, c), (x, y, z)| (a + x / n, b + y / n, c + z / n));
+    println!("{:<12} {mean:>6.3} {pa:>6.3} {fga:>6.3} {fta:>6.3}", "mean");
+    // issue 16's targets are PA >= 0.85 and FGA >= 0.90: printed, not met yet (see README)
     assert!(mean >= FLOOR, "mean grouping accuracy {mean:.4} is below {FLOOR}");
 }

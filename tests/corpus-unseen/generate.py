@@ -1,0 +1,273 @@
+#!/usr/bin/env python3
+"""The second error corpus (issue 16): real outputs of tools the healer has no dedicated parser for.
+
+Every case runs a real tool of this machine on a small broken input in a scratch directory and
+records what it printed (stdout and stderr merged, as a CI log has them) with its exit code. The
+labels are written here, per group, by hand: a group is one root cause, its variants differ in
+names, paths and values, so the same group must get one signature and different groups different
+ones. `split` says whether a group may be looked at while tuning (`dev`) or is kept out of it
+(`heldout`): whole tools are held out, so the held-out figures are those of tools never tuned for.
+
+usage: tests/corpus-unseen/generate.py [OUT]   (default tests/fixtures/corpus-unseen/cases.jsonl)
+
+Needs the tools named below; a case whose tool is missing is skipped with a note on stderr, so
+the file records which ones ran. PostgreSQL, MariaDB and Redis are the machine's own services on
+127.0.0.1; connection failures use port 1 of loopback, where nothing listens. Deterministic
+except for what the tools print (timings, versions): regenerate and review the diff.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "..", "fixtures", "corpus-unseen", "cases.jsonl")
+
+# tools held out of tuning: their groups are the held-out test
+HELDOUT = {"sqlite3", "gpg", "qemu-img", "awk", "rsync", "dpkg", "erlang", "unzip"}
+
+CASES = []
+
+
+def case(tool, group, category, key, variants, needs=None):
+    """variants: list of (files: dict name -> text, argv or shell string)."""
+    CASES.append((tool, group, category, key, variants, needs or tool))
+
+
+# --- make: a missing prerequisite, a broken Makefile, a wrapped failure --------------------------
+case("make", "make-no-rule", "file_not_found", "{target}", [
+    ({"Makefile": "all: config.h\n\techo ok\n"}, "make", {"target": "config.h"}),
+    ({"Makefile": "app: libfoo.a main.o\n\tcc -o app main.o libfoo.a\n"}, "make app", {"target": "libfoo.a"}),
+    ({"build.mk": "gen: src/gen.c\n\ttrue\n"}, "make -f build.mk gen", {"target": "src/gen.c"}),
+])
+case("make", "make-missing-separator", "syntax_error", "", [
+    ({"Makefile": "all:\n    echo hi\n"}, "make", {}),
+    ({"rules.mk": "x = 1\n\ntest:\n  ./run-tests\n"}, "make -f rules.mk test", {}),
+])
+case("make", "perl-module-missing", "missing_dependency", "{module}", [
+    ({"Makefile": "check:\n\tperl -e 'use Text::CSV_XS;'\n"}, "make check", {"module": "Text::CSV_XS"}),
+], needs="perl")
+
+# --- perl -----------------------------------------------------------------------------------------
+case("perl", "perl-module-missing", "missing_dependency", "{module}", [
+    ({}, ["perl", "-e", "use Foo::Bar;"], {"module": "Foo::Bar"}),
+    ({"report.pl": "use strict;\nuse JSON::XS;\nprint 1;\n"}, "perl report.pl", {"module": "JSON::XS"}),
+])
+case("perl", "perl-undefined-sub", "unresolved_symbol", "{sub}", [
+    ({"a.pl": "use strict;\nfrobnicate(1);\nsub other { 1 }\n"}, "perl a.pl", {"sub": "main::frobnicate"}),
+    ({"b.pl": "my $x = 2;\nprint compute_total($x);\n"}, "perl b.pl", {"sub": "main::compute_total"}),
+])
+case("perl", "perl-syntax", "syntax_error", "", [
+    ({"c.pl": "my $x = ;\nprint $x;\n"}, "perl -c c.pl", {}),
+    ({"d.pl": "use strict;\nmy @a = (1, 2;\nprint @a;\n"}, "perl -c d.pl", {}),
+])
+
+# --- maven (offline: this machine reaches no repository) ------------------------------------------
+POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>com.example</groupId><artifactId>app</artifactId><version>1.0</version>
+  <dependencies>
+    <dependency><groupId>{g}</groupId><artifactId>{a}</artifactId><version>{v}</version></dependency>
+  </dependencies>
+</project>
+"""
+case("mvn", "mvn-offline-plugin-unresolved", "missing_dependency", "{ga}", [
+    ({"pom.xml": POM.format(g="org.example.nope", a="widgets", v="1.2.3")}, "mvn -o -q -B compile",
+     {"ga": "org.apache.maven.plugins:maven-resources-plugin"}),
+    ({"pom.xml": POM.format(g="io.acme", a="acme-core", v="4.0")}, "mvn -o -q -B test-compile",
+     {"ga": "org.apache.maven.plugins:maven-resources-plugin"}),
+])
+
+# --- erlang ---------------------------------------------------------------------------------------
+case("erlang", "erlc-syntax", "syntax_error", "", [
+    ({"m.erl": "-module(m).\n-export([f/0]).\nf() -> ok\n"}, "erlc m.erl", {}),
+    ({"calc.erl": "-module(calc).\n-export([add/2]).\nadd(A, B) -> A + * B.\n"}, "erlc calc.erl", {}),
+], needs="erlc")
+case("erlang", "escript-undef", "unresolved_symbol", "{fun}", [
+    ({"s.escript": "#!/usr/bin/env escript\nmain(_) -> nope_mod:start().\n"}, "escript s.escript",
+     {"fun": "nope_mod:start/0"}),
+    ({"t.escript": "#!/usr/bin/env escript\nmain(_) -> lists:frobnicate([1]).\n"}, "escript t.escript",
+     {"fun": "lists:frobnicate/1"}),
+], needs="escript")
+
+# --- tcl ------------------------------------------------------------------------------------------
+case("tclsh", "tcl-invalid-command", "unresolved_symbol", "{cmd}", [
+    ({"a.tcl": "set x 1\nfrob $x\n"}, "tclsh a.tcl", {"cmd": "frob"}),
+    ({"b.tcl": "proc main {} { do_work 3 }\nmain\n"}, "tclsh b.tcl", {"cmd": "do_work"}),
+])
+case("tclsh", "tcl-package-missing", "missing_dependency", "{pkg}", [
+    ({"c.tcl": "package require Foo\n"}, "tclsh c.tcl", {"pkg": "Foo"}),
+    ({"d.tcl": "package require tdom 0.9\nputs ok\n"}, "tclsh d.tcl", {"pkg": "tdom"}),
+])
+
+# --- databases ------------------------------------------------------------------------------------
+PG = "psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -U postgres -d test"
+case("psql", "psql-connection-refused", "transient", "", [
+    ({}, "psql -h 127.0.0.1 -p 1 -U postgres -c 'select 1'", {}),
+    ({}, "psql -h 127.0.0.1 -p 9 -U app -d orders -c 'select count(*) from t'", {}),
+])
+case("psql", "psql-relation-missing", "unresolved_symbol", "{rel}", [
+    ({}, PG + " -c 'select * from nope_table'", {"rel": "nope_table"}),
+    ({}, PG + " -c 'insert into audit_log values (1)'", {"rel": "audit_log"}),
+])
+case("psql", "psql-syntax", "syntax_error", "", [
+    ({}, PG + " -c 'SELEC 1'", {}),
+    ({}, PG + " -c 'select from where'", {}),
+])
+case("mariadb", "mysql-table-missing", "unresolved_symbol", "{table}", [
+    ({}, "mariadb -h 127.0.0.1 -u root test -e 'select * from nope'", {"table": "test.nope"}),
+    ({}, "mariadb -h 127.0.0.1 -u root test -e 'delete from sessions'", {"table": "test.sessions"}),
+])
+case("mariadb", "mysql-access-denied", "permission_denied", "{user}", [
+    ({}, "mariadb -h 127.0.0.1 -u bob -pwrong test -e 'select 1'", {"user": "bob"}),
+    ({}, "mariadb -h 127.0.0.1 -u deploy -psecret test -e 'select 1'", {"user": "deploy"}),
+])
+case("redis-cli", "redis-connection-refused", "transient", "", [
+    ({}, "redis-cli -p 1 ping", {}),
+    ({}, "redis-cli -h 127.0.0.1 -p 9 get session:42", {}),
+])
+case("sqlite3", "sqlite-no-table", "unresolved_symbol", "{table}", [
+    ({}, "sqlite3 app.db 'select * from nope'", {"table": "nope"}),
+    ({}, "sqlite3 data.db 'update users set a = 1'", {"table": "users"}),
+])
+case("sqlite3", "sqlite-syntax", "syntax_error", "", [
+    ({}, "sqlite3 app.db 'SELEC 1'", {}),
+    ({}, "sqlite3 x.db 'create table (a int)'", {}),
+])
+
+# --- network clients ------------------------------------------------------------------------------
+case("curl", "curl-connection-refused", "transient", "", [
+    ({}, "curl -sS http://127.0.0.1:1/health", {}),
+    ({}, "curl -sS -X POST http://127.0.0.1:9/api/v1/jobs -d x=1", {}),
+])
+case("git", "git-remote-unreachable", "transient", "", [
+    ({}, "git clone -q http://127.0.0.1:1/org/repo.git", {}),
+    ({}, "git ls-remote http://127.0.0.1:9/team/tools.git", {}),
+])
+case("git", "git-pathspec", "file_not_found", "{path}", [
+    ({}, "git init -q . && git add nope.txt", {"path": "nope.txt"}),
+    ({}, "git init -q . && git add docs/missing.md", {"path": "docs/missing.md"}),
+])
+case("ssh", "ssh-connection-refused", "transient", "", [
+    ({}, "ssh -o BatchMode=yes -o StrictHostKeyChecking=no -p 1 127.0.0.1 true", {}),
+    ({}, "ssh -o BatchMode=yes -o StrictHostKeyChecking=no -p 9 deploy@127.0.0.1 uptime", {}),
+])
+case("docker", "docker-daemon-unreachable", "transient", "", [
+    ({}, "docker ps", {}),
+    ({}, "docker run --rm alpine:3.20 true", {}),
+])
+case("pip", "pip-index-unreachable", "transient", "", [
+    ({}, "pip3 install --retries 1 --timeout 2 --index-url http://127.0.0.1:1/simple acme-left-pad-xyz", {}),
+    ({}, "pip3 install --retries 1 --timeout 2 --index-url http://127.0.0.1:9/simple flask==3.0.0", {}),
+], needs="pip3")
+case("pip", "pip-no-distribution", "missing_dependency", "{pkg}", [
+    ({"wheels/.keep": ""}, "pip3 install --no-index --find-links wheels nonexistent-pkg-xyz", {"pkg": "nonexistent-pkg-xyz"}),
+    ({"wheels/.keep": ""}, "pip3 install --no-index --find-links wheels acme-widgets==2.1", {"pkg": "acme-widgets"}),
+], needs="pip3")
+
+# --- archives, files, crypto ----------------------------------------------------------------------
+case("tar", "tar-missing-input", "file_not_found", "{path}", [
+    ({}, "tar czf out.tgz nope", {"path": "nope"}),
+    ({"src/a.txt": "a"}, "tar cf out.tar src build/assets", {"path": "build/assets"}),
+])
+case("unzip", "unzip-missing-archive", "file_not_found", "{path}", [
+    ({}, "unzip -q nope.zip", {"path": "nope.zip"}),
+    ({}, "unzip -q dist/release-1.2.zip -d out", {"path": "dist/release-1.2.zip"}),
+])
+case("openssl", "openssl-file-missing", "file_not_found", "{path}", [
+    ({}, "openssl x509 -noout -in nope.pem", {"path": "nope.pem"}),
+    ({}, "openssl rsa -noout -in keys/server.key", {"path": "keys/server.key"}),
+])
+case("gpg", "gpg-file-missing", "file_not_found", "{path}", [
+    ({}, "gpg --batch --homedir . --verify nope.sig", {"path": "nope.sig"}),
+    ({}, "gpg --batch --homedir . --decrypt secrets/env.gpg", {"path": "secrets/env.gpg"}),
+])
+case("qemu-img", "qemu-img-missing", "file_not_found", "{path}", [
+    ({}, "qemu-img info nope.qcow2", {"path": "nope.qcow2"}),
+    ({}, "qemu-img convert -O raw images/base.qcow2 out.raw", {"path": "images/base.qcow2"}),
+])
+case("rsync", "rsync-missing-source", "file_not_found", "{path}", [
+    ({}, "rsync -a nope/ dest/", {"path": "nope"}),
+    ({}, "rsync -a build/site/ public/", {"path": "build/site"}),
+])
+
+# --- text tools -----------------------------------------------------------------------------------
+case("jq", "jq-filter-syntax", "syntax_error", "", [
+    ({}, "echo '{}' | jq '.foo |'", {}),
+    ({}, "echo '[1]' | jq 'map(. + )'", {}),
+])
+case("jq", "jq-input-invalid", "syntax_error", "", [
+    ({}, "echo '{bad' | jq .", {}),
+    ({"data.json": "[1, 2, abc]\n"}, "jq .a data.json", {}),
+])
+case("awk", "awk-syntax", "syntax_error", "", [
+    ({}, "awk 'BEGIN { print ( }'", {}),
+    ({"p.awk": "{ if ($1 > ) print }\n"}, "awk -f p.awk /dev/null", {}),
+])
+case("sed", "sed-unterminated-s", "syntax_error", "", [
+    ({}, "echo a | sed 's/a/b'", {}),
+    ({}, "echo x | sed -e 's|x|y'", {}),
+])
+case("dpkg", "dpkg-not-installed", "missing_dependency", "{pkg}", [
+    ({}, "dpkg -s nonexistent-pkg-xyz", {"pkg": "nonexistent-pkg-xyz"}),
+    ({}, "dpkg -L libacme-dev", {"pkg": "libacme-dev"}),
+])
+case("as", "as-no-such-instruction", "syntax_error", "{insn}", [
+    ({"a.s": ".text\nfrob %eax\n"}, "as a.s -o a.o", {"insn": "frob"}),
+    ({"boot.s": ".text\nmovl $1, %eax\nblorp %ebx, %ecx\n"}, "as boot.s -o boot.o", {"insn": "blorp"}),
+])
+
+
+def run(files, cmd, tmp):
+    for name, text in files.items():
+        path = os.path.join(tmp, name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            f.write(text)
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": tmp, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
+           "PGCONNECT_TIMEOUT": "5", "PIP_DISABLE_PIP_VERSION_CHECK": "1", "GIT_TERMINAL_PROMPT": "0"}
+    shell = isinstance(cmd, str)
+    p = subprocess.run(cmd, shell=shell, cwd=tmp, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, timeout=120)
+    return p.returncode, p.stdout.decode("utf-8", "replace")
+
+
+def main():
+    out = []
+    n = 0
+    for tool, group, category, key, variants, needs in CASES:
+        if shutil.which(needs) is None:
+            print(f"skipped {group}: {needs} is not installed", file=sys.stderr)
+            continue
+        for files, cmd, params in variants:
+            with tempfile.TemporaryDirectory(prefix="helix-corpus-") as tmp:
+                code, output = run(files, cmd, tmp)
+            if code == 0:
+                print(f"skipped a {group} case: it succeeded ({cmd})", file=sys.stderr)
+                continue
+            out.append({
+                "id": f"u{n:03}",
+                "tool": tool,
+                "group": group,
+                "category": category,
+                "key": key.format(**params),
+                "split": "heldout" if tool in HELDOUT else "dev",
+                "command": cmd if isinstance(cmd, str) else " ".join(cmd),
+                "exit_code": code,
+                "output": output,
+            })
+            n += 1
+    os.makedirs(os.path.dirname(OUT), exist_ok=True)
+    with open(OUT, "w") as f:
+        for c in out:
+            f.write(json.dumps(c, ensure_ascii=False) + "\n")
+    tools = sorted({c["tool"] for c in out})
+    print(f"{len(out)} cases, {len({c['group'] for c in out})} groups, {len(tools)} tools: {', '.join(tools)}",
+          file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
