@@ -432,6 +432,47 @@ mod tests {
     }
 
     #[test]
+    fn generic_cues_name_the_key_and_keep_causes_apart() {
+        let cases = [
+            ("Error: module 'left-pad' not found\n", Category::MissingDependency, None),
+            ("sh: 1: frobnicate: not found\n", Category::CommandNotFound, None),
+            ("ERROR:  relation \"orders\" does not exist\n", Category::UnresolvedSymbol, Some("orders")),
+            (
+                "tool: can't open 'data/in.csv': No such file or directory\n",
+                Category::FileNotFound,
+                Some("data/in.csv"),
+            ),
+            (
+                "Can't locate X/Y.pm in @INC (you may need to install the X::Y module) at -e line 1.\n",
+                Category::MissingDependency,
+                Some("X::Y"),
+            ),
+            ("error: could not connect to server: Connection refused\n", Category::Transient, None),
+        ];
+        for (output, category, key) in cases {
+            let a = analyze(&Request { output, exit_code: Some(1), ..Request::default() }, &set());
+            let d = &a.diagnostics[a.primary.expect("a diagnostic")];
+            assert_eq!(d.category, category, "{output}: {d:?}");
+            if key.is_some() {
+                assert_eq!(d.key.as_deref(), key, "{output}");
+            }
+        }
+        // the same cause with other names groups; another cause does not
+        let sig = |output: &str| {
+            let a = analyze(&Request { output, exit_code: Some(1), ..Request::default() }, &set());
+            a.diagnostics[a.primary.expect("a diagnostic")].signature.clone()
+        };
+        assert_eq!(
+            sig("ERROR:  relation \"a\" does not exist\n"),
+            sig("ERROR:  relation \"b_2\" does not exist\n")
+        );
+        assert_ne!(
+            sig("ERROR:  relation \"a\" does not exist\n"),
+            sig("ERROR:  column \"a\" does not exist\n")
+        );
+    }
+
+    #[test]
     fn module_not_found_end_to_end() {
         let d = one(
             "Traceback (most recent call last):\n  File \"/a/app.py\", line 2, in <module>\n    import yaml\nModuleNotFoundError: No module named 'yaml'\n",
