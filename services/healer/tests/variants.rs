@@ -252,6 +252,49 @@ fn unseen_tools_and_variants() {
             Some("torchx"),
         ),
         ("make only", "make: *** [Makefile:12: build] Error 1\n", "unknown", None),
+        // build-tool wrappers and runners without a parser: the real error above the trailer
+        (
+            "gradle kotlin",
+            "> Task :app:compileKotlin FAILED\ne: file:///home/u/app/src/main/kotlin/Main.kt:3:5 Unresolved reference: frobnicate\n\nFAILURE: Build failed with an exception.\n\n* What went wrong:\nExecution failed for task ':app:compileKotlin'.\n> Compilation error. See log for more details\n\nBUILD FAILED in 3s\n",
+            "unresolved_symbol",
+            Some("frobnicate"),
+        ),
+        (
+            "jest",
+            "FAIL src/app.test.js\n  \u{25cf} sum \u{203a} adds\n\n    expect(received).toBe(expected) // Object.is equality\n\n    Expected: 3\n    Received: 4\n\nTest Suites: 1 failed, 1 total\nTests:       1 failed, 1 total\n",
+            "test_failure",
+            None,
+        ),
+        (
+            "swift",
+            "error: no such module 'Alamofire'\nninja: build stopped: subcommand failed.\nmake: *** [Makefile:4: all] Error 1\n",
+            "missing_dependency",
+            Some("Alamofire"),
+        ),
+        (
+            "ruby require",
+            "/usr/lib/ruby/3.1.0/rubygems/core_ext/kernel_require.rb:85:in `require': cannot load such file -- nokogiri (LoadError)\n\tfrom app.rb:1:in `<main>'\n",
+            "missing_dependency",
+            Some("nokogiri"),
+        ),
+        (
+            "php class",
+            "PHP Fatal error:  Uncaught Error: Class \"Monolog\\Logger\" not found in /app/index.php:3\nStack trace:\n#0 {main}\n  thrown in /app/index.php on line 3\n",
+            "unresolved_symbol",
+            Some("Monolog\\Logger"),
+        ),
+        (
+            "gem unreachable",
+            "ERROR:  While executing gem ... (Gem::RemoteFetcher::FetchError)\n    Errno::ECONNREFUSED: Failed to open TCP connection to rubygems.org:443 (Connection refused - connect(2) for \"rubygems.org\" port 443) (https://rubygems.org/specs.4.8.gz)\n",
+            "transient",
+            None,
+        ),
+        (
+            "maven artifact list",
+            "[ERROR] Failed to execute goal on project app: Could not resolve dependencies for project com.x:app:jar:1.0: The following artifacts could not be resolved: org.foo:bar:jar:2.0: Could not find artifact org.foo:bar:jar:2.0 in central (https://repo.maven.apache.org/maven2) -> [Help 1]\n[ERROR] \n[ERROR] To see the full stack trace of the errors, re-run Maven with the -e switch.\n",
+            "missing_dependency",
+            Some("org.foo:bar"),
+        ),
     ];
     let failures: Vec<String> = cases.iter().filter_map(|(n, o, c, k)| check(n, o, c, *k)).collect();
     let ok = cases.len() - failures.len();

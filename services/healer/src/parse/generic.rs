@@ -17,7 +17,7 @@ const MAX_CANDIDATES: usize = 20_000;
 
 static ERRORISH: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"(?i)(?-u:\b)(?:error|errors|fatal|panic|panicked|exception|traceback|failed|failure|fail|denied|refused|not found|no such|cannot|can't|could not|couldn't|unable to|timed? ?out|killed|segmentation fault|core dumped|aborted|undefined|missing|invalid|unexpected|overloaded|too many requests|exceeded|out of memory|no space|disk full|quota|oom|permission|unreachable|unavailable|forbidden|unauthori[sz]ed|not allowed|illegal|abort|crash(?:ed)?|broken|corrupt(?:ed)?|violation|rejected|expired|deadlock|conflict|unsupported|not supported|incompatible|mismatch|unrecognized|unknown (?:option|command|flag)|does not exist|doesn't exist)(?-u:\b)",
+        r"(?i)(?-u:\b)(?:error|errors|fatal|panic|panicked|exception|traceback|failed|failure|fail|denied|refused|not found|no such|cannot|can't|could not|couldn't|unable to|timed? ?out|killed|segmentation fault|core dumped|aborted|undefined|unresolved|missing|invalid|unexpected|overloaded|too many requests|exceeded|out of memory|no space|disk full|quota|oom|permission|unreachable|unavailable|forbidden|unauthori[sz]ed|not allowed|illegal|abort|crash(?:ed)?|broken|corrupt(?:ed)?|violation|rejected|expired|deadlock|conflict|unsupported|not supported|incompatible|mismatch|unrecognized|unknown (?:option|command|flag)|does not exist|doesn't exist)(?-u:\b)",
     )
 });
 /// Findings of security scanners, which often print no error word at all
@@ -32,7 +32,7 @@ static SECURITY: LazyLock<Regex> = LazyLock::new(|| {
 /// was found.
 static TRAILER: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"(?i)^(?:\d+ (?:errors?|warnings?)(?: (?:and \d+ warnings? )?generated)?\.?|found \d+ errors?.*|fail(?:ed)?(?:\s.*)?|failed \(.*\)|collect2: error: ld returned.*|for more information about this error.*|error: aborting due to.*|compilation terminated\.|make(?:\[\d+\])?: \*\*\* .*error \d+|error: recipe .*|error: process completed with exit code \d+\.?|exit status \d+|.*elifecycle.*|=+ .* =+|tests?: .*failed.*|error: command failed with exit code \d+\.?|.*returned non-zero exit status \d+\.?|.*exited with (?:code|status) \d+\.?)$",
+        r"(?i)^(?:\d+ (?:errors?|warnings?)(?: (?:and \d+ warnings? )?generated)?\.?|found \d+ errors?.*|fail(?:ed)?(?:\s.*)?|failed \(.*\)|collect2: error: ld returned.*|for more information about this error.*|error: aborting due to.*|compilation terminated\.|make(?:\[\d+\])?: \*\*\* .*error \d+|error: recipe .*|error: process completed with exit code \d+\.?|exit status \d+|.*elifecycle.*|=+ .* =+|tests?: .*failed.*|error: command failed with exit code \d+\.?|.*returned non-zero exit status \d+\.?|.*exited with (?:code|status) \d+\.?|> task \S+ failed|build failed.*|build failure|failure: build failed.*|execution failed for task.*|\* what went wrong:|ninja: build stopped.*|test suites?: .*failed.*|\[error\] (?:to see the full stack trace|re-run maven|for more information about the errors|\[help \d+\]).*|error: build failed.*)$",
     )
 });
 static WARNISH: LazyLock<Regex> = LazyLock::new(|| re(r"(?i)^\W*(?:warn|warning)\b"));
