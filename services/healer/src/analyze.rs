@@ -249,6 +249,8 @@ pub fn classify(raw: &RawDiagnostic, patterns: &PatternSet) -> Diagnostic {
     // (the next free suffix per kind is remembered: searching it from 2 for each part was
     // quadratic in a message made of numbers); at most MAX_GENERIC_PARAMS are listed, the template
     // masks them all
+    let generic_parts: Vec<(&'static str, String)> =
+        generic.iter().take(MAX_GENERIC_PARAMS).map(|p| (p.kind, p.value.clone())).collect();
     let mut next: HashMap<&str, usize> = HashMap::new();
     for p in generic.into_iter().take(MAX_GENERIC_PARAMS) {
         let n = next.entry(p.kind).or_insert(1);
@@ -291,6 +293,21 @@ pub fn classify(raw: &RawDiagnostic, patterns: &PatternSet) -> Diagnostic {
             (c, c.default_failure_class(), None)
         }
     };
+    // A keyword pattern gave a category whose fix needs a name, but no name: the first quoted
+    // part names it (`package 'x' ...`, `'x': ...`), or for a missing file the first path.
+    let key = key.or_else(|| {
+        if confidence != DiagnosticConfidence::Medium {
+            return None;
+        }
+        let first = |kind: &str| generic_parts.iter().find(|(k, _)| *k == kind).map(|(_, v)| v.clone());
+        match category {
+            Category::FileNotFound => first("quoted").or_else(|| first("path")),
+            Category::MissingDependency | Category::UnresolvedSymbol | Category::CommandNotFound => {
+                first("quoted").map(|k| dependency_name(category, &k))
+            }
+            _ => None,
+        }
+    });
     let matches = matched
         .iter()
         .map(|p| PatternMatch {
@@ -434,7 +451,8 @@ mod tests {
     #[test]
     fn generic_cues_name_the_key_and_keep_causes_apart() {
         let cases = [
-            ("Error: module 'left-pad' not found\n", Category::MissingDependency, None),
+            // a keyword pattern without a name in it: the quoted part is the key
+            ("Error: module 'left-pad' not found\n", Category::MissingDependency, Some("left-pad")),
             ("sh: 1: frobnicate: not found\n", Category::CommandNotFound, None),
             ("ERROR:  relation \"orders\" does not exist\n", Category::UnresolvedSymbol, Some("orders")),
             (
