@@ -1323,7 +1323,7 @@ mod tests {
         std::fs::write(data.join("local-token"), "hxt_secret").expect("write");
         let jail = Jail::new(bwrap_sandbox(vec![data.clone()]), Rlimits::default(), BTreeMap::new());
         let script = "ls /proc | grep -c '^[0-9]'; cat /proc/*/environ 2>/dev/null | tr '\\0' '\\n' | grep -c CARGO_MANIFEST_DIR; \
-                      cat ../../../local-token 2>&1 | head -c 40; echo; echo ok > written; setsid sleep 300 & echo $! > ../daemon.pid";
+                      cat ../../../local-token 2>&1 | head -c 40; echo; echo ok > written; setsid sleep 317 & echo $! > ../daemon.pid";
         let out = run_jailed(
             &CommandSpec::Shell(script.into()),
             &ws,
@@ -1345,12 +1345,13 @@ mod tests {
             std::fs::read_to_string(data.join("local-token")).is_ok_and(|t| t == "hxt_secret"),
             "untouched"
         );
-        // the daemon's pid is of the namespace; none of the host's processes runs `sleep 300`
-        // started by this test once the command has ended
+        // the daemon's pid is of the namespace; none of the host's processes runs `sleep 317`
+        // started by this test once the command has ended (a duration no other test uses: the
+        // containment tests run `sleep 300` daemons at the same time and kill them later)
         let alive = std::fs::read_dir("/proc")
             .expect("proc")
             .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
-            .any(|c| c.starts_with(b"sleep\x00300\x00"));
+            .any(|c| c.starts_with(b"sleep\x00317\x00"));
         assert!(!alive, "a setsid daemon outlived its phase");
     }
 
