@@ -4,6 +4,19 @@
 //! linear-time check (`benches/benches/linear.rs` prints the figures, `tests/linear.rs` asserts
 //! them loosely).
 
+/// The shortest of `runs` timings of `f`: on a shared machine the minimum is the figure least
+/// disturbed by other work.
+pub fn best_of(runs: usize, f: &mut dyn FnMut()) -> std::time::Duration {
+    (0..runs)
+        .map(|_| {
+            let t = std::time::Instant::now();
+            f();
+            t.elapsed()
+        })
+        .min()
+        .unwrap_or_default()
+}
+
 /// Inputs built to find super-linear work in the healer: each repeats a small unit whose shape
 /// makes a naive parser or regex iterator rescan the rest of the input at every step. `make(n)`
 /// returns about `n` bytes.

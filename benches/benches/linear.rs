@@ -9,22 +9,12 @@
 //!        HELIX_LINEAR_SHAPES=name,name to run some shapes only)
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use helix_benches::adversarial::SHAPES;
+use helix_benches::best_of;
 use helix_healer::analyze::{Request, analyze};
 use helix_healer::patterns::PatternSet;
-
-fn best_of(runs: usize, f: &mut dyn FnMut()) -> Duration {
-    (0..runs)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed()
-        })
-        .min()
-        .unwrap_or_default()
-}
 
 fn main() {
     let patterns = PatternSet::seed().expect("seed patterns");

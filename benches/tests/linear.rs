@@ -6,26 +6,15 @@
 //! `cargo bench -p helix-benches --bench linear` prints the whole table.
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
 
 use helix_benches::adversarial::SHAPES;
+use helix_benches::best_of;
 use helix_healer::analyze::{Request, analyze};
 use helix_healer::patterns::PatternSet;
 
 const SMALL: usize = 64 << 10;
 const LARGE: usize = 8 << 20;
 const BOUND: f64 = 4.0;
-
-fn best_of(runs: usize, f: &mut dyn FnMut()) -> Duration {
-    (0..runs)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed()
-        })
-        .min()
-        .unwrap_or_default()
-}
 
 fn per_byte(op: &str, input: &str, patterns: &PatternSet) -> f64 {
     let took = best_of(3, &mut || match op {

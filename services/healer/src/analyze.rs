@@ -249,8 +249,9 @@ pub fn classify(raw: &RawDiagnostic, patterns: &PatternSet) -> Diagnostic {
     // (the next free suffix per kind is remembered: searching it from 2 for each part was
     // quadratic in a message made of numbers); at most MAX_GENERIC_PARAMS are listed, the template
     // masks them all
-    let generic_parts: Vec<(&'static str, String)> =
-        generic.iter().take(MAX_GENERIC_PARAMS).map(|p| (p.kind, p.value.clone())).collect();
+    // the first quoted part and the first path: the key when a keyword pattern gives none
+    let first_of = |kind: &str| generic.iter().find(|p| p.kind == kind).map(|p| p.value.clone());
+    let (first_quoted, first_path) = (first_of("quoted"), first_of("path"));
     let mut next: HashMap<&str, usize> = HashMap::new();
     for p in generic.into_iter().take(MAX_GENERIC_PARAMS) {
         let n = next.entry(p.kind).or_insert(1);
@@ -299,11 +300,10 @@ pub fn classify(raw: &RawDiagnostic, patterns: &PatternSet) -> Diagnostic {
         if confidence != DiagnosticConfidence::Medium {
             return None;
         }
-        let first = |kind: &str| generic_parts.iter().find(|(k, _)| *k == kind).map(|(_, v)| v.clone());
         match category {
-            Category::FileNotFound => first("quoted").or_else(|| first("path")),
+            Category::FileNotFound => first_quoted.or(first_path),
             Category::MissingDependency | Category::UnresolvedSymbol | Category::CommandNotFound => {
-                first("quoted").map(|k| dependency_name(category, &k))
+                first_quoted.map(|k| dependency_name(category, &k))
             }
             _ => None,
         }
