@@ -9,6 +9,7 @@
 //! the tests run.
 
 pub mod analyze;
+pub mod check;
 pub mod diff;
 pub mod error;
 pub mod flaky;
@@ -204,6 +205,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<HealerState>) {
         .service(helix_http::routes::post("/v1/fixes", routes::learning::record_fix))
         .service(helix_http::routes::post("/v1/paths", routes::paths::record))
         .service(helix_http::routes::post("/v1/fixes/propose", routes::propose::propose))
+        .service(helix_http::routes::post("/v1/check", routes::check::check))
         .service(helix_http::routes::get("/v1/fixes/known", routes::learning::known_fixes))
         .service(helix_http::routes::get("/v1/signatures/{signature}", routes::learning::get_signature))
         .service(helix_http::routes::get("/v1/hints", routes::learning::get_hint))
@@ -225,6 +227,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<HealerState>) {
         routes::analyze::analyze,
         routes::learning::record_fix,
         routes::propose::propose,
+        routes::check::check,
         routes::learning::known_fixes,
         routes::learning::get_signature,
         routes::learning::get_hint,
@@ -275,6 +278,10 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<HealerState>) {
         propose::WorkspaceFile,
         propose::DiagnosticRef,
         propose::MatchRef,
+        routes::check::CheckRequest,
+        check::CheckReport,
+        check::Finding,
+        check::Checked,
         model::Suggestion,
         routes::fingerprint::FingerprintRequest,
         routes::fingerprint::FingerprintResponse,

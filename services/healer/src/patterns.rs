@@ -307,6 +307,11 @@ impl PatternSet {
         self.patterns.iter().find(|p| p.id == id)
     }
 
+    /// A lookup table of the pattern files (`[maps.pypi]`), by name: the first file that has it.
+    pub fn map(&self, name: &str) -> Option<&BTreeMap<String, String>> {
+        self.patterns.iter().find_map(|p| p.maps.get(name))
+    }
+
     /// Every pattern that matches `message` of the diagnostic `d`, in priority order: file
     /// order (`generic.toml` last), then order within the file.
     pub fn matching<'a>(

@@ -1,0 +1,195 @@
+//! Rust: `use` and `extern crate` of crates a `Cargo.toml` does not declare.
+//!
+//! Since the 2018 edition `use x::y` may name a crate or an item in scope (a module, an enum),
+//! so every name the crate defines (`mod`, `enum`, `struct`, ... and `use ... as` aliases) counts
+//! as local, and only lowercase names are taken for crates.
+
+use std::collections::BTreeSet;
+use std::sync::LazyLock;
+
+use regex::Regex;
+
+use super::{Checked, Missing, Workspace, dir, lines};
+use crate::patterns::PatternSet;
+
+const BUILTIN: &[&str] = &["std", "core", "alloc", "proc_macro", "test", "crate", "self", "super", "Self"];
+
+static USE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^\s*(?:#\[[^\]]*\]\s*)*(?:pub(?:\([^)]*\))?\s+)?use\s+(::)?([A-Za-z_][A-Za-z0-9_]*)\s*(::|;|\s+as\b)")
+        .expect("use regex")
+});
+static EXTERN: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^\s*(?:#\[[^\]]*\]\s*)*(?:pub\s+)?extern\s+crate\s+([A-Za-z_][A-Za-z0-9_]*)")
+        .expect("extern regex")
+});
+static ITEM: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"\b(?:mod|enum|struct|union|trait|type|fn|const|static|macro_rules!)\s+([A-Za-z_][A-Za-z0-9_]*)|\bas\s+([A-Za-z_][A-Za-z0-9_]*)|::\{?([a-z_][a-z0-9_]*)\s*[;,}]",
+    )
+    .expect("item regex")
+});
+
+/// A crate: its directory, declared dependency names (as code names them) and its own names.
+struct Crate {
+    dir: String,
+    deps: BTreeSet<String>,
+    own: BTreeSet<String>,
+}
+
+fn crates(ws: &Workspace<'_>) -> Vec<Crate> {
+    let mut out = Vec::new();
+    for (path, text) in ws.named("Cargo.toml") {
+        let Ok(v) = toml::from_str::<toml::Table>(text) else { continue };
+        let mut deps = BTreeSet::new();
+        let mut tables: Vec<&toml::Table> = Vec::new();
+        for key in ["dependencies", "dev-dependencies", "build-dependencies"] {
+            tables.extend(v.get(key).and_then(|t| t.as_table()));
+            tables.extend(v.get("workspace").and_then(|w| w.get(key)).and_then(|t| t.as_table()));
+        }
+        for (_, target) in v.get("target").and_then(|t| t.as_table()).into_iter().flatten() {
+            for key in ["dependencies", "dev-dependencies", "build-dependencies"] {
+                tables.extend(target.get(key).and_then(|t| t.as_table()));
+            }
+        }
+        for t in tables {
+            // the key is the name code uses (a renamed dependency's `package` is not)
+            deps.extend(t.keys().map(|k| k.replace('-', "_")));
+        }
+        let mut own = BTreeSet::new();
+        if let Some(name) = v.get("package").and_then(|p| p.get("name")).and_then(|n| n.as_str()) {
+            own.insert(name.replace('-', "_"));
+        }
+        if let Some(name) = v.get("lib").and_then(|p| p.get("name")).and_then(|n| n.as_str()) {
+            own.insert(name.replace('-', "_"));
+        }
+        for bins in v.get("bin").and_then(|b| b.as_array()).into_iter().flatten() {
+            if let Some(name) = bins.get("name").and_then(|n| n.as_str()) {
+                own.insert(name.replace('-', "_"));
+            }
+        }
+        out.push(Crate { dir: dir(path).to_owned(), deps, own });
+    }
+    out
+}
+
+/// The code of a line without its `//` comment (block comments are tracked by the caller).
+fn code_of(line: &str) -> &str {
+    line.find("//").map_or(line, |i| &line[..i])
+}
+
+pub(super) fn check(
+    ws: &Workspace<'_>,
+    _patterns: &PatternSet,
+    checked: &mut Checked,
+) -> Option<Vec<Missing>> {
+    let sources: Vec<(&str, &str)> = ws.sources(&[".rs"]).collect();
+    if sources.is_empty() {
+        return None;
+    }
+    let crates = crates(ws);
+    if crates.is_empty() {
+        checked.skipped.push("rust: no Cargo.toml".to_owned());
+        return None;
+    }
+    let owner = |path: &str| {
+        crates
+            .iter()
+            .filter(|c| c.dir.is_empty() || path.starts_with(&format!("{}/", c.dir)))
+            .max_by_key(|c| c.dir.len())
+    };
+    // every name the crates define (items, aliases, imported leaves): a `use` of one is local
+    let mut local: BTreeSet<String> = BTreeSet::new();
+    let mut all_own: BTreeSet<String> = BTreeSet::new();
+    for c in &crates {
+        all_own.extend(c.own.iter().cloned());
+    }
+    for (_, text) in &sources {
+        for caps in ITEM.captures_iter(text) {
+            if let Some(m) = caps.get(1).or_else(|| caps.get(2)).or_else(|| caps.get(3)) {
+                local.insert(m.as_str().to_owned());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (path, text) in sources {
+        let Some(krate) = owner(path) else { continue };
+        checked.files += 1;
+        let mut in_block_comment = false;
+        for (n, raw) in lines(text) {
+            if in_block_comment {
+                if raw.contains("*/") {
+                    in_block_comment = false;
+                }
+                continue;
+            }
+            if raw.trim_start().starts_with("/*") && !raw.contains("*/") {
+                in_block_comment = true;
+                continue;
+            }
+            let code = code_of(raw);
+            let (name, absolute, extern_crate) = if let Some(c) = USE.captures(code) {
+                (c.get(2).map_or("", |m| m.as_str()), c.get(1).is_some(), false)
+            } else if let Some(c) = EXTERN.captures(code) {
+                (c.get(1).map_or("", |m| m.as_str()), true, true)
+            } else {
+                continue;
+            };
+            checked.imports += 1;
+            let lowercase = name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            if BUILTIN.contains(&name)
+                || !lowercase
+                || krate.deps.contains(name)
+                || all_own.contains(name)
+                || !absolute && local.contains(name)
+            {
+                continue;
+            }
+            let col = code.find(name).map_or(1, |i| i + 1);
+            let output = if extern_crate {
+                format!(
+                    "error[E0463]: can't find crate for `{name}`\n --> {path}:{n}:1\n  |\n{n} | {}\n  | ^ can't find crate\n\n",
+                    raw.trim()
+                )
+            } else {
+                format!(
+                    "error[E0432]: unresolved import `{name}`\n --> {path}:{n}:{col}\n  |\n{n} | {}\n  |     ^ use of unresolved module or unlinked crate `{name}`\n  |\n  = help: if you wanted to use a crate named `{name}`, use `cargo add {name}` to add it to your `Cargo.toml`\n\n",
+                    raw.trim()
+                )
+            };
+            let manifest = if krate.dir.is_empty() {
+                "Cargo.toml".to_owned()
+            } else {
+                format!("{}/Cargo.toml", krate.dir)
+            };
+            out.push(Missing {
+                check: "rust-crate",
+                file: path.to_owned(),
+                line: n,
+                name: name.to_owned(),
+                reason: format!("`{}` but {manifest} does not declare {name}", code.trim()),
+                output,
+                tool: "cargo",
+            });
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn use_lines() {
+        let name = |l: &str| USE.captures(l).and_then(|c| c.get(2)).map(|m| m.as_str().to_owned());
+        assert_eq!(name("use serde_json::Value;").as_deref(), Some("serde_json"));
+        assert_eq!(name("pub(crate) use anyhow::{Context, Result};").as_deref(), Some("anyhow"));
+        assert_eq!(name("    use rand;").as_deref(), Some("rand"));
+        assert_eq!(name("#[cfg(test)] use proptest::prelude::*;").as_deref(), Some("proptest"));
+        assert_eq!(name("let used = 1;"), None);
+        assert_eq!(
+            EXTERN.captures("extern crate libc;").and_then(|c| c.get(1)).map(|m| m.as_str()),
+            Some("libc")
+        );
+    }
+}
