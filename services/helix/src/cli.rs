@@ -69,6 +69,29 @@ pub enum Command {
         #[arg(last = true, value_name = "COMMAND")]
         command: Vec<String>,
     },
+    /// Predict a workspace's failures before anything runs (static preflight)
+    ///
+    /// Compares what the sources use with what the manifests declare: Python imports against
+    /// requirements*.txt / pyproject.toml / setup.cfg / Pipfile, JS/TS imports against
+    /// package.json, Rust `use` / `extern crate` against Cargo.toml, C/C++ `#include`s of headers
+    /// from a known -dev package against the Debian packages installed here (or declared by the
+    /// workspace's Dockerfile / apt.txt). Each finding carries the signature and fixes the real
+    /// failure would get. Runs in-process, as `POST /v1/check` does. Exits 1 when it found any.
+    Check {
+        /// The workspace directory
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Print the API's JSON instead of the report
+        #[arg(long)]
+        json: bool,
+        /// Do not read the installed Debian packages: check #includes only against the
+        /// packages the workspace declares (what a fresh build machine would have)
+        #[arg(long)]
+        fresh_machine: bool,
+        /// Pattern directory to use instead of the built-in patterns
+        #[arg(long, value_name = "DIR")]
+        patterns: Option<PathBuf>,
+    },
     /// Search or validate the pattern knowledge base
     Patterns {
         #[command(subcommand)]

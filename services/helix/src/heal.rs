@@ -1,4 +1,4 @@
-//! `helix heal`, `helix patterns` and `helix mine`: the healer on the command line, in-process
+//! `helix heal`, `helix check`, `helix patterns` and `helix mine`: the healer on the command line, in-process
 //! (no server needed), with the same code the service runs.
 
 use std::io::{Read, Write};
@@ -85,6 +85,77 @@ pub fn heal(
         print!("{}", report(&analysis));
     }
     Ok(if analysis.diagnostics.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// Checks the workspace at `dir` and prints the findings (or JSON). Exit code: 0 when nothing
+/// was found, 1 when a run would fail.
+pub fn check(dir: &Path, json: bool, fresh_machine: bool, patterns: &PatternSet) -> anyhow::Result<ExitCode> {
+    if !dir.is_dir() {
+        anyhow::bail!("{} is not a directory", dir.display());
+    }
+    let (files, listing) = helix_core::client::check::collect_workspace(
+        dir,
+        helix_core::client::check::WorkspaceLimits::default(),
+    );
+    let files: Vec<helix_healer::propose::WorkspaceFile> = files
+        .into_iter()
+        .map(|f| helix_healer::propose::WorkspaceFile { path: f.path, content: f.content })
+        .collect();
+    let installed = if fresh_machine { None } else { helix_core::client::check::installed_debian_packages() };
+    let env = helix_healer::check::Environment { installed_packages: installed };
+    let report = helix_healer::check::check(&files, &listing, &env, patterns);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", check_report(&report));
+    }
+    Ok(if report.findings.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// The human report of a check: each finding with the failure it predicts and its fixes.
+pub fn check_report(r: &helix_healer::check::CheckReport) -> String {
+    let mut out = String::new();
+    for f in &r.findings {
+        let d = &f.diagnostic;
+        let more =
+            if f.other_uses > 0 { format!(" (and {} more uses)", f.other_uses) } else { String::new() };
+        out.push_str(&format!(
+            "{}:{}: {}{more}
+",
+            f.file, f.line, f.reason
+        ));
+        out.push_str(&format!(
+            "  would fail: {} [{}, signature {}]\n",
+            d.message,
+            d.category.as_str(),
+            &d.signature[..16.min(d.signature.len())]
+        ));
+        for fix in &f.fixes {
+            let confidence = serde_json::to_value(fix.confidence)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            out.push_str(&format!("  fix ({confidence}): {}\n", fix.description));
+            if let Some(p) = &fix.patch {
+                for l in p.lines() {
+                    out.push_str(&format!("    {l}\n"));
+                }
+            }
+        }
+    }
+    let c = &r.checked;
+    let found = match r.findings.len() {
+        0 => "no predicted failures".to_owned(),
+        1 => "1 predicted failure".to_owned(),
+        n => format!("{n} predicted failures"),
+    };
+    let ecosystems =
+        if c.ecosystems.is_empty() { "nothing to check".to_owned() } else { c.ecosystems.join(", ") };
+    out.push_str(&format!("{found}: {} files, {} imports checked ({ecosystems})\n", c.files, c.imports));
+    for s in &c.skipped {
+        out.push_str(&format!("  skipped {s}\n"));
+    }
+    out
 }
 
 /// The human report: the root cause in full, the rest one line each.

@@ -56,6 +56,9 @@ async fn run(cli: Cli, isolation: Option<String>) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
             }
         }
+        Command::Check { dir, json, fresh_machine, patterns } => {
+            heal::check(&dir, json, fresh_machine, &heal::patterns(patterns.as_deref())?)
+        }
         Command::Patterns { command } => match command {
             PatternsCommand::Search { query, limit, patterns } => {
                 heal::search(&query.join(" "), limit, &heal::patterns(patterns.as_deref())?)

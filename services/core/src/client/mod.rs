@@ -23,6 +23,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub mod check;
 pub mod flaky;
 pub mod keys;
 pub mod models;

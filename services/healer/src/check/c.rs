@@ -19,12 +19,6 @@ fn declared(ws: &Workspace<'_>) -> Option<BTreeSet<String>> {
     let mut pkgs = BTreeSet::new();
     for (path, text) in &ws.files {
         let name = base(path);
-        let recipe = name.starts_with("Dockerfile")
-            || name.ends_with(".Dockerfile")
-            || name == "Containerfile"
-            || (path.starts_with(".github/workflows/") || name == ".gitlab-ci.yml" || name == ".travis.yml")
-            || name == "Makefile"
-            || name.ends_with(".sh");
         if matches!(name, "apt.txt" | "Aptfile" | "packages.txt") {
             found = true;
             pkgs.extend(
@@ -48,27 +42,10 @@ fn declared(ws: &Workspace<'_>) -> Option<BTreeSet<String>> {
                     pkgs.extend(deb_list(l));
                 }
             }
-        } else if recipe {
-            // `apt-get install -y --no-install-recommends a b \` continued over lines
-            let joined = text.replace("\\\n", " ");
-            for l in joined.lines() {
-                for seg in l.split("&&").flat_map(|s| s.split(';')) {
-                    let words: Vec<&str> = seg.split_whitespace().collect();
-                    let Some(at) = words
-                        .windows(2)
-                        .position(|w| matches!(w[0], "apt-get" | "apt" | "aptitude") && w[1] == "install")
-                    else {
-                        continue;
-                    };
-                    found = true;
-                    pkgs.extend(
-                        words[at + 2..]
-                            .iter()
-                            .filter(|w| !w.starts_with('-'))
-                            .map(|w| w.split('=').next().unwrap_or(w).trim_matches(['"', '\'']).to_owned()),
-                    );
-                }
-            }
+        } else if super::is_recipe(path) {
+            let words = super::installs(text, &["apt-get", "apt", "aptitude"]);
+            found |= !words.is_empty() || text.contains("apt-get install") || text.contains("apt install");
+            pkgs.extend(words.into_iter().map(|w| w.split('=').next().unwrap_or(&w).to_owned()));
         }
     }
     found.then_some(pkgs)
@@ -187,6 +164,7 @@ pub(super) fn check(
                     "{path}:{line}:10: fatal error: {header}: No such file or directory\n{line:>5} | #include {open}{header}{close}\n      |          ^~~~~~~~~~~~~\ncompilation terminated.\n"
                 ),
                 tool: "gcc",
+                root: String::new(),
             });
         }
     }

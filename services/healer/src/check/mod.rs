@@ -106,6 +106,9 @@ struct Missing {
     /// The tool output the failure would print, and which tool prints it.
     output: String,
     tool: &'static str,
+    /// The directory of the project the file belongs to (its manifest's): fixes edit the
+    /// manifest there.
+    root: String,
 }
 
 /// What every checker gets: the files by path, and every path the workspace has.
@@ -243,7 +246,36 @@ fn finding(
             .collect(),
         suggestions: Vec::new(),
     };
-    let fixes = propose::propose(&[dref], Some(0), files, listing, patterns);
+    let fixes = if m.root.is_empty() {
+        propose::propose(&[dref], Some(0), files, listing, patterns)
+    } else {
+        // propose against the sub-project as if it were the workspace, then put its paths back
+        let prefix = format!("{}/", m.root);
+        let strip = |p: &str| normalize(p).strip_prefix(&prefix).map(str::to_owned);
+        let sub: Vec<WorkspaceFile> = files
+            .iter()
+            .filter_map(|f| Some(WorkspaceFile { path: strip(&f.path)?, content: f.content.clone() }))
+            .collect();
+        let sub_listing: Vec<String> = listing.iter().filter_map(|p| strip(p)).collect();
+        let mut fixes = propose::propose(&[dref], Some(0), &sub, &sub_listing, patterns);
+        for fix in &mut fixes {
+            for f in &mut fix.files {
+                fix.description = fix.description.replacen(f.as_str(), &format!("{prefix}{f}"), 1);
+                *f = format!("{prefix}{f}");
+            }
+            if let Some(p) = &mut fix.patch {
+                *p = p
+                    .lines()
+                    .map(|l| match (l.strip_prefix("--- a/"), l.strip_prefix("+++ b/")) {
+                        (Some(rest), _) => format!("--- a/{prefix}{rest}\n"),
+                        (_, Some(rest)) => format!("+++ b/{prefix}{rest}\n"),
+                        _ => format!("{l}\n"),
+                    })
+                    .collect();
+            }
+        }
+        fixes
+    };
     Some(Finding {
         check: m.check.to_owned(),
         file: m.file,
@@ -254,6 +286,62 @@ fn finding(
         diagnostic,
         fixes,
     })
+}
+
+/// Build recipes: files whose commands install what a fresh machine needs.
+fn is_recipe(path: &str) -> bool {
+    let name = base(path);
+    name.starts_with("Dockerfile")
+        || name.ends_with(".Dockerfile")
+        || name == "Containerfile"
+        || path.starts_with(".github/workflows/")
+        || name == ".gitlab-ci.yml"
+        || name == ".travis.yml"
+        || name == "Makefile"
+        || name.ends_with(".sh")
+}
+
+/// The package words of `TOOL install a b` commands in a recipe (`-y`, `--flags` and `-r file`
+/// left out; lines continued with `\` joined; `&&` and `;` separate commands).
+fn installs(text: &str, tools: &[&str]) -> Vec<String> {
+    let joined = text.replace("\\\n", " ");
+    let mut out = Vec::new();
+    for l in joined.lines() {
+        for seg in l.split("&&").flat_map(|s| s.split(';')) {
+            let words: Vec<&str> = seg.split_whitespace().collect();
+            // `pip install`, `python -m pip install`, `uv pip install`, `sudo apt-get install`
+            let Some(at) = words.windows(2).position(|w| tools.contains(&base(w[0])) && w[1] == "install")
+            else {
+                continue;
+            };
+            let mut skip_next = false;
+            for w in &words[at + 2..] {
+                if skip_next {
+                    skip_next = false;
+                    continue;
+                }
+                if matches!(
+                    *w,
+                    "-r" | "--requirement"
+                        | "-c"
+                        | "--constraint"
+                        | "-e"
+                        | "--target"
+                        | "-t"
+                        | "--index-url"
+                        | "-i"
+                ) {
+                    skip_next = true;
+                    continue;
+                }
+                if w.starts_with('-') || w.starts_with('$') || w.contains('/') {
+                    continue;
+                }
+                out.push(w.trim_matches(['"', '\'']).to_owned());
+            }
+        }
+    }
+    out
 }
 
 /// The rows of a `name: provided provided ...` table (one row a line).

@@ -256,6 +256,7 @@ pub(super) fn check(
                 reason: format!("imports '{spec}' but {pj} does not declare {pkg}"),
                 output,
                 tool,
+                root: manifest.dir.clone(),
             });
         }
     }

@@ -82,16 +82,46 @@ opencv_python: cv2 numpy\n\
 opencv_python_headless: cv2 numpy\n\
 opencv_contrib_python: cv2 numpy";
 
-/// The manifests' declared distributions (canonical names), None when there is no manifest.
-fn declared(ws: &Workspace<'_>) -> Option<BTreeSet<String>> {
-    let mut found = false;
-    let mut dists = BTreeSet::new();
+/// Declared distributions (canonical names): per manifest, by the directory it governs, and
+/// those the build recipes install anywhere (`pip install a b` in a Dockerfile, CI workflow or
+/// script).
+struct Declared {
+    manifests: Vec<(String, BTreeSet<String>)>,
+    installed: BTreeSet<String>,
+}
+
+impl Declared {
+    /// What a file at `path` may import: the manifests of its directory and those above it.
+    /// None when no manifest governs it and no recipe installs anything.
+    /// Also the directory of the nearest manifest (where a fix adds the dependency).
+    fn for_file(&self, path: &str) -> Option<(BTreeSet<String>, String)> {
+        let mut any = !self.installed.is_empty();
+        let mut out = self.installed.clone();
+        let mut nearest = String::new();
+        for (d, dists) in &self.manifests {
+            if d.is_empty() || path.starts_with(&format!("{d}/")) {
+                any = true;
+                out.extend(dists.iter().cloned());
+                if d.len() > nearest.len() {
+                    nearest = d.clone();
+                }
+            }
+        }
+        any.then_some((out, nearest))
+    }
+}
+
+fn declared(ws: &Workspace<'_>) -> Declared {
+    let mut manifests = Vec::new();
+    let mut installed = BTreeSet::new();
     for (path, text) in ws.files.iter().map(|(p, t)| (p.as_str(), *t)) {
         if super::vendored(path) {
             continue;
         }
+        let mut found = false;
+        let mut dists = BTreeSet::new();
         let name = base(path);
-        let in_requirements_dir = dir(path).rsplit('/').next().is_some_and(|d| d.starts_with("requirements"));
+        let in_requirements_dir = base(dir(path)).starts_with("requirements");
         if (name.starts_with("requirements") || in_requirements_dir || name == "constraints.txt")
             && (name.ends_with(".txt") || name.ends_with(".in"))
         {
@@ -127,9 +157,20 @@ fn declared(ws: &Workspace<'_>) -> Option<BTreeSet<String>> {
                     }
                 }
             }
+        } else if super::is_recipe(path) {
+            installed.extend(
+                super::installs(text, &["pip", "pip3", "pipx", "uv"])
+                    .iter()
+                    .filter_map(|w| requirement_line(w)),
+            );
+        }
+        if found {
+            // requirements/base.txt governs the directory above requirements/
+            let governs = if in_requirements_dir { dir(dir(path)) } else { dir(path) };
+            manifests.push((governs.to_owned(), dists));
         }
     }
-    found.then_some(dists)
+    Declared { manifests, installed }
 }
 
 /// The distribution a requirements line names (PEP 508, pip options, `#egg=`, `name @ url`).
@@ -414,12 +455,14 @@ pub(super) fn check(
     if sources.is_empty() {
         return None;
     }
-    let Some(declared) = declared(ws) else {
+    let declared = declared(ws);
+    if declared.manifests.is_empty() && declared.installed.is_empty() {
         checked
             .skipped
             .push("python: no dependency manifest (requirements.txt, pyproject.toml, ...)".to_owned());
         return None;
-    };
+    }
+    let mut ungoverned = 0;
     let pypi = patterns.map("pypi");
     let local = local_names(ws);
     let mut out = Vec::new();
@@ -431,6 +474,10 @@ pub(super) fn check(
         {
             continue;
         }
+        let Some((declared, root)) = declared.for_file(path) else {
+            ungoverned += 1;
+            continue;
+        };
         checked.files += 1;
         for (line, module, statement) in imports(text) {
             checked.imports += 1;
@@ -453,8 +500,12 @@ pub(super) fn check(
                 ),
                 name: module,
                 tool: "python",
+                root: root.clone(),
             });
         }
+    }
+    if ungoverned > 0 {
+        checked.skipped.push(format!("python: {ungoverned} files under no dependency manifest"));
     }
     Some(out)
 }

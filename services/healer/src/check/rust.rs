@@ -169,6 +169,7 @@ pub(super) fn check(
                 reason: format!("`{}` but {manifest} does not declare {name}", code.trim()),
                 output,
                 tool: "cargo",
+                root: krate.dir.clone(),
             });
         }
     }

@@ -165,3 +165,29 @@ fn hostile_sources_cost_linear_time_and_no_findings_beyond_the_cap() {
     );
     assert_eq!(report.findings.len(), MAX_FINDINGS);
 }
+
+#[test]
+fn a_sub_project_is_fixed_in_its_own_manifest() {
+    let files = [
+        ("README.md", "monorepo\n"),
+        ("services/api/requirements.txt", "flask\n"),
+        ("services/api/app.py", "import flask\nimport yaml\n"),
+        ("tools/script.py", "import numpy\n"),
+    ];
+    let report = run(&files, &Environment::default());
+    assert_eq!(report.findings.len(), 1, "{:#?}", report.findings);
+    let fix = &report.findings[0].fixes[0];
+    assert_eq!(fix.files, vec!["services/api/requirements.txt".to_owned()]);
+    let patch = fix.patch.as_deref().expect("patch");
+    assert!(
+        patch.starts_with("--- a/services/api/requirements.txt\n+++ b/services/api/requirements.txt\n"),
+        "{patch}"
+    );
+    assert!(patch.contains("+PyYAML\n"), "{patch}");
+    // tools/ has no manifest: not guessed
+    assert!(
+        report.checked.skipped.iter().any(|s| s.contains("1 files under no dependency manifest")),
+        "{:?}",
+        report.checked.skipped
+    );
+}
