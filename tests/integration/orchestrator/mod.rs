@@ -19,6 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 mod agents;
 mod flaky;
 mod paths;
+mod preflight;
 mod promises;
 mod repair;
 mod runs;

@@ -686,7 +686,13 @@ impl Driver {
             }
         }
         let mut preflight = if phase.preflight && rec.attempts.is_empty() {
-            self.preflight_fixes(&phase).await
+            let mut fixes = self.preflight_fixes(&phase).await;
+            for f in self.preflight_check(index, &phase, cp).await {
+                if !fixes.iter().any(|k| k.patch == f.patch) {
+                    fixes.push(f);
+                }
+            }
+            fixes
         } else {
             Vec::new()
         };
@@ -1799,6 +1805,75 @@ impl Driver {
                 Vec::new()
             }
         }
+    }
+
+    /// Preflight, static half: the healer's `POST /v1/check` on the phase's workspace (as the
+    /// checkpoint holds it, materialized in a scratch directory). Each predicted failure is an
+    /// event; the fixes it rates `auto` are tried on the first attempt like known fixes, and
+    /// their outcomes reported, so the healer learns from them.
+    async fn preflight_check(&self, index: usize, phase: &Phase, cp: &Checkpoint) -> Vec<AppliedFix> {
+        let scratch = self.dir().join("work").join(phase_dir_name(index, &phase.name)).join("preflight");
+        let collected = {
+            let blobs = self.engine.blobs.clone();
+            let manifest = cp.manifest.clone();
+            let dir = scratch.clone();
+            blocking(move || {
+                let _ = std::fs::remove_dir_all(&dir);
+                checkpoint::materialize(&manifest, &blobs, &dir)?;
+                let (files, listing) = helix_core::client::check::collect_workspace(
+                    &dir,
+                    helix_core::client::check::WorkspaceLimits::default(),
+                );
+                let _ = std::fs::remove_dir_all(&dir);
+                Ok((files, listing, helix_core::client::check::installed_debian_packages()))
+            })
+            .await
+        };
+        let (files, listing, installed) = match collected {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the phase's workspace for the preflight check");
+                return Vec::new();
+            }
+        };
+        let req = helix_core::client::check::CheckRequest {
+            files,
+            listing,
+            installed_packages: installed,
+            project: Some(self.record.project.clone()),
+        };
+        let report = match self.engine.clients.healer.check(&req).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot ask the healer for a preflight check");
+                return Vec::new();
+            }
+        };
+        let mut out = Vec::new();
+        for f in &report.findings {
+            self.event(
+                "preflight_finding",
+                Some(&phase.name),
+                None,
+                format!("preflight: {}:{}: {} ({})", f.file, f.line, f.reason, f.category()),
+            )
+            .await;
+            let auto = f.fixes.iter().find(|x| {
+                x.kind == "patch" && x.confidence == "auto" && x.patch.as_ref().is_some_and(|p| !p.is_empty())
+            });
+            if let Some(x) = auto {
+                out.push(AppliedFix {
+                    signature: f.signature().to_owned(),
+                    description: x.description.clone(),
+                    source: format!("preflight check: {}", x.source),
+                    patch: x.patch.clone().unwrap_or_default(),
+                    files: x.files.clone(),
+                    origin: Some("healer".to_owned()),
+                    key: f.diagnostic.get("key").and_then(|k| k.as_str()).map(str::to_owned),
+                });
+            }
+        }
+        out
     }
 
     /// Tells the healer how a fix it proposed went, so it learns.
