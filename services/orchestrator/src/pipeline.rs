@@ -34,7 +34,9 @@
 //!                                     # "retry_with_hints" (the healer's hints, as for a
 //!                                     # deterministic failure) or "give_up" (needs_human at once)
 //! retries = 2                         # retries after the first attempt (default 2: 3 attempts)
-//! preflight = true                    # first apply the fixes that solved this phase before
+//! preflight = true                    # first apply the fixes that solved this phase before,
+//!                                     # and the auto fixes of the healer's static check
+//!                                     # (POST /v1/check) of the phase's workspace
 //!
 //! [[phase]]
 //! name = "test"

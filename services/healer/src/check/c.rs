@@ -134,6 +134,12 @@ pub(super) fn check(
         return None;
     }
     let debian = patterns.map("debian");
+    // every path and every tail of one after a `/`: a header of the project itself, found in O(1)
+    let suffixes: BTreeSet<&str> = ws
+        .paths
+        .iter()
+        .flat_map(|p| std::iter::once(p.as_str()).chain(p.match_indices('/').map(move |(i, _)| &p[i + 1..])))
+        .collect();
     let mut out = Vec::new();
     for (path, text) in sources {
         checked.files += 1;
@@ -141,7 +147,7 @@ pub(super) fn check(
             checked.imports += 1;
             let Some(pkg) = debian.and_then(|m| m.get(&header)) else { continue };
             // a header of the project itself
-            if ws.paths.iter().any(|p| p == &header || p.ends_with(&format!("/{header}"))) {
+            if suffixes.contains(header.as_str()) {
                 continue;
             }
             let have = |set: &Option<BTreeSet<String>>| set.as_ref().is_some_and(|s| s.contains(pkg));

@@ -94,20 +94,37 @@ impl Declared {
     /// What a file at `path` may import: the manifests of its directory and those above it.
     /// None when no manifest governs it and no recipe installs anything.
     /// Also the directory of the nearest manifest (where a fix adds the dependency).
-    fn for_file(&self, path: &str) -> Option<(BTreeSet<String>, String)> {
-        let mut any = !self.installed.is_empty();
-        let mut out = self.installed.clone();
+    /// Sets are built once per combination of governing manifests (a directory's files share
+    /// one), so the work stays linear in files plus declared names.
+    fn for_file(
+        &self,
+        path: &str,
+        cache: &mut std::collections::HashMap<Vec<usize>, std::rc::Rc<BTreeSet<String>>>,
+    ) -> Option<(std::rc::Rc<BTreeSet<String>>, String)> {
+        let mut governing = Vec::new();
         let mut nearest = String::new();
-        for (d, dists) in &self.manifests {
-            if d.is_empty() || path.starts_with(&format!("{d}/")) {
-                any = true;
-                out.extend(dists.iter().cloned());
+        for (i, (d, _)) in self.manifests.iter().enumerate() {
+            if d.is_empty() || path.strip_prefix(d.as_str()).is_some_and(|r| r.starts_with('/')) {
+                governing.push(i);
                 if d.len() > nearest.len() {
                     nearest = d.clone();
                 }
             }
         }
-        any.then_some((out, nearest))
+        if governing.is_empty() && self.installed.is_empty() {
+            return None;
+        }
+        let set = cache
+            .entry(governing)
+            .or_insert_with_key(|g| {
+                let mut out = self.installed.clone();
+                for &i in g {
+                    out.extend(self.manifests[i].1.iter().cloned());
+                }
+                std::rc::Rc::new(out)
+            })
+            .clone();
+        Some((set, nearest))
     }
 }
 
@@ -313,16 +330,19 @@ fn provided(
     if declared.contains(&m) {
         return true;
     }
+    // a declared name starting with `prefix` (a sorted-set range: no scan of every name)
+    let starts =
+        |prefix: &str| declared.range(prefix.to_owned()..).next().is_some_and(|d| d.starts_with(prefix));
     let via_map = pypi.and_then(|map| map.get(module)).map(|d| canonical(d));
     if let Some(d) = &via_map
-        && declared.iter().any(|x| x == d || x.starts_with(&format!("{d}_")))
+        && (declared.contains(d) || starts(&format!("{d}_")))
     {
         return true;
     }
     // python-dateutil, pyserial, django-cors-headers style names; namespace packages (google-*)
     let forms =
         [format!("python_{m}"), format!("py{m}"), format!("py_{m}"), format!("{m}_python"), format!("{m}py")];
-    if declared.iter().any(|d| forms.contains(d) || d.starts_with(&format!("{m}_"))) {
+    if forms.iter().any(|f| declared.contains(f)) || starts(&format!("{m}_")) {
         return true;
     }
     super::transitive(TRANSITIVE).any(|(dist, brings)| {
@@ -463,6 +483,7 @@ pub(super) fn check(
         return None;
     }
     let mut ungoverned = 0;
+    let mut cache = std::collections::HashMap::new();
     let pypi = patterns.map("pypi");
     let local = local_names(ws);
     let mut out = Vec::new();
@@ -474,7 +495,7 @@ pub(super) fn check(
         {
             continue;
         }
-        let Some((declared, root)) = declared.for_file(path) else {
+        let Some((declared, root)) = declared.for_file(path, &mut cache) else {
             ungoverned += 1;
             continue;
         };
