@@ -465,3 +465,112 @@ async fn hostile_bodies_near_the_size_limit_are_answered_while_health_answers() 
     assert!(probes > 0);
     helix.stop().await;
 }
+
+/// `[healer] llm_model`: an unknown root cause is analysed by the LLM through the gateway (the
+/// fake provider answers under the schema), cached by signature, shown as `source: llm`, and
+/// confirmed or dropped by recorded fix outcomes.
+#[tokio::test]
+async fn an_unknown_root_cause_gets_a_cached_llm_analysis_that_outcomes_confirm_or_drop() {
+    use helix_core::gateway_config::{DeploymentConfig, ModelChainConfig, ProviderKind};
+    use helix_tests::fake_provider::{FakeProvider, Mode};
+    let fake = FakeProvider::start().await;
+    let fake_url = fake.url();
+    let helix = Helix::start_with(|c| {
+        c.breaker_gateway.max_retries = 0;
+        c.breaker_gateway.deployments.push(DeploymentConfig {
+            id: "fake-openai".to_owned(),
+            provider: ProviderKind::Openai,
+            base_url: fake_url,
+            model: "gpt-4o-mini".to_owned(),
+            api_key_env: None,
+            max_in_flight: None,
+            breaker: None,
+            responses_api: false,
+        });
+        c.breaker_gateway
+            .models
+            .push(ModelChainConfig { name: "analyst".to_owned(), chain: vec!["fake-openai".to_owned()] });
+        c.healer.llm_model = Some("analyst".to_owned());
+    })
+    .await;
+    let verdict = |fix: &str| Mode::Text {
+        text: json!({
+            "category": "resource_exhausted",
+            "key": "wt_main",
+            "template": "zorp: widget table '<table>' is over its quota",
+            "fix": fix,
+            "explanation": "The widget table ran out of quota."
+        })
+        .to_string(),
+    };
+    fake.set_default(verdict("Raise the quota of wt_main"));
+    let secret = "sk-proj-Zq8RtW3vXy9LmN4bKc7HdJ2fGs6TpQ1a";
+    let output = format!(
+        "starting zorp\nusing OPENAI_API_KEY={secret}\nzorp: widget table 'wt_main' is over its quota\n"
+    );
+    let body = json!({"output": output, "exit_code": 3, "project": "llm-demo"});
+    let a = analyze(&helix, body.clone()).await;
+    let p = &a["diagnostics"][a["primary"].as_u64().expect("primary") as usize];
+    assert_eq!(p["category"], "resource_exhausted", "{a:#}");
+    assert_eq!(p["key"], "wt_main", "{a:#}");
+    assert_eq!(p["confidence"], "low", "an LLM's guess is not a pattern: {a:#}");
+    let m = p["matches"]
+        .as_array()
+        .expect("matches")
+        .iter()
+        .find(|m| m["source"] == "llm")
+        .expect("an llm match");
+    assert_eq!(m["kind"], "llm");
+    assert_eq!(m["fixes"][0], "Raise the quota of wt_main");
+    let calls = fake.requests_to("/v1/chat/completions");
+    assert_eq!(calls.len(), 1);
+    let sent = calls[0].body.to_string();
+    assert!(sent.contains("json_schema") && sent.contains("over its quota"), "{sent}");
+    assert!(!sent.contains(secret), "the secret reached the LLM: {sent}");
+
+    // the same signature again: from the cache, no second call
+    let b = analyze(&helix, body.clone()).await;
+    assert_eq!(b["diagnostics"], a["diagnostics"]);
+    assert_eq!(fake.requests_to("/v1/chat/completions").len(), 1);
+
+    // a fix with its description worked: confirmed
+    let signature = p["signature"].as_str().expect("signature").to_owned();
+    let http = client();
+    let healer = helix.url(ServiceKind::Healer);
+    let res = http
+        .post(format!("{healer}/v1/fixes"))
+        .json(&json!({"signature": signature, "description": "Raise the quota of wt_main", "outcome": "success", "project": "llm-demo"}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status(), 201);
+    let c = analyze(&helix, body.clone()).await;
+    let llm_match = |a: &serde_json::Value| {
+        a["diagnostics"][0]["matches"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|m| m["source"] == "llm")
+            .cloned()
+    };
+    assert_eq!(llm_match(&c).expect("still shown")["score"], 0.9, "{c:#}");
+
+    // another unknown failure whose suggested fix failed: dropped, not shown, not asked again
+    fake.set_default(verdict("Delete the widget cache"));
+    let other = json!({"output": "quux: gasket 17 refused to seat\n", "exit_code": 1, "project": "llm-demo"});
+    let d = analyze(&helix, other.clone()).await;
+    assert!(llm_match(&d).is_some(), "{d:#}");
+    let sig = d["diagnostics"][0]["signature"].as_str().expect("sig").to_owned();
+    let res = http
+        .post(format!("{healer}/v1/fixes"))
+        .json(&json!({"signature": sig, "description": "Delete the widget cache", "outcome": "failure", "project": "llm-demo"}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status(), 201);
+    let e = analyze(&helix, other).await;
+    assert!(llm_match(&e).is_none(), "{e:#}");
+    assert_eq!(e["diagnostics"][0]["category"], "unknown", "{e:#}");
+    assert_eq!(fake.requests_to("/v1/chat/completions").len(), 2);
+    helix.stop().await;
+}

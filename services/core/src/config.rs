@@ -223,11 +223,26 @@ pub struct HealerConfig {
     /// At most this many signatures are kept (memory and disk stay bounded): the least recently
     /// seen are forgotten first, those with a successful fix last; 0 means no limit.
     pub max_signatures: usize,
+    /// A model name of the breaker-gateway (`[[breaker_gateway.models]]`): the root cause of an
+    /// analysis that no pattern or cue classified (category `unknown`) is sent to it, as a
+    /// bounded excerpt with secrets masked, and its answer (category, key, template, fix) is
+    /// cached by signature and listed in `matches` as `source: llm`. Off (unset) by default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub llm_model: Option<String>,
+    /// How long one LLM analysis may take before the analysis answers without it.
+    pub llm_timeout_secs: u64,
 }
 
 impl Default for HealerConfig {
     fn default() -> Self {
-        HealerConfig { patterns_dir: None, share_hints: false, retention_days: 90, max_signatures: 100_000 }
+        HealerConfig {
+            patterns_dir: None,
+            share_hints: false,
+            retention_days: 90,
+            max_signatures: 100_000,
+            llm_model: None,
+            llm_timeout_secs: 30,
+        }
     }
 }
 

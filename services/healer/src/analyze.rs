@@ -52,6 +52,10 @@ pub struct PatternMatch {
     pub explanation: String,
     /// Human fixes, parameters filled in.
     pub fixes: Vec<String>,
+    /// `llm` for an LLM's analysis of a diagnostic nothing else classified (`[healer]
+    /// llm_model`); absent for the knowledge base's own matches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 /// One classified diagnostic.
@@ -317,6 +321,7 @@ pub fn classify(raw: &RawDiagnostic, patterns: &PatternSet) -> Diagnostic {
             score: 1.0,
             explanation: fill(&p.explanation, &params, p),
             fixes: p.fixes.iter().map(|f| fill(f, &params, p)).collect(),
+            source: None,
         })
         .collect();
     Diagnostic {

@@ -40,6 +40,7 @@ pub fn enrich(
                     score: 1.0,
                     explanation: f.description.clone(),
                     fixes: vec![f.description.clone()],
+                    source: None,
                 });
             }
         }
@@ -64,6 +65,7 @@ pub fn enrich(
                             score: similarity(hit.score),
                             explanation: fill(&p.explanation, &d.params, p),
                             fixes: p.fixes.iter().map(|f| fill(f, &d.params, p)).collect(),
+                            source: None,
                         });
                     }
                     HitKind::Signature if hit.id != d.signature => {
@@ -79,6 +81,7 @@ pub fn enrich(
                             score: similarity(hit.score),
                             explanation: best.description.clone(),
                             fixes: vec![best.description.clone()],
+                            source: None,
                         });
                     }
                     HitKind::Signature => {}

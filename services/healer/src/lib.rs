@@ -16,6 +16,7 @@ pub mod flaky;
 pub mod hints;
 pub mod index;
 pub mod knowledge;
+pub mod llm;
 pub mod matcher;
 pub mod mining;
 pub mod model;
@@ -55,6 +56,8 @@ pub struct HealerState {
     pub share_hints: bool,
     /// Audit records (a fix recorded, and by whom) go to the trace-collector.
     pub emitter: helix_core::emit::Emitter,
+    /// `[healer] llm_model`: the LLM analysis of what stays unknown, through the gateway.
+    pub llm: Option<Arc<llm::LlmAnalyst>>,
 }
 
 /// Audit events waiting for the collector at most.
@@ -74,6 +77,17 @@ impl HealerState {
         collector_url: &str,
         token: Option<helix_core::auth::Secret>,
     ) -> Result<HealerState, HealerError> {
+        HealerState::open_with_peers(cfg, collector_url, &cfg.peer_url(ServiceKind::BreakerGateway), token)
+    }
+
+    /// [`HealerState::open_with`], with LLM analyses (`[healer] llm_model`) going to the gateway
+    /// at `gateway_url`.
+    pub fn open_with_peers(
+        cfg: &HelixConfig,
+        collector_url: &str,
+        gateway_url: &str,
+        token: Option<helix_core::auth::Secret>,
+    ) -> Result<HealerState, HealerError> {
         let patterns = match &cfg.healer.patterns_dir {
             Some(dir) => PatternSet::load_dir(dir)?,
             None => PatternSet::seed()?,
@@ -91,7 +105,26 @@ impl HealerState {
         };
         enforce_retention(store.as_ref(), &index, &retention);
         spawn_flusher(Arc::downgrade(&store), Arc::downgrade(&index), retention);
+        let llm = match &cfg.healer.llm_model {
+            Some(model) if !model.trim().is_empty() => {
+                let timeout = std::time::Duration::from_secs(cfg.healer.llm_timeout_secs.max(1));
+                let client = helix_core::client::ServiceClient::new(
+                    gateway_url,
+                    timeout + std::time::Duration::from_secs(5),
+                )
+                .map_err(|e| HealerError::Internal(e.to_string()))?
+                .with_token(token.clone());
+                Some(Arc::new(llm::LlmAnalyst::open(
+                    client,
+                    model.clone(),
+                    timeout,
+                    &data_dir.join("llm_cache.json"),
+                )))
+            }
+            _ => None,
+        };
         Ok(HealerState {
+            llm,
             data_dir,
             patterns: Arc::new(patterns),
             store,
@@ -322,6 +355,18 @@ impl HealerService {
         token: Option<helix_core::auth::Secret>,
     ) -> Result<HealerService, HealerError> {
         Ok(HealerService { state: web::Data::new(HealerState::open_with(cfg, collector_url, token)?) })
+    }
+
+    /// As [`HealerService::with_peer`], with LLM analyses going to the gateway at `gateway_url`.
+    pub fn with_peers(
+        cfg: &HelixConfig,
+        collector_url: &str,
+        gateway_url: &str,
+        token: Option<helix_core::auth::Secret>,
+    ) -> Result<HealerService, HealerError> {
+        Ok(HealerService {
+            state: web::Data::new(HealerState::open_with_peers(cfg, collector_url, gateway_url, token)?),
+        })
     }
 
     pub fn into_service(self) -> Arc<dyn helix_http::Service> {

@@ -179,10 +179,13 @@ fn build(
     peers: &Peers,
 ) -> anyhow::Result<std::sync::Arc<dyn helix_http::Service>> {
     Ok(match kind {
-        ServiceKind::Healer => {
-            helix_healer::HealerService::with_peer(cfg, &peers.trace_collector, peers.token.clone())?
-                .into_service()
-        }
+        ServiceKind::Healer => helix_healer::HealerService::with_peers(
+            cfg,
+            &peers.trace_collector,
+            &peers.breaker_gateway,
+            peers.token.clone(),
+        )?
+        .into_service(),
         ServiceKind::TraceCollector => helix_trace_collector::CollectorService::new(cfg)?.into_service(),
         ServiceKind::BreakerGateway => helix_breaker_gateway::GatewayService::with_peer(
             cfg,

@@ -113,6 +113,9 @@ pub async fn analyze(
     let patterns = state.patterns.clone();
     let store = state.store.clone();
     let index = state.index.clone();
+    // the LLM analysis needs the output after the blocking analysis has it
+    let output = if state.llm.is_some() { req.output.clone() } else { String::new() };
+    let project = req.project.clone();
     // CPU-bound work and the log append stay off the async runtime
     let analysis = web::block(move || {
         let mut analysis = analyze::analyze(
@@ -156,5 +159,14 @@ pub async fn analyze(
     })
     .await
     .map_err(|e| HealerError::Internal(e.to_string()))?;
+    let mut analysis = analysis;
+    // what stays unknown: the LLM's analysis, when one is configured (cached by signature)
+    if let Some(llm) = &state.llm
+        && let Some(p) = analysis.primary
+        && analysis.diagnostics[p].category == crate::model::Category::Unknown
+        && let Some(v) = llm.verdict(&analysis.diagnostics[p], &output, project.as_deref()).await
+    {
+        crate::llm::apply(&mut analysis.diagnostics[p], &v);
+    }
     Ok(HttpResponse::Ok().json(analysis))
 }

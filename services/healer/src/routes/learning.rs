@@ -134,6 +134,11 @@ pub async fn record_fix(
         source: req.source,
         key: req.key.filter(|k| !k.is_empty()),
     };
+    if let Some(llm) = &state.llm {
+        // a fix with the LLM's suggested description confirms or drops its analysis
+        let success = matches!(record.outcome, crate::store::Outcome::Success);
+        llm.outcome(&record.signature, &record.description, success).await;
+    }
     let store = state.store.clone();
     let index = state.index.clone();
     let stored = record.clone();
