@@ -624,8 +624,8 @@ struct Done {
     _buffers: (Vec<u8>, Vec<(u64, u32, Event)>),
 }
 
-/// Span ids of sealed segments' traces, cached per trace: (segment count when read, ids).
-type SealedSpans = FastMap<TraceKey, (usize, Arc<hashbrown::HashSet<u64>>)>;
+/// Span ids of sealed segments' traces, cached per trace: (a hash of the parts read, ids).
+type SealedSpans = FastMap<TraceKey, (u64, Arc<hashbrown::HashSet<u64>>)>;
 
 /// See the module docs.
 pub struct LogStore {
@@ -1201,16 +1201,29 @@ impl LogStore {
         };
         // the sealed parts of the batch's traces, found through the trace tables (a Bloom filter
         // in memory per segment, one block read where it may hold the trace)
+        // per trace, when the batch's spans of it start (latest) and end (earliest): a stored copy
+        // of one of them can only be in a segment whose span times cover it
+        let mut times: FastMap<TraceKey, (u64, u64)> = FastMap::new();
+        for e in &events {
+            let t = times.entry(trace_key(&e.trace_id)).or_insert((0, u64::MAX));
+            t.0 = t.0.max(e.start_unix_nanos);
+            t.1 = t.1.min(e.end_unix_nanos);
+        }
+        let keys: Vec<(TraceKey, (u64, u64))> =
+            known.keys().map(|k| (*k, times.get(k).copied().unwrap_or((u64::MAX, 0)))).collect();
         let mut sealed_parts: Vec<(TraceKey, Vec<(super::table::TraceRow, Arc<Sealed>)>)> = Vec::new();
-        for key in known.keys() {
-            let parts = find_parts(&sealed, *key).map_err(io)?;
+        for ((key, _), parts) in keys.iter().zip(find_parts_many(&sealed, &keys).map_err(io)?) {
             if !parts.is_empty() {
                 sealed_parts.push((*key, parts));
             }
         }
         for (key, parts) in sealed_parts {
             let mut cache = self.sealed_spans.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            let cached = cache.get(&key).filter(|(n, _)| *n == parts.len()).map(|(_, s)| s.clone());
+            // which parts the ids were read from (a later batch may find other ones)
+            let which = parts.iter().fold(parts.len() as u64, |h, (_, s)| {
+                (h ^ u64::from(s.segment)).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            });
+            let cached = cache.get(&key).filter(|(w, _)| *w == which).map(|(_, s)| s.clone());
             let ids = match cached {
                 Some(ids) => ids,
                 None => {
@@ -1222,7 +1235,7 @@ impl LogStore {
                     if cache.len() >= SEALED_SPANS_CACHED {
                         cache.clear();
                     }
-                    cache.insert(key, (parts.len(), ids.clone()));
+                    cache.insert(key, (which, ids.clone()));
                     ids
                 }
             };
@@ -1557,6 +1570,40 @@ fn find_parts(
     for s in sealed {
         if let Some(row) = s.table.find(key)? {
             parts.push((row, s.clone()));
+        }
+    }
+    Ok(parts)
+}
+
+/// The sealed parts of many traces at once, for the duplicate check: each key comes with the
+/// latest start and the earliest end of the spans looked for, and only segments whose span
+/// times cover one of them are probed (a span is stored in a segment whose earliest start is
+/// at or before its start and whose latest end is at or after its end). New spans, later than
+/// everything sealed, so probe no sealed segment at all, and ingest does not slow down with the
+/// number of segments. Segment by segment, so each Bloom filter is probed while it is in the
+/// cache. Parts per key in segment order.
+#[allow(clippy::type_complexity)]
+fn find_parts_many(
+    sealed: &[Arc<Sealed>],
+    keys: &[(TraceKey, (u64, u64))],
+) -> std::io::Result<Vec<Vec<(super::table::TraceRow, Arc<Sealed>)>>> {
+    let mut parts: Vec<Vec<(super::table::TraceRow, Arc<Sealed>)>> = vec![Vec::new(); keys.len()];
+    let mut maybe = Vec::with_capacity(keys.len());
+    for s in sealed {
+        let t = &s.table;
+        maybe.clear();
+        maybe.extend(
+            keys.iter()
+                .enumerate()
+                .filter(|(_, (k, (latest_start, earliest_end)))| {
+                    *latest_start >= t.min_start && *earliest_end <= t.newest_end && t.may_hold(*k)
+                })
+                .map(|(i, _)| i),
+        );
+        for &i in &maybe {
+            if let Some(row) = t.find(keys[i].0)? {
+                parts[i].push((row, s.clone()));
+            }
         }
     }
     Ok(parts)

@@ -98,7 +98,11 @@ pub(super) struct TraceTable {
     file: File,
     n: u64,
     pub events: u64,
+    /// The latest end of any span in the segment.
     pub newest_end: u64,
+    /// The earliest start of any span in the segment (of its trace parts: a part starts at its
+    /// earliest span). With `newest_end` it bounds where a span can be stored.
+    pub min_start: u64,
     pub max_start: u64,
     /// The size of the segment file the table was made from.
     pub log_bytes: u64,
@@ -228,6 +232,7 @@ impl TraceTable {
             n,
             events,
             newest_end,
+            min_start,
             max_start,
             log_bytes,
             keys_off,
@@ -248,7 +253,7 @@ impl TraceTable {
             return None;
         }
         let field = |i: usize| u64_at(&fixed, 8 + i * 8);
-        let (n, events, newest_end, _min_start, max_start) =
+        let (n, events, newest_end, min_start, max_start) =
             (field(0), field(1), field(2), field(3), field(4));
         let (words, sparse_len, costs_len) = (field(5), field(6), field(7));
         let (keys_off, starts_off, sums_off, log_bytes) = (field(8), field(9), field(10), field(11));
@@ -282,6 +287,7 @@ impl TraceTable {
                 n,
                 events,
                 newest_end,
+                min_start,
                 max_start,
                 log_bytes,
                 keys_off,
@@ -299,7 +305,11 @@ impl TraceTable {
         self.n
     }
 
-    fn may_hold(&self, key: TraceKey) -> bool {
+    /// Whether the Bloom filter admits `key` (no false negatives; about 1% false positives).
+    pub fn may_hold(&self, key: TraceKey) -> bool {
+        if self.n == 0 {
+            return false;
+        }
         let bits = self.bloom.len() as u64 * 64;
         probes(key, bits).all(|b| self.bloom[(b / 64) as usize] & (1 << (b % 64)) != 0)
     }
