@@ -56,9 +56,10 @@ const PARTS: &[(&str, &str)] = &[
     // kept this alternative alive to the end of the text at every number found in it, and
     // masking took time quadratic in the length. Its class is ASCII word characters plus any
     // non-ASCII character, because 255 copies of Unicode's `\w` exceed the regex size limit.
+    // A drive letter (`C:\x`) starts a word: in `directory:../x` the `y:` is not one.
     (
         "path",
-        r"(?:[A-Za-z]:)?(?:\.{0,2}[/\\])?(?:[0-9A-Za-z_.@+\-\x{80}-\x{10FFFF}]{1,255}[/\\])+[\w.@+-]+(?::\d+)*|(?:/[\w.@+-]+)+",
+        r"(?:(?-u:\b)[A-Za-z]:)?(?:\.{0,2}[/\\])?(?:[0-9A-Za-z_.@+\-\x{80}-\x{10FFFF}]{1,255}[/\\])+[\w.@+-]+(?::\d+)*|(?:/[\w.@+-]+)+",
     ),
     // temporary names (`tmpa8x_2kqz`, `tmp.Lq3xv9aB2c`): random by construction
     ("temp", r"(?-u:\b)(?:tmp|temp)[_.-]?[A-Za-z0-9_]*[0-9][A-Za-z0-9_]*(?-u:\b)"),
