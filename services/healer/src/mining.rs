@@ -21,8 +21,10 @@
 //!    them: `uid=0` becomes `uid=<*>`, `open(3)` becomes `open(<*>)`. A word with a single
 //!    trailing digit (`eth0`, `ssh2`, `IPV6`) names a thing rather than a value and stays a
 //!    constant. A month or weekday name next to a value, and a unit after one (`12 KB`), are part
-//!    of that value. Runs of consecutive values collapse into one `<*>`, so number lists of any
-//!    length look alike.
+//!    of that value. Runs of consecutive values collapse into one `<*>` (and runs of one masked
+//!    word into one, `blk_<*> blk_<*>` into `blk_<*>`), so lists of any length look alike. A name
+//!    prefix of a value stays, as a person writes the template: `blk_-1608` is `blk_<*>`,
+//!    `part-00296` is `part-<*>`.
 //! 2. **Joining** (`place`). A message joins the most similar *shape* (a same-length cluster)
 //!    that has no position where both hold *different constants*; positions where one side is a
 //!    value and the other a constant ("soft" differences) may make up at most `1 - THETA` of the
@@ -549,7 +551,29 @@ impl Vocab {
                 }
             }
         }
-        out.dedup_by(|a, b| *a == WILD && *b == WILD);
+        // a list of values, or of masked words of one shape (`blk_<*> blk_<*> ...`), is one value
+        let props = &self.props;
+        out.dedup_by(|a, b| *a == *b && props[*a as usize].pattern);
+    }
+
+    /// A path is a value; an absolute one whose file name is a name with a value in it keeps
+    /// that name, as a person writes it: `/data/current/blk_-123` is `/<*>/blk_<*>`.
+    fn path(&mut self, token: &str) -> u32 {
+        let Some((dir, name)) = token.rsplit_once('/') else { return WILD };
+        if !dir.starts_with('/') || dir.contains("://") || !name.bytes().any(|c| c.is_ascii_digit()) {
+            return WILD;
+        }
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        mask_runs(name, &mut buf);
+        let id = if buf.contains(WILD_TEXT) && buf.bytes().any(|c| c.is_ascii_alphabetic()) {
+            let whole = format!("/{WILD_TEXT}/{buf}");
+            self.intern(&whole)
+        } else {
+            WILD
+        };
+        self.buf = buf;
+        id
     }
 
     fn classify(&mut self, token: &str) -> u32 {
@@ -564,7 +588,7 @@ impl Vocab {
             }
         }
         if slashes > 0 && is_path(b) {
-            return WILD;
+            return self.path(token);
         }
         if digits == 0 {
             return if is_hex_blob(b) { WILD } else { self.intern(token) };
@@ -751,10 +775,17 @@ fn kind(word: &str) -> Kind {
 fn mask_runs(token: &str, out: &mut String) {
     let b = token.as_bytes();
     let starts = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+    // a minus sign before digits, not after a word (`vCores:-1`, not `x-1`), is the value's
+    let sign = |i: usize| {
+        b[i] == b'-' && b.get(i + 1).is_some_and(u8::is_ascii_digit) && (i == 0 || !starts(b[i - 1]))
+    };
     let mut i = 0;
     while i < b.len() {
-        if !starts(b[i]) {
-            let j = i + b[i..].iter().take_while(|&&c| !starts(c)).count();
+        if !starts(b[i]) && !sign(i) {
+            let mut j = i + 1;
+            while j < b.len() && !starts(b[j]) && !sign(j) {
+                j += 1;
+            }
             out.push_str(&token[i..j]);
             i = j;
             continue;
@@ -766,13 +797,54 @@ fn mask_runs(token: &str, out: &mut String) {
             j += 1;
         }
         let run = &b[i..j];
-        if run.iter().any(u8::is_ascii_digit) || is_hex_blob(run) {
+        if is_name_with_digit(run) {
+            out.push_str(&token[i..j]);
+        } else if run.iter().any(u8::is_ascii_digit) || is_hex_blob(run) {
+            // a name prefix before the value stays, as a person writes it: `blk_<*>`, `part-<*>`
+            out.push_str(&token[i..i + name_prefix(run)]);
             out.push_str(WILD_TEXT);
         } else {
             out.push_str(&token[i..j]);
         }
         i = j;
     }
+}
+
+/// Length of a name prefix of a value run, 0 when the run does not start with one: words of
+/// letters ending in `_` or `.` (the first of two letters or more) before the part with the
+/// digits (`blk_-1608`, `core.1234`, `Thunderbird_C5`), or a word and `-` before a number
+/// (`part-00296`). A word and `-` before more words is a host name (`msra-sa-41`): all value.
+fn name_prefix(run: &[u8]) -> usize {
+    let mut at = 0;
+    loop {
+        let letters = run[at..].iter().take_while(|c| c.is_ascii_alphabetic()).count();
+        if letters == 0 || at == 0 && letters < 2 {
+            return at;
+        }
+        let next = at + letters + 1;
+        match run.get(at + letters) {
+            Some(b'-') => {
+                let rest = &run[next..];
+                let digits = rest.strip_prefix(b"-").unwrap_or(rest);
+                let number = !digits.is_empty() && digits.iter().all(u8::is_ascii_digit);
+                return if number { next } else { at };
+            }
+            Some(b'_' | b'.') if run[next..].iter().any(u8::is_ascii_digit) => at = next,
+            _ => return at,
+        }
+    }
+}
+
+/// An identifier with single digits inside it (`jk2_init`, `md5sum`, `x2go`): a name, not a
+/// value. It starts with two letters or more and ends with a letter.
+fn is_name_with_digit(run: &[u8]) -> bool {
+    let (first, last) = (run.iter().take_while(|c| c.is_ascii_alphabetic()).count(), run.last());
+    if first < 2 || !last.is_some_and(u8::is_ascii_alphabetic) {
+        return false;
+    }
+    // every run of digits is one digit long
+    run.windows(2).all(|w| !(w[0].is_ascii_digit() && w[1].is_ascii_digit()))
+        && run.iter().any(u8::is_ascii_digit)
 }
 
 /// Length of a `key=`, `key:` or `key....` prefix (separator included), if `b` starts with one.
@@ -926,12 +998,51 @@ mod tests {
     use super::*;
 
     #[test]
+    fn templates_keep_the_names_around_values() {
+        let mut m = Miner::new();
+        for (lines, want) in [
+            (
+                [
+                    "jk2_init() Found child 6725 in scoreboard slot 10",
+                    "jk2_init() Found child 6726 in scoreboard slot 8",
+                ],
+                "jk2_init() Found child <*> in scoreboard slot <*>",
+            ),
+            (
+                [
+                    "Deleting block blk_-16 file /mnt/data/current/blk_-16",
+                    "Deleting block blk_75 file /mnt/data/current/subdir1/blk_75",
+                ],
+                "Deleting block blk_<*> file /<*>/blk_<*>",
+            ),
+            (
+                ["headroom=<memory:0, vCores:-1>", "headroom=<memory:1024, vCores:-3>"],
+                "headroom=<memory:<*>, vCores:<*>>",
+            ),
+            (
+                ["Old: msra-sa-41/10.190.173.170:8030 now", "Old: msra-sa-39/10.190.173.172:8030 now"],
+                "Old: <*> now",
+            ),
+            (["wrote part-00296 ok", "wrote part-00012 ok"], "wrote part-<*> ok"),
+            (
+                ["ask 10.0.0.1:50010 to delete blk_1 blk_2 blk_3", "ask 10.0.0.2:50010 to delete blk_4"],
+                "ask <*> to delete blk_<*>",
+            ),
+        ] {
+            let a = m.add(lines[0]);
+            let b = m.add(lines[1]);
+            assert_eq!(a, b, "{lines:?}");
+            assert_eq!(m.template(a), want);
+        }
+    }
+
+    #[test]
     fn same_shape_with_other_values_shares_a_template() {
         let mut m = Miner::new();
         let a = m.add("Received block blk_-1608999687919862906 of size 91178 from /10.250.10.6");
         let b = m.add("Received block blk_7503483334202473044 of size 233217 from /10.250.19.102");
         assert_eq!(a, b);
-        assert_eq!(m.template(a), "Received block <*> of size <*> from <*>");
+        assert_eq!(m.template(a), "Received block blk_<*> of size <*> from <*>");
         let c = m.add("session opened for user root by (uid=0)");
         let d = m.add("session opened for user root by (uid=48)");
         assert_eq!(c, d);
@@ -999,7 +1110,7 @@ mod tests {
         for pair in mined.chunks(2) {
             assert_eq!(pair[0].0, pair[1].0, "{pair:?}");
         }
-        assert_eq!(mined[2].1, "Block <*> stored as values in memory (estimated size <*> free <*>");
+        assert_eq!(mined[2].1, "Block broadcast_<*> stored as values in memory (estimated size <*> free <*>");
     }
 
     #[test]
