@@ -221,6 +221,56 @@ case("as", "as-no-such-instruction", "syntax_error", "{insn}", [
 ])
 
 
+# --- added 2026-12-06: more dev tools, so the tool-agnostic layer is tuned on a broader set -------
+case("gzip", "gzip-missing", "file_not_found", "{path}", [
+    ({}, "gzip -d nope.gz", {"path": "nope.gz"}),
+    ({}, "gzip -d logs/app.log.gz", {"path": "logs/app.log.gz"}),
+])
+case("pkg-config", "pkg-config-missing", "missing_dependency", "{pkg}", [
+    ({}, "pkg-config --cflags libfoo", {"pkg": "libfoo"}),
+    ({}, "pkg-config --libs 'libacme-2.0 >= 2.1'", {"pkg": "libacme-2.0"}),
+])
+case("chmod", "chmod-missing", "file_not_found", "{path}", [
+    ({}, "chmod 600 keys/id_rsa", {"path": "keys/id_rsa"}),
+    ({}, "chmod +x run.sh", {"path": "run.sh"}),
+])
+case("cp", "cp-missing", "file_not_found", "{path}", [
+    ({}, "cp missing.txt out.txt", {"path": "missing.txt"}),
+    ({}, "cp -r assets/img public/", {"path": "assets/img"}),
+])
+case("timeout", "timeout-command-missing", "command_not_found", "{cmd}", [
+    ({}, "timeout 5 frobctl start", {"cmd": "frobctl"}),
+    ({}, "timeout 60 ./run-integration.sh", {"cmd": "./run-integration.sh"}),
+])
+case("env", "env-command-missing", "command_not_found", "{cmd}", [
+    ({}, "env FOO=1 nosuchtool --help", {"cmd": "nosuchtool"}),
+    ({}, "env -i PATH=/usr/bin deploy-app", {"cmd": "deploy-app"}),
+])
+case("iconv", "iconv-illegal-input", "runtime_error", "", [
+    ({}, "printf '\\377\\376' | iconv -f utf-8 -t ascii", {}),
+    ({"latin.txt": "caf\xe9\n"}, "iconv -f utf-8 -t utf-16 latin.txt", {}),
+])
+case("base64", "base64-invalid", "runtime_error", "", [
+    ({}, "echo '!!!' | base64 -d", {}),
+    ({"blob.b64": "QUJD$$$\n"}, "base64 -d blob.b64", {}),
+])
+case("mosquitto_pub", "mqtt-connection-refused", "transient", "", [
+    ({}, "mosquitto_pub -p 1 -t a -m b", {}),
+    ({}, "mosquitto_pub -h 127.0.0.1 -p 9 -t sensors/t1 -m 21.5", {}),
+])
+case("wget", "wget-connection-refused", "transient", "", [
+    ({}, "wget -O out http://127.0.0.1:1/x", {}),
+    ({}, "wget --tries=1 -O - http://127.0.0.1:9/api/health", {}),
+])
+case("pg_dump", "pg-database-missing", "unresolved_symbol", "{db}", [
+    ({}, "pg_dump -h 127.0.0.1 -U postgres nope_db", {"db": "nope_db"}),
+    ({}, "pg_dump -h 127.0.0.1 -U postgres -s analytics_2026", {"db": "analytics_2026"}),
+])
+case("rabbitmqctl", "rabbitmq-node-unreachable", "transient", "", [
+    ({}, "timeout 60 rabbitmqctl -n nope@localhost status", {}),
+    ({}, "timeout 60 rabbitmqctl -n rabbit@nohost list_queues", {}),
+])
+
 def run(files, cmd, tmp):
     for name, text in files.items():
         path = os.path.join(tmp, name)

@@ -182,8 +182,13 @@ pub fn analyze(req: &Request<'_>, patterns: &PatternSet) -> Analysis {
         .map(|(i, _)| i);
     // An installer that could not reach its index says the package is missing as well (`No
     // matching distribution found`); the cause is the connection, and retrying is the fix.
+    // So does a wrapper's bare headline (`Error: unable to perform an operation on node ...`,
+    // nothing but "an error" or nothing known) above the line that says the peer is unreachable.
+    let wrapper = |d: &Diagnostic| {
+        d.category == Category::Unknown || d.matches.first().is_some_and(|m| m.id == "generic.exception")
+    };
     if let Some(p) = primary
-        && diagnostics[p].category == Category::MissingDependency
+        && (diagnostics[p].category == Category::MissingDependency || wrapper(&diagnostics[p]))
         && let Some(t) = diagnostics.iter().position(|d| d.category == Category::Transient)
     {
         primary = Some(t);
