@@ -179,6 +179,42 @@ fn vendored(path: &str) -> bool {
     path.split('/').rev().skip(1).any(|part| SKIP.contains(&part) || part.starts_with(".venv"))
 }
 
+/// Directories of code a run of the project does not run: examples, demos, benchmarks, docs and
+/// test fixtures. Their imports are their own business unless a manifest of their own governs
+/// them (`examples/app/requirements.txt`).
+const ASIDE: &[&str] = &[
+    "examples",
+    "example",
+    "demo",
+    "demos",
+    "samples",
+    "sample",
+    "benchmarks",
+    "benchmark",
+    "bench",
+    "docs",
+    "doc",
+    "fixtures",
+    "testdata",
+    "test-fixtures",
+];
+
+/// Whether `path` lies in an [`ASIDE`] directory that its governing manifest (at `root`) is not in.
+fn aside(path: &str, root: &str) -> bool {
+    let dirs: Vec<&str> = path.split('/').collect();
+    let mut at = 0;
+    for d in &dirs[..dirs.len().saturating_sub(1)] {
+        let end = at + d.len();
+        if ASIDE.contains(d) {
+            // the manifest sits in or below this directory: the example is a project of its own
+            let dir = &path[..end];
+            return !(root == dir || root.strip_prefix(dir).is_some_and(|r| r.starts_with('/')));
+        }
+        at = end + 1;
+    }
+    false
+}
+
 /// The lines of `text` with their 1-based numbers, lines over [`MAX_LINE_BYTES`] left out.
 fn lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
     text.lines().enumerate().filter(|(_, l)| l.len() <= MAX_LINE_BYTES).map(|(i, l)| (i + 1, l))

@@ -191,6 +191,9 @@ pub(super) fn check(
         else {
             continue;
         };
+        if super::aside(path, &manifest.dir) {
+            continue;
+        }
         checked.files += 1;
         let declared = |pkg: &str| {
             manifest.deps.contains(pkg)

@@ -72,7 +72,77 @@ fn crates(ws: &Workspace<'_>) -> Vec<Crate> {
     out
 }
 
-/// The code of a line without its `//` comment (block comments are tracked by the caller).
+/// Where a line ends: in code, in a string literal (plain or raw with `#`s) or in a block
+/// comment (nested to a depth).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lexed {
+    Code,
+    Str,
+    Raw(usize),
+    Comment(usize),
+}
+
+/// The state after `line`, starting in `state`: strings, raw strings, char literals, line and
+/// (nested) block comments, tracked well enough to know where a line starts.
+fn lex_line(line: &str, mut state: Lexed) -> Lexed {
+    let b = line.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match state {
+            Lexed::Str => match b[i] {
+                b'\\' => i += 1,
+                b'"' => state = Lexed::Code,
+                _ => {}
+            },
+            Lexed::Raw(hashes) => {
+                if b[i] == b'"' && b[i + 1..].iter().take(hashes).filter(|&&c| c == b'#').count() == hashes {
+                    state = Lexed::Code;
+                    i += hashes;
+                }
+            }
+            Lexed::Comment(depth) => {
+                if b[i..].starts_with(b"*/") {
+                    state = if depth <= 1 { Lexed::Code } else { Lexed::Comment(depth - 1) };
+                    i += 1;
+                } else if b[i..].starts_with(b"/*") {
+                    state = Lexed::Comment(depth + 1);
+                    i += 1;
+                }
+            }
+            Lexed::Code => {
+                if b[i..].starts_with(b"//") {
+                    return Lexed::Code;
+                } else if b[i..].starts_with(b"/*") {
+                    state = Lexed::Comment(1);
+                    i += 1;
+                } else if b[i] == b'"' {
+                    state = Lexed::Str;
+                } else if b[i] == b'r' && (i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_'))
+                {
+                    let hashes = b[i + 1..].iter().take_while(|&&c| c == b'#').count();
+                    if b.get(i + 1 + hashes) == Some(&b'"') {
+                        state = Lexed::Raw(hashes);
+                        i += hashes + 1;
+                    }
+                } else if b[i] == b'\'' {
+                    // a char literal ('"', '\'', 'x'); a lifetime ('a) has no closing quote here
+                    if b.get(i + 1) == Some(&b'\\') {
+                        if let Some(end) = b[i + 2..].iter().position(|&c| c == b'\'') {
+                            i += 2 + end;
+                        }
+                    } else if b.get(i + 2) == Some(&b'\'') {
+                        i += 2;
+                    }
+                }
+            }
+        }
+        i += 1;
+    }
+    state
+}
+
+/// The code of a line without its `//` comment (strings and block comments are tracked by the
+/// caller).
 fn code_of(line: &str) -> &str {
     line.find("//").map_or(line, |i| &line[..i])
 }
@@ -114,16 +184,13 @@ pub(super) fn check(
     for (path, text) in sources {
         let Some(krate) = owner(path) else { continue };
         checked.files += 1;
-        let mut in_block_comment = false;
+        let mut state = Lexed::Code;
         for (n, raw) in lines(text) {
-            if in_block_comment {
-                if raw.contains("*/") {
-                    in_block_comment = false;
-                }
-                continue;
-            }
-            if raw.trim_start().starts_with("/*") && !raw.contains("*/") {
-                in_block_comment = true;
+            // a line that starts inside a string or comment holds no `use` (a test's source text
+            // in a string literal, `extern crate x;` in a doc example of a block comment)
+            let starts_in_code = state == Lexed::Code;
+            state = lex_line(raw, state);
+            if !starts_in_code {
                 continue;
             }
             let code = code_of(raw);
@@ -179,6 +246,26 @@ pub(super) fn check(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn strings_and_comments_hide_use_lines() {
+        let mut state = Lexed::Code;
+        let mut starts = Vec::new();
+        for line in [
+            "const CODE: &str = \"\\",
+            "extern crate snap;",
+            "\";",
+            "let r = r#\"use a::b;",
+            "\"#; /* use c;",
+            "use d; */ use real::X;",
+            "let q = '\"'; let l: &'static str = \"x\";",
+            "use after::Quote;",
+        ] {
+            starts.push(state == Lexed::Code);
+            state = lex_line(line, state);
+        }
+        assert_eq!(starts, vec![true, false, false, true, false, false, true, true]);
+    }
 
     #[test]
     fn use_lines() {

@@ -191,3 +191,25 @@ fn a_sub_project_is_fixed_in_its_own_manifest() {
         report.checked.skipped
     );
 }
+
+#[test]
+fn examples_and_lazy_imports_are_not_a_run_s_requirements() {
+    let files = [
+        ("requirements.txt", "flask\n"),
+        ("app.py", "import flask\ndef export():\n    import pandas\n"),
+        ("examples/plot.py", "import matplotlib\n"),
+        ("examples/own/requirements.txt", "flask\n"),
+        ("examples/own/app.py", "import yaml\n"),
+        ("tests/fixtures/data.py", "import numpy\n"),
+        ("package.json", "{\"name\":\"x\",\"dependencies\":{}}"),
+        ("examples/online/index.js", "require('redis')\n"),
+    ];
+    let report = run(&files, &Environment::default());
+    let names: Vec<&str> = report.findings.iter().map(|f| f.name.as_str()).collect();
+    // the example with a manifest of its own is checked against it
+    assert_eq!(names, vec!["yaml"], "{:#?}", report.findings);
+    assert!(aside("examples/plot.py", ""));
+    assert!(!aside("examples/own/app.py", "examples/own"));
+    assert!(aside("examples2x/../examples/a.py", "examples2x"));
+    assert!(!aside("src/app.py", ""));
+}
