@@ -90,6 +90,9 @@ opencv_contrib_python: cv2 numpy";
 struct Declared {
     manifests: Vec<(String, BTreeSet<String>)>,
     installed: BTreeSet<String>,
+    /// The projects' own distribution names (an import of one is local; they bring in nothing
+    /// as a dependency would: `requests` itself does not provide `urllib3` to `requests`).
+    own: BTreeSet<String>,
 }
 
 impl Declared {
@@ -133,6 +136,7 @@ impl Declared {
 fn declared(ws: &Workspace<'_>) -> Declared {
     let mut manifests = Vec::new();
     let mut installed = BTreeSet::new();
+    let mut own = BTreeSet::new();
     for (path, text) in ws.files.iter().map(|(p, t)| (p.as_str(), *t)) {
         if super::vendored(path) {
             continue;
@@ -148,7 +152,7 @@ fn declared(ws: &Workspace<'_>) -> Declared {
             dists.extend(text.lines().filter_map(requirement_line));
         } else if name == "pyproject.toml" {
             found = true;
-            pyproject(text, &mut dists);
+            pyproject(text, &mut dists, &mut own);
         } else if name == "Pipfile" {
             found = true;
             if let Ok(v) = toml::from_str::<toml::Table>(text) {
@@ -189,7 +193,13 @@ fn declared(ws: &Workspace<'_>) -> Declared {
             manifests.push((governs.to_owned(), dists));
         }
     }
-    Declared { manifests, installed }
+    // a project that lists itself (`requests[socks]` in its test group) declares its extras, not
+    // what it depends on: its own name brings in nothing here
+    for (_, dists) in &mut manifests {
+        dists.retain(|d| !own.contains(d));
+    }
+    installed.retain(|d| !own.contains(d));
+    Declared { manifests, installed, own }
 }
 
 /// The distribution a requirements line names (PEP 508, pip options, `#egg=`, `name @ url`).
@@ -209,7 +219,7 @@ fn requirement_line(line: &str) -> Option<String> {
     (!name.is_empty()).then(|| canonical(&name))
 }
 
-fn pyproject(text: &str, dists: &mut BTreeSet<String>) {
+fn pyproject(text: &str, dists: &mut BTreeSet<String>, own: &mut BTreeSet<String>) {
     let Ok(v) = toml::from_str::<toml::Table>(text) else { return };
     let strings = |v: Option<&toml::Value>, dists: &mut BTreeSet<String>| {
         for s in v.and_then(|v| v.as_array()).into_iter().flatten().filter_map(|x| x.as_str()) {
@@ -230,7 +240,7 @@ fn pyproject(text: &str, dists: &mut BTreeSet<String>) {
         }
         // the project's own package
         if let Some(name) = project.get("name").and_then(|n| n.as_str()) {
-            dists.insert(canonical(name));
+            own.insert(canonical(name));
         }
     }
     for (_, group) in v.get("dependency-groups").and_then(|g| g.as_table()).into_iter().flatten() {
@@ -245,7 +255,7 @@ fn pyproject(text: &str, dists: &mut BTreeSet<String>) {
                 tables(g.get("dependencies"), dists);
             }
             if let Some(name) = poetry.get("name").and_then(|n| n.as_str()) {
-                dists.insert(canonical(name));
+                own.insert(canonical(name));
             }
         }
         for (_, group) in tool
@@ -481,6 +491,7 @@ pub(super) fn check(
         return None;
     }
     let declared = declared(ws);
+    let declared_own = declared.own.clone();
     if declared.manifests.is_empty() && declared.installed.is_empty() {
         checked
             .skipped
@@ -511,6 +522,7 @@ pub(super) fn check(
                 || STDLIB.split_whitespace().any(|s| s == module)
                 || TOOLING.split_whitespace().any(|s| s == module)
                 || local.contains(&module)
+                || declared_own.contains(&canonical(&module))
                 || provided(&module, &declared, pypi)
             {
                 continue;

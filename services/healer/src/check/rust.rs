@@ -1,8 +1,10 @@
 //! Rust: `use` and `extern crate` of crates a `Cargo.toml` does not declare.
 //!
 //! Since the 2018 edition `use x::y` may name a crate or an item in scope (a module, an enum),
-//! so every name the crate defines (`mod`, `enum`, `struct`, ... and `use ... as` aliases) counts
-//! as local, and only lowercase names are taken for crates.
+//! so every module and enum the crates define, `as` aliases and imported leaves count as local
+//! (a `fn bstr` does not hide the crate `bstr`: a function is no path root), and only lowercase
+//! names are taken for crates. `use {a::b, c::d};` groups (one `use` per file, as rustfmt's
+//! `imports_granularity = "One"` writes them) are read over as many lines as they take.
 
 use std::collections::BTreeSet;
 use std::sync::LazyLock;
@@ -18,13 +20,17 @@ static USE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^\s*(?:#\[[^\]]*\]\s*)*(?:pub(?:\([^)]*\))?\s+)?use\s+(::)?([A-Za-z_][A-Za-z0-9_]*)\s*(::|;|\s+as\b)")
         .expect("use regex")
 });
+/// `use {a::b, c};` (rustfmt's one-`use` style), the group possibly over several lines.
+static USE_GROUP: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^\s*(?:#\[[^\]]*\]\s*)*(?:pub(?:\([^)]*\))?\s+)?use\s+(?:::)?\{").expect("use group regex")
+});
 static EXTERN: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^\s*(?:#\[[^\]]*\]\s*)*(?:pub\s+)?extern\s+crate\s+([A-Za-z_][A-Za-z0-9_]*)")
         .expect("extern regex")
 });
 static ITEM: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"\b(?:mod|enum|struct|union|trait|type|fn|const|static|macro_rules!)\s+([A-Za-z_][A-Za-z0-9_]*)|\bas\s+([A-Za-z_][A-Za-z0-9_]*)|::\{?([a-z_][a-z0-9_]*)\s*[;,}]",
+        r"\b(?:mod|enum)\s+([A-Za-z_][A-Za-z0-9_]*)|\bas\s+([A-Za-z_][A-Za-z0-9_]*)|\b(?:crate|self|super)(?:::[a-z_][a-z0-9_]*)*::\{?([a-z_][a-z0-9_]*)\s*[;,}]",
     )
     .expect("item regex")
 });
@@ -167,12 +173,10 @@ pub(super) fn check(
             .filter(|c| c.dir.is_empty() || path.starts_with(&format!("{}/", c.dir)))
             .max_by_key(|c| c.dir.len())
     };
-    // every name the crates define (items, aliases, imported leaves): a `use` of one is local
+    // the path roots the crates define (modules, enums, aliases, leaves imported from the crate
+    // itself): a `use` of one is local. A sibling crate of the workspace is not: it must be
+    // declared like any other.
     let mut local: BTreeSet<String> = BTreeSet::new();
-    let mut all_own: BTreeSet<String> = BTreeSet::new();
-    for c in &crates {
-        all_own.extend(c.own.iter().cloned());
-    }
     for (_, text) in &sources {
         for caps in ITEM.captures_iter(text) {
             if let Some(m) = caps.get(1).or_else(|| caps.get(2)).or_else(|| caps.get(3)) {
@@ -185,6 +189,7 @@ pub(super) fn check(
         let Some(krate) = owner(path) else { continue };
         checked.files += 1;
         let mut state = Lexed::Code;
+        let mut group_depth = 0usize;
         for (n, raw) in lines(text) {
             // a line that starts inside a string or comment holds no `use` (a test's source text
             // in a string literal, `extern crate x;` in a doc example of a block comment)
@@ -194,53 +199,91 @@ pub(super) fn check(
                 continue;
             }
             let code = code_of(raw);
-            let (name, absolute, extern_crate) = if let Some(c) = USE.captures(code) {
-                (c.get(2).map_or("", |m| m.as_str()), c.get(1).is_some(), false)
+            let mut uses: Vec<(&str, bool, bool)> = Vec::new();
+            if group_depth > 0 {
+                group_roots(code, &mut group_depth, &mut uses);
+            } else if let Some(m) = USE_GROUP.find(code) {
+                group_depth = 1;
+                group_roots(&code[m.end()..], &mut group_depth, &mut uses);
+            } else if let Some(c) = USE.captures(code) {
+                uses.push((c.get(2).map_or("", |m| m.as_str()), c.get(1).is_some(), false));
             } else if let Some(c) = EXTERN.captures(code) {
-                (c.get(1).map_or("", |m| m.as_str()), true, true)
-            } else {
-                continue;
-            };
-            checked.imports += 1;
-            let lowercase = name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-            if BUILTIN.contains(&name)
-                || !lowercase
-                || krate.deps.contains(name)
-                || all_own.contains(name)
-                || !absolute && local.contains(name)
-            {
-                continue;
+                uses.push((c.get(1).map_or("", |m| m.as_str()), true, true));
             }
-            let col = code.find(name).map_or(1, |i| i + 1);
-            let output = if extern_crate {
-                format!(
-                    "error[E0463]: can't find crate for `{name}`\n --> {path}:{n}:1\n  |\n{n} | {}\n  | ^ can't find crate\n\n",
-                    raw.trim()
-                )
-            } else {
-                format!(
-                    "error[E0432]: unresolved import `{name}`\n --> {path}:{n}:{col}\n  |\n{n} | {}\n  |     ^ use of unresolved module or unlinked crate `{name}`\n  |\n  = help: if you wanted to use a crate named `{name}`, use `cargo add {name}` to add it to your `Cargo.toml`\n\n",
-                    raw.trim()
-                )
-            };
-            let manifest = if krate.dir.is_empty() {
-                "Cargo.toml".to_owned()
-            } else {
-                format!("{}/Cargo.toml", krate.dir)
-            };
-            out.push(Missing {
-                check: "rust-crate",
-                file: path.to_owned(),
-                line: n,
-                name: name.to_owned(),
-                reason: format!("`{}` but {manifest} does not declare {name}", code.trim()),
-                output,
-                tool: "cargo",
-                root: krate.dir.clone(),
-            });
+            for (name, absolute, extern_crate) in uses {
+                checked.imports += 1;
+                let lowercase =
+                    name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+                if BUILTIN.contains(&name)
+                    || !lowercase
+                    || krate.deps.contains(name)
+                    || krate.own.contains(name)
+                    || !absolute && local.contains(name)
+                {
+                    continue;
+                }
+                let col = code.find(name).map_or(1, |i| i + 1);
+                let output = if extern_crate {
+                    format!(
+                        "error[E0463]: can't find crate for `{name}`\n --> {path}:{n}:1\n  |\n{n} | {}\n  | ^ can't find crate\n\n",
+                        raw.trim()
+                    )
+                } else {
+                    format!(
+                        "error[E0432]: unresolved import `{name}`\n --> {path}:{n}:{col}\n  |\n{n} | {}\n  |     ^ use of unresolved module or unlinked crate `{name}`\n  |\n  = help: if you wanted to use a crate named `{name}`, use `cargo add {name}` to add it to your `Cargo.toml`\n\n",
+                        raw.trim()
+                    )
+                };
+                let manifest = if krate.dir.is_empty() {
+                    "Cargo.toml".to_owned()
+                } else {
+                    format!("{}/Cargo.toml", krate.dir)
+                };
+                out.push(Missing {
+                    check: "rust-crate",
+                    file: path.to_owned(),
+                    line: n,
+                    name: name.to_owned(),
+                    reason: format!("`{}` but {manifest} does not declare {name}", code.trim()),
+                    output,
+                    tool: "cargo",
+                    root: krate.dir.clone(),
+                });
+            }
         }
     }
     Some(out)
+}
+
+/// The path roots of a `use { ... }` group's text (after its `{`, or a further line of it): the
+/// first name of each item at the group's top level. `depth` is the brace depth inside the
+/// group (1 right after its `{`), 0 once it closed.
+fn group_roots<'a>(text: &'a str, depth: &mut usize, out: &mut Vec<(&'a str, bool, bool)>) {
+    let b = text.as_bytes();
+    let mut i = 0;
+    let mut item_start = *depth == 1;
+    while i < b.len() && *depth > 0 {
+        let c = b[i];
+        if item_start && *depth == 1 && (c.is_ascii_alphabetic() || c == b'_' || c == b':') {
+            let start = if text[i..].starts_with("::") { i + 2 } else { i };
+            let len = b[start..].iter().take_while(|c| c.is_ascii_alphanumeric() || **c == b'_').count();
+            if len > 0 {
+                out.push((&text[start..start + len], start > i, false));
+            }
+            item_start = false;
+            i = start + len;
+            continue;
+        }
+        match c {
+            b'{' => *depth += 1,
+            b'}' => *depth -= 1,
+            b',' if *depth == 1 => item_start = true,
+            c if c.is_ascii_whitespace() => {}
+            _ if *depth == 1 => item_start = false,
+            _ => {}
+        }
+        i += 1;
+    }
 }
 
 #[cfg(test)]
@@ -265,6 +308,24 @@ mod tests {
             state = lex_line(line, state);
         }
         assert_eq!(starts, vec![true, false, false, true, false, false, true, true]);
+    }
+
+    #[test]
+    fn use_groups_over_lines() {
+        let mut depth = 1;
+        let mut out = Vec::new();
+        group_roots("", &mut depth, &mut out);
+        group_roots("    grep_matcher::{Captures, Match},", &mut depth, &mut out);
+        group_roots("    bstr::ByteSlice, ::memchr::memchr,", &mut depth, &mut out);
+        group_roots("    crate::util::{a, b},", &mut depth, &mut out);
+        group_roots("};", &mut depth, &mut out);
+        let names: Vec<&str> = out.iter().map(|(n, _, _)| *n).collect();
+        assert_eq!(names, vec!["grep_matcher", "bstr", "memchr", "crate"]);
+        assert_eq!(depth, 0);
+        let mut depth = 1;
+        let mut out = Vec::new();
+        group_roots("serde::Serialize, regex::Regex};", &mut depth, &mut out);
+        assert_eq!(out.iter().map(|(n, _, _)| *n).collect::<Vec<_>>(), vec!["serde", "regex"]);
     }
 
     #[test]
