@@ -59,6 +59,28 @@ impl Helix {
     }
 }
 
+/// The gateway serves model `name` from the fake provider at `fake_url`: one OpenAI-protocol
+/// deployment, `fake-openai`, calling `upstream_model`.
+pub fn serve_from_fake(
+    gw: &mut helix_core::gateway_config::BreakerGatewayConfig,
+    fake_url: String,
+    name: &str,
+    upstream_model: &str,
+) {
+    use helix_core::gateway_config::{DeploymentConfig, ModelChainConfig, ProviderKind};
+    gw.deployments.push(DeploymentConfig {
+        id: "fake-openai".to_owned(),
+        provider: ProviderKind::Openai,
+        base_url: fake_url,
+        model: upstream_model.to_owned(),
+        api_key_env: None,
+        max_in_flight: None,
+        breaker: None,
+        responses_api: false,
+    });
+    gw.models.push(ModelChainConfig { name: name.to_owned(), chain: vec!["fake-openai".to_owned()] });
+}
+
 /// An HTTP client that does not follow redirects (tests look at them).
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client")

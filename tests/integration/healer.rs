@@ -471,25 +471,12 @@ async fn hostile_bodies_near_the_size_limit_are_answered_while_health_answers() 
 /// confirmed or dropped by recorded fix outcomes.
 #[tokio::test]
 async fn an_unknown_root_cause_gets_a_cached_llm_analysis_that_outcomes_confirm_or_drop() {
-    use helix_core::gateway_config::{DeploymentConfig, ModelChainConfig, ProviderKind};
     use helix_tests::fake_provider::{FakeProvider, Mode};
     let fake = FakeProvider::start().await;
     let fake_url = fake.url();
     let helix = Helix::start_with(|c| {
         c.breaker_gateway.max_retries = 0;
-        c.breaker_gateway.deployments.push(DeploymentConfig {
-            id: "fake-openai".to_owned(),
-            provider: ProviderKind::Openai,
-            base_url: fake_url,
-            model: "gpt-4o-mini".to_owned(),
-            api_key_env: None,
-            max_in_flight: None,
-            breaker: None,
-            responses_api: false,
-        });
-        c.breaker_gateway
-            .models
-            .push(ModelChainConfig { name: "analyst".to_owned(), chain: vec!["fake-openai".to_owned()] });
+        helix_tests::serve_from_fake(&mut c.breaker_gateway, fake_url, "analyst", "gpt-4o-mini");
         c.healer.llm_model = Some("analyst".to_owned());
     })
     .await;

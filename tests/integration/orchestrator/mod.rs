@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use helix_core::gateway_config::{DeploymentConfig, ModelChainConfig, ProviderKind};
+use helix_core::gateway_config::{ModelChainConfig, ProviderKind};
 use helix_core::{HelixConfig, ServiceKind};
 use helix_tests::fake_provider::FakeProvider;
 use helix_tests::{Helix, expect_problem, get_json};
@@ -253,15 +253,5 @@ output = "verdict.json"
 /// The gateway serves model `smart` from the fake provider at `fake_url` (one OpenAI-protocol
 /// deployment, `fake-openai`, calling `gpt-4o`).
 fn serve_smart_from(gw: &mut helix_core::gateway_config::BreakerGatewayConfig, fake_url: String) {
-    gw.deployments.push(DeploymentConfig {
-        id: "fake-openai".to_owned(),
-        provider: ProviderKind::Openai,
-        base_url: fake_url,
-        model: "gpt-4o".to_owned(),
-        api_key_env: None,
-        max_in_flight: None,
-        breaker: None,
-        responses_api: false,
-    });
-    gw.models.push(ModelChainConfig { name: "smart".to_owned(), chain: vec!["fake-openai".to_owned()] });
+    helix_tests::serve_from_fake(gw, fake_url, "smart", "gpt-4o");
 }

@@ -96,7 +96,8 @@ const SOURCES: &[&str] = &[
     ".py", ".js", ".mjs", ".cjs", ".jsx", ".ts", ".tsx", ".mts", ".cts", ".vue", ".svelte", ".rs", ".c",
     ".h", ".cc", ".cpp", ".cxx", ".hpp", ".hh", ".hxx",
 ];
-/// Directories that hold no sources of the project (dependencies, builds, caches).
+/// Directories that hold no sources of the project (dependencies, builds, caches), and
+/// `.venv*`: what the collector does not walk and the check does not read.
 const SKIP_DIRS: &[&str] = &[
     ".git",
     "node_modules",
@@ -115,6 +116,11 @@ const SKIP_DIRS: &[&str] = &[
     ".mypy_cache",
     ".pytest_cache",
 ];
+
+/// Whether a directory named `name` holds no sources of the project (see [`SKIP_DIRS`]).
+pub fn skipped_dir(name: &str) -> bool {
+    SKIP_DIRS.contains(&name) || name.starts_with(".venv")
+}
 
 /// Bounds on what [`collect_workspace`] reads.
 #[derive(Debug, Clone, Copy)]
@@ -169,7 +175,7 @@ pub fn collect_workspace(dir: &Path, limits: WorkspaceLimits) -> (Vec<WorkspaceF
             let name = e.file_name().to_string_lossy().into_owned();
             let rel = if prefix.is_empty() { name.clone() } else { format!("{prefix}/{name}") };
             match e.file_type() {
-                Ok(t) if t.is_dir() && !SKIP_DIRS.contains(&name.as_str()) && !name.starts_with(".venv") => {
+                Ok(t) if t.is_dir() && !skipped_dir(&name) => {
                     stack.push((e.path(), rel));
                 }
                 Ok(t) if t.is_file() => listing.push(rel),
@@ -178,23 +184,38 @@ pub fn collect_workspace(dir: &Path, limits: WorkspaceLimits) -> (Vec<WorkspaceF
         }
     }
     listing.sort();
+    let files = select_files(&listing, limits, |rel| {
+        let path = dir.join(rel);
+        let len = std::fs::metadata(&path).ok()?.len();
+        Some((len, move || std::fs::read_to_string(&path).ok()))
+    });
+    (files, listing)
+}
+
+/// The files of `listing` (sorted, relative paths) the check reads, within `limits`: `size`
+/// says how large a path is and gives the reader of its text (None: unreadable, left out).
+/// For workspaces that are not a directory, such as a checkpoint's manifest.
+pub fn select_files<R: FnOnce() -> Option<String>>(
+    listing: &[String],
+    limits: WorkspaceLimits,
+    mut size: impl FnMut(&str) -> Option<(u64, R)>,
+) -> Vec<WorkspaceFile> {
     let mut files = Vec::new();
     let mut total = 0u64;
     for rel in listing.iter().filter(|r| wanted(r)) {
         if files.len() >= limits.max_files {
             break;
         }
-        let path = dir.join(rel);
-        let Ok(meta) = std::fs::metadata(&path) else { continue };
-        if meta.len() > limits.max_file_bytes || total + meta.len() > limits.max_total_bytes {
+        let Some((len, read)) = size(rel) else { continue };
+        if len > limits.max_file_bytes || total + len > limits.max_total_bytes {
             continue;
         }
-        if let Ok(content) = std::fs::read_to_string(&path) {
-            total += meta.len();
+        if let Some(content) = read() {
+            total += len;
             files.push(WorkspaceFile { path: rel.clone(), content });
         }
     }
-    (files, listing)
+    files
 }
 
 /// The Debian packages installed here (`dpkg-query`), None where there is no dpkg.

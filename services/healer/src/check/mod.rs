@@ -160,23 +160,7 @@ fn dir(path: &str) -> &str {
 
 /// Directories whose files are not the project's own sources.
 fn vendored(path: &str) -> bool {
-    const SKIP: &[&str] = &[
-        "node_modules",
-        ".git",
-        "target",
-        "vendor",
-        "third_party",
-        "venv",
-        ".venv",
-        "site-packages",
-        "dist",
-        "build",
-        "__pycache__",
-        ".tox",
-        ".next",
-        "coverage",
-    ];
-    path.split('/').rev().skip(1).any(|part| SKIP.contains(&part) || part.starts_with(".venv"))
+    path.split('/').rev().skip(1).any(helix_core::client::check::skipped_dir)
 }
 
 /// Directories of code a run of the project does not run: examples, demos, benchmarks, docs and
@@ -380,12 +364,18 @@ fn installs(text: &str, tools: &[&str]) -> Vec<String> {
     out
 }
 
-/// The rows of a `name: provided provided ...` table (one row a line).
-fn transitive(table: &'static str) -> impl Iterator<Item = (&'static str, Vec<&'static str>)> {
-    table.lines().filter_map(|l| {
-        let (name, brings) = l.split_once(':')?;
-        Some((name.trim(), brings.split_whitespace().collect()))
-    })
+/// A `name: provided provided ...` table (one row a line), read once.
+type Transitive = Vec<(&'static str, Vec<&'static str>)>;
+
+/// The rows of a [`Transitive`] table's text.
+fn transitive(table: &'static str) -> Transitive {
+    table
+        .lines()
+        .filter_map(|l| {
+            let (name, brings) = l.split_once(':')?;
+            Some((name.trim(), brings.split_whitespace().collect()))
+        })
+        .collect()
 }
 
 /// Package names compare case-insensitively with `-`, `_` and `.` alike (PEP 503, Cargo).

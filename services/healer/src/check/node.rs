@@ -33,6 +33,8 @@ vite: esbuild rollup postcss\n\
 react-scripts: react-dev-utils webpack jest eslint @testing-library/jest-dom\n\
 ts-jest: jest typescript";
 
+static ROWS: LazyLock<super::Transitive> = LazyLock::new(|| super::transitive(TRANSITIVE));
+
 static IMPORT: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
         r#"(?:^|[^\w$.])(?:import|export)\s*(?:type\s+)?(?:[\w$*{}\s,]+?\s+from\s*)?['"]([^'"\n]+)['"]|(?:^|[^\w$.])(?:require|import)\s*\(\s*['"]([^'"\n]+)['"]\s*\)"#,
@@ -179,8 +181,11 @@ pub(super) fn check(
     let aliases = aliases(ws);
     // a monorepo's packages may import each other by name, and the root's dependencies are hoisted
     let names: BTreeSet<&str> = manifests.iter().filter_map(|m| m.name.as_deref()).collect();
-    let root =
-        manifests.iter().filter(|m| m.dir.is_empty()).flat_map(|m| m.deps.iter()).collect::<BTreeSet<_>>();
+    let root = manifests
+        .iter()
+        .filter(|m| m.dir.is_empty())
+        .flat_map(|m| m.deps.iter().map(String::as_str))
+        .collect::<BTreeSet<&str>>();
     let mut out = Vec::new();
     for (path, text) in sources {
         // the nearest package.json above the file
@@ -197,13 +202,13 @@ pub(super) fn check(
         checked.files += 1;
         let declared = |pkg: &str| {
             manifest.deps.contains(pkg)
-                || root.contains(&pkg.to_owned())
+                || root.contains(pkg)
                 || names.contains(pkg)
                 || manifest
                     .deps
                     .contains(&format!("@types/{}", pkg.trim_start_matches('@').replace('/', "__")))
-                || super::transitive(TRANSITIVE).any(|(p, brings)| {
-                    (manifest.deps.contains(p) || root.contains(&p.to_owned())) && brings.contains(&pkg)
+                || ROWS.iter().any(|(p, brings)| {
+                    (manifest.deps.contains(*p) || root.contains(p)) && brings.contains(&pkg)
                 })
         };
         let code = without_comments(text);

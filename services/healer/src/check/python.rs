@@ -1,6 +1,7 @@
 //! Python: top-level imports against the distributions the manifests declare.
 
 use std::collections::BTreeSet;
+use std::sync::LazyLock;
 
 use super::{Checked, Missing, Workspace, base, canonical, dir, lines};
 use crate::patterns::PatternSet;
@@ -83,6 +84,8 @@ beautifulsoup4: bs4 soupsieve\n\
 opencv_python: cv2 numpy\n\
 opencv_python_headless: cv2 numpy\n\
 opencv_contrib_python: cv2 numpy";
+
+static ROWS: LazyLock<super::Transitive> = LazyLock::new(|| super::transitive(TRANSITIVE));
 
 /// Declared distributions (canonical names): per manifest, by the directory it governs, and
 /// those the build recipes install anywhere (`pip install a b` in a Dockerfile, CI workflow or
@@ -357,8 +360,8 @@ fn provided(
     if forms.iter().any(|f| declared.contains(f)) || starts(&format!("{m}_")) {
         return true;
     }
-    super::transitive(TRANSITIVE).any(|(dist, brings)| {
-        declared.contains(dist) && brings.iter().any(|b| canonical(b) == m || Some(canonical(b)) == via_map)
+    ROWS.iter().any(|(dist, brings)| {
+        declared.contains(*dist) && brings.iter().any(|b| canonical(b) == m || Some(canonical(b)) == via_map)
     })
 }
 
@@ -380,17 +383,12 @@ fn local_names(ws: &Workspace<'_>) -> BTreeSet<String> {
     names
 }
 
-/// A block the import sits in: guarded blocks (try / except, platform and TYPE_CHECKING
-/// conditions) make an import optional.
-struct Block {
-    indent: usize,
-    guarded: bool,
-}
-
-/// Top-level imports of one file that a run needs: (line, module, the statement).
+/// Module-level imports of one file, the ones a run needs: (line, module, the statement). An
+/// import in a block is not one: under `try:` / `except ImportError:`, `if TYPE_CHECKING:` or a
+/// version test it is optional, and in a function or class body it is often a lazy, optional one
+/// (`def to_frame(): import pandas`) or of a module a test creates at run time.
 fn imports(text: &str) -> Vec<(usize, String, String)> {
     let mut out = Vec::new();
-    let mut stack: Vec<Block> = Vec::new();
     let mut in_string: Option<&str> = None;
     let mut paren_depth = 0usize;
     for (n, raw) in lines(text) {
@@ -410,7 +408,7 @@ fn imports(text: &str) -> Vec<(usize, String, String)> {
         if trimmed.is_empty() {
             continue;
         }
-        // continuation lines of a bracketed expression do not open or close blocks
+        // continuation lines of a bracketed expression are not statements
         let was_continued = paren_depth > 0;
         for c in code.chars() {
             match c {
@@ -419,35 +417,9 @@ fn imports(text: &str) -> Vec<(usize, String, String)> {
                 _ => {}
             }
         }
-        if was_continued {
-            continue;
-        }
-        let indent = raw.len() - raw.trim_start().len();
-        let clause = ["except", "else", "elif", "finally"]
-            .iter()
-            .any(|k| trimmed.strip_prefix(k).is_some_and(|r| r.starts_with([':', ' ', '('])));
-        while let Some(top) = stack.last() {
-            if top.indent > indent || top.indent == indent && !clause {
-                stack.pop();
-            } else {
-                break;
-            }
-        }
-        let guarded_here = stack.iter().any(|b| b.guarded);
-        if trimmed.ends_with(':') {
-            let guarded = clause && stack.last().is_some_and(|b| b.indent == indent && b.guarded)
-                || trimmed.starts_with("try")
-                || trimmed.starts_with("if ") && guard_condition(trimmed);
-            if clause && stack.last().is_some_and(|b| b.indent == indent) {
-                stack.pop();
-            }
-            stack.push(Block { indent, guarded });
-            continue;
-        }
-        // only module-level imports: one in a function or class body is often a lazy, optional
-        // one (`def to_frame(): import pandas`), or of a module a test creates at run time
-        if guarded_here
-            || indent > 0
+        let indented = raw.starts_with([' ', '\t']);
+        if was_continued
+            || indented
             || in_string.is_some() && !trimmed.starts_with("import") && !trimmed.starts_with("from")
         {
             continue;
@@ -472,13 +444,6 @@ fn imports(text: &str) -> Vec<(usize, String, String)> {
         }
     }
     out
-}
-
-/// `if` conditions under which imports are optional: type checking, platform and version tests.
-fn guard_condition(line: &str) -> bool {
-    ["TYPE_CHECKING", "sys.", "platform", "os.name", "version", "find_spec", "importlib"]
-        .iter()
-        .any(|k| line.contains(k))
 }
 
 pub(super) fn check(

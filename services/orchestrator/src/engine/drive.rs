@@ -687,7 +687,7 @@ impl Driver {
         }
         let mut preflight = if phase.preflight && rec.attempts.is_empty() {
             let mut fixes = self.preflight_fixes(&phase).await;
-            for f in self.preflight_check(index, &phase, cp).await {
+            for f in self.preflight_check(&phase, cp).await {
                 if !fixes.iter().any(|k| k.patch == f.patch) {
                     fixes.push(f);
                 }
@@ -1807,25 +1807,33 @@ impl Driver {
         }
     }
 
-    /// Preflight, static half: the healer's `POST /v1/check` on the phase's workspace (as the
-    /// checkpoint holds it, materialized in a scratch directory). Each predicted failure is an
-    /// event; the fixes it rates `auto` are tried on the first attempt like known fixes, and
-    /// their outcomes reported, so the healer learns from them.
-    async fn preflight_check(&self, index: usize, phase: &Phase, cp: &Checkpoint) -> Vec<AppliedFix> {
-        let scratch = self.dir().join("work").join(phase_dir_name(index, &phase.name)).join("preflight");
+    /// Preflight, static half: the healer's `POST /v1/check` on the phase's workspace as the
+    /// checkpoint holds it (its files read from the blob store, nothing written). Each predicted
+    /// failure is an event; the fixes it rates `auto` are tried on the first attempt like known
+    /// fixes, and their outcomes reported, so the healer learns from them.
+    async fn preflight_check(&self, phase: &Phase, cp: &Checkpoint) -> Vec<AppliedFix> {
+        use helix_core::client::check::{
+            WorkspaceLimits, installed_debian_packages, select_files, skipped_dir,
+        };
         let collected = {
             let blobs = self.engine.blobs.clone();
             let manifest = cp.manifest.clone();
-            let dir = scratch.clone();
             blocking(move || {
-                let _ = std::fs::remove_dir_all(&dir);
-                checkpoint::materialize(&manifest, &blobs, &dir)?;
-                let (files, listing) = helix_core::client::check::collect_workspace(
-                    &dir,
-                    helix_core::client::check::WorkspaceLimits::default(),
-                );
-                let _ = std::fs::remove_dir_all(&dir);
-                Ok((files, listing, helix_core::client::check::installed_debian_packages()))
+                let limits = WorkspaceLimits::default();
+                // what a walk of the materialized workspace would list: files, not links, outside
+                // dependency and build directories
+                let listing: Vec<String> = manifest
+                    .files
+                    .iter()
+                    .filter(|(rel, e)| e.link.is_none() && !rel.split('/').rev().skip(1).any(skipped_dir))
+                    .map(|(rel, _)| rel.clone())
+                    .take(limits.max_listing)
+                    .collect();
+                let files = select_files(&listing, limits, |rel| {
+                    let e = manifest.files.get(rel)?;
+                    Some((e.size, || blobs.read_text(&e.sha256, u64::MAX).ok().flatten()))
+                });
+                Ok((files, listing, installed_debian_packages()))
             })
             .await
         };
