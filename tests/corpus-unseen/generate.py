@@ -271,6 +271,156 @@ case("rabbitmqctl", "rabbitmq-node-unreachable", "transient", "", [
     ({}, "timeout 60 rabbitmqctl -n rabbit@nohost list_queues", {}),
 ])
 
+# --- added 2026-12-07: other families (compression, file utilities, loader, permissions, databases,
+# brokers, Kubernetes, Terraform, YAML, test harness, disk full), so the generic layer is tuned on
+# more than the tools above; whole tools again, none of them held out
+case("xz", "xz-missing", "file_not_found", "{path}", [
+    ({}, "xz -d nope.xz", {"path": "nope.xz"}),
+    ({}, "xz -d dumps/db.sql.xz", {"path": "dumps/db.sql.xz"}),
+])
+case("xz", "xz-format", "runtime_error", "", [
+    ({"bad.xz": "garbage"}, "xz -d bad.xz", {}),
+    ({"backup/site.tar.xz": "not xz at all\n"}, "xz -t backup/site.tar.xz", {}),
+])
+case("zstd", "zstd-missing", "file_not_found", "{path}", [
+    ({}, "zstd -d nope.zst", {"path": "nope.zst"}),
+    ({}, "zstd -d -o out.bin cache/blob.zst", {"path": "cache/blob.zst"}),
+])
+case("zip", "zip-name-not-matched", "file_not_found", "{path}", [
+    ({}, "zip -r out.zip nope", {"path": "nope"}),
+    ({}, "zip dist.zip build/app.bin", {"path": "build/app.bin"}),
+])
+case("mv", "mv-missing", "file_not_found", "{path}", [
+    ({}, "mv nope.txt dest/", {"path": "nope.txt"}),
+    ({"config/.keep": ""}, "mv config/old.yml config/new.yml", {"path": "config/old.yml"}),
+])
+case("mkdir", "mkdir-parent-missing", "file_not_found", "{path}", [
+    ({}, "mkdir build/out/x", {"path": "build/out/x"}),
+    ({}, "mkdir logs/2026/12", {"path": "logs/2026/12"}),
+])
+case("touch", "touch-permission-denied", "permission_denied", "{path}", [
+    ({}, "su nobody -s /bin/sh -c 'touch /etc/helix-x'", {"path": "/etc/helix-x"}),
+    ({}, "su nobody -s /bin/sh -c 'touch /usr/share/helix.lock'", {"path": "/usr/share/helix.lock"}),
+], needs="su")
+case("sh", "script-not-executable", "permission_denied", "{path}", [
+    ({"run.sh": "echo hi\n"}, "chmod 644 run.sh && ./run.sh", {"path": "./run.sh"}),
+    ({"scripts/deploy.sh": "echo deploy\n"}, "chmod 600 scripts/deploy.sh && ./scripts/deploy.sh prod",
+     {"path": "./scripts/deploy.sh"}),
+])
+case("ssh-keygen", "ssh-keygen-missing", "file_not_found", "{path}", [
+    ({}, "ssh-keygen -l -f nope.pub", {"path": "nope.pub"}),
+    ({}, "ssh-keygen -y -f keys/deploy_ed25519", {"path": "keys/deploy_ed25519"}),
+])
+case("grep", "grep-missing", "file_not_found", "{path}", [
+    ({}, "grep foo nope.txt", {"path": "nope.txt"}),
+    ({}, "grep -rn TODO src/missing", {"path": "src/missing"}),
+])
+case("find", "find-missing", "file_not_found", "{path}", [
+    ({}, "find nope -name x", {"path": "nope"}),
+    ({}, "find build/dist -type f", {"path": "build/dist"}),
+])
+case("xargs", "xargs-command-missing", "command_not_found", "{cmd}", [
+    ({}, "echo a | xargs nosuchcmd", {"cmd": "nosuchcmd"}),
+    ({}, "printf 'a.txt\\nb.txt\\n' | xargs -n1 lint-file", {"cmd": "lint-file"}),
+])
+case("socat", "socat-connection-refused", "transient", "", [
+    ({}, "socat - TCP:127.0.0.1:1 </dev/null", {}),
+    ({}, "echo ping | socat - TCP:localhost:9", {}),
+])
+case("nm", "nm-missing", "file_not_found", "{path}", [
+    ({}, "nm nope.o", {"path": "nope.o"}),
+    ({}, "nm -D lib/libfoo.so", {"path": "lib/libfoo.so"}),
+])
+LOADER = ("printf 'int f(void);\\nint main(void){{return f();}}\\n' > m.c && printf 'int f(void){{return 0;}}\\n' > f.c"
+          " && gcc -shared -fPIC -o lib{lib}.so.{v} f.c -Wl,-soname,lib{lib}.so.{v} && ln -s lib{lib}.so.{v} lib{lib}.so"
+          " && gcc -o {app} m.c -L. -l{lib} && rm lib{lib}.so* && ./{app}")
+case("ld.so", "shared-library-missing", "missing_dependency", "{lib}", [
+    ({}, LOADER.format(lib="acme", v="1", app="app"), {"lib": "libacme.so.1"}),
+    ({}, LOADER.format(lib="widget", v="2", app="server"), {"lib": "libwidget.so.2"}),
+], needs="gcc")
+case("mysqldump", "mysqldump-unknown-database", "unresolved_symbol", "{db}", [
+    ({}, "mysqldump -h 127.0.0.1 -u root nope_db", {"db": "nope_db"}),
+    ({}, "mysqldump -h 127.0.0.1 -u root --no-data analytics_2026", {"db": "analytics_2026"}),
+])
+case("dropdb", "dropdb-missing", "unresolved_symbol", "{db}", [
+    ({}, "dropdb -h 127.0.0.1 -U postgres nope_db", {"db": "nope_db"}),
+    ({}, "dropdb -h 127.0.0.1 -U postgres staging_copy", {"db": "staging_copy"}),
+])
+case("pg_isready", "pg-no-response", "transient", "", [
+    ({}, "pg_isready -h 127.0.0.1 -p 1", {}),
+    ({}, "pg_isready -h 127.0.0.1 -p 9 -d orders", {}),
+])
+case("amqp-publish", "amqp-connection-refused", "transient", "", [
+    ({}, "timeout 20 amqp-publish -u amqp://guest:guest@127.0.0.1:1 -r q -b x", {}),
+    ({}, "timeout 20 amqp-publish -u amqp://app:pw@127.0.0.1:9/prod -r jobs -b '{}'", {}),
+])
+case("kubectl", "kubectl-connection-refused", "transient", "", [
+    ({}, "timeout 30 kubectl --server=http://127.0.0.1:1 get pods", {}),
+    ({}, "timeout 30 kubectl --server=http://127.0.0.1:9 get deployments -n prod", {}),
+])
+TF_PROVIDER = 'terraform {{\n  required_providers {{\n    {name} = {{ source = "{src}" }}\n  }}\n}}\n'
+case("terraform", "terraform-registry-unreachable", "transient", "", [
+    ({"main.tf": TF_PROVIDER.format(name="acme", src="acme/acme")}, "timeout 90 terraform init -no-color", {}),
+    ({"infra/main.tf": TF_PROVIDER.format(name="aws", src="hashicorp/aws")},
+     "cd infra && timeout 90 terraform init -no-color -input=false", {}),
+])
+case("terraform", "terraform-unclosed-block", "syntax_error", "", [
+    ({"main.tf": 'resource "null_resource" "x" {\n  triggers = {\n}\n'}, "terraform validate -no-color", {}),
+    ({"net.tf": 'variable "cidr" {\n  default = "10.0.0.0/16"\n'}, "terraform validate -no-color", {}),
+])
+case("terraform", "terraform-undeclared-variable", "unresolved_symbol", "{var}", [
+    ({"main.tf": 'variable "a" {}\noutput "b" { value = var.nope }\n'}, "terraform validate -no-color", {"var": "nope"}),
+    ({"app.tf": 'locals {\n  region = var.aws_region\n}\n'}, "terraform validate -no-color", {"var": "aws_region"}),
+])
+case("jq", "jq-cannot-add", "type_error", "", [
+    ({}, "echo '{\"a\":1}' | jq '.a + \"x\"'", {}),
+    ({"data.json": '{"count": 3}\n'}, "jq '.count + \"s\"' data.json", {}),
+])
+case("jq", "jq-cannot-index", "type_error", "", [
+    ({}, "echo '{\"a\":{}}' | jq '.a[0]'", {}),
+    ({"doc.json": '{"b": {"c": 1}}\n'}, "jq '.b[1]' doc.json", {}),
+])
+case("yq", "yq-yaml-invalid", "syntax_error", "", [
+    ({"bad.yaml": "a: [1\n"}, "yq . bad.yaml", {}),
+    ({"ci.yml": "jobs:\n  build:\n    steps: [make, test\n"}, "yq .jobs ci.yml", {}),
+])
+case("dd", "dd-missing", "file_not_found", "{path}", [
+    ({}, "dd if=nope.img of=out.img", {"path": "nope.img"}),
+    ({}, "dd if=images/disk.raw of=/dev/null bs=1M", {"path": "images/disk.raw"}),
+])
+case("dd", "dd-no-space", "resource_exhausted", "", [
+    ({}, "dd if=/dev/zero of=/dev/full bs=1k count=1", {}),
+    ({}, "dd if=/dev/urandom of=/dev/full bs=4k count=8", {}),
+])
+case("cp", "cp-no-space", "resource_exhausted", "", [
+    ({"a.txt": "data\n"}, "cp a.txt /dev/full", {}),
+    ({"build/app.bin": "x" * 100}, "cp build/app.bin /dev/full", {}),
+])
+case("git", "git-unknown-revision", "unresolved_symbol", "{rev}", [
+    ({}, "git init -q . && git show nope-rev", {"rev": "nope-rev"}),
+    ({}, "git init -q . && git log --oneline v9.9.9", {"rev": "v9.9.9"}),
+])
+case("git", "git-merge-unknown", "unresolved_symbol", "{ref}", [
+    ({}, "git init -q . && git merge feature/x", {"ref": "feature/x"}),
+    ({}, "git init -q . && git merge origin/release-2", {"ref": "origin/release-2"}),
+])
+case("make", "make-directory-missing", "file_not_found", "{path}", [
+    ({}, "make -C nope", {"path": "nope"}),
+    ({}, "make -C services/api build", {"path": "services/api"}),
+])
+case("install", "install-missing", "file_not_found", "{path}", [
+    ({}, "install -m 644 nope.conf /tmp/helix-x", {"path": "nope.conf"}),
+    ({}, "install -D build/app out/bin/app", {"path": "build/app"}),
+])
+case("sort", "sort-missing", "file_not_found", "{path}", [
+    ({}, "sort nope.csv", {"path": "nope.csv"}),
+    ({}, "sort -u data/ids.txt", {"path": "data/ids.txt"}),
+])
+case("prove", "prove-test-failed", "test_failure", "", [
+    ({"t/basic.t": 'use Test::More tests => 1;\nis(1+1, 3, "adds");\n'}, "prove t/", {}),
+    ({"t/api.t": 'use Test::More tests => 2;\nok(1, "loads");\nis("a", "b", "names match");\n'}, "prove -v t/api.t", {}),
+])
+
 def run(files, cmd, tmp):
     for name, text in files.items():
         path = os.path.join(tmp, name)

@@ -193,6 +193,15 @@ pub fn analyze(req: &Request<'_>, patterns: &PatternSet) -> Analysis {
     {
         primary = Some(t);
     }
+    // Exit status 127 is the shell's (and xargs', env's, timeout's) "command not found": a
+    // program that names a missing file and exits so did not find the command it was to run.
+    if req.exit_code == Some(127)
+        && let Some(p) = primary
+        && diagnostics[p].category == Category::FileNotFound
+    {
+        diagnostics[p].category = Category::CommandNotFound;
+        diagnostics[p].failure_class = Category::CommandNotFound.default_failure_class();
+    }
     Analysis { diagnostics, primary }
 }
 
@@ -439,6 +448,29 @@ mod tests {
         let a = analyze(&Request { output, ..Request::default() }, &set());
         let i = a.primary.expect("a primary diagnostic");
         a.diagnostics[i].clone()
+    }
+
+    #[test]
+    fn exit_status_127_makes_a_missing_file_a_missing_command() {
+        let output = "xargs: lint-file: No such file or directory\n";
+        let run = |code| {
+            let a = analyze(&Request { output, exit_code: Some(code), ..Request::default() }, &set());
+            let d = &a.diagnostics[a.primary.expect("a primary diagnostic")];
+            (d.category, d.key.clone())
+        };
+        assert_eq!(run(127), (Category::CommandNotFound, Some("lint-file".to_owned())));
+        assert_eq!(run(1), (Category::FileNotFound, Some("lint-file".to_owned())));
+        // a missing shared library also exits 127: it stays a missing dependency
+        let output = "./app: error while loading shared libraries: libacme.so.1: cannot open shared object file: No such file or directory\n";
+        let a = analyze(&Request { output, exit_code: Some(127), ..Request::default() }, &set());
+        assert_ne!(a.diagnostics[a.primary.expect("primary")].category, Category::CommandNotFound);
+    }
+
+    #[test]
+    fn a_name_below_the_headline_is_the_key() {
+        let output = "\nError: Reference to undeclared input variable\n\n  on main.tf line 2, in output \"b\":\n   2: output \"b\" { value = var.region }\n\nAn input variable with the name \"region\" has not been declared.\n";
+        let d = one(output);
+        assert_eq!((d.category, d.key.as_deref()), (Category::UnresolvedSymbol, Some("region")));
     }
 
     #[test]

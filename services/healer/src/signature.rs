@@ -61,6 +61,14 @@ const PARTS: &[(&str, &str)] = &[
         "path",
         r"(?:(?-u:\b)[A-Za-z]:)?(?:\.{0,2}[/\\])?(?:[0-9A-Za-z_.@+\-\x{80}-\x{10FFFF}]{1,255}[/\\])+[\w.@+-]+(?::\d+)*|(?:/[\w.@+-]+)+",
     ),
+    // a bare file name with an extension files have (`xz: bad.xz: File format not recognized`,
+    // `(at data.json:1)`), and `<stdin>` where a file name would be: the same as a path with a
+    // directory. Only extensions of files: `java.lang.String`, `os.path`, `registry.example.io`
+    // stay words.
+    (
+        "file",
+        r"(?-u:\b)[0-9A-Za-z_@+-]{1,128}(?:\.[0-9A-Za-z_@+-]{1,64}){0,8}\.(?:json|ya?ml|toml|xml|ini|cfg|conf|txt|csv|tsv|md|rst|html?|sql|sqlite3?|xz|gz|tgz|bz2|zst|lz4|zip|tar|7z|jar|war|whl|deb|rpm|img|iso|qcow2|vmdk|raw|so|dylib|dll|exe|pem|crt|cer|gpg|asc|sig|p12|sh|py|rb|pl|pm|php|js|mjs|cjs|ts|tsx|jsx|c|h|cc|cpp|hpp|rs|go|java|kt|swift|cs|lua|tcl|tf|tfvars|hcl|proto|patch|diff|mk|gradle|png|jpe?g|gif|svg|pdf|wasm|lock)(?::\d+)*(?-u:\b)|<stdin>(?::\d+)*",
+    ),
     // temporary names (`tmpa8x_2kqz`, `tmp.Lq3xv9aB2c`): random by construction
     ("temp", r"(?-u:\b)(?:tmp|temp)[_.-]?[A-Za-z0-9_]*[0-9][A-Za-z0-9_]*(?-u:\b)"),
     // bare hex words (commit ids, hashes); see `hex_word`
@@ -150,6 +158,12 @@ fn mask_into(text: &str, template: &mut String, params: &mut Vec<Param>) {
             last = m.end();
             continue;
         }
+        if kind == "file" {
+            template.push_str("<path>");
+            params.push(Param { kind: "path", value: value.to_owned() });
+            last = m.end();
+            continue;
+        }
         if kind == "fileline" {
             let file = value.split(':').next().unwrap_or(value);
             template.push_str("<path>:");
@@ -234,6 +248,24 @@ fn static_kind(kind: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bare_file_names_are_paths_and_dotted_names_are_not() {
+        let a = fingerprint("xz: bad.xz: File format not recognized");
+        let b = fingerprint("xz: backup/site.tar.xz: File format not recognized");
+        assert_eq!(a.template, "xz: <path>: File format not recognized");
+        assert_eq!(a.signature, b.signature);
+        assert_eq!(a.params, vec![Param { kind: "path", value: "bad.xz".to_owned() }]);
+        let a = fingerprint("jq: error (at <stdin>:1): Cannot index object with number");
+        let b = fingerprint("jq: error (at data.json:4): Cannot index object with number");
+        assert_eq!(a.signature, b.signature);
+        // class, module and host names stay words: they are what the message is about
+        for m in
+            ["java.lang.IllegalStateException: boom", "AttributeError: module os.path", "registry.example.io"]
+        {
+            assert!(!fingerprint(m).template.contains("<path>"), "{m}");
+        }
+    }
 
     #[test]
     fn same_cause_same_signature_across_names_and_paths() {

@@ -178,8 +178,9 @@ fn unseen_tools_quality_is_printed_and_holds_its_floor() {
     let whole = report("all", all.iter().collect());
     // floors: today's figures less a small margin (see the module doc)
     // (dev 2026-12-06, 28 tools: 1.000 / 1.000 / 0.952 / 1.000; held out: 0.800 / 0.429 / 0.500 / 1.000)
+    // (dev 2026-12-07, 54 tools: 1.000 / 1.000 / 0.961 / 1.000; held out: 0.800 / 0.571 / 0.500 / 1.000)
     for (name, f, floor) in
-        [("dev", &dev, [0.95, 0.95, 0.93, 0.99]), ("heldout", &heldout, [0.75, 0.40, 0.45, 0.99])]
+        [("dev", &dev, [0.95, 0.95, 0.95, 0.99]), ("heldout", &heldout, [0.75, 0.55, 0.45, 0.99])]
     {
         assert!(f.category() >= floor[0], "{name}: category {:.3} < {}", f.category(), floor[0]);
         assert!(f.key() >= floor[1], "{name}: key {:.3} < {}", f.key(), floor[1]);

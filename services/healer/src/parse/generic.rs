@@ -15,9 +15,16 @@ pub const MAX_GENERIC: usize = 20;
 /// Error-looking lines examined per output; beyond this the rest of a runaway log is ignored.
 const MAX_CANDIDATES: usize = 20_000;
 
+/// Lines after a headline kept as its context (where patterns look for a name the headline does
+/// not carry: `Error: Reference to undeclared input variable` / `... with the name "region"`),
+/// and how far ahead they are looked for; each is cut to [`CONTEXT_BYTES`].
+const CONTEXT_LINES: usize = 6;
+const CONTEXT_REACH: usize = 12;
+const CONTEXT_BYTES: usize = 512;
+
 static ERRORISH: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"(?i)(?-u:\b)(?:error|errors|fatal|panic|panicked|exception|traceback|failed|failure|fail|denied|refused|not found|no such|cannot|can't|could not|couldn't|unable to|timed? ?out|killed|segmentation fault|core dumped|aborted|undefined|unresolved|missing|invalid|unexpected|overloaded|too many requests|exceeded|out of memory|no space|disk full|quota|oom|permission|unreachable|unavailable|forbidden|unauthori[sz]ed|not allowed|illegal|abort|crash(?:ed)?|broken|corrupt(?:ed)?|violation|rejected|expired|deadlock|conflict|unsupported|not supported|incompatible|mismatch|unrecognized|unknown (?:option|command|flag)|does not exist|doesn't exist)(?-u:\b)",
+        r"(?i)(?-u:\b)(?:error|errors|fatal|panic|panicked|exception|traceback|failed|failure|fail|denied|refused|not found|no such|cannot|can't|could not|couldn't|unable to|timed? ?out|killed|segmentation fault|core dumped|aborted|undefined|unresolved|missing|invalid|unexpected|overloaded|too many requests|exceeded|out of memory|no space|disk full|quota|oom|permission|unreachable|unavailable|forbidden|unauthori[sz]ed|not allowed|illegal|abort|crash(?:ed)?|broken|corrupt(?:ed)?|violation|rejected|expired|deadlock|conflict|unsupported|not supported|incompatible|mismatch|unrecognized|unknown (?:option|command|flag)|does not exist|doesn't exist|not matched|no matches found|no response|not recognized)(?-u:\b)",
     )
 });
 /// Findings of security scanners, which often print no error word at all
@@ -80,6 +87,7 @@ pub fn parse(input: &mut Input, out: &mut Vec<RawDiagnostic>) {
             message: line.to_owned(),
             span: (i, i),
             rank: rank::GENERIC - i32::from(warning),
+            context: context_after(input, i),
             ..RawDiagnostic::default()
         });
         count += 1;
@@ -97,4 +105,22 @@ pub fn parse(input: &mut Input, out: &mut Vec<RawDiagnostic>) {
             ..RawDiagnostic::default()
         });
     }
+}
+
+/// The non-blank lines after line `i` that no parser claimed, bounded in count, reach and size.
+fn context_after(input: &Input, i: usize) -> Vec<String> {
+    let end = input.lines.len().min(i + 1 + CONTEXT_REACH);
+    (i + 1..end)
+        .filter(|&j| !input.is_claimed(j))
+        .map(|j| input.lines[j].trim())
+        .filter(|l| !l.is_empty())
+        .take(CONTEXT_LINES)
+        .map(|l| {
+            let mut cut = l.len().min(CONTEXT_BYTES);
+            while !l.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            l[..cut].to_owned()
+        })
+        .collect()
 }
