@@ -25,7 +25,7 @@ pub(crate) fn http() -> reqwest::Client {
 
 /// `n` environment variables of this process with values usable as keys: long, printable, and
 /// none contained in another (so finding one in a response cannot be a coincidence of another).
-fn existing_vars(n: usize) -> Vec<(String, String)> {
+pub(crate) fn existing_vars(n: usize) -> Vec<(String, String)> {
     let mut vars: Vec<(String, String)> = std::env::vars()
         .filter(|(_, v)| (16..=1024).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_graphic()))
         .collect();
@@ -64,7 +64,7 @@ pub(crate) fn chain(name: &str, ids: &[&str]) -> ModelChainConfig {
     ModelChainConfig { name: name.to_owned(), chain: ids.iter().map(|s| (*s).to_owned()).collect() }
 }
 
-fn price(model: &str, input: f64, output: f64) -> PriceConfig {
+pub(crate) fn price(model: &str, input: f64, output: f64) -> PriceConfig {
     PriceConfig { model: model.to_owned(), input, output, cache_read: 0.0, cache_write: 0.0 }
 }
 

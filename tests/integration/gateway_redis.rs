@@ -18,7 +18,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use helix::stack::Stack;
 use helix_core::ServiceKind;
-use helix_core::gateway_config::{BreakerGatewayConfig, DeploymentConfig, ModelChainConfig, ProviderKind};
+use helix_core::gateway_config::{
+    BreakerGatewayConfig, DeploymentConfig, GatewayKeyConfig, ModelChainConfig, ProviderKind,
+};
 use helix_tests::fake_provider::{FakeProvider, Mode};
 use helix_tests::{get_json, test_config};
 use serde_json::{Value, json};
@@ -612,5 +614,111 @@ async fn a_redis_outage_under_traffic_fails_no_request_and_heals() {
         let gw = Arc::try_unwrap(gw).ok().expect("no other handle");
         gw.stop().await;
     }
+    fake.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Budgets and bulkheads shared by the replicas (accounting::shared)
+
+/// Two replicas with one deployment `only` and the gateway key `key` of project `shared`.
+async fn replicas_with_project(
+    redis: &SharedRedis,
+    fake: &FakeProvider,
+    key_env: &str,
+    budget: Option<f64>,
+    max_in_flight: Option<u32>,
+    http: &reqwest::Client,
+) -> (Gateway, Gateway) {
+    let adjust = |gw: &mut BreakerGatewayConfig| {
+        gw.deployments = vec![deployment("only", fake, FIRST_MODEL)];
+        gw.keys = vec![GatewayKeyConfig {
+            key_env: key_env.to_owned(),
+            project: "shared".to_owned(),
+            daily_budget_usd: budget,
+            max_in_flight,
+        }];
+        // 3 words in, 4 out ("echo: call number N"): 0.000 043 USD a call
+        gw.prices = vec![super::gateway::price(FIRST_MODEL, 1.0, 10.0)];
+    };
+    let a = Gateway::start(redis, adjust).await;
+    let b = Gateway::start(redis, adjust).await;
+    for gw in [&a, &b] {
+        gw.wait_redis_connected(http, Duration::from_secs(5)).await;
+    }
+    (a, b)
+}
+
+async fn keyed_chat(gw: &Gateway, http: &reqwest::Client, key: &str, text: &str) -> reqwest::Response {
+    let body = json!({ "model": "only", "messages": [{ "role": "user", "content": text }] });
+    http.post(format!("{}/v1/chat/completions", gw.url))
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await
+        .expect("send")
+}
+
+#[tokio::test]
+async fn two_replicas_enforce_one_daily_budget() {
+    let redis = SharedRedis::new("budget");
+    let fake = FakeProvider::start().await;
+    let http = http();
+    let (key_env, key) = super::gateway::existing_vars(1)[0].clone();
+    // 0.0001 USD: the third call (0.000 129 spent) crosses it, the fourth is refused
+    let (a, b) = replicas_with_project(&redis, &fake, &key_env, Some(0.000_1), None, &http).await;
+    let mut statuses = Vec::new();
+    for i in 0..8 {
+        let gw = if i % 2 == 0 { &a } else { &b };
+        statuses.push(keyed_chat(gw, &http, &key, &format!("call number {i}")).await.status().as_u16());
+    }
+    // each replica alone would have let three through (six in all)
+    assert_eq!(statuses, [200, 200, 200, 429, 429, 429, 429, 429], "one budget for both replicas");
+    assert_eq!(fake.request_count(), 3, "refused calls never reach the upstream");
+    a.stop().await;
+    b.stop().await;
+    fake.stop().await;
+}
+
+#[tokio::test]
+async fn two_replicas_admit_one_max_in_flight_and_give_the_slots_back() {
+    let redis = SharedRedis::new("inflight");
+    let fake = FakeProvider::start().await;
+    let http = http();
+    let (key_env, key) = super::gateway::existing_vars(1)[0].clone();
+    let (a, b) = replicas_with_project(&redis, &fake, &key_env, None, Some(2), &http).await;
+    // six slow calls at once, three through each replica: two slots for the project in all
+    let slow = Mode::SlowFirstByte { ms: 4_000 }.header_value();
+    let body = json!({ "model": "only", "messages": [{ "role": "user", "content": "slow call" }] });
+    let calls = (0..6).map(|i| {
+        let gw = if i % 2 == 0 { &a } else { &b };
+        http.post(format!("{}/v1/chat/completions", gw.url))
+            .bearer_auth(&key)
+            .header(helix_tests::fake_provider::MODE_HEADER, slow.clone())
+            .json(&body)
+            .timeout(Duration::from_secs(30))
+            .send()
+    });
+    let statuses: Vec<u16> = futures_util::future::join_all(calls)
+        .await
+        .into_iter()
+        .map(|r| r.expect("send").status().as_u16())
+        .collect();
+    assert_eq!(statuses.iter().filter(|&&s| s == 200).count(), 2, "two in flight across both: {statuses:?}");
+    assert_eq!(statuses.iter().filter(|&&s| s == 429).count(), 4, "{statuses:?}");
+    assert_eq!(fake.request_count(), 2);
+    // the slots came back (in the background, right after each call): both replicas serve again
+    for gw in [&a, &b] {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let res = keyed_chat(gw, &http, &key, "after the flood").await;
+            if res.status() == 200 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the slots were not given back: {}", res.status());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    a.stop().await;
+    b.stop().await;
     fake.stop().await;
 }

@@ -8,7 +8,11 @@
 use std::time::Instant;
 
 use crate::GatewayState;
-use crate::accounting::{LlmCall, Permit, Project, ProjectRefused, TraceContext, llm_call_json};
+use crate::accounting::budget::DAY_MS;
+use crate::accounting::shared::{Entry, Lease};
+use crate::accounting::{
+    BudgetExceeded, LlmCall, Permit, Project, ProjectRefused, TraceContext, llm_call_json,
+};
 use crate::error::GatewayError;
 use crate::protocol::Protocol;
 use crate::proxy::CallReport;
@@ -23,8 +27,10 @@ pub struct Admitted {
     pub start_unix_nanos: u64,
     /// The minted key the call was made with, charged with its cost.
     pub key: Option<std::sync::Arc<str>>,
-    /// The project's bulkhead slot, freed when the call (its stream included) has ended.
+    /// The project's bulkhead slot, freed when the call (its stream included) has ended: the
+    /// local count, and the lease of the slot shared with the other replicas when Redis is used.
     _permit: Permit,
+    _lease: Option<Lease>,
 }
 
 fn now_unix_ms() -> u64 {
@@ -58,8 +64,9 @@ impl GatewayState {
     }
 
     /// Checks the caller's cap (a minted key's), the project's budget and takes a slot of its
-    /// bulkhead.
-    pub fn admit(
+    /// bulkhead: the replicas' shared ones when Redis is used (see [`crate::accounting::shared`]),
+    /// else this process's.
+    pub async fn admit(
         &self,
         caller: &helix_core::auth::Principal,
         project: Project,
@@ -72,15 +79,36 @@ impl GatewayState {
             self.metrics().rejected("key_cap");
             return Err(GatewayError::KeySpent(spent));
         }
-        if let Err(source) = self.budgets.check(&project, now_unix_ms()) {
-            self.metrics().rejected("budget");
-            return Err(GatewayError::Budget { project: project.name.to_string(), source });
+        if let Some(budget_usd) = project.daily_budget_usd {
+            let now = now_unix_ms();
+            let spent = match self.shared.spent(&project.name, now / DAY_MS).await {
+                Some(shared) => shared,
+                None => self.budgets.spent_today(&project.name, now),
+            };
+            if let Err(source) = BudgetExceeded::check(budget_usd, spent, now) {
+                self.metrics().rejected("budget");
+                return Err(GatewayError::Budget { project: project.name.to_string(), source });
+            }
         }
         let limit = project.max_in_flight.unwrap_or(self.proxy.cfg.max_in_flight_per_key);
-        let Some(permit) = self.proxy.bulkheads.try_enter(&format!("project:{}", project.name), limit) else {
+        let key = format!("project:{}", project.name);
+        let busy = || {
             self.metrics().rejected("bulkhead");
-            return Err(GatewayError::ProjectBusy { project: project.name.to_string(), limit });
+            GatewayError::ProjectBusy { project: project.name.to_string(), limit }
         };
+        // A project's own `max_in_flight` holds across the replicas; the gateway-wide default is a
+        // per-replica safety limit and costs no Redis round trip. With a shared slot the local
+        // count only counts (for metrics): the limit is Redis's.
+        let entry = match project.max_in_flight {
+            Some(_) => self.shared.try_enter(&key, limit).await,
+            None => Entry::Local,
+        };
+        let (lease, local_limit) = match entry {
+            Entry::Admitted(lease) => (Some(lease), u32::MAX),
+            Entry::Full => return Err(busy()),
+            Entry::Local => (None, limit),
+        };
+        let Some(permit) = self.proxy.bulkheads.try_enter(&key, local_limit) else { return Err(busy()) };
         Ok(Admitted {
             project,
             protocol,
@@ -88,6 +116,7 @@ impl GatewayState {
             start_unix_nanos: now_unix_nanos(),
             key: caller.minted.clone(),
             _permit: permit,
+            _lease: lease,
         })
     }
 
@@ -107,8 +136,9 @@ impl GatewayState {
 
     /// Meters a finished call: its cost (when its usage and its model's price are known) is
     /// charged to the project's budget, counted in the metrics and reported with one trace span.
-    /// Returns the cost in USD.
-    pub fn settle(&self, call: &Admitted, request_model: &str, report: &CallReport) -> Option<f64> {
+    /// Returns the cost in USD. With Redis, the charge reaches the shared ledger before this
+    /// returns, so the call's answer is sent only once every replica's next check sees it.
+    pub async fn settle(&self, call: &Admitted, request_model: &str, report: &CallReport) -> Option<f64> {
         let metrics = self.metrics();
         metrics.request(call.protocol.as_str(), self.model_label(request_model), report.status);
         let project = &*call.project.name;
@@ -117,7 +147,11 @@ impl GatewayState {
                 metrics.usage(project, model, usage);
                 let cost = self.prices.cost(model, usage);
                 if let Some(c) = cost {
-                    self.budgets.charge(project, c, now_unix_ms());
+                    let now = now_unix_ms();
+                    self.budgets.charge(project, c, now);
+                    if c.is_finite() && c > 0.0 && call.project.daily_budget_usd.is_some() {
+                        self.shared.charge(project, c, now / DAY_MS).await;
+                    }
                     if let Some(k) = &call.key {
                         self.caps.charge(k, c);
                     }

@@ -44,6 +44,8 @@ pub struct GatewayState {
     pub proxy: Arc<Proxy>,
     pub keys: KeyRing,
     pub budgets: Budgets,
+    /// Budgets and project bulkheads shared with the other replicas (with `redis_url`).
+    pub shared: accounting::shared::Shared,
     /// Cost caps of minted keys (`POST /v1/keys`).
     pub caps: accounting::KeyCaps,
     pub prices: Prices,
@@ -108,11 +110,16 @@ impl GatewayState {
         let emitter = Arc::new(Emitter::spawn_with_token(collector_url.clone(), EMITTER_CAPACITY, token));
         let proxy = Arc::new(proxy);
         report_transitions(&proxy, &emitter);
+        let shared = accounting::shared::Shared::new(
+            proxy.breakers.clone(),
+            Duration::from_millis(gw.total_timeout_ms),
+        );
         Ok(GatewayState {
             data_dir,
             proxy,
             keys,
             budgets,
+            shared,
             caps: accounting::KeyCaps::default(),
             prices: Prices::from_config(&gw.prices),
             emitter,

@@ -39,6 +39,20 @@ pub struct BudgetExceeded {
     pub resets_at_unix_ms: u64,
 }
 
+impl BudgetExceeded {
+    /// Refused once `spent_usd` has reached `budget_usd` (wherever the spend was counted).
+    pub fn check(budget_usd: f64, spent_usd: f64, now_ms: u64) -> Result<(), BudgetExceeded> {
+        if spent_usd >= budget_usd {
+            return Err(BudgetExceeded {
+                spent_usd,
+                budget_usd,
+                resets_at_unix_ms: (now_ms / DAY_MS + 1).saturating_mul(DAY_MS),
+            });
+        }
+        Ok(())
+    }
+}
+
 /// What is on disk.
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Ledger {
@@ -169,15 +183,7 @@ impl Budgets {
     /// budget (a budget of 0 refuses everything). Projects without a budget always pass.
     pub fn check(&self, project: &Project, now_ms: u64) -> Result<(), BudgetExceeded> {
         let Some(budget_usd) = project.daily_budget_usd else { return Ok(()) };
-        let spent_usd = self.spent_today(&project.name, now_ms);
-        if spent_usd >= budget_usd {
-            return Err(BudgetExceeded {
-                spent_usd,
-                budget_usd,
-                resets_at_unix_ms: (now_ms / DAY_MS + 1).saturating_mul(DAY_MS),
-            });
-        }
-        Ok(())
+        BudgetExceeded::check(budget_usd, self.spent_today(&project.name, now_ms), now_ms)
     }
 
     /// Adds `usd` to today's spend of `project`. Amounts that are not finite and positive are

@@ -9,6 +9,7 @@
 //!   spent budget again.
 //! - [`bulkhead`]: calls in flight per project and per deployment, refused rather than queued so
 //!   one noisy project or one slow deployment cannot take every connection.
+//! - [`shared`]: the budget ledger and project bulkheads in Redis, when replicas share them.
 //! - [`caps`]: the cost caps of keys minted for agents (`POST /v1/keys`).
 //! - [`pricing`]: token usage → USD.
 //! - [`emitter`]: one trace span per proxied call, sent to the trace-collector in the background
@@ -22,6 +23,7 @@ pub mod emitter;
 pub mod keys;
 pub mod metrics;
 pub mod pricing;
+pub mod shared;
 
 pub use budget::{BudgetExceeded, Budgets};
 pub use bulkhead::{Bulkheads, Permit};

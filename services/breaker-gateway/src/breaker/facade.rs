@@ -233,6 +233,22 @@ impl Breakers {
         Some(step.view.snapshot(id, shared))
     }
 
+    /// The live Redis link, for the other state replicas share (budgets, bulkheads: see
+    /// `accounting::shared`); `None` while Redis is away or not configured. Whoever uses it
+    /// reports a failed call with [`Breakers::shared_redis_failed`], so that one outage is one
+    /// state for everything shared.
+    pub fn shared_redis(&self) -> Option<(u64, RedisBackend)> {
+        self.inner.link.as_ref()?.live()
+    }
+
+    /// A call on the link of generation `generation` failed: the link is down (the supervisor
+    /// reconnects it) unless a newer one is already up.
+    pub fn shared_redis_failed(&self, generation: u64, e: &BackendError) {
+        if let Some(link) = &self.inner.link {
+            link.mark_down(generation, e);
+        }
+    }
+
     pub fn redis_status(&self) -> RedisStatus {
         match &self.inner.link {
             None => RedisStatus { configured: false, connected: false, last_error: None },

@@ -66,6 +66,16 @@ impl RedisBackend {
         Ok(RedisBackend::new(conn, key_prefix))
     }
 
+    /// The connection (a cheap handle), for other state the replicas share.
+    pub fn connection(&self) -> MultiplexedConnection {
+        self.conn.clone()
+    }
+
+    /// The key prefix, without a trailing `:`.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     pub async fn ping(&self) -> Result<(), BackendError> {
         let mut conn = self.conn.clone();
         let _: String = redis::cmd("PING").query_async(&mut conn).await?;

@@ -549,7 +549,7 @@ async fn proxy_call(
             return estimated_count(&body);
         }
     }
-    let admitted = match state.admit(&caller, project, protocol, header(&req, "traceparent")) {
+    let admitted = match state.admit(&caller, project, protocol, header(&req, "traceparent")).await {
         Ok(a) => a,
         Err(e) => return refuse(e, &model),
     };
@@ -573,7 +573,7 @@ async fn proxy_call(
         && (*status == 429 || *status >= 500)
     {
         // no Anthropic deployment could count: a count of the right size keeps the client going
-        state.settle(&admitted, &model, &report);
+        state.settle(&admitted, &model, &report).await;
         return estimated_count(&body);
     }
     match response {
@@ -584,7 +584,7 @@ async fn proxy_call(
                 Some(r) if (200..300).contains(&status) => r.answer(&body, report.passthrough),
                 _ => body,
             };
-            let cost = state.settle(&admitted, &model, &report);
+            let cost = state.settle(&admitted, &model, &report).await;
             let mut res =
                 HttpResponse::build(StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY));
             for (k, v) in &headers {
@@ -618,7 +618,7 @@ async fn proxy_call(
                 if let (Some(r), Some(output)) = (&responses, report.responses_output.take()) {
                     r.keep_turn(output);
                 }
-                let cost = accounting.settle(&admitted, &model, &report);
+                let cost = accounting.settle(&admitted, &model, &report).await;
                 let _ = cost_tx.send(crate::calls::cost_comment(&report, cost));
             });
             let events = stream::unfold(Some((body, cost_rx)), |tail| async move {
