@@ -291,8 +291,17 @@ async fn two_replicas(
     probes: u32,
     http: &reqwest::Client,
 ) -> (Gateway, Gateway) {
-    let a = Gateway::start(redis, |gw| two_deployments(gw, fake, open_secs, probes)).await;
-    let b = Gateway::start(redis, |gw| two_deployments(gw, fake, open_secs, probes)).await;
+    replica_pair(redis, |gw| two_deployments(gw, fake, open_secs, probes), http).await
+}
+
+/// Two replicas configured by `adjust`, both connected to `redis`.
+async fn replica_pair(
+    redis: &SharedRedis,
+    adjust: impl Fn(&mut BreakerGatewayConfig),
+    http: &reqwest::Client,
+) -> (Gateway, Gateway) {
+    let a = Gateway::start(redis, &adjust).await;
+    let b = Gateway::start(redis, &adjust).await;
     for gw in [&a, &b] {
         gw.wait_redis_connected(http, Duration::from_secs(5)).await;
     }
@@ -640,12 +649,7 @@ async fn replicas_with_project(
         // 3 words in, 4 out ("echo: call number N"): 0.000 043 USD a call
         gw.prices = vec![super::gateway::price(FIRST_MODEL, 1.0, 10.0)];
     };
-    let a = Gateway::start(redis, adjust).await;
-    let b = Gateway::start(redis, adjust).await;
-    for gw in [&a, &b] {
-        gw.wait_redis_connected(http, Duration::from_secs(5)).await;
-    }
-    (a, b)
+    replica_pair(redis, adjust, http).await
 }
 
 async fn keyed_chat(gw: &Gateway, http: &reqwest::Client, key: &str, text: &str) -> reqwest::Response {

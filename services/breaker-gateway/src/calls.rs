@@ -149,7 +149,7 @@ impl GatewayState {
                 if let Some(c) = cost {
                     let now = now_unix_ms();
                     self.budgets.charge(project, c, now);
-                    if c.is_finite() && c > 0.0 && call.project.daily_budget_usd.is_some() {
+                    if call.project.daily_budget_usd.is_some() {
                         self.shared.charge(project, c, now / DAY_MS).await;
                     }
                     if let Some(k) = &call.key {

@@ -19,7 +19,7 @@
 //! for everything shared. While Redis is away every replica falls back to its own ledger and
 //! counters (a project can then spend its budget and fill its bulkhead at each replica), and the
 //! charges made meanwhile are added to the shared ledger with the next charge once Redis is back.
-//! Every Redis call is bounded by [`REDIS_CALL_TIMEOUT`]; a failure marks the link down rather
+//! Every Redis call is bounded by [`crate::breaker::REDIS_CALL_TIMEOUT`]; a failure marks the link down rather
 //! than failing the request. A project without a budget costs no budget round trip.
 
 use std::collections::HashMap;
@@ -30,7 +30,7 @@ use std::time::Duration;
 use redis::Script;
 
 use super::budget::DAY_MS;
-use crate::breaker::{BackendError, Breakers, REDIS_CALL_TIMEOUT, RedisBackend};
+use crate::breaker::{BackendError, Breakers, RedisBackend, bounded};
 
 /// Takes a slot: KEYS[1] the lease set; ARGV now, expiry, limit, member, key TTL (ms).
 static ENTER: LazyLock<Script> = LazyLock::new(|| {
@@ -134,25 +134,24 @@ impl Shared {
     }
 
     /// Adds `usd` to `project`'s spend on `day` in Redis, with what earlier charges could not
-    /// write; kept for later when Redis is away. Nothing to do without Redis configured.
+    /// write; kept for later when Redis is away. Nothing to do without Redis configured, or for
+    /// an amount that is not finite and positive (see [`super::Budgets::charge`]).
     pub async fn charge(&self, project: &str, usd: f64, day: u64) {
-        if !self.breakers.redis_status().configured {
+        if !(usd.is_finite() && usd > 0.0 && self.breakers.redis_status().configured) {
             return;
         }
+        let link = self.breakers.shared_redis();
         let mut pending: Vec<((u64, String), f64)> = {
             let mut unsynced = self.unsynced.lock().unwrap_or_else(PoisonError::into_inner);
             *unsynced.entry((day, project.to_owned())).or_insert(0.0) += usd;
             // charges of days that are over no longer decide anything
             unsynced.retain(|(d, _), _| d + 1 >= day);
-            if self.breakers.shared_redis().is_none() {
+            if link.is_none() {
                 return;
             }
             unsynced.drain().collect()
         };
-        let Some((generation, backend)) = self.breakers.shared_redis() else {
-            self.keep(pending);
-            return;
-        };
+        let Some((generation, backend)) = link else { return };
         let mut conn = backend.connection();
         let mut pipe = redis::pipe();
         pipe.atomic();
@@ -213,10 +212,4 @@ impl Shared {
 
 fn budget_key(backend: &RedisBackend, day: u64, project: &str) -> String {
     format!("{}:budget:{day}:{{{project}}}", backend.prefix())
-}
-
-async fn bounded<T>(call: impl Future<Output = Result<T, BackendError>>) -> Result<T, BackendError> {
-    tokio::time::timeout(REDIS_CALL_TIMEOUT, call)
-        .await
-        .map_err(|_| BackendError::Timeout(REDIS_CALL_TIMEOUT))?
 }

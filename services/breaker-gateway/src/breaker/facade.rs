@@ -606,7 +606,10 @@ async fn apply(
     }
 }
 
-async fn bounded<T>(call: impl Future<Output = Result<T, BackendError>>) -> Result<T, BackendError> {
+/// `call` bounded by [`REDIS_CALL_TIMEOUT`] (a timeout is an error like any other).
+pub(crate) async fn bounded<T>(
+    call: impl Future<Output = Result<T, BackendError>>,
+) -> Result<T, BackendError> {
     tokio::time::timeout(REDIS_CALL_TIMEOUT, call)
         .await
         .map_err(|_| BackendError::Timeout(REDIS_CALL_TIMEOUT))?

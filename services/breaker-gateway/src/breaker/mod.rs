@@ -45,6 +45,7 @@ use utoipa::ToSchema;
 
 pub use backend::{BackendError, BreakerBackend, Change, MemoryBackend, Step, View};
 pub use clock::{Clock, ManualClock, SystemClock};
+pub(crate) use facade::bounded;
 pub use facade::{Breakers, REDIS_CALL_TIMEOUT};
 pub use redis_backend::RedisBackend;
 
