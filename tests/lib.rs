@@ -3,6 +3,7 @@
 
 pub mod chromium;
 pub mod fake_provider;
+pub mod postgres;
 
 use std::path::Path;
 

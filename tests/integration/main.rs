@@ -13,6 +13,7 @@ mod gateway_redis;
 mod gateway_responses;
 mod gateway_verdicts;
 mod healer;
+mod healer_postgres;
 mod openapi;
 mod orchestrator;
 mod panics;

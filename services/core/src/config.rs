@@ -72,6 +72,24 @@ pub struct HelixConfig {
     pub breaker_gateway: crate::gateway_config::BreakerGatewayConfig,
     pub orchestrator: OrchestratorConfig,
     pub auth: crate::auth::AuthConfig,
+    pub peers: PeersConfig,
+}
+
+/// Where a service finds the others when they run apart (replicas behind a load balancer, a
+/// Kubernetes Service, another host). Unset: the same `host` with the configured ports, which
+/// is what `helix up` and one machine need. `helix up` always uses the services it started.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PeersConfig {
+    /// e.g. `http://helix-healer:7703`
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub healer_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_collector_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub breaker_gateway_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub orchestrator_url: Option<String>,
 }
 
 /// How phases are isolated from the service and from each other.
@@ -231,6 +249,12 @@ pub struct HealerConfig {
     pub llm_model: Option<String>,
     /// How long one LLM analysis may take before the analysis answers without it.
     pub llm_timeout_secs: u64,
+    /// A PostgreSQL URL (`postgres://user:password@host:5432/db`): occurrences, fixes and
+    /// outcomes go to that database, shared by every replica pointed at it, instead of the
+    /// embedded learning log. Unset (the default) keeps the embedded log. Treated as a secret:
+    /// never printed; prefer `HELIX_HEALER__DATABASE_URL` to a file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
 }
 
 impl Default for HealerConfig {
@@ -242,6 +266,7 @@ impl Default for HealerConfig {
             max_signatures: 100_000,
             llm_model: None,
             llm_timeout_secs: 30,
+            database_url: None,
         }
     }
 }
@@ -265,6 +290,7 @@ impl Default for HelixConfig {
             breaker_gateway: crate::gateway_config::BreakerGatewayConfig::default(),
             orchestrator: OrchestratorConfig::default(),
             auth: crate::auth::AuthConfig::default(),
+            peers: PeersConfig::default(),
         }
     }
 }
@@ -283,6 +309,15 @@ impl HelixConfig {
     /// The base URL a service of this configuration is reached at from its peers: the bind
     /// host (a wildcard address reached over loopback) and the service's port.
     pub fn peer_url(&self, kind: ServiceKind) -> String {
+        let configured = match kind {
+            ServiceKind::Healer => &self.peers.healer_url,
+            ServiceKind::TraceCollector => &self.peers.trace_collector_url,
+            ServiceKind::BreakerGateway => &self.peers.breaker_gateway_url,
+            ServiceKind::Orchestrator => &self.peers.orchestrator_url,
+        };
+        if let Some(url) = configured.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
+            return url.trim_end_matches('/').to_owned();
+        }
         let host = match self.host.as_str() {
             "0.0.0.0" | "::" | "[::]" => "127.0.0.1",
             h => h,
@@ -373,6 +408,7 @@ impl HelixConfig {
             }
         };
         mask(&mut c.breaker_gateway.redis_url);
+        mask(&mut c.healer.database_url);
         mask(&mut c.trace_collector.export_otlp_endpoint);
         mask(&mut c.orchestrator.escalation_webhook);
         c.breaker_gateway.collector_url = crate::redact::url_password(&c.breaker_gateway.collector_url);

@@ -23,7 +23,8 @@ pub mod time;
 pub mod trace;
 
 pub use config::{
-    ConfigError, HealerConfig, HelixConfig, LoadedConfig, LogFormat, OrchestratorConfig, TraceCollectorConfig,
+    ConfigError, HealerConfig, HelixConfig, LoadedConfig, LogFormat, OrchestratorConfig, PeersConfig,
+    TraceCollectorConfig,
 };
 pub use error::{ErrorCode, Problem};
 pub use gateway_config::{BreakerGatewayConfig, DeploymentConfig, ProviderKind};

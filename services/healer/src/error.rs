@@ -14,7 +14,7 @@ pub enum HealerError {
     PatternNotFound(String),
     #[error("signature {0} has never been seen")]
     SignatureNotFound(String),
-    #[error("cannot open the learning log: {0}")]
+    #[error("{0}")]
     Store(#[from] crate::store::StoreError),
     #[error("{0}")]
     Invalid(String),
@@ -40,6 +40,7 @@ impl HealerError {
             HealerError::EmptyText | HealerError::Invalid(_) => ErrorCode::InvalidRequest,
             HealerError::Patterns(_) | HealerError::Internal(_) => ErrorCode::Internal,
             HealerError::PatternNotFound(_) | HealerError::SignatureNotFound(_) => ErrorCode::NotFound,
+            HealerError::Store(crate::store::StoreError::Unavailable(_)) => ErrorCode::Unavailable,
             HealerError::Store(_) | HealerError::Index(_) => ErrorCode::Internal,
             HealerError::InvalidQuery(_) => ErrorCode::InvalidQuery,
             HealerError::Body(p) => p.code,

@@ -196,6 +196,21 @@ impl KnowledgeIndex {
         Ok(())
     }
 
+    /// Indexes `signature` as `store` knows it now: its template, tool, category and the fixes
+    /// that worked (after a fix is recorded, here or on another replica). Failures are logged:
+    /// the index is a cache of the store.
+    pub fn learn_signature(&self, store: &dyn crate::store::LearningStore, signature: &str) {
+        let Some(report) = store.report(signature, &crate::store::FixScope::All) else { return };
+        let worked: Vec<String> =
+            report.fixes.iter().filter(|f| f.successes > 0).map(|f| f.description.clone()).collect();
+        let template = report.template.clone().unwrap_or_default();
+        let tool = report.tool.clone().unwrap_or_default();
+        let category = report.category.unwrap_or(Category::Unknown);
+        if let Err(e) = self.upsert_signature(signature, &template, &tool, category, &worked) {
+            tracing::warn!(error = %e, "cannot index a signature");
+        }
+    }
+
     /// Drops signatures the store forgot.
     pub fn remove_signatures(&self, signatures: &[String]) {
         if signatures.is_empty() {

@@ -94,7 +94,11 @@ impl HealerState {
         };
         let data_dir = helix_http::storage::prepare_data_dir(&cfg.service_data_dir(ServiceKind::Healer))
             .map_err(HealerError::Storage)?;
-        let store: Arc<dyn LearningStore> = Arc::new(LogStore::open(&data_dir.join("learning.log"))?);
+        let store: Arc<dyn LearningStore> =
+            match cfg.healer.database_url.as_deref().filter(|u| !u.trim().is_empty()) {
+                Some(url) => Arc::new(store::PgStore::open(url)?),
+                None => Arc::new(LogStore::open(&data_dir.join("learning.log"))?),
+            };
         let index = Arc::new(KnowledgeIndex::open(&data_dir.join("index"), &patterns)?);
         tracing::info!(patterns = patterns.len(), signatures = store.signatures(), "healer ready");
         let retention = store::Retention {
@@ -103,6 +107,15 @@ impl HealerState {
             }),
             max_signatures: (cfg.healer.max_signatures > 0).then_some(cfg.healer.max_signatures),
         };
+        if store.backend().is_some() {
+            // everything the database holds goes into this replica's similar-error index
+            let changes = store.sync()?;
+            for signature in &changes.indexed {
+                index.learn_signature(store.as_ref(), signature);
+            }
+            index.commit_if_dirty()?;
+            spawn_syncer(Arc::downgrade(&store), Arc::downgrade(&index));
+        }
         enforce_retention(store.as_ref(), &index, &retention);
         spawn_flusher(Arc::downgrade(&store), Arc::downgrade(&index), retention);
         let llm = match &cfg.healer.llm_model {
@@ -228,6 +241,32 @@ fn spawn_flusher(
     });
     if let Err(e) = spawned {
         tracing::error!(error = %e, "cannot start the flush thread; occurrences are flushed at shutdown only");
+    }
+}
+
+/// Applies what other replicas wrote (a shared backend) every [`store::SYNC_EVERY`], and
+/// keeps the similar-error index in step, until the state is dropped.
+fn spawn_syncer(store: std::sync::Weak<dyn LearningStore>, index: std::sync::Weak<KnowledgeIndex>) {
+    let spawned = std::thread::Builder::new().name("healer-sync".to_owned()).spawn(move || {
+        loop {
+            std::thread::sleep(store::SYNC_EVERY);
+            let (Some(store), Some(index)) = (store.upgrade(), index.upgrade()) else { return };
+            // an unreachable database is reported by the store (log once, /ready); retried next tick
+            let Ok(changes) = store.sync() else { continue };
+            if changes.is_empty() {
+                continue;
+            }
+            for signature in &changes.indexed {
+                index.learn_signature(store.as_ref(), signature);
+            }
+            index.remove_signatures(&changes.forgotten);
+            if let Err(e) = index.commit_if_dirty() {
+                tracing::error!(error = %e, "cannot commit the search index");
+            }
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the sync thread; other replicas' records are seen after a restart");
     }
 }
 
@@ -423,12 +462,29 @@ impl helix_http::Service for HealerService {
                 ),
             )
         };
+        let database = self.state.store.backend().map(|b| {
+            if b.reachable {
+                Check::new("database", helix_core::CheckStatus::Ok, "PostgreSQL reachable")
+            } else {
+                Check::new(
+                    "database",
+                    helix_core::CheckStatus::Down,
+                    format!(
+                        "PostgreSQL unreachable ({}); {} occurrences wait for it",
+                        b.detail.unwrap_or_default(),
+                        b.buffered
+                    ),
+                )
+            }
+        });
         Box::pin(async move {
-            vec![
+            let mut checks = vec![
                 helix_http::storage::data_dir_check(dir).await,
                 Check::new("patterns", helix_core::CheckStatus::Ok, format!("{patterns} patterns loaded")),
-                log,
-            ]
+            ];
+            // the embedded log, or the database in its place
+            checks.push(database.unwrap_or(log));
+            checks
         })
     }
 }

@@ -54,18 +54,13 @@ pub struct Peers {
 }
 
 impl Peers {
-    /// The peers as the configuration places them: same host, configured ports. A wildcard bind
-    /// address is reached over loopback.
+    /// The peers as the configuration places them (`[peers]`, else the same host with the
+    /// configured ports; a wildcard bind address is reached over loopback).
     pub fn from_config(cfg: &HelixConfig) -> Peers {
-        let host = match cfg.host.as_str() {
-            "0.0.0.0" | "::" | "[::]" => "127.0.0.1",
-            h => h,
-        };
-        let url = |kind| format!("http://{host}:{}", cfg.port(kind));
         Peers {
-            healer: url(ServiceKind::Healer),
-            trace_collector: url(ServiceKind::TraceCollector),
-            breaker_gateway: url(ServiceKind::BreakerGateway),
+            healer: cfg.peer_url(ServiceKind::Healer),
+            trace_collector: cfg.peer_url(ServiceKind::TraceCollector),
+            breaker_gateway: cfg.peer_url(ServiceKind::BreakerGateway),
             token: None,
         }
     }

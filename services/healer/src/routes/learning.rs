@@ -145,21 +145,11 @@ pub async fn record_fix(
     web::block(move || {
         store.record_fix(&stored)?;
         // the index learns the fixes that worked, for similar-error search
-        if let Some(report) = store.report(&stored.signature, &crate::store::FixScope::All) {
-            let worked: Vec<String> =
-                report.fixes.iter().filter(|f| f.successes > 0).map(|f| f.description.clone()).collect();
-            let template = report.template.clone().unwrap_or_default();
-            let tool = report.tool.clone().unwrap_or_default();
-            let category = report.category.unwrap_or(crate::model::Category::Unknown);
-            if let Err(e) = index.upsert_signature(&stored.signature, &template, &tool, category, &worked) {
-                tracing::warn!(error = %e, "cannot index a fix");
-            }
-        }
+        index.learn_signature(&*store, &stored.signature);
         Ok::<(), crate::store::StoreError>(())
     })
     .await
-    .map_err(|e| HealerError::Internal(e.to_string()))?
-    .map_err(|e| HealerError::Internal(e.to_string()))?;
+    .map_err(|e| HealerError::Internal(e.to_string()))??;
     state.emitter.emit(helix_core::trace::audit_event(
         "fix.record",
         &caller.id,

@@ -22,6 +22,9 @@ use utoipa::ToSchema;
 
 use crate::model::Category;
 
+mod postgres;
+pub use postgres::{PgStore, SYNC_EVERY};
+
 fn signature_version() -> String {
     crate::signature::SIGNATURE_VERSION.to_owned()
 }
@@ -202,6 +205,35 @@ pub enum StoreError {
     Io { path: String, source: std::io::Error },
     #[error("cannot encode record: {0}")]
     Encode(#[from] serde_json::Error),
+    /// The database cannot be reached or refused the write (the distributed backend).
+    #[error("learning store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// What a [`LearningStore::sync`] changed: signatures to (re)index in the similar-error
+/// search, and signatures forgotten.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Changes {
+    pub indexed: Vec<String>,
+    pub forgotten: Vec<String>,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.indexed.is_empty() && self.forgotten.is_empty()
+    }
+}
+
+/// How a distributed backend is doing, for `/ready` and `/metrics`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendHealth {
+    pub reachable: bool,
+    /// The last error, while unreachable.
+    pub detail: Option<String>,
+    /// Occurrences waiting for the database.
+    pub buffered: u64,
+    /// Occurrences dropped because too many waited.
+    pub dropped: u64,
 }
 
 /// The storage seam: the embedded log, or a distributed backend later.
@@ -237,6 +269,15 @@ pub trait LearningStore: Send + Sync + std::fmt::Debug {
     /// index too). The default keeps everything.
     fn enforce_retention(&self, _now_ms: i64, _retention: &Retention) -> Result<Vec<String>, StoreError> {
         Ok(Vec::new())
+    }
+    /// Applies what other replicas wrote since the last call (a shared backend); the embedded
+    /// store has nothing to apply.
+    fn sync(&self) -> Result<Changes, StoreError> {
+        Ok(Changes::default())
+    }
+    /// The health of a shared backend; `None` for the embedded store.
+    fn backend(&self) -> Option<BackendHealth> {
+        None
     }
 }
 
@@ -581,38 +622,42 @@ impl LearningStore for LogStore {
 
     fn enforce_retention(&self, now_ms: i64, retention: &Retention) -> Result<Vec<String>, StoreError> {
         let mut inner = self.lock();
-        let mut forgotten = Vec::new();
-        if let Some(age) = retention.max_age_ms {
-            let cutoff = now_ms.saturating_sub(age);
-            forgotten.extend(
-                inner
-                    .sigs
-                    .iter()
-                    .filter(|(_, s)| !s.solved() && s.last_active_ms() < cutoff)
-                    .map(|(k, _)| k.clone()),
-            );
-            for k in &forgotten {
-                inner.sigs.remove(k);
-            }
-        }
-        if let Some(max) = retention.max_signatures
-            && inner.sigs.len() > max
-        {
-            // unsolved before solved, then least recently active first
-            let mut order: Vec<(bool, i64, String)> =
-                inner.sigs.iter().map(|(k, s)| (s.solved(), s.last_active_ms(), k.clone())).collect();
-            let excess = order.len() - max;
-            order.select_nth_unstable(excess - 1);
-            for (_, _, k) in order.into_iter().take(excess) {
-                inner.sigs.remove(&k);
-                forgotten.push(k);
-            }
+        let forgotten = doomed(&inner.sigs, now_ms, retention);
+        for k in &forgotten {
+            inner.sigs.remove(k);
         }
         if !forgotten.is_empty() || inner.log_bytes > 2 * inner.compacted_bytes.max(1 << 20) {
             self.compact(&mut inner)?;
         }
         Ok(forgotten)
     }
+}
+
+/// The signatures `retention` forgets: unsolved ones not active for its age, then, beyond its
+/// count, the unsolved before the solved and the least recently active first.
+fn doomed(sigs: &HashMap<String, SigState>, now_ms: i64, retention: &Retention) -> Vec<String> {
+    let mut forgotten = Vec::new();
+    if let Some(age) = retention.max_age_ms {
+        let cutoff = now_ms.saturating_sub(age);
+        forgotten.extend(
+            sigs.iter().filter(|(_, s)| !s.solved() && s.last_active_ms() < cutoff).map(|(k, _)| k.clone()),
+        );
+    }
+    if let Some(max) = retention.max_signatures {
+        let gone: std::collections::HashSet<&String> = forgotten.iter().collect();
+        let mut order: Vec<(bool, i64, &String)> = sigs
+            .iter()
+            .filter(|(k, _)| !gone.contains(k))
+            .map(|(k, s)| (s.solved(), s.last_active_ms(), k))
+            .collect();
+        if order.len() > max {
+            let excess = order.len() - max;
+            order.select_nth_unstable(excess - 1);
+            let extra: Vec<String> = order.into_iter().take(excess).map(|(_, _, k)| k.clone()).collect();
+            forgotten.extend(extra);
+        }
+    }
+    forgotten
 }
 
 /// Fixes are the same fix when their patches change the same lines, or (without a patch) when
