@@ -9,8 +9,13 @@
 //!    - `analyze_unseen`: POST /v1/analyze with errors no pattern matches (similar-error search),
 //!    - `search`: GET /v1/patterns?q=... full-text search.
 //!
+//! 4. With `HELIX_BENCH_POSTGRES=1`, the same scenarios again in the same run on a healer whose
+//!    learning store is PostgreSQL (a fresh database on the machine's server, dropped after),
+//!    and the p99 ratios PostgreSQL / embedded.
+//!
 //! usage: cargo run --release -p helix-benches --example load_healer [-- SIGNATURES CLIENTS REQUESTS]
 //! Targets (issue 3): analyze p99 <= 10 ms at 32 clients; search p99 <= 5 ms with 100k signatures.
+//! Issue 17: analyze p99 on PostgreSQL within 1.5x of the embedded backend.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -56,6 +61,10 @@ struct Stats {
 }
 
 impl Stats {
+    fn p99(&self) -> Duration {
+        self.latencies.get((self.latencies.len() as f64 * 0.99) as usize).copied().unwrap_or_default()
+    }
+
     fn print(&mut self) {
         self.latencies.sort();
         let pct = |p: f64| {
@@ -147,27 +156,51 @@ async fn main() {
     }
     println!("indexed {signatures} signatures in {:.1}s", t.elapsed().as_secs_f64());
 
-    let stack = helix::stack::Stack::start(&cfg, &[ServiceKind::Healer]).await.expect("start healer");
+    let embedded = scenarios(&cfg, clients, requests).await;
+    if std::env::var("HELIX_BENCH_POSTGRES").is_ok_and(|v| v == "1") {
+        let db = helix_tests::postgres::TestDatabase::create("load_healer");
+        cfg.healer.database_url = Some(db.url.clone());
+        println!("the same on PostgreSQL ({})", db.name);
+        let pg = scenarios(&cfg, clients, requests).await;
+        for (e, p) in embedded.iter().zip(&pg) {
+            println!(
+                "{:<16} p99 PostgreSQL / embedded = {:.2}",
+                e.name,
+                p.p99().as_secs_f64() / e.p99().as_secs_f64()
+            );
+        }
+    }
+}
+
+/// Starts the healer of `cfg`, runs every scenario against it, stops it.
+async fn scenarios(cfg: &helix_core::HelixConfig, clients: usize, requests: usize) -> Vec<Stats> {
+    let stack = helix::stack::Stack::start(cfg, &[ServiceKind::Healer]).await.expect("start healer");
     let url = stack.url(ServiceKind::Healer).expect("url");
     println!("healer at {url}; {clients} clients, {requests} requests per scenario (127.0.0.1 only)");
-
+    let mut all = Vec::new();
     let known = serde_json::json!({"output": "Traceback (most recent call last):\n  File \"/w/app.py\", line 2, in <module>\n    import yaml\nModuleNotFoundError: No module named 'yaml'\n", "project": "load"});
     let u = url.clone();
-    run("analyze", clients, requests, move |h, _| h.post(format!("{u}/v1/analyze")).json(&known))
-        .await
-        .print();
+    all.push(
+        run("analyze", clients, requests, move |h, _| h.post(format!("{u}/v1/analyze")).json(&known)).await,
+    );
     let u = url.clone();
-    run("analyze_unseen", clients, requests, move |h, i| {
-        h.post(format!("{u}/v1/analyze"))
-            .json(&serde_json::json!({"output": format!("fatal: {} {} refused the {} handshake #{i}\n", WORDS[i % 20], WORDS[(i / 20) % 20], WORDS[(i / 7) % 20]), "exit_code": 1}))
-    })
-    .await
-    .print();
+    all.push(
+        run("analyze_unseen", clients, requests, move |h, i| {
+            h.post(format!("{u}/v1/analyze"))
+                .json(&serde_json::json!({"output": format!("fatal: {} {} refused the {} handshake #{i}\n", WORDS[i % 20], WORDS[(i / 20) % 20], WORDS[(i / 7) % 20]), "exit_code": 1}))
+        })
+        .await,
+    );
     let u = url.clone();
-    run("search", clients, requests, move |h, i| {
-        h.get(format!("{u}/v1/patterns?q={}+{}+not+found&limit=10", WORDS[i % 20], WORDS[(i / 3) % 20]))
-    })
-    .await
-    .print();
+    all.push(
+        run("search", clients, requests, move |h, i| {
+            h.get(format!("{u}/v1/patterns?q={}+{}+not+found&limit=10", WORDS[i % 20], WORDS[(i / 3) % 20]))
+        })
+        .await,
+    );
+    for s in &mut all {
+        s.print();
+    }
     stack.stop().await.expect("stop");
+    all
 }

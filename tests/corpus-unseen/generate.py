@@ -421,6 +421,77 @@ case("prove", "prove-test-failed", "test_failure", "", [
     ({"t/api.t": 'use Test::More tests => 2;\nok(1, "loads");\nis("a", "b", "names match");\n'}, "prove -v t/api.t", {}),
 ])
 
+# --- added 2026-12-07 (late): patch, gdb, PostgreSQL and MariaDB clients, binutils, coreutils ------
+case("patch", "patch-file-missing", "file_not_found", "{path}", [
+    ({}, "patch -p0 -i nope.diff", {"path": "nope.diff"}),
+    ({"src/a.c": "int a;\n"}, "patch -p1 -i patches/fix-build.patch", {"path": "patches/fix-build.patch"}),
+])
+case("patch", "patch-hunk-failed", "runtime_error", "", [
+    ({"a.txt": "x\n", "p.diff": "--- a.txt\n+++ a.txt\n@@ -1 +1 @@\n-y\n+z\n"}, "patch -p0 < p.diff", {}),
+    ({"conf.ini": "a=1\nb=2\n", "c.diff": "--- conf.ini\n+++ conf.ini\n@@ -1,2 +1,2 @@\n a=1\n-b=3\n+b=4\n"},
+     "patch -p0 -i c.diff", {}),
+])
+case("gdb", "gdb-no-executable", "file_not_found", "{path}", [
+    ({}, "gdb -batch -ex run ./nope", {"path": "./nope"}),
+    ({}, "gdb -batch -ex bt build/server", {"path": "build/server"}),
+])
+case("createdb", "createdb-connection-refused", "transient", "", [
+    ({}, "createdb -h 127.0.0.1 -p 1 shop", {}),
+    ({}, "createdb -h 127.0.0.1 -p 1 -U app analytics_test", {}),
+])
+case("pg_restore", "pg-restore-input-missing", "file_not_found", "{path}", [
+    ({}, "pg_restore -d shop nope.dump", {"path": "nope.dump"}),
+    ({}, "pg_restore --clean -d app backups/2024-01-01.dump", {"path": "backups/2024-01-01.dump"}),
+])
+case("mysqladmin", "mysqladmin-connection-refused", "transient", "", [
+    ({}, "mysqladmin -h 127.0.0.1 -P 1 ping", {}),
+    ({}, "mysqladmin -h 127.0.0.1 -P 1 -u root create shop", {}),
+])
+case("rm", "rm-missing", "file_not_found", "{path}", [
+    ({}, "rm nope", {"path": "nope"}),
+    ({}, "rm build/output.log", {"path": "build/output.log"}),
+])
+case("ln", "ln-exists", "runtime_error", "", [
+    ({"a.txt": "x\n"}, "ln -s a.txt a.txt", {}),
+    ({"bin/tool": "x\n", "tool": "y\n"}, "ln -s bin/tool tool", {}),
+])
+case("readelf", "readelf-missing", "file_not_found", "{path}", [
+    ({}, "readelf -h nope", {"path": "nope"}),
+    ({}, "readelf -s build/libfoo.so", {"path": "build/libfoo.so"}),
+])
+case("objdump", "binutils-format", "runtime_error", "", [
+    ({"a.txt": "x\n"}, "objdump -d a.txt", {}),
+    ({"lib/notes.md": "# hi\n"}, "objdump -t lib/notes.md", {}),
+])
+case("ar", "ar-format", "runtime_error", "", [
+    ({"a.txt": "x\n"}, "ar t a.txt", {}),
+    ({"libx.a": "not an archive\n"}, "ar x libx.a", {}),
+])
+case("bc", "bc-syntax", "syntax_error", "", [
+    ({}, "echo '1 +' | bc && false", {}),
+    ({}, "echo 'x = (2 * 3' | bc && false", {}),
+])
+case("bzip2", "bzip2-format", "runtime_error", "", [
+    ({"b.bz2": "x\n"}, "bzip2 -d b.bz2", {}),
+    ({"logs/app.log.bz2": "plain text\n"}, "bzip2 -dk logs/app.log.bz2", {}),
+])
+# a checksum that does not verify: an integrity failure (category unknown, class security)
+case("sha256sum", "sha256sum-mismatch", "unknown", "", [
+    ({"a.txt": "x\n", "SUMS": "0000000000000000000000000000000000000000000000000000000000000000  a.txt\n"},
+     "sha256sum -c SUMS", {}),
+    ({"dist/app.tar": "y\n", "dist/SHA256SUMS": "1111111111111111111111111111111111111111111111111111111111111111  app.tar\n"},
+     "cd dist && sha256sum -c SHA256SUMS", {}),
+])
+case("date", "date-invalid", "runtime_error", "", [
+    ({}, "date -d 'not a date'", {}),
+    ({}, "date -d '2024-13-45 25:61'", {}),
+])
+case("msgfmt", "msgfmt-syntax", "syntax_error", "", [
+    ({"x.po": 'msgid "a"\nmsgstr "b\n'}, "msgfmt x.po", {}),
+    ({"po/de.po": 'msgid "Hello"\nmsgstr "Hallo\n\nmsgid "Bye"\nmsgstr "Tschuess"\n'}, "msgfmt -o de.mo po/de.po", {}),
+])
+
+
 def run(files, cmd, tmp):
     for name, text in files.items():
         path = os.path.join(tmp, name)

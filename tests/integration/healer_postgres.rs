@@ -227,6 +227,9 @@ async fn a_postgres_restart_under_load_costs_clear_503s_and_no_acknowledged_fix(
     assert!(down_at.is_some() && refused >= 5);
     let ready = http.get(format!("{}/ready", replica.url)).send().await.expect("ready");
     assert_eq!(ready.status(), 200, "ready again by itself");
+    let metrics = http.get(format!("{}/metrics", replica.url)).send().await.expect("metrics");
+    let metrics = metrics.text().await.expect("text");
+    assert!(metrics.contains("\nhelix_healer_database_up 1\n"), "{metrics}");
 
     // every acknowledged fix is in the database, and in a fresh replica's report
     let rows =

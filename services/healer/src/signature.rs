@@ -67,7 +67,7 @@ const PARTS: &[(&str, &str)] = &[
     // stay words.
     (
         "file",
-        r"(?-u:\b)[0-9A-Za-z_@+-]{1,128}(?:\.[0-9A-Za-z_@+-]{1,64}){0,8}\.(?:json|ya?ml|toml|xml|ini|cfg|conf|txt|csv|tsv|md|rst|html?|sql|sqlite3?|xz|gz|tgz|bz2|zst|lz4|zip|tar|7z|jar|war|whl|deb|rpm|img|iso|qcow2|vmdk|raw|so|dylib|dll|exe|pem|crt|cer|gpg|asc|sig|p12|sh|py|rb|pl|pm|php|js|mjs|cjs|ts|tsx|jsx|c|h|cc|cpp|hpp|rs|go|java|kt|swift|cs|lua|tcl|tf|tfvars|hcl|proto|patch|diff|mk|gradle|png|jpe?g|gif|svg|pdf|wasm|lock)(?::\d+)*(?-u:\b)|<stdin>(?::\d+)*",
+        r"(?-u:\b)[0-9A-Za-z_@+-]{1,128}(?:\.[0-9A-Za-z_@+-]{1,64}){0,8}\.(?:json|ya?ml|toml|xml|ini|cfg|conf|txt|csv|tsv|md|rst|html?|sql|sqlite3?|xz|gz|tgz|bz2|zst|lz4|zip|tar|7z|jar|war|whl|deb|rpm|img|iso|qcow2|vmdk|raw|so|dylib|dll|exe|pem|crt|cer|gpg|asc|sig|p12|sh|py|rb|pl|pm|php|js|mjs|cjs|ts|tsx|jsx|c|h|cc|cpp|hpp|rs|go|java|kt|swift|cs|lua|tcl|tf|tfvars|hcl|proto|patch|diff|mk|gradle|a|o|mo|po|pot|dump|bak|db|jks|png|jpe?g|gif|svg|pdf|wasm|lock)(?::\d+)*(?-u:\b)|<stdin>(?::\d+)*",
     ),
     // temporary names (`tmpa8x_2kqz`, `tmp.Lq3xv9aB2c`): random by construction
     ("temp", r"(?-u:\b)(?:tmp|temp)[_.-]?[A-Za-z0-9_]*[0-9][A-Za-z0-9_]*(?-u:\b)"),

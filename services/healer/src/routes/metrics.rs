@@ -9,7 +9,8 @@ use crate::HealerState;
 /// Prometheus metrics
 ///
 /// Signatures known, patterns loaded, and damaged records of the learning log kept aside (a
-/// non-zero value means records failed their checksums at start-up), in the Prometheus text
+/// non-zero value means records failed their checksums at start-up); with `database_url`,
+/// whether PostgreSQL answers and how many occurrences wait for it. In the Prometheus text
 /// format 0.0.4.
 #[utoipa::path(
     get,
@@ -37,5 +38,22 @@ pub async fn metrics(state: web::Data<HealerState>) -> HttpResponse {
         regions,
     );
     metric("helix_healer_damaged_bytes", "Bytes kept in learning.quarantine/.", bytes);
+    if let Some(db) = state.store.backend() {
+        metric(
+            "helix_healer_database_up",
+            "1 when the last PostgreSQL round trip worked.",
+            u64::from(db.reachable),
+        );
+        metric(
+            "helix_healer_database_buffered_occurrences",
+            "Occurrences waiting for PostgreSQL.",
+            db.buffered,
+        );
+        metric(
+            "helix_healer_database_dropped_occurrences",
+            "Occurrences dropped because too many waited for PostgreSQL.",
+            db.dropped,
+        );
+    }
     HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(out)
 }
