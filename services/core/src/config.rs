@@ -164,6 +164,11 @@ pub struct OrchestratorConfig {
     /// service's environment. Read when a phase starts, never copied.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secrets_file: Option<PathBuf>,
+    /// Every this many seconds, resume runs whose owner died (their lock is free, their latest
+    /// checkpoint says running): replicas sharing one data directory take over each other's
+    /// runs, and a restarted orchestrator its own, with no `helix resume`. 0 (the default)
+    /// leaves interrupted runs for `helix resume`.
+    pub takeover_secs: u64,
 }
 
 impl Default for OrchestratorConfig {
@@ -188,6 +193,7 @@ impl Default for OrchestratorConfig {
             limits: PhaseLimitsConfig::default(),
             sandbox: SandboxMode::Auto,
             secrets_file: None,
+            takeover_secs: 0,
         }
     }
 }

@@ -138,10 +138,14 @@ impl OrchestratorState {
         };
         let engine = engine::Engine::open(&data_dir, clients, emitter, settings)
             .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let engine = Arc::new(engine);
+        if o.takeover_secs > 0 {
+            engine::takeover::spawn(Arc::downgrade(&engine), Duration::from_secs(o.takeover_secs));
+        }
         let cwd = std::env::current_dir()?;
         let roots = confine::Roots::new(&o.roots, &cwd);
         tracing::info!(roots = ?roots.list(), "pipeline files and workdirs are served from these directories");
-        Ok(OrchestratorState { data_dir, peers: probes, engine: Arc::new(engine), roots, cwd })
+        Ok(OrchestratorState { data_dir, peers: probes, engine, roots, cwd })
     }
 }
 

@@ -25,6 +25,7 @@ mod llm;
 mod plan;
 mod repair;
 mod replay;
+pub mod takeover;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -482,6 +483,9 @@ pub struct Engine {
     active: Mutex<HashMap<String, Arc<Active>>>,
     running_per_project: Mutex<HashMap<String, usize>>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Set by [`Engine::shutdown`]: no run is started or taken over any more.
+    stopping: std::sync::atomic::AtomicBool,
+    settled: takeover::Settled,
 }
 
 impl std::fmt::Debug for Engine {
@@ -546,6 +550,8 @@ impl Engine {
             active: Mutex::new(HashMap::new()),
             running_per_project: Mutex::new(HashMap::new()),
             tasks: Mutex::new(Vec::new()),
+            stopping: std::sync::atomic::AtomicBool::new(false),
+            settled: takeover::Settled::default(),
         })
     }
 
@@ -899,6 +905,8 @@ impl Engine {
 
     /// Cancels every run and waits for them to write their checkpoints (shutdown).
     pub async fn shutdown(&self, grace: Duration) {
+        // runs this replica stops are left to whoever takes them over, never to itself
+        self.stopping.store(true, std::sync::atomic::Ordering::Release);
         let active: Vec<Arc<Active>> =
             self.active.lock().unwrap_or_else(PoisonError::into_inner).values().cloned().collect();
         for a in &active {
