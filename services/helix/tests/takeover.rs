@@ -247,3 +247,28 @@ async fn a_stopped_owner_keeps_its_run_and_nobody_else_writes_it() {
     assert!(started.len() == 6 && started.values().all(|n| *n == 1), "each phase once: {started:?}");
     drop(b);
 }
+
+/// A graceful stop (SIGTERM, as a rolling update sends) leaves the owner's run as a crash would,
+/// not cancelled: the other replica takes it over and finishes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_stopped_gracefully_leaves_its_run_to_the_other() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("shared");
+    std::fs::create_dir_all(&data).expect("data dir");
+    let log = dir.path().join("helix.log");
+    let trail = dir.path().join("trail");
+    let http = http();
+    let mut a = Replica::start(&data, &log);
+    let b = Replica::start(&data, &log);
+    let id = start_run(&http, &a.url, &pipeline(&trail)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    a.signal("-TERM");
+    let exited = a.child.wait().expect("wait");
+    assert!(exited.success(), "a graceful stop exits 0: {exited}");
+    let done = wait_final(&http, &b.url, &id).await;
+    assert_eq!(done["status"], "succeeded", "taken over, not cancelled: {done:#}");
+    let started = starts(&trail, &id);
+    assert_eq!(started.len(), 6, "{started:?}");
+    assert!(started.values().map(|n| n - 1).sum::<usize>() <= 1, "{started:?}");
+    drop(b);
+}

@@ -204,6 +204,27 @@ impl Driver {
         Ok(())
     }
 
+    /// Whether the service is shutting down (its runs are cancelled for that, not by a user).
+    fn service_stops(&self) -> bool {
+        self.engine.stopping.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// A shutdown leaves a run as a crash would: its latest checkpoint still says running, so
+    /// the next owner (a replica's takeover, this service restarted, or `helix resume`)
+    /// continues it from there; the phase cut short counts as an interrupted attempt.
+    async fn left_for_takeover(&self, seq: u32) {
+        self.event(
+            "run_interrupted",
+            None,
+            None,
+            format!(
+                "the orchestrator stops; {} continues from checkpoint {seq} when taken over or resumed",
+                self.record.id
+            ),
+        )
+        .await;
+    }
+
     pub(super) async fn drive(self, mut cp: Checkpoint) {
         let pipeline = self.record.pipeline.clone();
         let total = pipeline.phases.len();
@@ -217,6 +238,10 @@ impl Driver {
         )
         .await;
         while cp.next_phase < total && cp.status == RunStatus::Running {
+            if self.active.cancel.is_cancelled() && self.service_stops() {
+                self.left_for_takeover(cp.seq).await;
+                return;
+            }
             if self.active.cancel.is_cancelled() {
                 cp.status = RunStatus::Cancelled;
                 cp.reason = Some("cancelled".to_owned());
@@ -228,6 +253,10 @@ impl Driver {
             *cp.attempt_counters.entry(rec.name.clone()).or_default() +=
                 u32::try_from(rec.attempts.len()).unwrap_or(u32::MAX);
             let mut rec = rec;
+            if rec.status == PhaseStatus::Cancelled && self.service_stops() {
+                self.left_for_takeover(cp.seq).await;
+                return;
+            }
             match rec.status {
                 PhaseStatus::Passed | PhaseStatus::PassedWithWarnings => {
                     if let Some(out) = output {
