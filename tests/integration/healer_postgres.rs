@@ -249,3 +249,88 @@ async fn a_postgres_restart_under_load_costs_clear_503s_and_no_acknowledged_fix(
     assert_eq!(attempts, u64::from(acknowledged), "{report}");
     fresh.stop().await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// The store itself, two instances on one database: what retention forgets, every replica
+// forgets; what one replica catches up on the way (a write, a retention run) still reaches the
+// other's search index.
+
+mod store {
+    use helix_healer::model::Category;
+    use helix_healer::store::{FixRecord, FixScope, LearningStore, Occurrence, Outcome, PgStore, Retention};
+    use helix_tests::postgres::TestDatabase;
+
+    fn occ(sig: &str, at_ms: i64) -> Occurrence {
+        Occurrence {
+            signature: sig.to_owned(),
+            signature_version: "v1".to_owned(),
+            template: format!("RuntimeError: {sig} failed"),
+            category: Category::RuntimeError,
+            tool: "python".to_owned(),
+            pattern: None,
+            project: Some("p".to_owned()),
+            at_ms,
+        }
+    }
+
+    fn fix(sig: &str, at_ms: i64) -> FixRecord {
+        FixRecord {
+            id: format!("fix-{sig}"),
+            signature: sig.to_owned(),
+            signature_version: "v1".to_owned(),
+            description: format!("repair {sig}"),
+            patch: None,
+            outcome: Outcome::Success,
+            project: Some("p".to_owned()),
+            phase: None,
+            at_ms,
+            reported_by: None,
+            source: None,
+            key: None,
+        }
+    }
+
+    fn sig(n: u32) -> String {
+        format!("{n:064x}")
+    }
+
+    #[test]
+    fn retention_forgets_on_every_replica_and_caught_up_rows_reach_the_other_index() {
+        let db = TestDatabase::create("healer_store_retention");
+        let a = PgStore::open(&db.url).expect("a");
+        let b = PgStore::open(&db.url).expect("b");
+        assert!(a.sync().expect("sync").is_empty() && b.sync().expect("sync").is_empty());
+
+        // three signatures seen on A, flushed; B learns them, to index
+        a.record_occurrences(&[occ(&sig(1), 1_000), occ(&sig(2), 2_000), occ(&sig(3), 3_000)]).expect("occ");
+        a.flush().expect("flush");
+        assert_eq!(
+            a.sync().expect("sync").indexed,
+            Vec::<String>::new(),
+            "A indexed its own when it saw them"
+        );
+        let learned = b.sync().expect("sync");
+        assert_eq!(learned.indexed, vec![sig(1), sig(2), sig(3)]);
+
+        // B records a fix for the oldest; A's retention catches it up under the write lock
+        b.record_fix(&fix(&sig(1), 4_000)).expect("fix");
+        let retention = Retention { max_age_ms: None, max_signatures: Some(2) };
+        let forgotten = a.enforce_retention(5_000, &retention).expect("retention");
+        // the least recently active unsolved one goes; the solved one stays
+        assert_eq!(forgotten, vec![sig(2)], "on A");
+        assert!(a.report(&sig(1), &FixScope::All).is_some_and(|r| r.fixes.len() == 1));
+        let a_next = a.sync().expect("sync");
+        assert!(a_next.indexed.contains(&sig(1)), "B's fix reaches A's index: {a_next:?}");
+
+        let b_next = b.sync().expect("sync");
+        assert_eq!(b_next.forgotten, vec![sig(2)], "B forgets it too");
+        assert!(b.report(&sig(2), &FixScope::All).is_none());
+        assert_eq!(a.signatures(), 2);
+        assert_eq!(b.signatures(), 2);
+
+        // a third replica replays the same state
+        let c = PgStore::open(&db.url).expect("c");
+        assert_eq!(c.signatures(), 2);
+        assert_eq!(c.report(&sig(1), &FixScope::All), a.report(&sig(1), &FixScope::All));
+    }
+}

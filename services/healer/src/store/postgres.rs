@@ -7,7 +7,8 @@
 //! and that state is exactly the replay of the table in `seq` order. A replica stays in sync by
 //! reading the rows after the last `seq` it applied ([`LearningStore::sync`], every
 //! [`SYNC_EVERY`]), its own rows included: one code path, so two replicas that applied the same
-//! rows hold the same state.
+//! rows hold the same state. What other replicas wrote (rows of another `origin`) also goes to
+//! this replica's search index; every path that applies rows hands that on, none drops it.
 //!
 //! Invariants:
 //! - Writers take one transaction-scoped advisory lock ([`WRITE_LOCK`]) around their inserts, so
@@ -52,11 +53,16 @@ const WRITE_LOCK: i64 = 0x6865_6c69_782d_686c;
 const MIGRATION_LOCK: i64 = 0x6865_6c69_782d_6d67;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Rows in the order given, marked with the writer's origin.
+const INSERT_ROWS: &str = "INSERT INTO healer_records (signature, record, origin)
+    SELECT s, b, $3 FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS r(s, b, n) ORDER BY n";
+
 /// The healer's schema, in order; each runs once, in a transaction.
 const MIGRATIONS: &[&str] = &["CREATE TABLE healer_records (
         seq BIGSERIAL PRIMARY KEY,
         signature TEXT NOT NULL,
         record TEXT NOT NULL,
+        origin TEXT NOT NULL DEFAULT '',
         written_at TIMESTAMPTZ NOT NULL DEFAULT now()
     );
     CREATE INDEX healer_records_signature ON healer_records (signature, seq);"];
@@ -85,6 +91,10 @@ struct State {
 /// See the module docs.
 pub struct PgStore {
     url: String,
+    /// This process's mark on the rows it writes: their signatures are already in this
+    /// replica's search index (the request that wrote them put them there), so applying them
+    /// does not index them again.
+    origin: String,
     /// One connection for writes and one for tailing, each reconnected when it broke.
     writer: Mutex<Option<Client>>,
     reader: Mutex<Option<Client>>,
@@ -94,9 +104,9 @@ pub struct PgStore {
     /// Whether the last round trip worked (readiness).
     reachable: AtomicBool,
     last_error: Mutex<Option<String>>,
-    /// What the replay at open changed: handed out by the first [`LearningStore::sync`], so the
-    /// caller indexes it.
-    opened: Mutex<Option<Changes>>,
+    /// Changes applied outside [`LearningStore::sync`] (the replay at open, the catch-up of
+    /// retention): handed out by the next sync, so the caller indexes them.
+    pending: Mutex<Changes>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -194,6 +204,7 @@ impl PgStore {
             let reader = connect(url).map_err(StoreError::Unavailable)?;
             let store = PgStore {
                 url: url.to_owned(),
+                origin: helix_core::ids::new_trace_id(),
                 writer: Mutex::new(Some(writer)),
                 reader: Mutex::new(Some(reader)),
                 state: Mutex::new(State::default()),
@@ -201,12 +212,18 @@ impl PgStore {
                 dropped: std::sync::atomic::AtomicU64::new(0),
                 reachable: AtomicBool::new(true),
                 last_error: Mutex::new(None),
-                opened: Mutex::new(None),
+                pending: Mutex::new(Changes::default()),
             };
             let replayed = store.sync_now()?;
-            *store.opened.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(replayed);
+            store.defer(replayed);
             Ok(store)
         })
+    }
+
+    fn defer(&self, mut changes: Changes) {
+        let mut pending = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        pending.indexed.append(&mut changes.indexed);
+        pending.forgotten.append(&mut changes.forgotten);
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -278,11 +295,7 @@ impl PgStore {
         self.with(&self.writer, |c| {
             let mut tx = c.transaction()?;
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])?;
-            tx.execute(
-                "INSERT INTO healer_records (signature, record)
-                 SELECT s, b FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS r(s, b, n) ORDER BY n",
-                &[&sigs, &bodies],
-            )?;
+            tx.execute(INSERT_ROWS, &[&sigs, &bodies, &self.origin])?;
             tx.commit()
         })
         .map(|_| ())
@@ -293,7 +306,10 @@ impl PgStore {
         let signature = record_signature(&record).to_owned();
         let body = serde_json::to_string(&record)?;
         self.insert(&[(signature, body)])?;
-        self.sync_now().map(|_| ())
+        // other replicas' rows caught up on the way still go to the search index
+        let caught_up = self.sync_now()?;
+        self.defer(caught_up);
+        Ok(())
     }
 
     /// Applies the rows after the last one applied; what changed, for the search index.
@@ -301,12 +317,12 @@ impl PgStore {
         let mut changes = Changes::default();
         loop {
             let after = self.state().last_seq;
-            let rows: Vec<(i64, String)> = self.with(&self.reader, |c| {
+            let rows: Vec<(i64, String, bool)> = self.with(&self.reader, |c| {
                 let rows = c.query(
-                    "SELECT seq, record FROM healer_records WHERE seq > $1 ORDER BY seq LIMIT $2",
-                    &[&after, &PAGE],
+                    "SELECT seq, record, origin = $3 FROM healer_records WHERE seq > $1 ORDER BY seq LIMIT $2",
+                    &[&after, &PAGE, &self.origin],
                 )?;
-                Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+                Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
             })?;
             let full = rows.len() as i64 == PAGE;
             apply_rows(&mut self.state(), rows, &mut changes);
@@ -374,10 +390,16 @@ impl PgStore {
                 // nobody writes now: catch up through this transaction, then plan on that state
                 let after = self.state().last_seq;
                 let rows = tx
-                    .query("SELECT seq, record FROM healer_records WHERE seq > $1 ORDER BY seq", &[&after])
+                    .query(
+                        "SELECT seq, record, origin = $2 FROM healer_records WHERE seq > $1 ORDER BY seq",
+                        &[&after, &self.origin],
+                    )
                     .map_err(db)?;
-                let rows = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-                apply_rows(&mut self.state(), rows, &mut Changes::default());
+                let rows = rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
+                // what this catches up must still reach the search index: the next sync hands it out
+                let mut caught_up = Changes::default();
+                apply_rows(&mut self.state(), rows, &mut caught_up);
+                self.defer(caught_up);
                 let (delete, write) = plan(&self.state())?;
                 if delete.is_empty() && write.is_empty() {
                     tx.commit().map_err(db)?;
@@ -391,12 +413,7 @@ impl PgStore {
                 .map_err(db)?;
                 let (sigs, bodies): (Vec<&str>, Vec<&str>) =
                     write.iter().map(|(s, b)| (s.as_str(), b.as_str())).unzip();
-                tx.execute(
-                    "INSERT INTO healer_records (signature, record)
-                 SELECT s, b FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS r(s, b, n) ORDER BY n",
-                    &[&sigs, &bodies],
-                )
-                .map_err(db)?;
+                tx.execute(INSERT_ROWS, &[&sigs, &bodies, &self.origin]).map_err(db)?;
                 tx.commit().map_err(db)?;
                 Ok(delete)
             })();
@@ -414,10 +431,11 @@ impl PgStore {
     }
 }
 
-/// Applies `rows` (seq, body) in order, skipping those already applied (two syncs of one
-/// replica may overlap); notes what the search index must learn.
-fn apply_rows(state: &mut State, rows: Vec<(i64, String)>, changes: &mut Changes) {
-    for (seq, body) in rows {
+/// Applies `rows` (seq, body, written by this process) in order, skipping those already applied
+/// (two syncs of one replica may overlap); notes what the search index must learn: what other
+/// replicas wrote (this one's writes were indexed by the requests that made them).
+fn apply_rows(state: &mut State, rows: Vec<(i64, String, bool)>, changes: &mut Changes) {
+    for (seq, body, own) in rows {
         if seq <= state.last_seq {
             continue;
         }
@@ -434,7 +452,7 @@ fn apply_rows(state: &mut State, rows: Vec<(i64, String)>, changes: &mut Changes
                 let record = *record;
                 let signature = record_signature(&record).to_owned();
                 let first = !state.sigs.contains_key(&signature);
-                let index = first || !matches!(record, Record::Occurrence(_));
+                let index = !own && (first || !matches!(record, Record::Occurrence(_)));
                 apply(&mut state.sigs, record);
                 if index {
                     changes.indexed.push(signature);
@@ -537,22 +555,25 @@ impl LearningStore for PgStore {
         })?;
         self.compact()?;
         // the forget row is applied like any other (and forgets here too)
-        let changes = self.sync_now()?;
+        let mut changes = self.sync_now()?;
         let mut all: Vec<String> = forgotten;
-        all.extend(changes.forgotten);
+        all.append(&mut changes.forgotten);
+        self.defer(changes);
         all.sort();
         all.dedup();
         Ok(all)
     }
 
     fn sync(&self) -> Result<Changes, StoreError> {
-        let opened = self.opened.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
-        let mut changes = self.sync_now()?;
-        if let Some(mut first) = opened {
-            first.indexed.append(&mut changes.indexed);
-            first.forgotten.append(&mut changes.forgotten);
-            changes = first;
-        }
+        let fresh = self.sync_now()?;
+        self.defer(fresh);
+        let mut changes =
+            std::mem::take(&mut *self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        changes.indexed.sort();
+        changes.indexed.dedup();
+        // a signature forgotten after it was indexed is not indexed again
+        let forgotten: HashSet<&String> = changes.forgotten.iter().collect();
+        changes.indexed.retain(|s| !forgotten.contains(s));
         Ok(changes)
     }
 
