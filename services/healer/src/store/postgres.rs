@@ -86,6 +86,10 @@ struct State {
     sigs: HashMap<String, SigState>,
     /// The last `seq` applied.
     last_seq: i64,
+    /// Signatures this replica saw but whose occurrences are not applied yet (buffered, or
+    /// written and not tailed): known, for [`LearningStore::status`], so repeats within the
+    /// flush window do not count as first sightings (each would be indexed again).
+    seen_here: std::collections::HashSet<String>,
 }
 
 /// See the module docs.
@@ -451,6 +455,7 @@ fn apply_rows(state: &mut State, rows: Vec<(i64, String, bool)>, changes: &mut C
             Ok(Row::Record(record)) => {
                 let record = *record;
                 let signature = record_signature(&record).to_owned();
+                state.seen_here.remove(&signature);
                 let first = !state.sigs.contains_key(&signature);
                 let index = !own && (first || !matches!(record, Record::Occurrence(_)));
                 apply(&mut state.sigs, record);
@@ -476,6 +481,14 @@ fn record_signature(record: &Record) -> &str {
 
 impl LearningStore for PgStore {
     fn record_occurrences(&self, occurrences: &[Occurrence]) -> Result<(), StoreError> {
+        {
+            let mut state = self.state();
+            for o in occurrences {
+                if !state.sigs.contains_key(&o.signature) && state.seen_here.len() < MAX_BUFFERED {
+                    state.seen_here.insert(o.signature.clone());
+                }
+            }
+        }
         let mut buf = self.buffered.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         buf.extend_from_slice(occurrences);
         if buf.len() > MAX_BUFFERED {
@@ -500,9 +513,10 @@ impl LearningStore for PgStore {
     }
 
     fn status(&self, signature: &str) -> SignatureStatus {
-        match self.state().sigs.get(signature) {
+        let state = self.state();
+        match state.sigs.get(signature) {
             Some(s) => SignatureStatus { known: true, solved: s.solved() },
-            None => SignatureStatus::default(),
+            None => SignatureStatus { known: state.seen_here.contains(signature), solved: false },
         }
     }
 
