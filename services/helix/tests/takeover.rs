@@ -208,6 +208,15 @@ async fn a_killed_owners_run_is_taken_over_by_the_other_replica_and_ends_like_an
         tokio::time::sleep(Duration::from_millis(150 + rng.below(1200))).await;
         let before = checkpoints(&data, &id).len();
         a.kill9();
+        let killed = Instant::now();
+        // a figure for the README (not asserted: timing belongs in benches): kill -> B's first write
+        while checkpoints(&data, &id).len() == before && killed.elapsed() < RUN_DEADLINE {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        eprintln!(
+            "round {round}: taken over {} ms after the kill (takeover_secs = 1)",
+            killed.elapsed().as_millis()
+        );
         let finished = wait_final(&http, &b.url, &id).await;
         assert_eq!(finished["status"], "succeeded", "round {round}: {finished:#}");
         assert_eq!(final_workspace(&data, &id), expected, "round {round}: the workspace differs");
