@@ -305,14 +305,24 @@ impl PgStore {
         .map(|_| ())
     }
 
-    /// Writes one record, then applies everything up to it (read-your-writes).
+    /// Writes one record, then applies everything up to it (read-your-writes, when the
+    /// database still answers).
     fn append(&self, record: Record) -> Result<(), StoreError> {
         let signature = record_signature(&record).to_owned();
         let body = serde_json::to_string(&record)?;
-        self.insert(&[(signature, body)])?;
-        // other replicas' rows caught up on the way still go to the search index
-        let caught_up = self.sync_now()?;
-        self.defer(caught_up);
+        self.insert(&[(signature.clone(), body)])?;
+        // committed: from here the write has happened whatever follows. Catching up makes it
+        // visible here at once; if that fails, the sync thread applies it shortly, and the
+        // caller must not be told the write failed (a retry would record it twice).
+        match self.sync_now() {
+            // other replicas' rows caught up on the way still go to the search index
+            Ok(caught_up) => self.defer(caught_up),
+            Err(e) => {
+                tracing::warn!(error = %e, "a recorded write is applied by the next sync");
+                // the request could not index it from here: the sync that applies it does
+                self.defer(Changes { indexed: vec![signature], forgotten: Vec::new() });
+            }
+        }
         Ok(())
     }
 
